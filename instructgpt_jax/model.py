@@ -1,0 +1,293 @@
+"""The GPT-2 architecture in Flax NNX, plus the scalar head used by the reward and value models.
+
+Token + learned position embeddings, pre-LN blocks (causal self-attention, GELU-tanh MLP), a final
+LayerNorm and an unembedding tied to the token embedding through `Embed.attend` (Radford et al. 2019).
+The reward model of InstructGPT is this network with the unembedding replaced by a scalar head read at
+the last response token (Ouyang et al. 2022, section 3.5); here the head sits beside the tied unembedding,
+so one checkpoint layout serves the policy, the reward model and the value function.
+
+Everything a stage needs is explicit: position ids (so a left-padded row gives the logits of the same row
+unpadded), a key mask, a dropout key (None = deterministic) and an optional KV cache, a plain pytree
+that the sampler threads through `lax.while_loop`. Parameters carry logical axis names (`vocab`, `embed`,
+`heads`, `kv`, `mlp`); `sharding.py` maps them to mesh axes with rules that live in the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import flax
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# Flax >= 0.12 shards a Variable eagerly when it is created with sharding names, which needs a mesh in
+# context even for a CPU unit test. We keep the names as metadata only and place parameters ourselves
+# (`sharding.init_sharded`: jit(init, out_shardings) derived from eval_shape), as MaxText does.
+flax.config.update("flax_always_shard_variable", False)
+
+Cache = list  # per layer: {"k": (B, S, H, K), "v": (B, S, H, K)}
+
+
+@dataclasses.dataclass(frozen=True)
+class GPTConfig:
+    """Architecture and numerics of one GPT. Built from a config dict at the stage boundary."""
+
+    vocab_size: int = 50257
+    n_positions: int = 1024
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    n_inner: int | None = None  # MLP width F; None = 4 * n_embd as in GPT-2
+    dropout: float = 0.0  # embedding, attention-probability and residual dropout
+    layer_norm_epsilon: float = 1e-5
+    dtype: str = "float32"  # compute dtype; "bfloat16" keeps fp32 master params
+    param_dtype: str = "float32"
+    remat: bool = False  # rematerialise each block in the backward pass
+    scalar_head: bool = False  # reward / value head beside the tied unembedding
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def mlp_dim(self) -> int:
+        return self.n_inner or 4 * self.n_embd
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        for field in ("dtype", "param_dtype"):
+            if getattr(self, field) not in ("float32", "bfloat16", "float16"):
+                raise ValueError(f"{field}={getattr(self, field)!r}; expected float32, bfloat16 or float16")
+
+
+def _param(rngs: nnx.Rngs, init, shape, names, cfg: GPTConfig) -> nnx.Param:
+    return nnx.Param(init(rngs.params(), shape, jnp.dtype(cfg.param_dtype)), out_sharding=names)
+
+
+_normal = jax.nn.initializers.normal  # GPT-2 initialises every weight matrix with N(0, 0.02)
+_zeros = jax.nn.initializers.zeros
+_ones = jax.nn.initializers.ones
+
+
+def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+    """Inverted dropout with an explicit key; `rng=None` (evaluation, sampling) is the identity."""
+    if rng is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def _fold(rng: jax.Array | None, *data: int) -> jax.Array | None:
+    if rng is None:
+        return None
+    for d in data:
+        rng = jax.random.fold_in(rng, d)
+    return rng
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm computed in float32 whatever the compute dtype, then cast back."""
+
+    def __init__(self, cfg: GPTConfig, rngs: nnx.Rngs):
+        self.scale = _param(rngs, _ones, (cfg.n_embd,), ("embed",), cfg)
+        self.bias = _param(rngs, _zeros, (cfg.n_embd,), ("embed",), cfg)
+        self.eps = cfg.layer_norm_epsilon
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        mean = x32.mean(-1, keepdims=True)
+        var = jnp.square(x32 - mean).mean(-1, keepdims=True)
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
+        return (y * self.scale[...] + self.bias[...]).astype(x.dtype)
+
+
+class Embed(nnx.Module):
+    """Token embedding whose transpose is the unembedding (`attend`), as in GPT-2."""
+
+    def __init__(self, cfg: GPTConfig, rngs: nnx.Rngs):
+        self.embedding = _param(rngs, _normal(0.02), (cfg.vocab_size, cfg.n_embd), ("vocab", "embed"), cfg)
+        self.dtype = jnp.dtype(cfg.dtype)
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        return jnp.take(self.embedding[...], tokens, axis=0).astype(self.dtype)
+
+    def attend(self, h: jax.Array) -> jax.Array:
+        """Logits (B, T, V) in the compute dtype; losses upcast to float32."""
+        return jnp.einsum("btd,vd->btv", h, self.embedding[...].astype(self.dtype))
+
+
+class CausalSelfAttention(nnx.Module):
+    def __init__(self, cfg: GPTConfig, rngs: nnx.Rngs):
+        D, H, K = cfg.n_embd, cfg.n_head, cfg.head_dim
+        # c_attn is GPT-2's (D, 3D) Conv1D kept as (D, 3, H, K) so that heads shard over 'tensor'.
+        self.c_attn_kernel = _param(rngs, _normal(0.02), (D, 3, H, K), ("embed", None, "heads", "kv"), cfg)
+        self.c_attn_bias = _param(rngs, _zeros, (3, H, K), (None, "heads", "kv"), cfg)
+        # GPT-2 scales residual projections by 1/sqrt(2 * n_layer) at init.
+        proj_std = 0.02 / (2 * cfg.n_layer) ** 0.5
+        self.c_proj_kernel = _param(rngs, _normal(proj_std), (H, K, D), ("heads", "kv", "embed"), cfg)
+        self.c_proj_bias = _param(rngs, _zeros, (D,), ("embed",), cfg)
+        self.cfg = cfg
+
+    def __call__(self, x, key_mask, query_slots, layer_cache, cache_index, rng):
+        cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+        qkv = jnp.einsum("btd,dshk->sbthk", x, self.c_attn_kernel[...].astype(dt))
+        qkv = qkv + self.c_attn_bias[...].astype(dt)[:, None, None]
+        q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, T, H, K)
+        new_cache = None
+        if layer_cache is not None:
+            # Decoding: write this segment's keys/values at cache_index and attend to the whole cache.
+            k = jax.lax.dynamic_update_slice_in_dim(layer_cache["k"], k.astype(layer_cache["k"].dtype), cache_index, 1)
+            v = jax.lax.dynamic_update_slice_in_dim(layer_cache["v"], v.astype(layer_cache["v"].dtype), cache_index, 1)
+            new_cache = {"k": k, "v": v}
+            k, v = k.astype(dt), v.astype(dt)
+        S = k.shape[1]
+        att = jnp.einsum("bthk,bshk->bhts", q, k).astype(jnp.float32) / jnp.sqrt(cfg.head_dim).astype(jnp.float32)
+        # Causality is by slot (index in the padded sequence / cache), padding by the key mask.
+        causal = query_slots[:, None] >= jnp.arange(S)[None, :]  # (T, S)
+        allowed = causal[None, None] & key_mask[:, None, None, :]  # (B, 1, T, S)
+        att = jnp.where(allowed, att, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(att, axis=-1).astype(dt)
+        probs = dropout(probs, cfg.dropout, _fold(rng, 0))
+        y = jnp.einsum("bhts,bshk->bthk", probs, v)
+        y = jnp.einsum("bthk,hkd->btd", y, self.c_proj_kernel[...].astype(dt)) + self.c_proj_bias[...].astype(dt)
+        return dropout(y, cfg.dropout, _fold(rng, 1)), new_cache
+
+
+class MLP(nnx.Module):
+    def __init__(self, cfg: GPTConfig, rngs: nnx.Rngs):
+        D, F = cfg.n_embd, cfg.mlp_dim
+        self.c_fc_kernel = _param(rngs, _normal(0.02), (D, F), ("embed", "mlp"), cfg)
+        self.c_fc_bias = _param(rngs, _zeros, (F,), ("mlp",), cfg)
+        self.c_proj_kernel = _param(rngs, _normal(0.02 / (2 * cfg.n_layer) ** 0.5), (F, D), ("mlp", "embed"), cfg)
+        self.c_proj_bias = _param(rngs, _zeros, (D,), ("embed",), cfg)
+        self.cfg = cfg
+
+    def __call__(self, x, rng):
+        dt = jnp.dtype(self.cfg.dtype)
+        h = x @ self.c_fc_kernel[...].astype(dt) + self.c_fc_bias[...].astype(dt)
+        h = jax.nn.gelu(h, approximate=True)  # GPT-2's "gelu_new" is the tanh approximation
+        y = h @ self.c_proj_kernel[...].astype(dt) + self.c_proj_bias[...].astype(dt)
+        return dropout(y, self.cfg.dropout, rng)
+
+
+class Block(nnx.Module):
+    """Pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x)).
+
+    GPT-1 used post-LN (LayerNorm after each residual add, no final ln_f); the parameter count is the
+    same, the numerics are not. Every preset here, GPT-1 included, runs the GPT-2 pre-LN block.
+    """
+
+    def __init__(self, cfg: GPTConfig, rngs: nnx.Rngs):
+        self.ln_1 = LayerNorm(cfg, rngs)
+        self.attn = CausalSelfAttention(cfg, rngs)
+        self.ln_2 = LayerNorm(cfg, rngs)
+        self.mlp = MLP(cfg, rngs)
+
+    def __call__(self, x, key_mask, query_slots, layer_cache, cache_index, rng):
+        a, new_cache = self.attn(self.ln_1(x), key_mask, query_slots, layer_cache, cache_index, _fold(rng, 0))
+        x = x + a
+        x = x + self.mlp(self.ln_2(x), _fold(rng, 1))
+        return x, new_cache
+
+
+class GPT(nnx.Module):
+    def __init__(self, cfg: GPTConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.wte = Embed(cfg, rngs)
+        self.wpe = _param(rngs, _normal(0.01), (cfg.n_positions, cfg.n_embd), (None, "embed"), cfg)
+        self.h = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layer)])
+        self.ln_f = LayerNorm(cfg, rngs)
+        if cfg.scalar_head:
+            # Reward / value head; N(0, 1/sqrt(d+1)) as in Stiennon et al. 2020 and lm-human-preferences.
+            self.score_kernel = _param(rngs, _normal(1.0 / (cfg.n_embd + 1) ** 0.5), (cfg.n_embd,), ("embed",), cfg)
+            self.score_bias = _param(rngs, _zeros, (), (), cfg)
+
+    def trunk(
+        self,
+        tokens: jax.Array,
+        positions: jax.Array | None = None,
+        key_mask: jax.Array | None = None,
+        *,
+        cache: Cache | None = None,
+        cache_index: jax.Array | int = 0,
+        dropout_rng: jax.Array | None = None,
+    ) -> tuple[jax.Array, Cache | None]:
+        """Final hidden states (B, T, D) after ln_f, and the updated cache.
+
+        tokens, positions: (B, T). key_mask: (B, T) without a cache, (B, S) over the whole cache with one;
+        True marks real tokens. Query t sits at slot cache_index + t and sees key slots <= its own.
+        """
+        B, T = tokens.shape
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(T) + cache_index, (B, T))
+        if key_mask is None:
+            S = T if cache is None else cache[0]["k"].shape[1]
+            key_mask = jnp.ones((B, S), bool)
+        query_slots = jnp.arange(T) + cache_index
+        x = self.wte(tokens) + self.wpe[...][positions].astype(jnp.dtype(self.cfg.dtype))
+        x = dropout(x, self.cfg.dropout, _fold(dropout_rng, 10_000))
+        new_cache = [] if cache is not None else None
+        for i, block in enumerate(self.h):
+            call = _remat_block if self.cfg.remat else _call_block
+            layer_cache = None if cache is None else cache[i]
+            x, c = call(block, x, key_mask, query_slots, layer_cache, cache_index, _fold(dropout_rng, i))
+            if cache is not None:
+                new_cache.append(c)
+        return self.ln_f(x), new_cache
+
+    def logits(self, h: jax.Array) -> jax.Array:
+        return self.wte.attend(h)
+
+    def score(self, h: jax.Array, index: jax.Array | None = None) -> jax.Array:
+        """Scalar head. h (..., T, D); index (...) picks one position per row -> (...); None scores every position -> (..., T)."""
+        if index is not None:
+            h = jnp.take_along_axis(h, index[..., None, None], axis=-2)[..., 0, :]
+        h32 = h.astype(jnp.float32)
+        return h32 @ self.score_kernel[...].astype(jnp.float32) + self.score_bias[...].astype(jnp.float32)
+
+    def __call__(self, tokens, positions=None, key_mask=None, *, dropout_rng=None) -> jax.Array:
+        """Logits (B, T, V) of a full forward pass (no cache)."""
+        h, _ = self.trunk(tokens, positions, key_mask, dropout_rng=dropout_rng)
+        return self.logits(h)
+
+
+def _call_block(block, x, key_mask, query_slots, layer_cache, cache_index, rng):
+    return block(x, key_mask, query_slots, layer_cache, cache_index, rng)
+
+
+# Recompute each block's activations in the backward pass: memory O(layers * B * T * D) instead of
+# keeping attention probabilities and MLP activations of every layer.
+_remat_block = nnx.remat(_call_block)
+
+
+def init_cache(cfg: GPTConfig, batch: int, max_len: int, dtype: str | None = None) -> Cache:
+    """Zero KV cache for `max_len` slots; dtype defaults to the compute dtype."""
+    dt = jnp.dtype(dtype or cfg.dtype)
+    shape = (batch, max_len, cfg.n_head, cfg.head_dim)
+    return [{"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt)} for _ in range(cfg.n_layer)]
+
+
+def positions_from_mask(mask: jax.Array) -> jax.Array:
+    """Position ids for a left-padded batch: 0 at the first real token of each row, 0 on padding."""
+    return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+def make_model(cfg: GPTConfig, seed: int = 0) -> GPT:
+    return GPT(cfg, nnx.Rngs(params=seed))
+
+
+def abstract_model(cfg: GPTConfig):
+    """(graphdef, abstract params) without allocating: shapes, dtypes and logical sharding names."""
+    return nnx.split(nnx.eval_shape(functools.partial(make_model, cfg)))
+
+
+def count_params(cfg: GPTConfig) -> int:
+    _, state = abstract_model(cfg)
+    return sum(int(x.size) for x in jax.tree.leaves(state))
+
+
+def merge(graphdef, params) -> GPT:
+    return nnx.merge(graphdef, params)
