@@ -1,0 +1,107 @@
+"""Orbax checkpoints: atomic saves, keep-last-N, resume from the latest, restore onto any mesh.
+
+A checkpoint is one step folder with three items: `params`, `opt_state` and `meta` (JSON: step, model
+config, data position). Orbax writes into a temporary folder and renames it when complete, so a run killed
+mid-save leaves the previous checkpoint intact; a step folder that is unreadable anyway (truncated, a disk
+that filled up) is skipped with a warning and the one before it is used. Restoring takes abstract arrays
+with the *target* shardings, so a checkpoint written on an (8,1,1) mesh restores onto (2,2,2).
+The next stage's initialisation reads `params` alone (`restore_params`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+
+def make_manager(directory: str, max_to_keep: int = 3, async_save: bool = False) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save, cleanup_tmp_directories=True
+    )
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: dict, meta: dict, *, force: bool = False) -> None:
+    """Save `state` = {'params', 'opt_state', ...arrays} and JSON `meta` at `step`."""
+    items = {k: ocp.args.StandardSave(v) for k, v in state.items() if k != "step"}
+    items["meta"] = ocp.args.JsonSave({**meta, "step": int(step)})
+    manager.save(int(step), args=ocp.args.Composite(**items), force=force)
+
+
+def _abstract(tree, shardings):
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
+def restore_latest(manager: ocp.CheckpointManager, abstract_state: dict, shardings: dict):
+    """(state, meta) of the newest readable checkpoint, or (None, None) if there is none.
+
+    `abstract_state` has the arrays' shapes/dtypes (from eval_shape); `shardings` the target shardings.
+    """
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            return restore_step(manager, step, abstract_state, shardings)
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint falls back to the previous one
+            log.warning("checkpoint step %d in %s is unreadable (%s: %s); trying the previous one",
+                        step, manager.directory, type(e).__name__, str(e).splitlines()[0][:200])
+    return None, None
+
+
+def restore_step(manager, step: int, abstract_state: dict, shardings: dict):
+    items = {k: ocp.args.StandardRestore(_abstract(abstract_state[k], shardings[k])) for k in abstract_state if k != "step"}
+    items["meta"] = ocp.args.JsonRestore()
+    restored = manager.restore(step, args=ocp.args.Composite(**items))
+    state = {k: restored[k] for k in abstract_state if k != "step"}
+    meta = restored["meta"]
+    if "step" in abstract_state:
+        state["step"] = jax.device_put(jax.numpy.asarray(meta["step"], jax.numpy.int32), shardings["step"])
+    return state, meta
+
+
+def latest_step(directory: str) -> int | None:
+    if not os.path.isdir(directory):
+        return None
+    return make_manager(directory).latest_step()
+
+
+def restore_params(directory: str, abstract_params, shardings, step: int | None = None):
+    """Params alone from a stage's checkpoint folder (newest readable step unless `step` is given).
+
+    Raises a clear error when the folder holds no checkpoint or the shapes belong to another model size.
+    """
+    manager = make_manager(directory)
+    steps = [step] if step is not None else sorted(manager.all_steps(), reverse=True)
+    if not steps:
+        raise FileNotFoundError(f"no checkpoint in {directory}: run the previous stage first")
+    errors = []
+    for s in steps:
+        try:
+            stored = manager.item_metadata(s)["params"]
+            _check_shapes(stored, abstract_params, directory, s)
+            args = ocp.args.Composite(params=ocp.args.StandardRestore(_abstract(abstract_params, shardings)))
+            return manager.restore(s, args=args)["params"], s
+        except ValueError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"step {s}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+            log.warning("checkpoint %s step %d unreadable; trying the previous one (%s)", directory, s, errors[-1])
+    raise FileNotFoundError(f"no readable checkpoint in {directory}: " + "; ".join(errors))
+
+
+def _check_shapes(stored, abstract, directory, step):
+    """Name the first parameter whose stored shape differs from the model's (another model size)."""
+    flat_stored = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(stored)[0]}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]:
+        key = jax.tree_util.keystr(path)
+        got = flat_stored.get(key)
+        if got is None:
+            raise ValueError(f"checkpoint {directory} step {step} has no parameter {key}: another model architecture?")
+        if tuple(got.shape) != tuple(leaf.shape):
+            raise ValueError(
+                f"checkpoint {directory} step {step}: parameter {key} has shape {tuple(got.shape)}, "
+                f"the model expects {tuple(leaf.shape)} (checkpoint from another model size?)"
+            )

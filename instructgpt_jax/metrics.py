@@ -1,0 +1,82 @@
+"""Metric writers: one JSON line per log step (`metrics.jsonl`), TensorBoard events, and a progress bar.
+
+`metrics.jsonl` is the source of truth for notebooks and the report: each line is
+{"step": int, "time": unix seconds, "<stage>/<name>": float, ...}. On resume, lines past the restored
+step are dropped, so the file reads as one uninterrupted run. Only process 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+
+def _scalar(v):
+    v = np.asarray(jax.device_get(v))
+    return float(v) if v.size == 1 else v.tolist()
+
+
+class MetricWriter:
+    def __init__(self, workdir: str, tensorboard: bool = True):
+        self.enabled = jax.process_index() == 0
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self._tb = None
+        if self.enabled:
+            os.makedirs(workdir, exist_ok=True)
+            if tensorboard:
+                try:
+                    from tensorboardX import SummaryWriter
+
+                    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+                except ImportError:  # TensorBoard is optional; metrics.jsonl is always written
+                    self._tb = None
+
+    def truncate_after(self, step: int) -> None:
+        """Drop lines with step > `step` (written after the checkpoint a resumed run restarts from)."""
+        if not (self.enabled and os.path.exists(self.path)):
+            return
+        with open(self.path) as f:
+            keep = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(keep)
+        os.replace(tmp, self.path)
+
+    def write(self, step: int, metrics: dict) -> dict:
+        values = {k: _scalar(v) for k, v in metrics.items()}
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": int(step), "time": time.time(), **values}) + "\n")
+            if self._tb is not None:
+                for k, v in values.items():
+                    if isinstance(v, float) and math.isfinite(v):
+                        self._tb.add_scalar(k, v, step)
+                self._tb.flush()
+        return values
+
+    def close(self):
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def progress(total: int, initial: int, desc: str):
+    """tqdm bar on process 0 (stderr); a plain no-op object elsewhere or when disabled by TQDM_DISABLE=1."""
+    from tqdm.auto import tqdm
+
+    disable = jax.process_index() != 0 or os.environ.get("TQDM_DISABLE") == "1"
+    return tqdm(total=total, initial=initial, desc=desc, disable=disable, file=sys.stderr, dynamic_ncols=True,
+                mininterval=1.0)

@@ -1,0 +1,263 @@
+"""The training loop shared by the supervised stages (pretraining, SFT, reward model).
+
+A stage supplies a loss `loss_fn(model, batch, rng) -> (loss, metrics)` and a deterministic batch source
+`batches(step) -> dict of numpy arrays`; this file turns them into a run: optimizer (AdamW, warmup +
+cosine, grad clipping), state built already sharded on the mesh, a pure `train_step` jitted once with
+explicit shardings and donation, metrics, checkpoints every N steps, resume from the latest checkpoint,
+and a stop with the step and the last good checkpoint when the loss or gradients stop being finite.
+
+Resume is exact: the batch at step s and the dropout key (`fold_in(rng, step)`) depend only on s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from instructgpt_jax import checkpoint, metrics, sharding
+from instructgpt_jax.model import GPTConfig, abstract_model, make_model
+from instructgpt_jax.presets import get_preset
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteError(FloatingPointError):
+    """Loss or gradients became NaN/inf; the message names the step and the last good checkpoint."""
+
+
+def model_config(model: ml_collections.ConfigDict, **overrides) -> GPTConfig:
+    """GPTConfig from `config.model` = {preset, and any GPTConfig field to override}."""
+    fields = {k: v for k, v in model.to_dict().items() if k != "preset"}
+    return get_preset(model.preset, **{**fields, **overrides})
+
+
+def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+    """AdamW with linear warmup then cosine decay to `min_lr_ratio * lr`, after global-norm clipping.
+
+    Weight decay only on matrices (rank >= 2), not on biases, LayerNorm scales or the scalar head bias,
+    as in GPT-2/3 training.
+    """
+    warmup = min(optim.warmup_steps, max(total_steps - 1, 0))
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0 if warmup else optim.lr,
+        peak_value=optim.lr,
+        warmup_steps=warmup,
+        decay_steps=max(total_steps, warmup + 1),
+        end_value=optim.lr * optim.min_lr_ratio,
+    )
+    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
+    return optax.chain(
+        optax.clip_by_global_norm(optim.grad_clip) if optim.grad_clip else optax.identity(),
+        optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay, mask=decay_mask),
+    )
+
+
+@dataclasses.dataclass
+class Setup:
+    """Everything static about a run: mesh, model graph, optimizer and the state's shardings."""
+
+    mesh: jax.sharding.Mesh
+    model_cfg: GPTConfig
+    graphdef: object
+    tx: optax.GradientTransformation
+    abstract: dict  # ShapeDtypeStructs of the train state
+    shardings: dict
+
+
+def make_setup(model_cfg: GPTConfig, mesh_cfg, tx: optax.GradientTransformation) -> Setup:
+    mesh = sharding.make_mesh(mesh_cfg.shape)
+    rules = tuple(tuple(r) for r in mesh_cfg.rules)
+    graphdef, abs_state = abstract_model(model_cfg)
+    p_shard = sharding.param_shardings(abs_state, mesh, rules)
+    abs_params = nnx.to_pure_dict(abs_state)
+    abs_opt = jax.eval_shape(tx.init, abs_params)
+    repl = sharding.replicated(mesh)
+    shardings = {
+        "step": repl,
+        "params": p_shard,
+        "opt_state": sharding.like_params(abs_opt, p_shard, mesh),
+        "bad_step": repl,
+    }
+    scalar = jax.ShapeDtypeStruct((), jnp.int32)
+    abstract = {"step": scalar, "params": abs_params, "opt_state": abs_opt, "bad_step": scalar}
+    return Setup(mesh, model_cfg, graphdef, tx, abstract, shardings)
+
+
+def random_params(setup: Setup, seed: int):
+    """Freshly initialised params, created directly in their shards."""
+    init = lambda: nnx.to_pure_dict(nnx.split(make_model(setup.model_cfg, seed))[1])  # noqa: E731
+    return sharding.init_sharded(init, setup.shardings["params"])
+
+
+def params_from(setup: Setup, stage_dir: str):
+    """Params of the newest checkpoint of a previous stage, restored onto this run's mesh.
+
+    A previous stage trained without the scalar head (SFT -> RM) gives the trunk; the head is freshly
+    initialised, as the paper's reward model replaces the unembedding with a new scalar output.
+    """
+    ckpt_dir = os.path.join(stage_dir, "checkpoints")
+    fresh = random_params(setup, 0)
+    stored = _stored_param_keys(ckpt_dir)
+    keep = {k: v for k, v in setup.abstract["params"].items() if k in stored}
+    shard = {k: v for k, v in setup.shardings["params"].items() if k in stored}
+    restored, step = checkpoint.restore_params(ckpt_dir, keep, shard)
+    log.info("initialised from %s step %d", ckpt_dir, step)
+    return {**fresh, **restored}
+
+
+def _stored_param_keys(ckpt_dir: str) -> set:
+    manager = checkpoint.make_manager(ckpt_dir)
+    step = manager.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {ckpt_dir}: run the previous stage first")
+    return set(manager.item_metadata(step)["params"].keys())
+
+
+def train_step(graphdef, tx, loss_fn, state, batch, rng):
+    """One optimizer step. Pure: the only inputs are the state, the batch and the run's base key.
+
+    A non-finite loss or gradient leaves params and optimizer state untouched and records the step in
+    `bad_step`, so nothing bad is ever checkpointed and the host can name the exact step.
+    """
+    rng = jax.random.fold_in(rng, state["step"])
+
+    def total(params):
+        return loss_fn(nnx.merge(graphdef, params), batch, rng)
+
+    (loss, aux), grads = jax.value_and_grad(total, has_aux=True)(state["params"])
+    grad_norm = optax.global_norm(grads)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+    new_state = {
+        "step": state["step"] + 1,
+        "params": keep(params, state["params"]),
+        "opt_state": keep(opt_state, state["opt_state"]),
+        "bad_step": jnp.where((state["bad_step"] < 0) & ~ok, state["step"], state["bad_step"]),
+    }
+    return new_state, {**aux, "loss": loss, "grad_norm": grad_norm}
+
+
+def jit_train_step(setup: Setup, loss_fn, batch_example: dict):
+    batch_shardings = {k: sharding.batch_sharding(setup.mesh, np.ndim(v)) for k, v in batch_example.items()}
+    repl = sharding.replicated(setup.mesh)
+    step = functools.partial(train_step, setup.graphdef, setup.tx, loss_fn)
+    return jax.jit(
+        step,
+        in_shardings=(setup.shardings, batch_shardings, repl),
+        out_shardings=(setup.shardings, repl),
+        donate_argnums=0,
+    )
+
+
+def run(
+    *,
+    stage: str,
+    workdir: str,
+    config: ml_collections.ConfigDict,
+    setup: Setup,
+    loss_fn: Callable,
+    batches: Callable[[int], dict],
+    total_steps: int,
+    init_params: Callable[[], object],
+    evaluate: Callable[[dict, int], dict] | None = None,
+    meta: dict | None = None,
+) -> dict:
+    """Train `stage` into `workdir` (checkpoints/, metrics.jsonl, config.json) and return the final state.
+
+    Resumes from the newest readable checkpoint; a finished run (checkpoint at `total_steps`) returns at once.
+    """
+    t = config.train
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+    manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), t.keep_checkpoints, t.async_checkpoint)
+    writer = metrics.MetricWriter(workdir, tensorboard=t.tensorboard)
+    meta = {"stage": stage, "model": dataclasses.asdict(setup.model_cfg), "total_steps": total_steps, **(meta or {})}
+
+    with jax.set_mesh(setup.mesh):
+        state, restored_meta = checkpoint.restore_latest(manager, setup.abstract, setup.shardings)
+        if state is None:
+            params = init_params()
+            opt_state = jax.jit(setup.tx.init, out_shardings=setup.shardings["opt_state"])(params)
+            repl = setup.shardings["step"]
+            state = {
+                "step": jax.device_put(jnp.int32(0), repl),
+                "params": params,
+                "opt_state": opt_state,
+                "bad_step": jax.device_put(jnp.int32(-1), repl),
+            }
+            start = 0
+        else:
+            start = int(restored_meta["step"])
+            log.info("%s: resuming from step %d", stage, start)
+        writer.truncate_after(start)
+        if start >= total_steps:
+            writer.close()
+            return state
+
+        rng = jax.random.key(t.seed)
+        step_fn = jit_train_step(setup, loss_fn, batches(start))
+        bar = metrics.progress(total_steps, start, stage)
+        last_good = manager.latest_step()
+        t0, tokens = time.perf_counter(), 0
+        for step in range(start, total_steps):
+            host_batch = batches(step)
+            tokens += int(np.asarray(host_batch.get("attention_mask", host_batch["tokens"])).size)
+            state, step_metrics = step_fn(state, sharding.shard_batch(host_batch, setup.mesh), rng)
+            done = step + 1
+            is_log = done % t.log_every == 0 or done == total_steps
+            is_ckpt = done % t.checkpoint_every == 0 or done == total_steps
+            is_eval = evaluate is not None and (done % t.eval_every == 0 or done == total_steps)
+            if is_log or is_ckpt or is_eval:
+                bad = int(jax.device_get(state["bad_step"]))
+                if bad >= 0:
+                    manager.wait_until_finished()
+                    raise NonFiniteError(
+                        f"{stage}: loss or gradient became non-finite at step {bad} "
+                        f"(loss={float(jax.device_get(step_metrics['loss']))}, "
+                        f"grad_norm={float(jax.device_get(step_metrics['grad_norm']))}); "
+                        f"last good checkpoint: {os.path.join(workdir, 'checkpoints', str(last_good)) if last_good is not None else 'none'}"
+                    )
+            if is_log:
+                elapsed = time.perf_counter() - t0
+                row = {f"{stage}/{k}": v for k, v in step_metrics.items()}
+                row["time/tokens_per_s"] = tokens / max(elapsed, 1e-9)
+                values = writer.write(done, row)
+                bar.set_postfix(loss=f"{values[f'{stage}/loss']:.4f}")
+                t0, tokens = time.perf_counter(), 0
+            if is_eval:
+                writer.write(done, evaluate(state, done))
+            if is_ckpt:
+                checkpoint.save(manager, done, state, meta, force=done == total_steps)
+                last_good = done
+            bar.update(1)
+        manager.wait_until_finished()
+        bar.close()
+    writer.close()
+    return state
+
+
+def is_complete(workdir: str) -> bool:
+    """True when a stage's newest checkpoint is its final step."""
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    step = checkpoint.latest_step(ckpt_dir)
+    if step is None:
+        return False
+    with open(os.path.join(ckpt_dir, str(step), "meta", "metadata")) as f:
+        meta = json.load(f)
+    return int(meta.get("step", -1)) >= int(meta.get("total_steps", 1 << 62))
