@@ -27,10 +27,23 @@ def make_manager(directory: str, max_to_keep: int = 3, async_save: bool = False)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: dict, meta: dict, *, force: bool = False) -> None:
-    """Save `state` = {'params', 'opt_state', ...arrays} and JSON `meta` at `step`."""
-    items = {k: ocp.args.StandardSave(v) for k, v in state.items() if k != "step"}
+    """Save `state` = {'params', 'opt_state', ...} and JSON `meta` at `step`.
+
+    Each tree-valued entry is its own item; bare arrays (counters, flags) go together into `scalars`,
+    since Orbax's StandardSave takes trees only.
+    """
+    trees, scalars = _split(state)
+    items = {k: ocp.args.StandardSave(v) for k, v in trees.items()}
+    if scalars:
+        items["scalars"] = ocp.args.StandardSave(scalars)
     items["meta"] = ocp.args.JsonSave({**meta, "step": int(step)})
     manager.save(int(step), args=ocp.args.Composite(**items), force=force)
+
+
+def _split(state: dict) -> tuple[dict, dict]:
+    trees = {k: v for k, v in state.items() if k != "step" and jax.tree_util.treedef_is_leaf(jax.tree.structure(v)) is False}
+    scalars = {k: v for k, v in state.items() if k != "step" and k not in trees}
+    return trees, scalars
 
 
 def _abstract(tree, shardings):
@@ -52,10 +65,15 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: dict, shardin
 
 
 def restore_step(manager, step: int, abstract_state: dict, shardings: dict):
-    items = {k: ocp.args.StandardRestore(_abstract(abstract_state[k], shardings[k])) for k in abstract_state if k != "step"}
+    trees, scalars = _split(abstract_state)
+    items = {k: ocp.args.StandardRestore(_abstract(v, shardings[k])) for k, v in trees.items()}
+    if scalars:
+        items["scalars"] = ocp.args.StandardRestore(_abstract(scalars, {k: shardings[k] for k in scalars}))
     items["meta"] = ocp.args.JsonRestore()
     restored = manager.restore(step, args=ocp.args.Composite(**items))
-    state = {k: restored[k] for k in abstract_state if k != "step"}
+    state = {k: restored[k] for k in trees}
+    if scalars:
+        state.update(restored["scalars"])
     meta = restored["meta"]
     if "step" in abstract_state:
         state["step"] = jax.device_put(jax.numpy.asarray(meta["step"], jax.numpy.int32), shardings["step"])

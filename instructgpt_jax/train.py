@@ -220,6 +220,9 @@ def run(
             tokens += int(np.asarray(host_batch.get("attention_mask", host_batch["tokens"])).size)
             state, step_metrics = step_fn(state, sharding.shard_batch(host_batch, setup.mesh), rng)
             done = step + 1
+            if step == start:  # keep compilation out of the first tokens/s window
+                jax.block_until_ready(state)
+                t0, tokens = time.perf_counter(), 0
             is_log = done % t.log_every == 0 or done == total_steps
             is_ckpt = done % t.checkpoint_every == 0 or done == total_steps
             is_eval = evaluate is not None and (done % t.eval_every == 0 or done == total_steps)
