@@ -63,13 +63,18 @@ class GPTConfig:
                 raise ValueError(f"{field}={getattr(self, field)!r}; expected float32, bfloat16 or float16")
 
 
-def _param(rngs: nnx.Rngs, init, shape, names, cfg: GPTConfig) -> nnx.Param:
-    return nnx.Param(init(rngs.params(), shape, jnp.dtype(cfg.param_dtype)), out_sharding=names)
-
-
 _normal = jax.nn.initializers.normal  # GPT-2 initialises every weight matrix with N(0, 0.02)
 _zeros = jax.nn.initializers.zeros
 _ones = jax.nn.initializers.ones
+
+
+def _param(rngs: nnx.Rngs, init, shape, names, cfg: GPTConfig) -> nnx.Param:
+    # Draw a key only for random initialisers. Under a trace (eval_shape, jit(init)) every `rngs.params()`
+    # updates a traced counter, and flax 0.12.8 / jax 0.10 then inspects the tracer's `.sharding`, which
+    # builds an error message by scanning the whole trace so far: quadratic in the number of draws
+    # (count_params of the 175B preset took ~10 s with a draw per parameter, ~2 s like this).
+    key = None if init in (_zeros, _ones) else rngs.params()
+    return nnx.Param(init(key, shape, jnp.dtype(cfg.param_dtype)), out_sharding=names)
 
 
 def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
