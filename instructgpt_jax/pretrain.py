@@ -17,8 +17,6 @@ import ml_collections
 import numpy as np
 
 from instructgpt_jax import train
-from instructgpt_jax.data import corpus as corpus_lib
-from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +53,8 @@ def heldout_loss(setup: train.Setup, params, heldout_ids: np.ndarray, batch_size
     """Mean next-token loss over `n_batches` fixed windows of the held-out split (deterministic)."""
     from flax import nnx
 
+    from instructgpt_jax.data import corpus as corpus_lib
+
     @jax.jit
     def loss_of(params, tokens):
         return lm_loss(nnx.merge(setup.graphdef, params), tokens)[0]
@@ -68,6 +68,10 @@ def heldout_loss(setup: train.Setup, params, heldout_ids: np.ndarray, batch_size
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Pretrain into `workdir`; returns {'pretrain/heldout_loss': ...} of the final params."""
+    # Data modules are imported here, not at the top: importing `lm_loss` (SFT, PPO) needs no corpus.
+    from instructgpt_jax.data import corpus as corpus_lib
+    from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
+
     tokenizer = make_tokenizer(config.data.tokenizer)
     model_cfg = train.model_config(config.model)
     check_vocab(tokenizer, model_cfg.vocab_size)

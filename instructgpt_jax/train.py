@@ -76,8 +76,9 @@ class Setup:
     shardings: dict
 
 
-def make_setup(model_cfg: GPTConfig, mesh_cfg, tx: optax.GradientTransformation) -> Setup:
-    mesh = sharding.make_mesh(mesh_cfg.shape)
+def make_setup(model_cfg: GPTConfig, mesh_cfg, tx: optax.GradientTransformation, devices=None) -> Setup:
+    """Mesh from `config.mesh` over `devices` (default: all), abstract state and its shardings."""
+    mesh = sharding.make_mesh(mesh_cfg.shape, devices)
     rules = tuple(tuple(r) for r in mesh_cfg.rules)
     graphdef, abs_state = abstract_model(model_cfg)
     p_shard = sharding.param_shardings(abs_state, mesh, rules)
@@ -137,7 +138,7 @@ def train_step(graphdef, tx, loss_fn, state, batch, rng):
         return loss_fn(nnx.merge(graphdef, params), batch, rng)
 
     (loss, aux), grads = jax.value_and_grad(total, has_aux=True)(state["params"])
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
