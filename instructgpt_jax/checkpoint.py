@@ -23,7 +23,15 @@ def make_manager(directory: str, max_to_keep: int = 3, async_save: bool = False)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save, cleanup_tmp_directories=True
     )
-    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+    # Handlers are named up front so that a fresh manager (a new process, the next stage) can read item
+    # metadata and restore single items without having saved them first.
+    handlers = {
+        "params": ocp.StandardCheckpointHandler(),
+        "opt_state": ocp.StandardCheckpointHandler(),
+        "scalars": ocp.StandardCheckpointHandler(),
+        "meta": ocp.JsonCheckpointHandler(),
+    }
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_handlers=handlers)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: dict, meta: dict, *, force: bool = False) -> None:
@@ -110,11 +118,16 @@ def restore_params(directory: str, abstract_params, shardings, step: int | None 
     raise FileNotFoundError(f"no readable checkpoint in {directory}: " + "; ".join(errors))
 
 
+def _flat(tree):
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
+    return [("/".join(str(getattr(k, "key", k)) for k in path), leaf) for path, leaf in leaves]
+
+
 def _check_shapes(stored, abstract, directory, step):
     """Name the first parameter whose stored shape differs from the model's (another model size)."""
-    flat_stored = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(stored)[0]}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]:
-        key = jax.tree_util.keystr(path)
+    # Orbax stores dict keys as strings (block 0 is "0"), so compare paths as strings.
+    flat_stored = dict(_flat(stored))
+    for key, leaf in _flat(abstract):
         got = flat_stored.get(key)
         if got is None:
             raise ValueError(f"checkpoint {directory} step {step} has no parameter {key}: another model architecture?")
