@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"instructgpt: unknown command {command!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
         sys.exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every save step at INFO through absl
 
     def _main(rest):
         if len(rest) > 1:
