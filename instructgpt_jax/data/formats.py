@@ -43,7 +43,7 @@ def _jsonl_records(path: str):
                 continue
             where = f"{path}:{line_no}"
             try:
-                record = json.loads(raw.decode("utf-8", errors="surrogateescape"))
+                record = json.loads(raw.rstrip(b"\r\n").decode("utf-8", errors="surrogateescape"))
             except json.JSONDecodeError as e:
                 raise DataError(where, None, f"invalid JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(record, dict):
@@ -289,11 +289,14 @@ def write_world(cfg, out_dir: str) -> dict[str, str]:
         return [limits.prompt(f"world:{split}[{i}]", p) for i, p in enumerate(world.prompts(split))]
 
     sft_rng, rm_rng = rng(0), rng(1)
-    sft = ({"prompt": p, "response": world.demonstration(p, sft_rng)} for p in prompts("sft"))
+    sft = ({"prompt": p, "response": limits.response(f"world:sft[{i}]", "response", world.demonstration(p, sft_rng))}
+           for i, p in enumerate(prompts("sft")))
 
     def rm_records():
-        for p in prompts("rm"):
-            responses = world.candidates(p, int(rm_rng.integers(c.k_min, c.k_max + 1)), rm_rng)
+        for i, p in enumerate(prompts("rm")):
+            k = int(rm_rng.integers(c.k_min, c.k_max + 1))
+            responses = [limits.response(f"world:rm[{i}]", f"responses[{j}]", y)
+                         for j, y in enumerate(world.candidates(p, k, rm_rng))]
             labeler = int(rm_rng.integers(world.labelers.n))
             ranks = world.rank(p, responses, labeler, rm_rng)
             yield {"prompt": p, "responses": responses, "ranking": ranks_to_ranking(ranks), "labeler": labeler}

@@ -453,14 +453,14 @@ def _score_write(slots, ref, response) -> float:
 
 def _corrupt_write(s, ref, rng) -> str:
     topic = s["topic"]
-    adjectives = [ADJECTIVES[i] for i in rng.choice(len(ADJECTIVES), 5, replace=False)]
+    adjectives = [ADJECTIVES[i] for i in rng.choice(len(ADJECTIVES), 3, replace=False)]
     choice = rng.integers(4)
     if choice == 0:
         return f"It is {adjectives[0]} and {adjectives[1]}."                   # forgets the topic
     if choice == 1:
         return topic_line(topic, [adjectives[0], adjectives[0]]) + " " + topic.split()[-1].capitalize() + "!"
     if choice == 2:
-        return topic_line(topic, adjectives[:3]) + " " + topic_line(topic, adjectives[3:])   # rambles, repeats
+        return topic_line(topic, adjectives[:2]) + f" {topic[0].upper()}{topic[1:]} is {adjectives[2]}."   # repeats
     return topic.split()[-1].capitalize() + "."                               # too short
 
 
