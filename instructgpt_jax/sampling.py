@@ -1,0 +1,219 @@
+"""Jitted sampling with a KV cache: one prefill over the left-padded prompts, then a `lax.while_loop` that
+feeds one token per row per step until `max_new_tokens` or until every row has emitted EOS.
+
+Prompts are left-padded so that the last prompt slot holds every row's last real token: the prefill's last
+position gives each row's first next-token distribution, and all rows then advance in lockstep, writing
+step t's token at cache slot P + t. Position ids come from the prompt mask (`positions_from_mask`) and
+continue per row (a row with n real prompt tokens feeds its t-th new token at position n + t), so a padded
+row samples exactly what it would unpadded. Padding slots are hidden from attention by the key mask.
+
+Decoding is greedy at temperature 0; otherwise it samples from softmax(logits / temperature) after the
+top-k, then the top-p (nucleus) filter. `logprobs` are the log-probabilities of the sampled tokens under
+the temperature-scaled but *unfiltered* distribution, log_softmax(logits / temperature): the quantity PPO
+recomputes from a forward pass over the same tokens (at temperature 0 they are under the plain softmax).
+After a row's EOS the remaining response tokens are `pad_id`; `response_mask` is True up to and including
+the EOS. The generate function is jitted once per (batch, prompt length) shape: reuse it across PPO
+iterations and pad prompt lengths to a few buckets to avoid recompiling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from instructgpt_jax.model import GPT, GPTConfig, init_cache, positions_from_mask
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SampleConfig:
+    max_new_tokens: int
+    temperature: float = 1.0  # 0 = greedy
+    top_k: int = 0  # 0 = no top-k filter
+    top_p: float = 1.0  # 1 = no nucleus filter
+    eos_id: int
+    pad_id: int
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={self.max_new_tokens}; expected >= 1")
+        if self.temperature < 0:
+            raise ValueError(f"temperature={self.temperature}; expected >= 0 (0 = greedy)")
+        if self.top_k < 0:
+            raise ValueError(f"top_k={self.top_k}; expected >= 0 (0 = off)")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p={self.top_p}; expected 0 < top_p <= 1 (1 = off)")
+
+
+def prefill(model: GPT, prompt_tokens: jax.Array, prompt_mask: jax.Array, cache_len: int):
+    """Run the left-padded prompts once, filling a KV cache of `cache_len` slots.
+
+    Returns (logits (B, V) float32 for the first new token, cache, key_mask (B, cache_len), n_real (B,)).
+    Slots after the prompt are marked real in the key mask up front: causality (a query sees slots up to its
+    own) hides the ones not yet written, so the mask never changes while decoding.
+    """
+    B, P = prompt_tokens.shape
+    cache = init_cache(model.cfg, B, cache_len)
+    key_mask = jnp.concatenate([prompt_mask, jnp.ones((B, cache_len - P), bool)], axis=1)
+    h, cache = model.trunk(prompt_tokens, positions_from_mask(prompt_mask), key_mask, cache=cache, cache_index=0)
+    logits = model.logits(h[:, -1:])[:, 0].astype(jnp.float32)  # last slot = every row's last real token
+    return logits, cache, key_mask, prompt_mask.sum(-1).astype(jnp.int32)
+
+
+def decode_step(model: GPT, token: jax.Array, position: jax.Array, slot, cache, key_mask: jax.Array):
+    """Feed one token per row (B,) at position (B,) into cache slot `slot`; logits (B, V) float32 of the next."""
+    h, cache = model.trunk(token[:, None], position[:, None], key_mask, cache=cache, cache_index=slot)
+    return model.logits(h)[:, 0].astype(jnp.float32), cache
+
+
+def filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
+    """Set logits outside the top-k, then outside the top-p nucleus, to -inf. logits (B, V) float32."""
+    if top_k:
+        kth = jax.lax.top_k(logits, top_k)[0][:, -1:]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    if top_p < 1.0:
+        desc = -jnp.sort(-logits, axis=-1)
+        probs = jax.nn.softmax(desc, axis=-1)
+        # Keep the smallest prefix whose mass reaches top_p: a token stays if the mass strictly before it is
+        # below top_p, so the most likely token always stays.
+        keep = jnp.cumsum(probs, axis=-1) - probs < top_p
+        cutoff = jnp.min(jnp.where(keep, desc, jnp.inf), axis=-1, keepdims=True)
+        logits = jnp.where(logits < cutoff, -jnp.inf, logits)
+    return logits
+
+
+def sample_token(rng: jax.Array, logits: jax.Array, cfg: SampleConfig):
+    """(token (B,) int32, logprob (B,) float32 under the temperature-scaled, unfiltered distribution)."""
+    if cfg.temperature == 0.0:
+        token = jnp.argmax(logits, axis=-1)
+        logprobs = jax.nn.log_softmax(logits, axis=-1)
+    else:
+        scaled = logits / cfg.temperature
+        logprobs = jax.nn.log_softmax(scaled, axis=-1)
+        token = jax.random.categorical(rng, filter_logits(scaled, cfg.top_k, cfg.top_p), axis=-1)
+    token = token.astype(jnp.int32)
+    return token, jnp.take_along_axis(logprobs, token[:, None], axis=-1)[:, 0]
+
+
+def make_generate(graphdef, sample_cfg: SampleConfig):
+    """fn(params, prompt_tokens (B, P) int32, prompt_mask (B, P) bool, rng) -> dict, jitted once.
+
+    Returns {tokens (B, P + N): prompts (padding set to pad_id) then responses, response (B, N),
+    logprobs (B, N) float32, response_mask (B, N) bool, lengths (B,) int32}. Every row needs at least one
+    real prompt token, and P + N - 1 <= n_positions (the last sampled token is never fed back).
+    """
+    N, cfg = sample_cfg.max_new_tokens, sample_cfg
+
+    def generate(params, prompt_tokens, prompt_mask, rng):
+        model = nnx.merge(graphdef, params)
+        B, P = prompt_tokens.shape
+        if P + N - 1 > model.cfg.n_positions:
+            raise ValueError(f"prompt length {P} + max_new_tokens {N} - 1 exceeds n_positions={model.cfg.n_positions}")
+        prompt_mask = prompt_mask.astype(bool)
+        prompt_tokens = prompt_tokens.astype(jnp.int32)
+        logits, cache, key_mask, n_real = prefill(model, prompt_tokens, prompt_mask, P + N - 1)
+
+        def emit(state, logits):
+            """Sample step t's token from `logits` and record it; rows already finished record padding."""
+            t, finished = state["t"], state["finished"]
+            token, logprob = sample_token(jax.random.fold_in(rng, t), logits, cfg)
+            token = jnp.where(finished, cfg.pad_id, token)
+            put = lambda a, x: jax.lax.dynamic_update_index_in_dim(a, x, t, axis=1)  # noqa: E731
+            return {
+                **state,
+                "t": t + 1,
+                "token": token,
+                "response": put(state["response"], token),
+                "logprobs": put(state["logprobs"], jnp.where(finished, 0.0, logprob)),
+                "response_mask": put(state["response_mask"], ~finished),
+                "finished": finished | (token == cfg.eos_id),
+            }
+
+        state = {
+            "t": jnp.int32(0),
+            "token": jnp.zeros((B,), jnp.int32),
+            "finished": jnp.zeros((B,), bool),
+            "response": jnp.full((B, N), cfg.pad_id, jnp.int32),
+            "logprobs": jnp.zeros((B, N), jnp.float32),
+            "response_mask": jnp.zeros((B, N), bool),
+            "cache": cache,
+        }
+        state = emit(state, logits)
+
+        def cond(state):
+            return (state["t"] < N) & ~jnp.all(state["finished"])
+
+        def body(state):
+            # Feed the token sampled at step t - 1: slot P + t - 1, position n_real + t - 1.
+            t = state["t"]
+            logits, cache = decode_step(model, state["token"], n_real + t - 1, P + t - 1, state["cache"], key_mask)
+            return emit({**state, "cache": cache}, logits)
+
+        state = jax.lax.while_loop(cond, body, state)
+        prompt = jnp.where(prompt_mask, prompt_tokens, cfg.pad_id)
+        return {
+            "tokens": jnp.concatenate([prompt, state["response"]], axis=1),
+            "response": state["response"],
+            "logprobs": state["logprobs"],
+            "response_mask": state["response_mask"],
+            "lengths": state["response_mask"].sum(-1).astype(jnp.int32),
+        }
+
+    return jax.jit(generate)
+
+
+def left_pad(rows: list[list[int]], pad_id: int, length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens (B, L) int32, mask (B, L) bool) with each row right-aligned: the layout `make_generate` takes."""
+    length = length or max(len(r) for r in rows)
+    tokens = np.full((len(rows), length), pad_id, np.int32)
+    mask = np.zeros((len(rows), length), bool)
+    for i, row in enumerate(rows):
+        if not 0 < len(row) <= length:
+            raise ValueError(f"prompt {i} has {len(row)} tokens; expected 1 to {length}")
+        tokens[i, length - len(row):] = row
+        mask[i, length - len(row):] = True
+    return tokens, mask
+
+
+def sample_cli(workdir: str, prompts: list[str], max_new_tokens: int = 64, temperature: float = 0.0,
+               seed: int = 0) -> dict:
+    """`instructgpt sample --workdir W/sft --prompt ...`: responses of a stage's newest params."""
+    import orbax.checkpoint as ocp
+
+    from instructgpt_jax import checkpoint
+    from instructgpt_jax.model import abstract_model
+    from instructgpt_jax.tokenizer import make_tokenizer
+
+    if not prompts:
+        raise ValueError("give at least one --prompt")
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    step = checkpoint.latest_step(ckpt_dir)
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
+    meta = checkpoint.make_manager(ckpt_dir).restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    if "model" not in meta or "tokenizer" not in meta:
+        raise ValueError(f"{ckpt_dir} step {step}: meta has no 'model' / 'tokenizer'; not a model stage checkpoint")
+    cfg = GPTConfig(**meta["model"])
+    graphdef, abstract = abstract_model(cfg)
+    abstract = nnx.to_pure_dict(abstract)
+    on_device = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), abstract)
+    params, step = checkpoint.restore_params(ckpt_dir, abstract, on_device, step)
+
+    tokenizer = make_tokenizer(meta["tokenizer"])
+    tokens, mask = left_pad([tokenizer.encode_prompt(p) for p in prompts], tokenizer.pad_id)
+    sample_cfg = SampleConfig(max_new_tokens=max_new_tokens, temperature=temperature,
+                              eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+    out = jax.device_get(make_generate(graphdef, sample_cfg)(params, tokens, mask, jax.random.key(seed)))
+    samples = [
+        {"prompt": p, "response": tokenizer.decode(out["response"][i][out["response_mask"][i]]),
+         "length": int(out["lengths"][i])}
+        for i, p in enumerate(prompts)
+    ]
+    return {"workdir": workdir, "step": step, "samples": samples}
