@@ -109,6 +109,8 @@ def test_long_prompts_rejected_or_truncated(tmp_path, caplog):
     long_response = _write(tmp_path, [json.dumps({"prompt": "p", "response": "x" * 100})], "long.jsonl")
     with pytest.raises(DataError, match=r":1: field 'response': 101 tokens, more than max_response_tokens=64"):
         list(read_sft(long_response, BYTE, max_response_tokens=64))
+    cut = list(read_sft(long_response, BYTE, max_response_tokens=64, overflow="truncate"))[0]["response"]
+    assert cut == "x" * 63 and "field 'response': truncated from 101 to 64 tokens" in caplog.text
     # The BPE tokenizer truncates on token boundaries and still fits exactly.
     gpt2 = make_tokenizer("gpt2")
     cut = list(read_ppo(path, gpt2, max_prompt_tokens=20, overflow="truncate"))[1]

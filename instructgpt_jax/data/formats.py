@@ -24,6 +24,8 @@ import numpy as np
 
 from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
 
+log = logging.getLogger(__name__)
+
 
 class DataError(ValueError):
     """A bad record: the message starts with "file:line: field 'name':" so the fix is one click away."""
@@ -82,6 +84,7 @@ class _Limits:
             raise ValueError("token budgets need a tokenizer to count tokens with")
 
     def prompt(self, where: str, prompt: str) -> str:
+        """`prompt` if it fits max_prompt_tokens; else raise, or cut it from the left and log a warning."""
         if self.max_prompt_tokens is None:
             return prompt
         n = len(self.tokenizer.encode_prompt(prompt))
@@ -90,22 +93,23 @@ class _Limits:
         if self.overflow == "error":
             raise DataError(where, "prompt", f"{n} tokens, more than max_prompt_tokens={self.max_prompt_tokens} "
                             "(set overflow='truncate' to cut it)")
-        overhead = len(self.tokenizer.encode_prompt("")) - len(self.tokenizer.encode(""))
+        # Left truncation keeps the text nearest the response, as generation continues from the prompt's end.
         ids = self.tokenizer.encode(prompt)
-        keep = self.max_prompt_tokens - overhead
-        # Re-encoding a decoded suffix can merge differently (BPE), so shrink until it really fits.
+        keep, cut = self.max_prompt_tokens - (len(self.tokenizer.encode_prompt("")) - len(self.tokenizer.encode(""))), ""
         while keep > 0:
+            # Re-encoding a decoded suffix can merge differently (BPE), so shrink until it really fits.
             cut = self.tokenizer.decode(ids[len(ids) - keep:]).lstrip("\ufffd")
             if len(self.tokenizer.encode_prompt(cut)) <= self.max_prompt_tokens:
                 break
             keep -= 1
         if keep <= 0 or not cut.strip():
             raise DataError(where, "prompt", f"max_prompt_tokens={self.max_prompt_tokens} leaves no room for text")
-        logging.warning("%s: field 'prompt': truncated from %d to %d tokens (overflow='truncate')",
+        log.warning("%s: field 'prompt': truncated from %d to %d tokens (overflow='truncate')",
                         where, n, len(self.tokenizer.encode_prompt(cut)))
         return cut
 
     def response(self, where: str, field: str, response: str) -> str:
+        """`response` if it fits max_response_tokens; else raise, or cut its end (and log a warning)."""
         if self.max_response_tokens is None:
             return response
         ids = self.tokenizer.encode_response(response)
@@ -115,12 +119,12 @@ class _Limits:
             raise DataError(where, field, f"{len(ids)} tokens, more than max_response_tokens="
                             f"{self.max_response_tokens} (set overflow='truncate' to cut it)")
         cut = self.tokenizer.decode(ids[: self.max_response_tokens - 1]).rstrip("\ufffd")
-        while len(self.tokenizer.encode_response(cut)) > self.max_response_tokens:
+        while cut and len(self.tokenizer.encode_response(cut)) > self.max_response_tokens:
             cut = cut[:-1]
         if not cut.strip():
             raise DataError(where, field, f"max_response_tokens={self.max_response_tokens} leaves no room for text")
-        logging.warning("%s: field %r: truncated to %d tokens (overflow='truncate')", where, field,
-                        self.max_response_tokens)
+        log.warning("%s: field %r: truncated from %d to %d tokens (overflow='truncate')", where, field,
+                        len(ids), len(self.tokenizer.encode_response(cut)))
         return cut
 
 

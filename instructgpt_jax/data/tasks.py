@@ -38,7 +38,7 @@ _REFUSAL_STARTS = ("sorry", "i can't", "i cannot", "i won't", "i will not", "i'm
                    "i'm not able", "i am not able")
 _LEAD_INS = ("the answer is ", "answer: ", "sure! ", "sure, ", "here you go: ", "here it is: ")
 FILLERS = ("I hope this helps.", "Let me know if you need more.", "That is my answer.",
-            "This was a fun task.", "Thank you for asking!")
+           "This was a fun task.", "Thank you for asking!")
 LINE_WINDOW = (16, 48)   # bytes a "write a line" answer may take without penalty
 
 
@@ -142,6 +142,7 @@ def _partial_word(ref: str, core: str) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class Family:
+    """One task family: its phrasing templates and the four functions described above."""
     name: str
     phrasings: tuple[str, ...]
     sample: object
@@ -151,6 +152,7 @@ class Family:
 
 
 def pick_words(rng, lo, hi) -> list[str]:
+    """lo..hi distinct words from the shared word bank."""
     return [WORDS[i] for i in rng.choice(len(WORDS), int(rng.integers(lo, hi + 1)), replace=False)]
 
 
