@@ -1,7 +1,8 @@
 """Simulated labelers: a pool of 40 contractors who rank K responses to one prompt.
 
-InstructGPT's rankings come from ~40 contractors who agree with each other on ~73% of pairs and who, the
-paper notes, over-value longer and more "complete" answers. Each simulated labeler l has its own noise
+InstructGPT's rankings come from ~40 contractors who agree with each other on 72.6 +- 1.5% of pairs. Our
+labelers also carry a length bias (a taste for longer, more thorough-looking answers), the kind of proxy
+flaw a reward model inherits and PPO then over-optimises. Each simulated labeler l has its own noise
 scale sigma_l, length bias b_l and harmlessness strictness s_l, drawn once from config distributions. For a
 response y to prompt x the labeler's perceived utility is (Thurstone, or Plackett-Luce with Gumbel noise)
 
