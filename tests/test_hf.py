@@ -100,6 +100,21 @@ def test_bare_names_and_buffers(hf_dir, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, params, ref)
 
 
+def test_sharded_index(hf_dir, tmp_path):
+    """Large models come as shards listed in model.safetensors.index.json."""
+    tensors = load_file(os.path.join(hf_dir, "model.safetensors"))
+    names = sorted(tensors)
+    weight_map = {}
+    for shard, part in (("model-00001-of-00002.safetensors", names[::2]), ("model-00002-of-00002.safetensors", names[1::2])):
+        save_file({k: tensors[k] for k in part}, str(tmp_path / shard))
+        weight_map.update({k: shard for k in part})
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (tmp_path / "config.json").write_text(open(os.path.join(hf_dir, "config.json")).read())
+    _, ref = hf.load_hf(hf_dir)
+    _, params = hf.load_hf(str(tmp_path))
+    jax.tree.map(np.testing.assert_array_equal, params, ref)
+
+
 def test_scalar_head_round_trip(tmp_path):
     """score.weight (1, D) is GPT2ForSequenceClassification's head: it scores our last token (minus our bias)."""
     cfg = GPTConfig(vocab_size=300, n_positions=64, n_layer=2, n_head=4, n_embd=64, scalar_head=True)
