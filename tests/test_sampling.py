@@ -208,3 +208,22 @@ def test_sample_cli(tmp_path):
     out = sample_cli(str(tmp_path), ["Reverse: abc", "hi"], max_new_tokens=5, seed=1)
     assert out["step"] == 5 and [s["prompt"] for s in out["samples"]] == ["Reverse: abc", "hi"]
     assert all(1 <= s["length"] <= 5 and isinstance(s["response"], str) for s in out["samples"])
+
+
+def test_sharded_equals_single_device(model_and_params):
+    """Params sharded by the default logical rules and the batch over ('data', 'fsdp') on a (2, 2, 2) mesh."""
+    from instructgpt_jax import sharding
+
+    graphdef, params = model_and_params
+    tokens, mask = left_pad([[1, 2, 3], [4], [5, 6], [7, 8, 9, 10]] * 2, pad_id=0)
+    generate = generator(graphdef, GREEDY)
+    ref = generate(params, tokens, mask, jax.random.key(0))
+    mesh = sharding.make_mesh((2, 2, 2))
+    # abstract_model outside the mesh: under one, nnx.eval_shape turns the logical names into mesh specs.
+    shardings = sharding.param_shardings(abstract_model(CFG)[1], mesh)
+    with jax.set_mesh(mesh):
+        sharded = jax.device_put(params, shardings)
+        batch = sharding.shard_batch({"tokens": tokens, "mask": mask}, mesh)
+        out = generate(sharded, batch["tokens"], batch["mask"], jax.random.key(0))
+    np.testing.assert_array_equal(out["response"], ref["response"])
+    np.testing.assert_allclose(out["logprobs"], ref["logprobs"], rtol=0, atol=1e-5)
