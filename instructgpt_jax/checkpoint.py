@@ -28,6 +28,9 @@ def make_manager(directory: str, max_to_keep: int = 3, async_save: bool = False)
     handlers = {
         "params": ocp.StandardCheckpointHandler(),
         "opt_state": ocp.StandardCheckpointHandler(),
+        # PPO's value model (its own params and optimizer state beside the policy's `params`/`opt_state`).
+        "value_params": ocp.StandardCheckpointHandler(),
+        "value_opt_state": ocp.StandardCheckpointHandler(),
         "scalars": ocp.StandardCheckpointHandler(),
         "meta": ocp.JsonCheckpointHandler(),
     }
@@ -136,3 +139,42 @@ def _check_shapes(stored, abstract, directory, step):
                 f"checkpoint {directory} step {step}: parameter {key} has shape {tuple(got.shape)}, "
                 f"the model expects {tuple(leaf.shape)} (checkpoint from another model size?)"
             )
+
+
+def read_meta(directory: str, step: int | None = None) -> tuple[int, dict]:
+    """(step, meta) of a checkpoint folder's newest (or given) step."""
+    manager = make_manager(directory)
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {directory}: run that stage first")
+    return step, manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+
+def load_model(stage_dir: str, item: str = "params", shardings=None):
+    """(GPTConfig, graphdef, params, meta) of a stage folder's newest checkpoint, for sampling and evaluation.
+
+    The model's architecture comes from the checkpoint's meta, so no config is needed. Params land on
+    the first device unless `shardings` (a function GPTConfig -> tree of shardings) says otherwise.
+    """
+    from flax import nnx
+
+    from instructgpt_jax.model import GPTConfig, abstract_model
+
+    ckpt_dir = os.path.join(stage_dir, "checkpoints")
+    step, meta = read_meta(ckpt_dir)
+    if "model" not in meta:
+        raise ValueError(f"{ckpt_dir} step {step}: meta has no 'model'; not a model checkpoint")
+    cfg = GPTConfig(**meta["model"])
+    graphdef, abstract = abstract_model(cfg)
+    abstract = nnx.to_pure_dict(abstract)
+    if shardings is None:
+        one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        target = jax.tree.map(lambda _: one, abstract)
+    else:
+        target = shardings(cfg)
+    if item == "params":
+        params, _ = restore_params(ckpt_dir, abstract, target, step)
+    else:
+        args = ocp.args.Composite(**{item: ocp.args.StandardRestore(_abstract(abstract, target))})
+        params = make_manager(ckpt_dir).restore(step, args=args)[item]
+    return cfg, graphdef, params, {**meta, "step": step}
