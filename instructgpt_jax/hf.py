@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from instructgpt_jax import checkpoint
-from instructgpt_jax.model import GPTConfig, abstract_model
+from instructgpt_jax.model import GPTConfig
 
 log = logging.getLogger(__name__)
 
@@ -264,18 +264,7 @@ def import_hf(hf_dir: str, workdir: str) -> dict:
 
 def export_hf(hf_dir: str, workdir: str) -> dict:
     """Write the newest params of the stage folder `workdir` as a Hugging Face GPT-2 folder `hf_dir`."""
-    import orbax.checkpoint as ocp
-    from flax import nnx
-
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    step = checkpoint.latest_step(ckpt_dir)
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
-    manager = checkpoint.make_manager(ckpt_dir)
-    meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    cfg = GPTConfig(**meta["model"])
-    abstract = nnx.to_pure_dict(abstract_model(cfg)[1])
-    on_host = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), abstract)
-    params, step = checkpoint.restore_params(ckpt_dir, abstract, on_host, step)
+    cfg, _, params, meta = checkpoint.load_model(workdir)
+    step = meta["step"]
     save_hf(cfg, params, hf_dir, tokenizer=meta.get("tokenizer"))
     return {"hf_dir": hf_dir, "step": step, "model": dataclasses.asdict(cfg)}

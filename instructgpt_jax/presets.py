@@ -28,11 +28,11 @@ _GPT3 = dict(vocab_size=50257, n_positions=2048)
 # name: (architecture, published parameter count)
 PRESETS: dict[str, tuple[dict, float]] = {
     # Tiny sizes for CPU. 264 = the byte tokenizer's 261 ids padded to a multiple of 8.
-    "nano": (dict(vocab_size=264, n_positions=256, n_layer=2, n_head=2, n_embd=64), 0.1312e6),
-    "tiny": (dict(vocab_size=264, n_positions=256, n_layer=4, n_head=4, n_embd=128), 0.86e6),
-    "small_cpu": (dict(vocab_size=264, n_positions=256, n_layer=6, n_head=6, n_embd=192), 2.76e6),
+    "nano": (dict(vocab_size=264, n_positions=256, n_layer=2, n_head=2, n_embd=64), 133_376),
+    "tiny": (dict(vocab_size=264, n_positions=256, n_layer=4, n_head=4, n_embd=128), 859_904),
+    "small_cpu": (dict(vocab_size=264, n_positions=256, n_layer=6, n_head=6, n_embd=192), 2_769_408),
     # The Hugging Face TRL comparison config (DESIGN.md, performance targets).
-    "trl_tiny": (dict(vocab_size=8192, n_positions=256, n_layer=4, n_head=4, n_embd=256), 5.3e6),
+    "trl_tiny": (dict(vocab_size=8192, n_positions=256, n_layer=4, n_head=4, n_embd=256), 5_322_240),
     "gpt1": (dict(vocab_size=40478, n_positions=512, n_layer=12, n_head=12, n_embd=768), 117e6),
     "gpt2": (dict(vocab_size=50257, n_positions=1024, n_layer=12, n_head=12, n_embd=768), 124e6),
     "gpt2-medium": (dict(vocab_size=50257, n_positions=1024, n_layer=24, n_head=16, n_embd=1024), 355e6),

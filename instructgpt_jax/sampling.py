@@ -185,28 +185,14 @@ def left_pad(rows: list[list[int]], pad_id: int, length: int | None = None) -> t
 def sample_cli(workdir: str, prompts: list[str], max_new_tokens: int = 64, temperature: float = 0.0,
                seed: int = 0) -> dict:
     """`instructgpt sample --workdir W/sft --prompt ...`: responses of a stage's newest params."""
-    import orbax.checkpoint as ocp
-
     from instructgpt_jax import checkpoint
-    from instructgpt_jax.model import abstract_model
     from instructgpt_jax.tokenizer import make_tokenizer
 
     if not prompts:
         raise ValueError("give at least one --prompt")
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    step = checkpoint.latest_step(ckpt_dir)
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
-    meta = checkpoint.make_manager(ckpt_dir).restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    if "model" not in meta or "tokenizer" not in meta:
-        raise ValueError(f"{ckpt_dir} step {step}: meta has no 'model' / 'tokenizer'; not a model stage checkpoint")
-    cfg = GPTConfig(**meta["model"])
-    graphdef, abstract = abstract_model(cfg)
-    abstract = nnx.to_pure_dict(abstract)
-    on_device = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), abstract)
-    params, step = checkpoint.restore_params(ckpt_dir, abstract, on_device, step)
-
-    tokenizer = make_tokenizer(meta["tokenizer"])
+    _, graphdef, params, meta = checkpoint.load_model(workdir)
+    step = meta["step"]
+    tokenizer = make_tokenizer(meta.get("tokenizer", "byte"))
     tokens, mask = left_pad([tokenizer.encode_prompt(p) for p in prompts], tokenizer.pad_id)
     sample_cfg = SampleConfig(max_new_tokens=max_new_tokens, temperature=temperature,
                               eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
