@@ -1,0 +1,86 @@
+"""PPO rollouts: sample responses with the KV-cache sampler, then score them in one jitted pass.
+
+Sampling uses sampling.make_generate at the PPO temperature (1 by default). Scoring runs each model once
+over the sampled sequences (prompt left-padded, response right-padded after EOS): the policy gives the
+logprobs of the sampled tokens, the frozen reference (SFT) its ref_logprobs, the value model the values
+V(s_t) of the states that predict each response token, and the frozen reward model its scalar head at the
+last response token, normalised with the RM stage's reward_norm.json. Logprobs are recomputed by a full
+forward pass rather than taken from the sampler, so the "old" logprobs of the update come from the same
+computation as the new ones. Then per-token KL rewards, GAE and whitening (ppo.py), still on device.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from instructgpt_jax import ppo
+from instructgpt_jax.model import positions_from_mask
+
+
+def score(policy_graphdef, value_graphdef, ref_graphdef, reward_graphdef, cfg: ppo.PPOConfig, prompt_len: int,
+          eos_id: int, reward_norm: tuple[float, float], params, value_params, ref_params, reward_params, beta,
+          sample: dict, prompt_mask):
+    """Everything the update needs from one sampled batch, plus the rollout's statistics.
+
+    sample: make_generate's output {tokens (B, P + N), response (B, N), response_mask, lengths}.
+    Returns (rollout: ppo.ROLLOUT_KEYS + 'scores' (B,), stats: scalars).
+    """
+    P = prompt_len
+    response, response_mask = sample["response"], sample["response_mask"]
+    mask_f = response_mask.astype(jnp.float32)
+    attention_mask = jnp.concatenate([prompt_mask.astype(bool), response_mask], axis=1)
+    positions = positions_from_mask(attention_mask)
+    inputs = (sample["tokens"], positions, attention_mask)
+
+    shared = value_graphdef is None
+    policy = nnx.merge(policy_graphdef, {**params, **value_params} if shared else params)
+    h = ppo.response_hidden(policy, *inputs, P)
+    logprobs, entropy = ppo.response_logprobs(policy.logits(h), response, cfg.temperature)
+    if shared:
+        values = policy.score(h)
+    else:
+        value = nnx.merge(value_graphdef, value_params)
+        values = value.score(ppo.response_hidden(value, *inputs, P))
+    ref = nnx.merge(ref_graphdef, ref_params)
+    ref_logprobs, _ = ppo.response_logprobs(ref.logits(ppo.response_hidden(ref, *inputs, P)), response, cfg.temperature)
+
+    # The RM reads its scalar head at the last response token (EOS when the response ended), as in training.
+    rm = nnx.merge(reward_graphdef, reward_params)
+    h_rm, _ = rm.trunk(*inputs)
+    raw_scores = rm.score(h_rm, P + sample["lengths"] - 1)
+    scores = (raw_scores - reward_norm[0]) / reward_norm[1]
+    ended = jnp.any((response == eos_id) & response_mask, axis=-1)
+    penalised = scores - cfg.eos_penalty * (~ended).astype(jnp.float32)
+
+    logprobs, ref_logprobs, values = logprobs * mask_f, ref_logprobs * mask_f, values * mask_f
+    kl = ppo.per_token_kl(logprobs, ref_logprobs, cfg.kl_estimator) * mask_f
+    rewards = ppo.kl_rewards(penalised, kl, response_mask, beta)
+    advantages, returns = ppo.gae(rewards, values, response_mask, cfg.gamma, cfg.lam)
+    if cfg.whiten:
+        advantages = ppo.whiten(advantages, response_mask)
+    rollout = {"tokens": sample["tokens"], "positions": positions, "attention_mask": attention_mask,
+               "response_mask": response_mask, "logprobs": logprobs, "values": values, "advantages": advantages,
+               "returns": returns, "kl": kl, "scores": scores}
+    stats = {
+        "score": scores.mean(),
+        "score_raw": raw_scores.mean(),
+        "kl": kl.sum(-1).mean(),
+        "reward": rewards.sum(-1).mean(),
+        "response_length": sample["lengths"].astype(jnp.float32).mean(),
+        "eos_fraction": ended.astype(jnp.float32).mean(),
+        "rollout_entropy": ppo.masked_mean(entropy, response_mask),
+        "value_mean": ppo.masked_mean(values, response_mask),
+        "beta": jnp.asarray(beta, jnp.float32),
+    }
+    return rollout, stats
+
+
+def make_score(policy_graphdef, value_graphdef, ref_graphdef, reward_graphdef, cfg: ppo.PPOConfig, prompt_len: int,
+               eos_id: int, reward_norm: tuple[float, float]):
+    """fn(params, value_params, ref_params, reward_params, beta, sample, prompt_mask) -> (rollout, stats), jitted once."""
+    return jax.jit(functools.partial(score, policy_graphdef, value_graphdef, ref_graphdef, reward_graphdef, cfg,
+                                     prompt_len, eos_id, (float(reward_norm[0]), float(reward_norm[1]))))
