@@ -12,7 +12,8 @@ from instructgpt_jax.sharding import DEFAULT_RULES
 
 
 def mesh_config(shape=(-1, 1, 1)) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict({"shape": list(shape), "rules": [list(r) for r in DEFAULT_RULES]})
+    # A tuple, not a list: ml_collections can override tuples from the command line, `--config.mesh.shape='(1,8,4)'`.
+    return ml_collections.ConfigDict({"shape": tuple(shape), "rules": [list(r) for r in DEFAULT_RULES]})
 
 
 def optim_config(lr: float, warmup_steps: int = 0, weight_decay: float = 0.0) -> ml_collections.ConfigDict:
