@@ -1,0 +1,322 @@
+"""The PPO / PPO-ptx stage: load the SFT policy, value model and frozen models, then iterate
+generate -> score -> update, with metrics, evaluation, checkpoints and exact resume.
+
+  instructgpt ppo --config configs/ppo.py:ptx --workdir W/ppo_ptx
+
+Each iteration is three compiled programs, each compiled once: the KV-cache sampler (sampling.py), the
+scoring pass (rollout.py) and the update (ppo.py: epochs x minibatches in one lax.scan, state donated).
+They are timed separately (time/generate, time/score, time/update); nothing returns to the host inside an
+iteration but the end-of-phase syncs the timers need. Iteration i's prompts, pretraining windows and keys
+depend only on i, and beta lives in the checkpointed state, so a resumed run repeats the run it continues.
+Evaluation (iteration 0 = the SFT policy, then every eval_every) samples a fixed prompt set and logs the
+gold judge's score, the RM score, the KL to SFT and the held-out pretraining loss (the alignment tax).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from instructgpt_jax import checkpoint, metrics, ppo, rollout, sharding, train
+from instructgpt_jax.model import GPTConfig, abstract_model
+from instructgpt_jax.pretrain import lm_loss
+from instructgpt_jax.sampling import SampleConfig, make_generate
+
+log = logging.getLogger(__name__)
+
+HEAD = ("score_kernel", "score_bias")
+
+
+@dataclasses.dataclass
+class Setup:
+    """Static parts of a PPO run: mesh, the four models' graphs, optimizers, state shapes and shardings."""
+
+    cfg: ppo.PPOConfig
+    mesh: jax.sharding.Mesh
+    prompt_len: int
+    model_cfg: GPTConfig  # the policy's architecture, without the scalar head
+    policy_graphdef: object  # with the head when the trunk is shared (policy + value in one network)
+    value_graphdef: object | None  # None: shared trunk
+    ref_graphdef: object
+    reward_graphdef: object
+    policy_tx: optax.GradientTransformation
+    value_tx: optax.GradientTransformation
+    abstract: dict
+    shardings: dict
+    headless: train.Setup  # the policy / reference network (train.py's view, for loading params)
+    headed: train.Setup  # the value / reward network
+
+
+def make_setup(model_cfg: GPTConfig, mesh_cfg, cfg: ppo.PPOConfig, prompt_len: int, policy_tx, value_tx,
+               devices=None) -> Setup:
+    headless = train.make_setup(dataclasses.replace(model_cfg, scalar_head=False), mesh_cfg, policy_tx, devices)
+    headed = train.make_setup(dataclasses.replace(model_cfg, scalar_head=True), mesh_cfg, value_tx, devices)
+    mesh = headless.mesh
+    if cfg.shared_trunk:
+        value_abs = {k: headed.abstract["params"][k] for k in HEAD}
+        value_shard = {k: headed.shardings["params"][k] for k in HEAD}
+        value_opt = jax.eval_shape(value_tx.init, value_abs)
+        value_opt_shard = sharding.like_params(value_opt, value_shard, mesh)
+        policy_graphdef, value_graphdef = headed.graphdef, None
+    else:
+        value_abs, value_shard = headed.abstract["params"], headed.shardings["params"]
+        value_opt, value_opt_shard = headed.abstract["opt_state"], headed.shardings["opt_state"]
+        policy_graphdef, value_graphdef = headless.graphdef, headed.graphdef
+    scalar = lambda dtype: jax.ShapeDtypeStruct((), dtype)  # noqa: E731
+    repl = sharding.replicated(mesh)
+    abstract = {"step": scalar(jnp.int32), "params": headless.abstract["params"],
+                "opt_state": headless.abstract["opt_state"], "value_params": value_abs, "value_opt_state": value_opt,
+                "beta": scalar(jnp.float32), "bad_step": scalar(jnp.int32)}
+    shardings = {"step": repl, "params": headless.shardings["params"], "opt_state": headless.shardings["opt_state"],
+                 "value_params": value_shard, "value_opt_state": value_opt_shard, "beta": repl, "bad_step": repl}
+    if cfg.rollout_batch // cfg.minibatches % (mesh.shape["data"] * mesh.shape["fsdp"]):
+        raise ValueError(f"config.ppo.rollout_batch / minibatches = {cfg.rollout_batch // cfg.minibatches} rows per "
+                         f"minibatch must be divisible by data x fsdp = {mesh.shape['data'] * mesh.shape['fsdp']}")
+    return Setup(cfg, mesh, prompt_len, headless.model_cfg, policy_graphdef, value_graphdef, headless.graphdef,
+                 headed.graphdef, policy_tx, value_tx, abstract, shardings, headless, headed)
+
+
+def init_state(setup: Setup, params, value_params) -> dict:
+    """A fresh train state on the mesh, beta from the config.
+
+    The optimizer states are built eagerly: Adam's init is zeros_like per leaf, which keeps each param's
+    sharding, so no device holds a full replica and no program is compiled for a one-off call.
+    """
+    repl = sharding.replicated(setup.mesh)
+    state = {
+        "step": jnp.int32(0),
+        "params": params,
+        "opt_state": setup.policy_tx.init(params),
+        "value_params": value_params,
+        "value_opt_state": setup.value_tx.init(value_params),
+        "beta": jnp.float32(setup.cfg.beta),
+        "bad_step": jnp.int32(-1),
+    }
+    return jax.device_put(state, {**setup.shardings, "step": repl, "beta": repl, "bad_step": repl})
+
+
+def frozen(setup: Setup, tree):
+    """Frozen models in `frozen_dtype` (bf16 halves their memory; they get no gradients or optimizer state)."""
+    dtype = jnp.dtype(setup.cfg.frozen_dtype)
+    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+@dataclasses.dataclass
+class Programs:
+    generate: object
+    score: object
+    update: object
+
+
+def make_programs(setup: Setup, eos_id: int, pad_id: int, reward_norm: tuple[float, float]) -> Programs:
+    """The three jitted programs of an iteration; build once and reuse (no recompilation)."""
+    cfg = setup.cfg
+    sample_cfg = SampleConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, eos_id=eos_id, pad_id=pad_id)
+    # The sampler runs the policy's params on the headless graph: in shared-trunk mode they exclude the head.
+    generate = make_generate(setup.ref_graphdef, sample_cfg)
+    score = rollout.make_score(setup.policy_graphdef, setup.value_graphdef, setup.ref_graphdef, setup.reward_graphdef,
+                               cfg, setup.prompt_len, eos_id, reward_norm)
+    update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, cfg, setup.prompt_len, setup.policy_tx,
+                             setup.value_tx, setup.shardings,
+                             lambda ndim: sharding.batch_sharding(setup.mesh, ndim))
+    return Programs(generate, score, update)
+
+
+def iteration(programs: Programs, state: dict, ref_params, reward_params, batch: dict, ptx_tokens, rng):
+    """One PPO iteration on device batch {'prompt_tokens', 'prompt_mask'}: (state, sample, stats, update metrics, times)."""
+    times = {}
+    t0 = time.perf_counter()
+    sample = programs.generate(state["params"], batch["prompt_tokens"], batch["prompt_mask"], jax.random.fold_in(rng, 0))
+    jax.block_until_ready(sample)
+    times["time/generate"] = (t1 := time.perf_counter()) - t0
+    data, stats = programs.score(state["params"], state["value_params"], ref_params, reward_params, state["beta"],
+                                 sample, batch["prompt_mask"])
+    jax.block_until_ready(data)
+    times["time/score"] = (t2 := time.perf_counter()) - t1
+    state, update_metrics = programs.update(state, data, ptx_tokens, jax.random.fold_in(rng, 1))
+    jax.block_until_ready(state)
+    times["time/update"] = time.perf_counter() - t2
+    times["time/iteration"] = time.perf_counter() - t0
+    return state, sample, stats, update_metrics, times
+
+
+def _put(value: np.ndarray, mesh, spec) -> jax.Array:
+    s = jax.sharding.NamedSharding(mesh, spec)
+    if jax.process_count() == 1:
+        return jax.device_put(value, s)
+    return jax.make_array_from_process_local_data(s, value)
+
+
+def run(config, workdir: str) -> dict:
+    """Train PPO (ptx_coef 0) or PPO-ptx into `workdir`; returns the final evaluation's metrics."""
+    from instructgpt_jax import reward
+    from instructgpt_jax.data import batching, formats
+    from instructgpt_jax.data import corpus as corpus_lib
+    from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
+
+    cfg, t = ppo.ppo_config(config.ppo), config.train
+    for key in ("init_policy", "init_value", "reward_model"):
+        if not config[key]:
+            raise ValueError(f"config.{key} is empty; expected a stage folder (init_policy: W/sft; init_value and "
+                             "reward_model: W/rm)")
+    tokenizer = make_tokenizer(config.data.tokenizer)
+    model_cfg = train.model_config(config.model)
+    check_vocab(tokenizer, model_cfg.vocab_size)
+    P = config.data.prompt_len
+    if P + cfg.max_new_tokens > model_cfg.n_positions:
+        raise ValueError(f"config.data.prompt_len={P} + config.ppo.max_new_tokens={cfg.max_new_tokens} exceeds the "
+                         f"model's n_positions={model_cfg.n_positions}")
+    read = lambda path: list(formats.read_ppo(path, tokenizer, max_prompt_tokens=P, overflow=config.data.overflow,  # noqa: E731
+                                              model_vocab_size=model_cfg.vocab_size))
+    prompts = read(config.data.prompts)
+    eval_prompts = read(config.data.eval_prompts) if config.data.eval_prompts else prompts
+    n_eval = min(config.eval.batches, len(eval_prompts) // cfg.rollout_batch)
+    if n_eval < 1:
+        raise ValueError(f"{config.data.eval_prompts or config.data.prompts} has {len(eval_prompts)} prompts, fewer than "
+                         f"config.ppo.rollout_batch={cfg.rollout_batch} needed for one evaluation batch")
+    batches = batching.ppo_batches(prompts, tokenizer, cfg.rollout_batch, P, seed=t.seed)
+    eval_batches = [batching.ppo_batch(eval_prompts[i * cfg.rollout_batch:(i + 1) * cfg.rollout_batch], tokenizer, P)
+                    for i in range(n_eval)]
+    gold = None
+    if config.eval.gold_judge == "world":
+        from instructgpt_jax.data.world import gold_score as gold
+
+    train_ids = heldout_ids = None
+    if config.data.corpus.source:
+        text = corpus_lib.load_corpus(config.data.corpus.source, data_dir=config.data.corpus.data_dir or None,
+                                      heldout_fraction=config.data.corpus.heldout_fraction)
+        train_ids = np.asarray(tokenizer.encode(text.train), np.int32)
+        heldout_ids = np.asarray(tokenizer.encode(text.heldout), np.int32)
+    if cfg.ptx_coef > 0 and train_ids is None:
+        raise ValueError("config.ppo.ptx_coef > 0 needs a pretraining corpus: set config.data.corpus.source")
+
+    steps = t.iterations * cfg.epochs * cfg.minibatches
+    setup = make_setup(model_cfg, config.mesh, cfg, P, train.make_optimizer(config.optim, steps),
+                       train.make_optimizer(config.value_optim, steps))
+    norm = reward.load_reward_norm(config.reward_model)
+    programs = make_programs(setup, tokenizer.eos_id, tokenizer.pad_id, (norm["mean"], norm["std"]))
+
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+    manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), t.keep_checkpoints, t.async_checkpoint)
+    writer = metrics.MetricWriter(workdir, tensorboard=t.tensorboard)
+    meta = {"stage": "ppo", "model": dataclasses.asdict(setup.model_cfg), "tokenizer": config.data.tokenizer,
+            "total_steps": t.iterations, "ptx_coef": cfg.ptx_coef}
+    mesh, rng = setup.mesh, jax.random.key(t.seed)
+    ptx_spec = jax.sharding.PartitionSpec(None, sharding.BATCH_AXES, None)
+
+    def ptx_tokens(it: int):
+        if cfg.ptx_coef == 0:
+            return None
+        n = cfg.epochs * cfg.minibatches
+        windows = corpus_lib.lm_windows(train_ids, it, n * cfg.ptx_batch_size, cfg.ptx_seq_len, seed=t.seed)
+        windows = windows.reshape(n, cfg.ptx_batch_size, cfg.ptx_seq_len)
+        per_host = cfg.ptx_batch_size // jax.process_count()
+        return _put(windows[:, jax.process_index() * per_host:(jax.process_index() + 1) * per_host], mesh, ptx_spec)
+
+    heldout_loss = jax.jit(lambda params, tokens: lm_loss(nnx.merge(setup.ref_graphdef, params), tokens)[0])
+
+    def evaluate(state, ref_params, reward_params) -> dict:
+        """Fixed prompts, fixed keys: differences between evaluations come from the policy alone."""
+        out = {"gold": [], "score": [], "kl": [], "length": []}
+        for i, (arrays, strings) in enumerate(eval_batches):
+            batch = sharding.shard_batch(arrays, mesh)
+            sample = programs.generate(state["params"], batch["prompt_tokens"], batch["prompt_mask"],
+                                       jax.random.fold_in(jax.random.key(t.seed + 1), i))
+            data, stats = programs.score(state["params"], state["value_params"], ref_params, reward_params,
+                                         state["beta"], sample, batch["prompt_mask"])
+            stats = jax.device_get(stats)
+            out["score"].append(stats["score"])
+            out["kl"].append(stats["kl"])
+            out["length"].append(stats["response_length"])
+            if gold is not None:
+                host = jax.device_get({k: sample[k] for k in ("response", "response_mask")})
+                texts = [tokenizer.decode(r[m]) for r, m in zip(host["response"], host["response_mask"])]
+                out["gold"].append(float(np.mean(gold(strings, texts))))
+        row = {"ppo/eval_score": np.mean(out["score"]), "ppo/eval_kl": np.mean(out["kl"]),
+               "ppo/eval_length": np.mean(out["length"])}
+        if out["gold"]:
+            row["ppo/gold_score"] = np.mean(out["gold"])
+        if heldout_ids is not None:
+            losses = [heldout_loss(state["params"], jnp.asarray(corpus_lib.eval_windows(
+                heldout_ids, i, cfg.ptx_batch_size, cfg.ptx_seq_len))) for i in range(config.eval.heldout_batches)]
+            row["ppo/pretrain_loss"] = np.mean(jax.device_get(losses))
+        return {k: float(v) for k, v in row.items()}
+
+    with jax.set_mesh(mesh):
+        state, restored = checkpoint.restore_latest(manager, setup.abstract, setup.shardings)
+        load = lambda s, d: checkpoint.restore_params(os.path.join(d, "checkpoints"), s.abstract["params"],  # noqa: E731
+                                                      s.shardings["params"])[0]
+        ref_params = frozen(setup, load(setup.headless, config.init_policy))
+        reward_params = frozen(setup, load(setup.headed, config.reward_model))
+        if state is None:
+            value = train.params_from(setup.headed, config.init_value)  # RM trunk + head (a fresh head from SFT)
+            value = {k: value[k] for k in HEAD} if cfg.shared_trunk else value
+            state, start = init_state(setup, load(setup.headless, config.init_policy), value), 0
+        else:
+            start = int(restored["step"])
+            log.info("ppo: resuming from iteration %d (beta %.5g)", start, float(jax.device_get(state["beta"])))
+        writer.truncate_after(start)
+        if start >= t.iterations:
+            writer.close()
+            return _last_eval(workdir)
+        if start == 0:
+            writer.write(0, evaluate(state, ref_params, reward_params))
+
+        bar = metrics.progress(t.iterations, start, "ppo")
+        window, last_good, result = [], manager.latest_step(), {}
+        for it in range(start, t.iterations):
+            arrays, strings = batches[it]
+            batch, ptx = sharding.shard_batch(arrays, mesh), ptx_tokens(it)
+            state, sample, stats, update_metrics, times = iteration(
+                programs, state, ref_params, reward_params, batch, ptx, jax.random.fold_in(rng, it))
+            window.append(times)
+            done = it + 1
+            is_log = done % t.log_every == 0 or done == t.iterations
+            is_ckpt = done % t.checkpoint_every == 0 or done == t.iterations
+            is_eval = done % t.eval_every == 0 or done == t.iterations
+            if is_log or is_ckpt or is_eval:
+                bad = int(jax.device_get(state["bad_step"]))
+                if bad >= 0:
+                    manager.wait_until_finished()
+                    raise train.NonFiniteError(
+                        f"ppo: loss or gradient became non-finite at iteration {bad}; last good checkpoint: "
+                        f"{os.path.join(workdir, 'checkpoints', str(last_good)) if last_good is not None else 'none'}")
+            if is_log:
+                # The process's first iteration includes compilation: leave it out when the window has others.
+                timed = window[1:] if it - len(window) + 1 == start and len(window) > 1 else window
+                row = {f"ppo/{k}": v for k, v in stats.items()}
+                row.update({f"ppo/{k}": jnp.mean(v) for k, v in update_metrics.items()})
+                row.update({k: float(np.mean([w[k] for w in timed])) for k in timed[0]})
+                values = writer.write(done, row)
+                bar.set_postfix(score=f"{values['ppo/score']:.3f}", kl=f"{values['ppo/kl']:.2f}")
+                window = []
+            if is_eval:
+                result = evaluate(state, ref_params, reward_params)
+                writer.write(done, result)
+            if is_ckpt:
+                checkpoint.save(manager, done, state, {**meta, "beta": float(jax.device_get(state["beta"]))},
+                                force=done == t.iterations)
+                last_good = done
+            bar.update(1)
+        manager.wait_until_finished()
+        bar.close()
+    writer.close()
+    return result
+
+
+def _last_eval(workdir: str) -> dict:
+    """The newest evaluation row of a finished run (what `run` returned when it finished)."""
+    rows = [r for r in metrics.read_metrics(workdir) if "ppo/eval_score" in r]
+    return {k: v for k, v in rows[-1].items() if k.startswith("ppo/")} if rows else {}

@@ -1,0 +1,240 @@
+"""The PPO scoring pass and the jitted update on random tiny models: scoring against a per-row unpadded
+forward, the update's gradient against a hand-written total loss, lr 0, sharded vs single device, no
+recompilation, and the shared-trunk value head."""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from instructgpt_jax import config_base, ppo, ppo_loop, sharding, train
+from instructgpt_jax.model import GPTConfig
+from instructgpt_jax.sampling import left_pad
+
+CFG = GPTConfig(vocab_size=64, n_positions=32, n_layer=2, n_head=2, n_embd=32)
+P, N, B = 8, 8, 16
+EOS, PAD = 3, 0
+NORM = (0.25, 2.0)  # reward_norm.json mean / std
+
+
+def _setup(cfg: ppo.PPOConfig, shape=(1, 1, 1), tx=None, vtx=None):
+    n = int(np.prod(shape))
+    optim = config_base.optim_config(3e-3)
+    optim.eps = 1e-6  # see test_sharding: keeps Adam's first step from amplifying summation-order noise
+    tx = tx or train.make_optimizer(optim, 100)
+    vtx = vtx or train.make_optimizer(optim, 100)
+    return ppo_loop.make_setup(CFG, config_base.mesh_config(shape), cfg, P, tx, vtx, devices=jax.devices()[:n])
+
+
+def _random(setup_part, seed):
+    """GPT-2-like random params drawn on the host and placed in their shards (no XLA compile per call)."""
+    rng = np.random.default_rng(seed)
+    draw = lambda path, x: (float(path[-1].key == "scale") + 0.02 * rng.standard_normal(x.shape)).astype(np.float32)  # noqa: E731
+    host = jax.tree_util.tree_map_with_path(draw, setup_part.abstract["params"])
+    return jax.device_put(host, setup_part.shardings["params"])
+
+
+def _params(setup, cfg):
+    """policy (seed 0), value (seed 1), ref (seed 2: a different model, so KL is not 0), reward (seed 3)."""
+    value = _random(setup.headed, 1)
+    value = {k: value[k] for k in ppo_loop.HEAD} if cfg.shared_trunk else value
+    return _random(setup.headless, 0), value, _random(setup.headless, 2), _random(setup.headed, 3)
+
+
+def _prompts(seed=0):
+    rng = np.random.default_rng(seed)
+    rows = [list(rng.integers(4, CFG.vocab_size, rng.integers(1, P + 1))) for _ in range(B)]
+    tokens, mask = left_pad(rows, PAD, P)
+    return {"prompt_tokens": tokens, "prompt_mask": mask}
+
+
+@functools.cache
+def _world(cfg: ppo.PPOConfig, shape=(1, 1, 1)):
+    setup = _setup(cfg, shape)
+    return setup, ppo_loop.make_programs(setup, EOS, PAD, NORM), _params(setup, cfg)
+
+
+def _fresh(cfg, shape=(1, 1, 1)):
+    """Copies of the cached policy and value params: the update donates (deletes) the state it is given."""
+    return jax.tree.map(jnp.copy, _world(cfg, shape)[2][:2])
+
+
+def _rollout(cfg, shape=(1, 1, 1), seed=0):
+    setup, programs, (policy, value, ref, reward) = _world(cfg, shape)
+    with jax.set_mesh(setup.mesh):
+        batch = sharding.shard_batch(_prompts(seed), setup.mesh)
+        sample = programs.generate(policy, batch["prompt_tokens"], batch["prompt_mask"], jax.random.key(seed))
+        data, stats = programs.score(policy, value, ref, reward, jnp.float32(cfg.beta), sample, batch["prompt_mask"])
+    return jax.device_get(sample), jax.device_get(data), jax.device_get(stats)
+
+
+BASE = ppo.PPOConfig(rollout_batch=B, minibatches=2, epochs=2, max_new_tokens=N, beta=0.1, eos_penalty=0.5)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _hidden(graphdef, params, tokens):
+    """Hidden states of left-aligned rows with positions 0.. and no mask: what the rows mean unpadded.
+    What follows a row's end cannot change its earlier slots (causality)."""
+    return nnx.merge(graphdef, params).trunk(tokens)[0]
+
+
+def test_scoring_matches_unpadded_forward():
+    """logprobs, ref log-ratio, values and the RM score of each row, recomputed with no left padding."""
+    sample, data, stats = _rollout(BASE)
+    setup, _, (policy, value, ref, reward) = _world(BASE)
+    lengths = sample["lengths"]
+    assert 1 <= lengths.min() and lengths.max() <= N and (lengths < N).any(), lengths  # some rows stop at EOS
+    prompts = _prompts(0)
+    rows = [np.concatenate([prompts["prompt_tokens"][b][prompts["prompt_mask"][b]], sample["response"][b, :lengths[b]]])
+            for b in range(B)]
+    aligned = np.full((B, P + N), PAD, np.int32)
+    for b, row in enumerate(rows):
+        aligned[b, :len(row)] = row
+
+    def logprobs(params):
+        model = nnx.merge(setup.ref_graphdef, params)
+        return np.asarray(jax.nn.log_softmax(model.logits(_hidden(setup.ref_graphdef, params, aligned)).astype(jnp.float32)))
+
+    lp_all, ref_all = logprobs(policy), logprobs(ref)
+    values_all = np.asarray(nnx.merge(setup.headed.graphdef, value).score(_hidden(setup.headed.graphdef, value, aligned)))
+    rm_all = np.asarray(nnx.merge(setup.reward_graphdef, reward).score(_hidden(setup.reward_graphdef, reward, aligned)))
+    for b in range(B):
+        n, n_prompt = lengths[b], len(rows[b]) - lengths[b]
+        before = n_prompt - 1 + np.arange(n)  # the state before response token t predicts it
+        resp = sample["response"][b, :n]
+        lp, ref_lp = lp_all[b, before, resp], ref_all[b, before, resp]
+        np.testing.assert_allclose(data["logprobs"][b, :n], lp, atol=2e-5)
+        np.testing.assert_allclose(data["kl"][b, :n], lp - ref_lp, atol=3e-5)
+        np.testing.assert_allclose(data["values"][b, :n], values_all[b, before], atol=2e-5)
+        np.testing.assert_allclose(data["scores"][b], (rm_all[b, len(rows[b]) - 1] - NORM[0]) / NORM[1], atol=2e-5)
+    assert not data["logprobs"][~sample["response_mask"]].any() and not data["kl"][~sample["response_mask"]].any()
+    # summed per-token reward = score - eos_penalty (no EOS) - beta * sequence log-ratio
+    ended = np.array([(sample["response"][b, :lengths[b]] == EOS).any() for b in range(B)])
+    expected_reward = data["scores"] - BASE.eos_penalty * ~ended - BASE.beta * data["kl"].sum(-1)
+    np.testing.assert_allclose(stats["reward"], expected_reward.mean(), atol=1e-5)
+    np.testing.assert_allclose(stats["eos_fraction"], ended.mean())
+    assert 0 < ended.mean() < 1
+
+
+def _record_grads():
+    """An 'optimizer' that leaves params alone and keeps the last gradient as its state."""
+    return optax.GradientTransformation(lambda p: jax.tree.map(jnp.zeros_like, p),
+                                        lambda g, s, p=None: (jax.tree.map(jnp.zeros_like, g), g))
+
+
+def _hand_loss(setup, cfg, params, value_params, d, ptx):
+    """The total loss written out directly: full forward passes, explicit clipping, mean over real tokens."""
+    policy = nnx.merge(setup.policy_graphdef, params)
+    value = nnx.merge(setup.value_graphdef, value_params)
+    m = d["response_mask"].astype(jnp.float32)
+    n = m.sum()
+    logits = policy(d["tokens"], d["positions"], d["attention_mask"])[:, P - 1:-1] / cfg.temperature
+    logp = jnp.take_along_axis(jax.nn.log_softmax(logits), d["tokens"][:, P:, None], -1)[..., 0]
+    ratio = jnp.exp(jnp.where(m > 0, logp - d["logprobs"], 0.0))
+    pg = jnp.maximum(-d["advantages"] * ratio, -d["advantages"] * jnp.clip(ratio, 1 - cfg.clip, 1 + cfg.clip))
+    h, _ = value.trunk(d["tokens"], d["positions"], d["attention_mask"])
+    v = value.score(h)[:, P - 1:-1]
+    vc = d["values"] + jnp.clip(v - d["values"], -cfg.vf_clip, cfg.vf_clip)
+    vf = 0.5 * jnp.maximum((v - d["returns"]) ** 2, (vc - d["returns"]) ** 2)
+    lm = policy(ptx)[:, :-1]
+    nll = -jnp.take_along_axis(jax.nn.log_softmax(lm), ptx[:, 1:, None], -1)[..., 0].mean()
+    return (pg * m).sum() / n + cfg.vf_coef * (vf * m).sum() / n + cfg.ptx_coef * nll
+
+
+def test_update_gradient_equals_grad_of_hand_written_loss():
+    cfg = dataclasses.replace(BASE, epochs=1, minibatches=1, ptx_coef=1.7, ptx_batch_size=4, ptx_seq_len=12,
+                              vf_clip=0.05)
+    sample, data, _ = _rollout(BASE)  # the rollout does not depend on the update's settings
+    rng = np.random.default_rng(1)
+    # Move the "old" logprobs and values away from the current model so that both clips are active.
+    data["logprobs"] = np.where(data["response_mask"], data["logprobs"] + 0.4 * rng.normal(size=data["logprobs"].shape), 0)
+    data["values"] = np.where(data["response_mask"], data["values"] + 0.3 * rng.normal(size=data["values"].shape), 0)
+    data = {k: jnp.asarray(v, jnp.float32 if v.dtype == np.float64 else None) for k, v in data.items()}
+    ptx = jnp.asarray(rng.integers(0, CFG.vocab_size, (1, 4, 12)), jnp.int32)
+    setup = _setup(cfg, tx=_record_grads(), vtx=_record_grads())
+    policy, value = _fresh(BASE)
+    update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, cfg, P, setup.policy_tx, setup.value_tx)
+    state = ppo_loop.init_state(setup, *_fresh(BASE))
+    new_state, metrics = update(state, data, ptx, jax.random.key(0))
+    assert 0 < float(metrics["clipfrac"][0]) < 1 and 0 < float(metrics["vf_clipfrac"][0]) < 1
+    hand = jax.jit(functools.partial(_hand_loss, setup, cfg))
+    grads = jax.jit(jax.grad(hand, argnums=(0, 1)))(policy, value, data, ptx[0])
+    for got, want in zip(jax.tree.leaves((new_state["opt_state"], new_state["value_opt_state"])), jax.tree.leaves(grads)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(metrics["loss"][0], hand(policy, value, data, ptx[0]), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(new_state["params"]), jax.tree.leaves(policy)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_lr_zero_leaves_params_and_gives_zero_approxkl():
+    sample, data, _ = _rollout(BASE)
+    optim = config_base.optim_config(0.0)
+    setup = _setup(BASE, tx=train.make_optimizer(optim, 10), vtx=train.make_optimizer(optim, 10))
+    policy, value = _fresh(BASE)
+    before = jax.device_get((policy, value))
+    update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, BASE, P, setup.policy_tx, setup.value_tx)
+    state, metrics = update(ppo_loop.init_state(setup, policy, value), data, None, jax.random.key(0))
+    for a, b in zip(jax.tree.leaves(jax.device_get((state["params"], state["value_params"]))), jax.tree.leaves(before)):
+        np.testing.assert_array_equal(a, b)
+    assert metrics["approxkl"].shape == (BASE.epochs * BASE.minibatches,)
+    # The old logprobs come from the scoring program (16 rows), the new from the update's (8-row minibatch):
+    # XLA may sum in another order, so the log-ratio is 0 up to float32 rounding of |logprob| ~ 5 (~1e-6),
+    # i.e. approxkl ~1e-13; one step at any learning rate that moves the policy gives >1e-6.
+    assert float(metrics["approxkl"][0]) < 1e-11 and float(metrics["clipfrac"][0]) == 0.0
+    assert int(state["step"]) == 1 and int(state["bad_step"]) == -1
+
+
+def _one_iteration(shape, cfg):
+    setup, programs, (policy, value, ref, reward) = _world(cfg, shape)
+    with jax.set_mesh(setup.mesh):
+        state = ppo_loop.init_state(setup, *_fresh(cfg, shape))
+        batch = sharding.shard_batch(_prompts(5), setup.mesh)
+        state, sample, stats, metrics, _ = ppo_loop.iteration(programs, state, ref, reward, batch, None, jax.random.key(3))
+        return jax.device_get((state, sample, stats, metrics)), programs
+
+
+def test_sharded_iteration_equals_single_device():
+    cfg = dataclasses.replace(BASE, adaptive_kl=True, target_kl=0.5, horizon=100)
+    (one, sample1, stats1, m1), _ = _one_iteration((1, 1, 1), cfg)
+    (many, sample8, stats8, m8), _ = _one_iteration((2, 2, 2), cfg)
+    np.testing.assert_array_equal(sample1["response"], sample8["response"])
+    for k in stats1:
+        np.testing.assert_allclose(stats1[k], stats8[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    for k in m1:
+        np.testing.assert_allclose(m1[k], m8[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert float(one["beta"]) != cfg.beta  # the controller moved beta, identically on both meshes
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(many)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_params_move_and_nothing_recompiles():
+    setup, programs, (policy, value, ref, reward) = _world(BASE)
+    with jax.set_mesh(setup.mesh):
+        state = ppo_loop.init_state(setup, *_fresh(BASE))
+        for it in range(3):
+            batch = sharding.shard_batch(_prompts(it), setup.mesh)
+            state, *_ = ppo_loop.iteration(programs, state, ref, reward, batch, None, jax.random.key(it))
+    assert int(state["step"]) == 3
+    assert not np.allclose(jax.device_get(state["params"]["wte"]["embedding"]), jax.device_get(policy["wte"]["embedding"]))
+    for name in ("generate", "score", "update"):
+        assert getattr(programs, name)._cache_size() == 1, name
+
+
+def test_shared_trunk_value_head_trains_the_trunk():
+    cfg = dataclasses.replace(BASE, shared_trunk=True)
+    setup = _setup(cfg)
+    assert setup.value_graphdef is None and set(setup.abstract["value_params"]) == set(ppo_loop.HEAD)
+    (state, _, stats, metrics), _ = _one_iteration((1, 1, 1), cfg)
+    assert np.isfinite(metrics["value_loss"]).all() and np.isfinite(stats["value_mean"])
+    _, _, (policy, head, _, _) = _world(cfg)
+    assert not np.allclose(state["value_params"]["score_kernel"], jax.device_get(head["score_kernel"]))
+    # The value loss reaches the trunk: that is what sharing means.
+    _, data, _ = _rollout(cfg)
+    value_loss = lambda p: ppo.ppo_loss(setup.policy_graphdef, None, cfg, P, p, head, data, None)[1]["value_loss"]  # noqa: E731
+    grads = jax.jit(jax.grad(value_loss))(policy)
+    assert np.abs(grads["h"][0]["mlp"]["c_fc_kernel"]).max() > 0
