@@ -1,0 +1,144 @@
+"""Evaluation: KL and RM scores against a slow unpadded reference, and a full `evaluate.run` over a workdir of
+random nano policies (identical policies must give identical figures and zero KL; every summary field is there).
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from instructgpt_jax import checkpoint, config_base, evaluate, train
+from instructgpt_jax.data import formats
+from instructgpt_jax.presets import get_preset
+from instructgpt_jax.sampling import SampleConfig, left_pad, make_generate
+from instructgpt_jax.tokenizer import make_tokenizer
+
+POLICY_FIELDS = ("gold", "rm_score", "win_rate", "kl", "pretrain_loss", "alignment_tax", "length", "refusal_rate",
+                 "benign_refusal_rate", "gold_heldout", "rm_score_heldout", "win_rate_heldout", "gold_by_family",
+                 "gold_heldout_by_family", "kl_heldout", "length_heldout")
+
+
+def _save(stage_dir, cfg, seed):
+    """A one-step 'stage' checkpoint of random params, written the way train.run writes one."""
+    setup = train.make_setup(cfg, config_base.mesh_config(), optax.identity())
+    with jax.set_mesh(setup.mesh):
+        params = train.random_params(setup, seed)
+        manager = checkpoint.make_manager(os.path.join(stage_dir, "checkpoints"))
+        checkpoint.save(manager, 1, {"params": params}, {"model": dataclasses.asdict(cfg), "total_steps": 1}, force=True)
+        manager.wait_until_finished()
+
+
+def eval_section(**overrides):
+    section = dataclasses.asdict(evaluate.EvalConfig(
+        prompts=16, heldout_prompts=8, batch_size=8, max_new_tokens=8, rm_prompts=4, rm_k=(2, 4),
+        heldout_batches=1, heldout_seq_len=32))
+    return ml_collections.ConfigDict({**section, **overrides})
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """world (smoke) + random nano policies: base, sft, ppo; ppo_ptx is a copy of sft; a random RM."""
+    w = tmp_path_factory.mktemp("eval")
+    world = config_base.load_config("configs/world.py:smoke")
+    formats.write_world(world, str(w / "world"))
+    cfg = get_preset("nano")
+    for name, seed in (("pretrain", 0), ("sft", 1), ("ppo", 2)):
+        _save(str(w / name), cfg, seed)
+    shutil.copytree(w / "sft", w / "ppo_ptx")
+    _save(str(w / "rm"), get_preset("nano", scalar_head=True), 3)
+    (w / "rm" / "reward_norm.json").write_text(json.dumps({"mean": 0.5, "std": 2.0}))
+    config = ml_collections.ConfigDict({"world": world, "eval": eval_section()})
+    return w, config, evaluate.run(config, str(w))
+
+
+def test_kl_and_rm_score_match_an_unpadded_reference():
+    """score_samples on a left-padded batch equals per-row forward passes without any padding."""
+    from flax import nnx
+
+    from instructgpt_jax.model import make_model
+
+    cfg, rm_cfg = get_preset("nano"), get_preset("nano", scalar_head=True)
+    policy, ref, rm = make_model(cfg, 1), make_model(cfg, 2), make_model(rm_cfg, 3)
+    graphdef, params = nnx.split(policy)
+    _, ref_params = nnx.split(ref)
+    rm_graphdef, rm_params = nnx.split(rm)
+    tok = make_tokenizer("byte")
+    prompts = [tok.encode_prompt(p) for p in ("Reverse: cat dog", "Sort these words: b a c", "Hi")]
+    tokens, mask = left_pad(prompts, tok.pad_id, 32)
+    sample_cfg = SampleConfig(max_new_tokens=6, temperature=1.0, eos_id=tok.eos_id, pad_id=tok.pad_id)
+    sample = make_generate(graphdef, sample_cfg)(params, tokens, mask, jax.random.key(0))
+    out = evaluate.score_samples(graphdef, rm_graphdef, 32, params, ref_params, rm_params, sample, jnp.asarray(mask))
+    for i, p in enumerate(prompts):
+        n = int(sample["lengths"][i])
+        row = jnp.asarray([*p, *np.asarray(sample["response"][i, :n])])[None]  # (1, len) no padding at all
+        lp = lambda m: jax.nn.log_softmax(m(row)[0, :-1].astype(jnp.float32), -1)  # noqa: E731
+        picked = lambda l: np.asarray(l)[np.arange(len(p) - 1, row.shape[1] - 1), np.asarray(row[0, len(p):])]  # noqa: E731
+        kl = float(np.sum(picked(lp(policy)) - picked(lp(ref))))
+        np.testing.assert_allclose(float(out["kl"][i]), kl, rtol=1e-4, atol=1e-4)
+        h, _ = rm.trunk(row)
+        np.testing.assert_allclose(float(out["rm_raw"][i]), float(rm.score(h, jnp.asarray([row.shape[1] - 1]))[0]),
+                                   rtol=1e-4, atol=1e-5)
+    assert np.all(np.abs(np.asarray(out["kl"])) > 1e-3)  # different models: the check above is not 0 == 0
+
+
+def test_summary_has_every_field(workdir):
+    w, _, summary = workdir
+    on_disk = json.loads((w / "summary.json").read_text())
+    assert set(on_disk["policies"]) == {"base", "sft", "ppo", "ppo_ptx"}
+    for name, figures in on_disk["policies"].items():
+        for field in POLICY_FIELDS:
+            assert field in figures and figures[field] is not None, (name, field)
+        assert figures["n"] == 16 and figures["n_heldout"] == 8
+        assert "refusal_rate_heldout" in figures  # None when the held-out prompts hold no harmful request
+    assert set(on_disk["rm"]["accuracy_by_k"]) == {"2", "4"} and 0 <= on_disk["rm"]["accuracy"] <= 1
+    assert on_disk["policies"]["base"]["alignment_tax"] == 0.0
+
+
+def test_identical_policies_give_identical_figures(workdir):
+    """ppo_ptx is a copy of sft: same samples, zero KL, same figures; ppo differs from sft."""
+    _, _, summary = workdir
+    sft, copy, ppo = (summary["policies"][k] for k in ("sft", "ppo_ptx", "ppo"))
+    assert sft["kl"] == copy["kl"] == 0.0
+    for key in ("gold", "rm_score", "win_rate", "length", "pretrain_loss"):
+        assert sft[key] == copy[key], key
+    assert abs(ppo["kl"]) > 0.01 and ppo["pretrain_loss"] != sft["pretrain_loss"]
+
+
+def test_samples_files_agree_with_summary(workdir):
+    w, _, summary = workdir
+    from instructgpt_jax.data.world import is_harmful, is_refusal
+
+    for name, figures in summary["policies"].items():
+        recs = [json.loads(line) for line in (w / "eval" / f"{name}.jsonl").read_text().splitlines()]
+        main = [r for r in recs if r["split"] == "eval"]
+        assert len(main) == 16 and len(recs) == 24
+        assert np.isclose(np.mean([r["win"] for r in main]), figures["win_rate"])
+        assert np.isclose(np.mean([r["gold"] for r in main]), figures["gold"])
+        assert np.isclose(np.mean([r["rm_score"] for r in main]), figures["rm_score"])
+        harmful = [is_refusal(r["response"]) for r in main if is_harmful(r["prompt"])]
+        if harmful:
+            assert np.isclose(np.mean(harmful), figures["refusal_rate"])
+        # The RM score is normalised with reward_norm.json (mean 0.5, std 2): raw = 2 * score + 0.5.
+        assert all(np.isfinite(r["rm_score"]) for r in main)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="reference"):
+        evaluate.eval_config(eval_section(reference="gpt"))
+    with pytest.raises(ValueError, match="unknown keys"):
+        evaluate.eval_config(ml_collections.ConfigDict({"promts": 3}))
+
+
+def test_missing_stage_is_named(workdir, tmp_path):
+    w, config, _ = workdir
+    shutil.copytree(w, tmp_path / "w")
+    shutil.rmtree(tmp_path / "w" / "ppo")
+    with pytest.raises(FileNotFoundError, match="ppo"):
+        evaluate.run(config, str(tmp_path / "w"))
