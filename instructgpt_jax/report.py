@@ -1,0 +1,262 @@
+"""The report of a pipeline workdir: W/report/report.md with a results table, PNG plots and samples.
+
+  instructgpt report --workdir W
+
+Reads only files: W/summary.json (evaluate.py), each stage's metrics.jsonl and W/eval/<policy>.jsonl. Plots:
+- win_rate.png: win rate against SFT per policy as judged by the simulated labelers (Ouyang et al. 2022,
+  Figure 1, at one model size), on the held-out prompts and on held-out families/phrasings;
+- ppo_gold_rm_vs_kl.png: gold and RM score against KL from SFT over PPO training: the RM score keeps rising
+  while the gold score flattens or falls (over-optimisation, Gao et al. 2022);
+- alignment_tax.png: held-out pretraining loss during PPO with and without the ptx term, with base and SFT;
+- rm_accuracy_k.png: reward-model agreement with the labelers on K ranked responses, per K;
+- length.png: mean response length per policy and during PPO (the labelers' length bias shows up here);
+- training.png: each stage's training loss.
+A plot whose inputs are missing (a partial workdir) is left out and the report says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on a server or in a test
+import matplotlib.pyplot as plt  # noqa: E402
+
+from instructgpt_jax import metrics  # noqa: E402
+
+ORDER = ("base", "sft", "ppo", "ppo_ptx")
+LABELS = {"base": "GPT (base)", "sft": "SFT", "ppo": "PPO", "ppo_ptx": "PPO-ptx"}
+COLORS = {"base": "#9e9e9e", "sft": "#4c72b0", "ppo": "#dd8452", "ppo_ptx": "#c44e52"}
+TABLE = (  # (summary key, header, format)
+    ("win_rate", "win rate vs SFT", "{:.3f}"), ("gold", "gold", "{:.3f}"), ("rm_score", "RM score", "{:.2f}"),
+    ("kl", "KL from SFT", "{:.2f}"), ("pretrain_loss", "pretrain loss", "{:.3f}"),
+    ("alignment_tax", "alignment tax", "{:+.3f}"), ("length", "length (tokens)", "{:.1f}"),
+    ("refusal_rate", "refusal (harmful)", "{:.2f}"), ("benign_refusal_rate", "refusal (benign)", "{:.2f}"),
+    ("win_rate_heldout", "win rate held-out instr.", "{:.3f}"), ("gold_heldout", "gold held-out instr.", "{:.3f}"),
+)
+
+
+def _policies(summary: dict) -> list[str]:
+    names = list(summary.get("policies", {}))
+    return [n for n in ORDER if n in names] + [n for n in names if n not in ORDER]
+
+
+def _cell(value, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def results_table(summary: dict) -> str:
+    policies = _policies(summary)
+    lines = ["| policy | " + " | ".join(h for _, h, _ in TABLE) + " |", "|---" * (len(TABLE) + 1) + "|"]
+    for name in policies:
+        f = summary["policies"][name]
+        cells = []
+        for key, _, fmt in TABLE:
+            cell = _cell(f.get(key), fmt)
+            if key.startswith("win_rate") and f.get(f"{key}_stderr") is not None:
+                cell += f" ± {f[f'{key}_stderr']:.3f}"
+            cells.append(cell)
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _eval_rows(workdir: str, stage: str) -> list[dict]:
+    return [r for r in metrics.read_metrics(os.path.join(workdir, stage)) if "ppo/eval_kl" in r]
+
+
+def _ppo_stages(workdir: str) -> list[str]:
+    return [s for s in ("ppo", "ppo_ptx") if _eval_rows(workdir, s)]
+
+
+def plot_win_rate(workdir: str, summary: dict, path: str) -> bool:
+    policies = _policies(summary)
+    if not policies:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    width = 0.38
+    for j, (suffix, label, alpha) in enumerate((("", "held-out prompts", 1.0), ("_heldout", "held-out instructions", 0.45))):
+        for i, name in enumerate(policies):
+            f = summary["policies"][name]
+            value, err = f.get(f"win_rate{suffix}"), f.get(f"win_rate{suffix}_stderr")
+            if value is None:
+                continue
+            ax.bar(i + (j - 0.5) * width, value, width, yerr=err, color=COLORS.get(name, "#55a868"), alpha=alpha,
+                   capsize=3, label=label if i == 0 else None)
+    ax.axhline(0.5, color="k", ls="--", lw=0.8)
+    ax.set_xticks(range(len(policies)), [LABELS.get(n, n) for n in policies])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("win rate against SFT")
+    ax.set_title("Labeler preference vs SFT (ties = 1/2)")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_gold_rm_vs_kl(workdir: str, summary: dict, path: str) -> bool:
+    stages = _ppo_stages(workdir)
+    if not stages:
+        return False
+    fig, (ax_gold, ax_rm) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for stage in stages:
+        rows = sorted(_eval_rows(workdir, stage), key=lambda r: r["step"])
+        kl = [r["ppo/eval_kl"] for r in rows]
+        name = "ppo_ptx" if stage == "ppo_ptx" else "ppo"
+        style = dict(color=COLORS[name], marker="o", ms=3, label=LABELS[name])
+        if all("ppo/gold_score" in r for r in rows):
+            ax_gold.plot(kl, [r["ppo/gold_score"] for r in rows], **style)
+        ax_rm.plot(kl, [r["ppo/eval_score"] for r in rows], **style)
+    ax_gold.set(xlabel="KL from SFT (nats per response)", ylabel="gold score", title="Gold (true objective)")
+    ax_rm.set(xlabel="KL from SFT (nats per response)", ylabel="RM score (normalised)", title="RM (proxy objective)")
+    for ax in (ax_gold, ax_rm):
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle("During PPO: proxy reward vs gold as the policy moves away from SFT", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_alignment_tax(workdir: str, summary: dict, path: str) -> bool:
+    stages = [s for s in _ppo_stages(workdir) if all("ppo/pretrain_loss" in r for r in _eval_rows(workdir, s))]
+    if not stages:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for stage in stages:
+        rows = sorted(_eval_rows(workdir, stage), key=lambda r: r["step"])
+        ax.plot([r["step"] for r in rows], [r["ppo/pretrain_loss"] for r in rows], marker="o", ms=3,
+                color=COLORS[stage], label=LABELS[stage] + (" (ptx)" if stage == "ppo_ptx" else " (no ptx)"))
+    for name in ("base", "sft"):
+        loss = summary.get("policies", {}).get(name, {}).get("pretrain_loss")
+        if loss is not None:
+            ax.axhline(loss, color=COLORS[name], ls="--", lw=1, label=f"{LABELS[name]}")
+    ax.set(xlabel="PPO iteration", ylabel="held-out pretraining loss (nats/token)",
+           title="Alignment tax: pretraining loss during PPO")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_rm_accuracy(workdir: str, summary: dict, path: str) -> bool:
+    rm = summary.get("rm", {})
+    if not rm.get("accuracy_by_k"):
+        return False
+    ks = sorted(rm["accuracy_by_k"], key=int)
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.plot([int(k) for k in ks], [rm["accuracy_by_k"][k] for k in ks], marker="o", label="pairwise (all C(K,2) pairs)")
+    if rm.get("top1_by_k"):
+        ax.plot([int(k) for k in ks], [rm["top1_by_k"][k] for k in ks], marker="s", label="top-1 of K")
+        ax.plot([int(k) for k in ks], [1 / int(k) for k in ks], color="k", ls=":", lw=0.8, label="top-1 by chance")
+    ax.axhline(0.5, color="k", ls="--", lw=0.8)
+    ax.set(xlabel="K (responses ranked per prompt)", ylabel="agreement with labelers", ylim=(0, 1),
+           title="Reward model accuracy vs K (held-out prompts)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_length(workdir: str, summary: dict, path: str) -> bool:
+    policies = [n for n in _policies(summary) if summary["policies"][n].get("length") is not None]
+    stages = [s for s in _ppo_stages(workdir) if all("ppo/eval_length" in r for r in _eval_rows(workdir, s))]
+    if not policies and not stages:
+        return False
+    fig, (ax_bar, ax_line) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax_bar.bar(range(len(policies)), [summary["policies"][n]["length"] for n in policies],
+               color=[COLORS.get(n, "#55a868") for n in policies])
+    ax_bar.set_xticks(range(len(policies)), [LABELS.get(n, n) for n in policies])
+    ax_bar.set(ylabel="mean response length (tokens)", title="Response length per policy")
+    for stage in stages:
+        rows = sorted(_eval_rows(workdir, stage), key=lambda r: r["step"])
+        ax_line.plot([r["step"] for r in rows], [r["ppo/eval_length"] for r in rows], marker="o", ms=3,
+                     color=COLORS[stage], label=LABELS[stage])
+    ax_line.set(xlabel="PPO iteration", ylabel="mean response length (tokens)", title="Length during PPO")
+    if stages:
+        ax_line.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_training(workdir: str, summary: dict, path: str) -> bool:
+    curves = []
+    for stage, key in (("pretrain", "pretrain/loss"), ("sft", "sft/loss"), ("rm", "rm/loss"), ("rm", "rm/accuracy"),
+                       ("ppo", "ppo/score"), ("ppo_ptx", "ppo/score")):
+        rows = [r for r in metrics.read_metrics(os.path.join(workdir, stage)) if key in r]
+        if rows:
+            curves.append((stage, key, [r["step"] for r in rows], [r[key] for r in rows]))
+    if not curves:
+        return False
+    fig, axes = plt.subplots(1, len(curves), figsize=(3 * len(curves), 2.8), squeeze=False)
+    for ax, (stage, key, steps, values) in zip(axes[0], curves):
+        ax.plot(steps, values, lw=1)
+        ax.set(title=f"{stage}: {key.split('/', 1)[1]}", xlabel="step")
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _save(fig, path: str) -> bool:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def samples_section(workdir: str, policies: list[str], n: int = 4) -> str:
+    """The first n held-out prompts with each policy's response side by side."""
+    per_policy = {}
+    for name in policies:
+        path = os.path.join(workdir, "eval", f"{name}.jsonl")
+        if os.path.exists(path):
+            with open(path) as f:
+                per_policy[name] = [json.loads(line) for line in f if line.strip()][:n]
+    if not per_policy:
+        return ""
+    names = list(per_policy)
+    lines = ["| prompt | " + " | ".join(LABELS.get(p, p) for p in names) + " |", "|---" * (len(names) + 1) + "|"]
+    esc = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    for i in range(min(len(v) for v in per_policy.values())):
+        row = [esc(per_policy[names[0]][i]["prompt"])]
+        row += [f"{esc(per_policy[p][i]['response'])[:80]} (gold {per_policy[p][i]['gold']:.2f})" for p in names]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+PLOTS = (  # file, caption, function(workdir, summary, path) -> whether it had the data to plot
+    ("win_rate.png", "Win rate against SFT, judged by the simulated labelers (paper Figure 1).", plot_win_rate),
+    ("ppo_gold_rm_vs_kl.png", "Gold and RM score against KL from SFT during PPO (over-optimisation).", plot_gold_rm_vs_kl),
+    ("alignment_tax.png", "Held-out pretraining loss during PPO, with and without ptx (alignment tax).",
+     plot_alignment_tax),
+    ("rm_accuracy_k.png", "Reward model agreement with labeler rankings, per K.", plot_rm_accuracy),
+    ("length.png", "Response length per policy and during PPO.", plot_length),
+    ("training.png", "Training curves of each stage.", plot_training),
+)
+
+
+def run(workdir: str) -> dict:
+    """Write W/report/report.md and its plots; returns {"report": path, "plots": [...]}."""
+    path = os.path.join(workdir, "summary.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file; run `instructgpt eval` (or the pipeline) first")
+    with open(path) as f:
+        summary = json.load(f)
+    out_dir = os.path.join(workdir, "report")
+    os.makedirs(out_dir, exist_ok=True)
+    made, missing = [], []
+    for name, caption, fn in PLOTS:
+        (made if fn(workdir, summary, os.path.join(out_dir, name)) else missing).append((name, caption))
+    rm = summary.get("rm", {})
+    parts = ["# InstructGPT on the embedded world\n", f"Workdir: `{os.path.abspath(workdir)}`\n",
+             "## Results (held-out prompts)\n", results_table(summary)]
+    if rm:
+        parts.append(f"Reward model on fresh held-out comparisons: pairwise accuracy {rm['accuracy']:.3f} against "
+                     f"the labelers, {rm['gold_accuracy']:.3f} against the gold judge.\n")
+    if summary.get("wall_time_s"):
+        times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["wall_time_s"].items())
+        parts.append(f"Wall time: {times}.\n")
+    parts.append("## Plots\n")
+    parts += [f"![{caption}]({name})\n\n{caption}\n" for name, caption in made]
+    if missing:
+        parts.append("Not available (inputs missing in this workdir): " + ", ".join(n for n, _ in missing) + ".\n")
+    samples = samples_section(workdir, _policies(summary))
+    if samples:
+        parts += ["## Samples\n", samples]
+    report = os.path.join(out_dir, "report.md")
+    with open(report, "w") as f:
+        f.write("\n".join(parts))
+    return {"report": report, "plots": [os.path.join(out_dir, n) for n, _ in made]}

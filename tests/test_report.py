@@ -1,0 +1,93 @@
+"""report.py on a synthetic workdir: the table shows the summary's figures, every plot whose inputs exist is a
+real PNG, a partial workdir gives a partial report, and a workdir without a summary is a clear error."""
+
+import json
+import os
+
+import pytest
+
+from instructgpt_jax import report
+from instructgpt_jax.metrics import MetricWriter
+
+POLICY = {"base": (0.1, 0.05, 3.0), "sft": (0.5, 0.55, 3.2), "ppo": (0.71, 0.62, 3.6), "ppo_ptx": (0.68, 0.63, 3.3)}
+
+
+def _summary():
+    policies = {}
+    for name, (win, gold, loss) in POLICY.items():
+        policies[name] = {"win_rate": win, "win_rate_stderr": 0.02, "gold": gold, "rm_score": gold * 2, "kl": 4 * win,
+                          "pretrain_loss": loss, "alignment_tax": loss - 3.0, "length": 10 + 20 * win,
+                          "refusal_rate": 0.5, "benign_refusal_rate": 0.0, "win_rate_heldout": win - 0.05,
+                          "win_rate_heldout_stderr": 0.03, "gold_heldout": gold - 0.1}
+    return {"policies": policies, "wall_time_s": {"pretrain": 10.0, "sft": 5.0},
+            "rm": {"accuracy": 0.7, "gold_accuracy": 0.8, "accuracy_by_k": {"2": 0.7, "4": 0.69, "9": 0.71},
+                   "top1_by_k": {"2": 0.7, "4": 0.5, "9": 0.3}}}
+
+
+def _write_metrics(workdir, stage, rows):
+    writer = MetricWriter(str(workdir / stage), tensorboard=False)
+    for step, row in rows:
+        writer.write(step, row)
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps(_summary()))
+    for stage, ptx in (("ppo", 0), ("ppo_ptx", 1)):
+        rows = []
+        for it in range(0, 60, 10):
+            kl = it / 10
+            rows.append((it, {"ppo/eval_kl": kl, "ppo/eval_score": 0.3 * kl, "ppo/gold_score": 0.5 + 0.05 * kl - 0.01 * kl ** 2,
+                              "ppo/eval_length": 10 + it / 5, "ppo/pretrain_loss": 3.2 + (0.01 if ptx else 0.06) * kl}))
+            rows.append((it, {"ppo/score": 0.3 * kl, "ppo/kl": kl}))
+        _write_metrics(tmp_path, stage, rows)
+    _write_metrics(tmp_path, "sft", [(s, {"sft/loss": 2.0 / (1 + s)}) for s in range(1, 20)])
+    os.makedirs(tmp_path / "eval")
+    for name in POLICY:
+        (tmp_path / "eval" / f"{name}.jsonl").write_text("".join(
+            json.dumps({"prompt": f"Reverse: a{i} | b", "response": f"{name} says {i}", "gold": 0.5}) + "\n" for i in range(3)))
+    return tmp_path
+
+
+def _is_png(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and width > 300 and height > 200 and os.path.getsize(path) > 5000
+
+
+def test_full_report(workdir):
+    out = report.run(str(workdir))
+    names = sorted(os.path.basename(p) for p in out["plots"])
+    assert names == sorted(n for n, _, _ in report.PLOTS)
+    assert all(_is_png(p) for p in out["plots"])
+    text = (workdir / "report" / "report.md").read_text()
+    assert "| PPO | 0.710 ± 0.020 | 0.620 | 1.24 | 2.84 | 3.600 | +0.600 | 24.2 | 0.50 | 0.00 | 0.660 ± 0.030 | 0.520 |" in text
+    assert "pairwise accuracy 0.700" in text and "Not available" not in text
+    for name, _, _ in report.PLOTS:
+        assert f"]({name})" in text
+    assert "ppo_ptx says 2" in text and "Reverse: a1 \\| b" in text  # pipes in cells escaped
+
+
+def test_partial_workdir_lists_missing_plots(tmp_path):
+    summary = _summary()
+    del summary["rm"]
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    out = report.run(str(tmp_path))
+    made = {os.path.basename(p) for p in out["plots"]}
+    assert made == {"win_rate.png", "length.png"}
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "Not available" in text and "ppo_gold_rm_vs_kl.png" in text.split("Not available")[1]
+
+
+def test_results_table_handles_missing_values():
+    summary = {"policies": {"sft": {"win_rate": 0.5, "gold": None}, "custom": {"win_rate": 0.25}}}
+    lines = report.results_table(summary).splitlines()
+    assert lines[2].startswith("| SFT | 0.500 | - |")
+    assert lines[3].startswith("| custom | 0.250 |")
+    assert len(lines) == 4 and all(line.count("|") == len(report.TABLE) + 2 for line in lines)
+
+
+def test_no_summary_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="summary.json"):
+        report.run(str(tmp_path))
