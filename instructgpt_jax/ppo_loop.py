@@ -15,7 +15,6 @@ gold judge's score, the RM score, the KL to SFT and the held-out pretraining los
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -27,7 +26,7 @@ import optax
 from flax import nnx
 
 from instructgpt_jax import checkpoint, metrics, ppo, rollout, sharding, train
-from instructgpt_jax.model import GPTConfig, abstract_model
+from instructgpt_jax.model import GPTConfig
 from instructgpt_jax.pretrain import lm_loss
 from instructgpt_jax.sampling import SampleConfig, make_generate
 
@@ -78,9 +77,12 @@ def make_setup(model_cfg: GPTConfig, mesh_cfg, cfg: ppo.PPOConfig, prompt_len: i
                 "beta": scalar(jnp.float32), "bad_step": scalar(jnp.int32)}
     shardings = {"step": repl, "params": headless.shardings["params"], "opt_state": headless.shardings["opt_state"],
                  "value_params": value_shard, "value_opt_state": value_opt_shard, "beta": repl, "bad_step": repl}
-    if cfg.rollout_batch // cfg.minibatches % (mesh.shape["data"] * mesh.shape["fsdp"]):
+    n = mesh.shape["data"] * mesh.shape["fsdp"]
+    if cfg.rollout_batch // cfg.minibatches % n:
         raise ValueError(f"config.ppo.rollout_batch / minibatches = {cfg.rollout_batch // cfg.minibatches} rows per "
-                         f"minibatch must be divisible by data x fsdp = {mesh.shape['data'] * mesh.shape['fsdp']}")
+                         f"minibatch must be divisible by data x fsdp = {n}")
+    if cfg.ptx_coef > 0 and cfg.ptx_batch_size % n:
+        raise ValueError(f"config.ppo.ptx_batch_size={cfg.ptx_batch_size} must be divisible by data x fsdp = {n}")
     return Setup(cfg, mesh, prompt_len, headless.model_cfg, policy_graphdef, value_graphdef, headless.graphdef,
                  headed.graphdef, policy_tx, value_tx, abstract, shardings, headless, headed)
 
@@ -261,7 +263,10 @@ def run(config, workdir: str) -> dict:
         ref_params = frozen(setup, load(setup.headless, config.init_policy))
         reward_params = frozen(setup, load(setup.headed, config.reward_model))
         if state is None:
-            value = train.params_from(setup.headed, config.init_value)  # RM trunk + head (a fresh head from SFT)
+            try:  # the paper's choice: the value function starts as the reward model
+                value = load(setup.headed, config.init_value)
+            except ValueError:  # a folder without a scalar head (e.g. SFT): the trunk, and a fresh head
+                value = train.params_from(setup.headed, config.init_value)
             value = {k: value[k] for k in HEAD} if cfg.shared_trunk else value
             state, start = init_state(setup, load(setup.headless, config.init_policy), value), 0
         else:

@@ -9,7 +9,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 from flax import nnx
 
 from instructgpt_jax import config_base, ppo, ppo_loop, sharding, train
