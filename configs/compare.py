@@ -1,0 +1,46 @@
+"""Comparison data: K samples per RM prompt from the SFT policy, ranked by the world's simulated labelers.
+
+  instructgpt compare --config configs/compare.py --workdir W/compare \
+      --config.policy=W/sft --config.data.prompts=W/world/rm_prompts.jsonl
+
+Args: `default` (the first 1,024 RM prompts, K uniform in 4..9 per prompt, K + 2 temperature-1 samples of which the
+first K distinct are ranked; about a minute on 2 CPU cores), `smoke` (64 prompts, seconds), `k9` (K = 9 for every prompt
+and 2,048 prompts: the data of the rm_k ablation, which cuts it to K = 2..9 at equal labelling budget).
+Writes W/compare/rm.jsonl (K-wise RM JSONL) and metrics.jsonl with compare/labeler_agreement (share of a
+labeler's untied pairs a second labeler orders the same way: the ceiling for rm/accuracy; the world is
+calibrated to the paper's ~73%), compare/distinct_fraction (share of distinct samples) and compare/gold_score.
+The labelers come from world.json beside the prompts file (or --config.world=PATH).
+"""
+
+import ml_collections
+
+from instructgpt_jax.config_base import mesh_config
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    arg = arg or "default"
+    config = ml_collections.ConfigDict()
+    config.stage = "compare"
+    config.policy = ""                 # SFT stage folder, e.g. W/sft
+    config.world = ""                  # world.json; "" = the one beside data.prompts
+    config.data = ml_collections.ConfigDict({
+        "prompts": "", "num_prompts": 1024,   # 0 = every prompt of the file
+        "max_prompt_tokens": 128, "overflow": "error",
+    })
+    config.mesh = mesh_config()
+    config.compare = ml_collections.ConfigDict({
+        "k_min": 4, "k_max": 9,        # K per prompt, uniform in k_min..k_max (equal: fixed K)
+        "extra_samples": 2,            # K + extra samples per prompt; the first K distinct are ranked
+        "max_new_tokens": 48, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+        "batch_rows": 256,             # samples per sampling call (one compiled shape)
+        "seed": 0,
+    })
+    if arg == "smoke":
+        config.data.num_prompts = 64
+    elif arg == "k9":
+        config.data.num_prompts = 2048
+        config.compare.k_min = config.compare.k_max = 9
+        config.compare.extra_samples = 4
+    elif arg != "default":
+        raise ValueError(f"configs/compare.py: unknown arg {arg!r}; expected default, smoke or k9")
+    return config

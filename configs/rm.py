@@ -1,0 +1,64 @@
+"""Reward model (InstructGPT stage 2): the SFT network with a scalar head, trained on K-wise rankings.
+
+  instructgpt rm --config configs/rm.py --workdir W/rm \
+      --config.init_from=W/sft --config.data.train=W/compare/rm.jsonl
+
+Args: `default` (the `tiny` preset, one epoch of 16 prompts x K <= 9 responses per step over the compare
+stage's ~1,000 ranked prompts, 5% held out; a minute or two on 2 CPU cores; see the docstring figures of
+configs/ablations/rm_batching.py for measured accuracies), `smoke` (the `nano` preset, 10 steps, seconds),
+`gpt2` (124M, for a GPU/TPU host). Eq. 1 of the paper: all C(K,2) pairs of a prompt in one batch element,
+each response forwarded once, one epoch (the paper's RM overfits after one). Metrics: rm/loss (training
+batches), rm/val_loss and rm/accuracy (held-out prompts), rm/gold_accuracy (agreement with the gold judge),
+rm/label_gold_accuracy (the labels' own), rm/length_corr (vs rm/gold_length_corr), rm/train_eval_loss
+(the same number of training prompts: the overfitting gap). After training, reward_norm.json holds the bias
+(norm.gain: and gain) that gives the SFT samples of data.train (or norm.data's SFT JSONL) mean 0 (std 1).
+Ablations: configs/ablations/rm_batching.py (K-wise vs shuffled pairs), configs/ablations/rm_k.py.
+"""
+
+import ml_collections
+
+from instructgpt_jax.config_base import mesh_config, model_config, optim_config, train_config
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    arg = arg or "default"
+    config = ml_collections.ConfigDict()
+    config.stage = "rm"
+    config.init_from = ""              # SFT stage folder, e.g. W/sft
+    config.data = ml_collections.ConfigDict({
+        "train": "", "val": "",        # K-wise (or pairwise) RM JSONL; no val file = hold out val_fraction
+        "val_fraction": 0.05, "tokenizer": "byte", "k_max": 9,
+        "max_prompt_tokens": 128, "max_response_tokens": 64, "overflow": "error",
+        "k": 0,                        # > 0: cut every training prompt to k random responses (rm_k ablation)
+        "response_budget": 0,          # > 0 (with k): train on ceil(budget / k) prompts: equal labelling effort
+    })
+    config.rm = ml_collections.ConfigDict({
+        "pairs_shuffled": False,       # True: every pair its own example, shuffled (TRL / OpenRLHF)
+        "pair_batch_size": 64,         # pairs per step when pairs_shuffled
+    })
+    config.norm = ml_collections.ConfigDict({
+        "gain": False,                 # False: bias only (InstructGPT); True: also std 1 (lm-human-preferences)
+        "data": "",                    # "" = the responses of data.train; or an SFT JSONL (demonstrations)
+        "num_responses": 1024,
+    })
+    config.eval = ml_collections.ConfigDict({"gold_judge": "world", "batch_rows": 128})
+    config.mesh = mesh_config()
+    if arg == "smoke":
+        config.model = model_config("nano")
+        config.optim = optim_config(lr=1e-3, warmup_steps=2)
+        config.train = train_config(steps=10, batch_size=8, seq_len=0, epochs=1.0, log_every=5, eval_every=10,
+                                    checkpoint_every=10)
+        config.norm.num_responses = 256
+    elif arg == "default":
+        config.model = model_config("tiny")
+        config.optim = optim_config(lr=3e-4, warmup_steps=5, weight_decay=0.0)
+        config.train = train_config(steps=0, batch_size=16, seq_len=0, epochs=1.0, log_every=5, eval_every=20,
+                                    checkpoint_every=20)
+    elif arg == "gpt2":
+        config.model = model_config("gpt2", dtype="bfloat16")
+        config.data.tokenizer = "gpt2"
+        config.optim = optim_config(lr=9e-6, warmup_steps=10, weight_decay=0.0)
+        config.train = train_config(steps=0, batch_size=64, seq_len=0, epochs=1.0, eval_every=100, checkpoint_every=100)
+    else:
+        raise ValueError(f"configs/rm.py: unknown arg {arg!r}; expected default, smoke or gpt2")
+    return config

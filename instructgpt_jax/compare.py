@@ -1,0 +1,157 @@
+"""Comparison data for the reward model: K samples per prompt from the SFT policy, ranked by a labeler.
+
+InstructGPT's labelers rank K = 4..9 responses per prompt (Ouyang et al. 2022, section 3.5). Here the
+policy of `config.policy` (the SFT stage) samples K + `extra_samples` responses per RM prompt with the
+KV-cache sampler (temperature 1 by default; K fixed, or uniform in k_min..k_max per prompt); the first K
+distinct non-blank ones are kept (fewer when the policy repeats itself; prompts with fewer than 2 distinct
+samples are dropped and counted), and one of
+the embedded world's 40 simulated labelers ranks them. The output is K-wise RM JSONL, the format
+formats.read_rm reads: {"prompt", "responses", "ranking", "labeler", "gold"} ("gold" is for analysis only).
+A second, different labeler ranks every prompt's responses too, giving the inter-labeler agreement that
+bounds the RM's held-out accuracy (the paper's 72.6%).
+
+  instructgpt compare --config configs/compare.py --workdir W/compare   (config.policy = W/sft)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+
+from instructgpt_jax import checkpoint, metrics, sharding
+from instructgpt_jax.sft import auto_seq_len, final_figures, generate_texts
+
+log = logging.getLogger(__name__)
+
+
+def load_world(config):
+    """The world whose labelers rank: `config.world` (a world.json), else world.json beside the prompts."""
+    from instructgpt_jax.data import world as world_lib
+
+    path = config.world or os.path.join(os.path.dirname(os.path.abspath(config.data.prompts)), "world.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no world.json; the simulated labelers need the world's config "
+                                "(set config.world to the world.json that `instructgpt world` wrote)")
+    with open(path) as f:
+        return world_lib.make_world(json.load(f)["config"])
+
+
+def pick_distinct(texts: list[str], k: int) -> list[str]:
+    """The first k distinct non-blank texts, in sampling order (read_rm rejects duplicates and blanks)."""
+    out = []
+    for text in texts:
+        if text.strip() and text not in out:
+            out.append(text)
+            if len(out) == k:
+                break
+    return out
+
+
+def untied_agreement(ranks_a, ranks_b) -> tuple[int, int]:
+    """(pairs labeler b orders as a does, pairs a does not tie): the measure rm/accuracy is comparable to."""
+    a, b = np.asarray(ranks_a), np.asarray(ranks_b)
+    i, j = np.triu_indices(len(a), 1)
+    strict = a[i] != a[j]
+    return int((np.sign(a[i] - a[j]) == np.sign(b[i] - b[j]))[strict].sum()), int(strict.sum())
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Write `workdir/rm.jsonl` and `workdir/metrics.jsonl`; returns the compare/* figures.
+
+    A workdir that already has rm.jsonl (written atomically, so complete) is left as it is.
+    """
+    from instructgpt_jax.data import formats, labelers
+    from instructgpt_jax.model import abstract_model
+    from instructgpt_jax.sampling import SampleConfig, make_generate
+    from instructgpt_jax.tokenizer import make_tokenizer
+
+    c = config.compare
+    if not config.policy:
+        raise ValueError("config.policy is empty; expected the SFT stage folder (e.g. W/sft)")
+    if not config.data.prompts:
+        raise ValueError("config.data.prompts is empty; expected prompt JSONL (e.g. W/world/rm_prompts.jsonl)")
+    if not 2 <= c.k_min <= c.k_max or c.extra_samples < 0:
+        raise ValueError(f"config.compare: need 2 <= k_min ({c.k_min}) <= k_max ({c.k_max}) and extra_samples >= 0")
+    out_path = os.path.join(workdir, "rm.jsonl")
+    if os.path.exists(out_path):
+        log.info("compare: %s exists; nothing to do", out_path)
+        return final_figures(workdir, "compare", base=False)
+    world = load_world(config)
+
+    mesh = sharding.make_mesh(config.mesh.shape)
+    rules = tuple(tuple(r) for r in config.mesh.rules)
+    shardings = lambda cfg: sharding.param_shardings(abstract_model(cfg)[1], mesh, rules)  # noqa: E731
+    model_cfg, graphdef, params, meta = checkpoint.load_model(config.policy, shardings=shardings)
+    tokenizer = make_tokenizer(meta.get("tokenizer", "byte"))
+    prompts = list(formats.read_ppo(config.data.prompts, tokenizer, max_prompt_tokens=config.data.max_prompt_tokens,
+                                    overflow=config.data.overflow, model_vocab_size=model_cfg.vocab_size))
+    prompts = prompts[:config.data.num_prompts or None]
+    prompt_len = auto_seq_len([len(tokenizer.encode_prompt(p)) for p in prompts], model_cfg.n_positions)
+    if prompt_len + c.max_new_tokens - 1 > model_cfg.n_positions:
+        raise ValueError(f"prompts of {prompt_len} tokens + config.compare.max_new_tokens={c.max_new_tokens} exceed "
+                         f"the policy's n_positions={model_cfg.n_positions}")
+    sharding.check_divisible(c.batch_rows, mesh, "config.compare.batch_rows")
+    generate = make_generate(graphdef, SampleConfig(max_new_tokens=c.max_new_tokens, temperature=c.temperature,
+                                                    top_k=c.top_k, top_p=c.top_p, eos_id=tokenizer.eos_id,
+                                                    pad_id=tokenizer.pad_id))
+    rng = np.random.default_rng([c.seed, 31])
+    # K is drawn per prompt first; each prompt gets K + extra_samples rows (spares for duplicates), and the
+    # rows of all prompts are sampled in fixed batches of batch_rows (one compiled shape, no idle rows).
+    ks = rng.integers(c.k_min, c.k_max + 1, size=len(prompts))
+    owner = np.repeat(np.arange(len(prompts)), ks + c.extra_samples)
+    t0 = time.perf_counter()
+    with jax.set_mesh(mesh):
+        texts, lengths = generate_texts(generate, params, tokenizer, [prompts[i] for i in owner], prompt_len,
+                                        c.batch_rows, jax.random.key(c.seed), mesh)
+    elapsed = time.perf_counter() - t0
+
+    records, n_distinct, agree, pairs, agree_all, pairs_all = [], [], 0, 0, 0, 0
+    starts = np.concatenate([[0], np.cumsum(ks + c.extra_samples)])
+    for i, prompt in enumerate(prompts):
+        samples = texts[starts[i]:starts[i + 1]]
+        n_distinct.append(len(pick_distinct(samples, len(samples))))
+        responses = pick_distinct(samples, int(ks[i]))
+        if len(responses) < 2:
+            continue
+        labeler, other = rng.choice(world.labelers.n, 2, replace=False)
+        ranks = world.rank(prompt, responses, int(labeler), rng)
+        ranks_other = world.rank(prompt, responses, int(other), rng)
+        a, n = untied_agreement(ranks, ranks_other)
+        agree, pairs = agree + a, pairs + n
+        a, n = labelers.pair_agreement(ranks, ranks_other)
+        agree_all, pairs_all = agree_all + a, pairs_all + n
+        gold = world.gold_score([prompt] * len(responses), responses)
+        records.append({"prompt": prompt, "responses": responses, "ranking": formats.ranks_to_ranking(ranks),
+                        "labeler": int(labeler), "gold": [round(float(g), 4) for g in gold]})
+    if not records:
+        raise ValueError(f"no prompt of {config.data.prompts} got 2 distinct samples from {config.policy}; "
+                         "raise config.compare.extra_samples or the temperature")
+    figures = {
+        "compare/prompts": len(records),
+        "compare/dropped": len(prompts) - len(records),
+        "compare/mean_k": float(np.mean([len(r["responses"]) for r in records])),
+        "compare/distinct_fraction": float(np.sum(n_distinct) / len(texts)),
+        "compare/gold_score": float(np.mean([g for r in records for g in r["gold"]])),
+        "compare/response_length": float(np.mean([len(tokenizer.encode_response(y)) for r in records for y in r["responses"]])),
+        "compare/labeler_agreement": agree / max(pairs, 1),
+        "compare/labeler_agreement_all": agree_all / max(pairs_all, 1),
+        "compare/samples_per_s": len(texts) / elapsed,
+        "compare/tokens_per_s": float(lengths.sum()) / elapsed,
+    }
+    log.info("compare: %s", figures)
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+        writer = metrics.MetricWriter(workdir, tensorboard=False)
+        writer.truncate_after(-1)
+        writer.write(0, figures)
+        writer.close()
+        formats.write_jsonl(out_path, records)  # last: its presence marks the stage complete
+    return figures

@@ -1,0 +1,268 @@
+"""Stage 2 of InstructGPT: the reward model (RM), trained on K-wise rankings (Ouyang et al. 2022, eq. 1).
+
+The RM is the SFT network with the unembedding replaced by a scalar head (model.GPT.score, initialised
+N(0, 1/sqrt(d+1))) read at each response's last real token. One batch element is one prompt with its K
+ranked responses, (B, K, T); the K responses are forwarded once, as (B*K, T), and every ordered pair
+(i better than j, both real responses, ranks not tied) contributes -log sigmoid(r_i - r_j), averaged over
+the prompt's pairs (the paper's 1/C(K,2), which becomes 1/#untied pairs when ties are skipped) and then
+over prompts. The paper trains one epoch because the RM overfits after one, and explains why it keeps a
+prompt's pairs together: shuffled into independent examples, each response is forwarded K-1 times in
+different updates and the RM overfits within one epoch. `config.rm.pairs_shuffled` trains that way
+(TRL / OpenRLHF style) on the same pairs, to test the claim. After training the reward is normalised by
+a bias (and optionally a gain) so that SFT samples score mean 0 (std 1), written to reward_norm.json.
+
+  instructgpt rm --config configs/rm.py --workdir W/rm   (config.init_from = W/sft, data.train = W/compare/rm.jsonl)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from instructgpt_jax import sharding, train
+from instructgpt_jax.sft import auto_seq_len, final_figures, split_val
+
+log = logging.getLogger(__name__)
+
+
+def rm_scores(model, tokens, positions, attention_mask, last_index, dropout_rng=None) -> jax.Array:
+    """Raw scalar rewards (N,) of N sequences (N, T), read at `last_index` (N,): one trunk forward."""
+    h, _ = model.trunk(tokens, positions, attention_mask, dropout_rng=dropout_rng)
+    return model.score(h, last_index)
+
+
+def kwise_loss(scores: jax.Array, ranks: jax.Array, k_mask: jax.Array) -> tuple[jax.Array, dict]:
+    """Eq. 1 of the paper over a (B, K) batch of scores; ranks (B, K), 0 = best, ties share a rank.
+
+    Returns (loss, {accuracy: share of untied valid pairs the scores order correctly, pairs: their count}).
+    """
+    valid = k_mask[:, :, None] & k_mask[:, None, :]
+    better = (ranks[:, :, None] < ranks[:, None, :]) & valid  # (B, K, K): response i preferred over j
+    diff = scores[:, :, None] - scores[:, None, :]
+    n_pairs = better.sum((1, 2)).astype(jnp.float32)
+    per_prompt = -jnp.where(better, jax.nn.log_sigmoid(diff), 0.0).sum((1, 2)) / jnp.maximum(n_pairs, 1.0)
+    has_pairs = (n_pairs > 0).astype(jnp.float32)  # a prompt whose responses all tie teaches nothing
+    loss = (per_prompt * has_pairs).sum() / jnp.maximum(has_pairs.sum(), 1.0)
+    accuracy = (better & (diff > 0)).sum() / jnp.maximum(better.sum(), 1)
+    return loss, {"accuracy": accuracy, "pairs": better.sum().astype(jnp.float32)}
+
+
+def rm_loss(model, batch, rng):
+    """K-wise loss of an RM batch {tokens, positions, attention_mask (B, K, T), last_index, k_mask, ranks (B, K)}."""
+    B, K, T = batch["tokens"].shape
+    flat = lambda x: x.reshape((B * K,) + x.shape[2:])  # noqa: E731 - (B, K, ...) -> (B*K, ...): one forward
+    scores = rm_scores(model, flat(batch["tokens"]), flat(batch["positions"]), flat(batch["attention_mask"]),
+                       flat(batch["last_index"]), dropout_rng=rng).reshape(B, K)
+    loss, aux = kwise_loss(scores, batch["ranks"], batch["k_mask"])
+    aux["batch_accuracy"] = aux.pop("accuracy")  # rm/accuracy is the held-out figure written by evaluate
+    real = batch["k_mask"].astype(jnp.float32)
+    aux["reward_mean"] = (scores * real).sum() / real.sum()
+    return loss, aux
+
+
+# ---------------------------------------------------------------- data
+
+def subsample_k(records: list, k: int, response_budget: int, seed: int) -> list:
+    """Each record cut to k random responses (the labeler's ranking restricted to them), records with fewer
+    than k dropped; with a budget, only the first ceil(budget / k) records: equal labelling effort across K."""
+    rng = np.random.default_rng([seed, 23])
+    out = []
+    need = math.ceil(response_budget / k) if response_budget else None
+    for r in records:
+        if need is not None and len(out) == need:
+            break
+        if len(r["responses"]) < k:
+            continue
+        keep = np.sort(rng.choice(len(r["responses"]), k, replace=False))
+        ranks = np.unique(np.asarray(r["ranks"])[keep], return_inverse=True)[1]  # dense again
+        out.append({"prompt": r["prompt"], "responses": [r["responses"][i] for i in keep], "ranks": ranks.tolist()})
+    if need is not None and len(out) < need:
+        raise ValueError(f"config.data.response_budget={response_budget} with config.data.k={k} needs {need} prompts "
+                         f"with K >= {k}; the training data has {len(out)}")
+    return out
+
+
+def shuffled_pairs(records: list) -> list:
+    """Every untied pair of every record as its own K = 2 example [better, worse] (TRL / OpenRLHF style)."""
+    out = []
+    for r in records:
+        for i, (ri, yi) in enumerate(zip(r["ranks"], r["responses"])):
+            for rj, yj in zip(r["ranks"], r["responses"]):
+                if ri < rj:
+                    out.append({"prompt": r["prompt"], "responses": [yi, yj], "ranks": [0, 1]})
+    return out
+
+
+# ---------------------------------------------------------------- scoring, evaluation, normalisation
+
+def make_score_texts(setup: train.Setup, tokenizer, seq_len: int, batch_rows: int):
+    """score_texts(params, prompts, responses) -> raw rewards (N,) as numpy, in fixed batches of rows."""
+    from instructgpt_jax.data.batching import left_pad, positions_from_mask
+
+    @jax.jit
+    def score(params, batch):
+        return rm_scores(nnx.merge(setup.graphdef, params), batch["tokens"], batch["positions"],
+                         batch["attention_mask"], batch["last_index"])
+
+    def score_texts(params, prompts, responses) -> np.ndarray:
+        seqs = [tokenizer.encode_prompt(p) + tokenizer.encode_response(y) for p, y in zip(prompts, responses)]
+        out = []
+        for start in range(0, len(seqs), batch_rows):
+            chunk = seqs[start:start + batch_rows]
+            tokens, mask = left_pad(chunk + [chunk[0]] * (batch_rows - len(chunk)), seq_len, tokenizer.pad_id)
+            batch = {"tokens": tokens, "positions": positions_from_mask(mask), "attention_mask": mask,
+                     "last_index": np.full(batch_rows, seq_len - 1, np.int32)}  # left-padded: last token at T-1
+            out.append(np.asarray(jax.device_get(score(params, sharding.shard_batch(batch, setup.mesh))))[:len(chunk)])
+        return np.concatenate(out)
+
+    return score_texts
+
+
+def _grid(records, flat_values, k_max: int):
+    """Flat per-response values -> (R, k_max) array, with the k_mask and ranks of the records."""
+    R = len(records)
+    grid, k_mask, ranks = np.zeros((R, k_max), np.float32), np.zeros((R, k_max), bool), np.full((R, k_max), -1)
+    start = 0
+    for i, r in enumerate(records):
+        k = len(r["responses"])
+        grid[i, :k], k_mask[i, :k], ranks[i, :k] = flat_values[start:start + k], True, r["ranks"]
+        start += k
+    return grid, k_mask, ranks
+
+
+def pairwise_agreement(a: np.ndarray, b: np.ndarray, k_mask: np.ndarray) -> float:
+    """Share of pairs ordered strictly by b (b_i > b_j) that a orders the same way (a_i > a_j)."""
+    valid = k_mask[:, :, None] & k_mask[:, None, :] & (b[:, :, None] > b[:, None, :] + 1e-6)
+    return float((valid & (a[:, :, None] > a[:, None, :])).sum() / max(valid.sum(), 1))
+
+
+def evaluate_records(score_texts, params, records: list, prefix: str, gold=None, tokenizer=None) -> dict:
+    """Loss and pair accuracy of the RM on K-wise records; with `gold`, agreement with the gold judge and
+    length correlations (of the RM's scores, and of the gold scores for reference)."""
+    prompts = [r["prompt"] for r in records for _ in r["responses"]]
+    responses = [y for r in records for y in r["responses"]]
+    flat = score_texts(params, prompts, responses)
+    k_max = max(len(r["responses"]) for r in records)
+    scores, k_mask, ranks = _grid(records, flat, k_max)
+    loss, aux = kwise_loss(jnp.asarray(scores), jnp.asarray(ranks), jnp.asarray(k_mask))
+    out = {f"{prefix}loss": float(loss), f"{prefix}accuracy": float(aux["accuracy"])}
+    if gold is not None:
+        gold_flat = np.asarray(gold(prompts, responses), np.float32)
+        gold_grid = _grid(records, gold_flat, k_max)[0]
+        lengths = np.array([len(tokenizer.encode_response(y)) for y in responses], np.float64)
+        out[f"{prefix}gold_accuracy"] = pairwise_agreement(scores, gold_grid, k_mask)
+        # The labels' own agreement with the gold judge: the most an RM fitted to these labels can expect.
+        out[f"{prefix}label_gold_accuracy"] = pairwise_agreement(-ranks.astype(np.float32), gold_grid, k_mask)
+        out[f"{prefix}length_corr"] = float(np.corrcoef(flat, lengths)[0, 1])
+        out[f"{prefix}gold_length_corr"] = float(np.corrcoef(gold_flat, lengths)[0, 1])
+    return out
+
+
+def reward_norm(raw: np.ndarray, gain: bool) -> dict:
+    """Bias (and gain) so that (raw - mean) / std has mean 0 (and std 1) on `raw`."""
+    return {"mean": float(np.mean(raw)), "std": float(np.std(raw)) if gain else 1.0, "gain": bool(gain), "n": len(raw)}
+
+
+def load_reward_norm(rm_dir: str) -> dict:
+    """{"mean", "std"} of an RM stage folder: normalised reward = (raw - mean) / std."""
+    path = os.path.join(rm_dir, "reward_norm.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no reward normalisation; run (or finish) the RM stage in {rm_dir}")
+    with open(path) as f:
+        norm = json.load(f)
+    for key in ("mean", "std"):
+        if not isinstance(norm.get(key), (int, float)) or not math.isfinite(norm[key]):
+            raise ValueError(f"{path}: field {key!r} must be a finite number, got {norm.get(key)!r}")
+    if norm["std"] <= 0:
+        raise ValueError(f"{path}: field 'std' must be > 0, got {norm['std']}")
+    return norm
+
+
+# ---------------------------------------------------------------- the stage
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Train the RM from `config.init_from` (SFT) on `config.data.train` into `workdir`; returns the figures."""
+    from instructgpt_jax.data import batching, formats
+    from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
+
+    if not config.init_from:
+        raise ValueError("config.init_from is empty; expected the SFT stage folder (e.g. W/sft)")
+    if not config.data.train:
+        raise ValueError("config.data.train is empty; expected K-wise RM JSONL (e.g. W/compare/rm.jsonl)")
+    d, t, rm = config.data, config.train, config.rm
+    tokenizer = make_tokenizer(d.tokenizer)
+    model_cfg = train.model_config(config.model, scalar_head=True)
+    check_vocab(tokenizer, model_cfg.vocab_size)
+    read = lambda path: list(formats.read_rm(path, tokenizer, k_max=d.k_max, max_prompt_tokens=d.max_prompt_tokens,  # noqa: E731
+                                             max_response_tokens=d.max_response_tokens, overflow=d.overflow,
+                                             model_vocab_size=model_cfg.vocab_size))
+    records = read(d.train)
+    if d.val:
+        train_recs, val_recs = records, read(d.val)
+    else:
+        train_recs, val_recs = split_val(records, d.val_fraction, t.seed, d.train)
+    if d.k:
+        train_recs = subsample_k(train_recs, d.k, d.response_budget, t.seed)
+    elif d.response_budget:
+        raise ValueError("config.data.response_budget needs config.data.k (the K every training prompt is cut to)")
+    lengths = [len(tokenizer.encode_prompt(r["prompt"])) + len(tokenizer.encode_response(y))
+               for r in records + val_recs for y in r["responses"]]
+    seq_len = t.seq_len or auto_seq_len(lengths, model_cfg.n_positions)
+
+    if rm.pairs_shuffled:
+        examples, batch_size = shuffled_pairs(train_recs), rm.pair_batch_size
+    else:
+        examples, batch_size = train_recs, t.batch_size
+    k_max = max(len(r["responses"]) for r in examples)  # pad K only to what the data needs
+    batches = batching.rm_batches(examples, tokenizer, batch_size, seq_len, k_max, t.seed)
+    steps = t.steps or max(1, math.ceil(t.epochs * len(examples) / batch_size))
+    setup = train.make_setup(model_cfg, config.mesh, train.make_optimizer(config.optim, steps))
+    sharding.check_divisible(batch_size, setup.mesh, "config.rm.pair_batch_size" if rm.pairs_shuffled else "config.train.batch_size")
+    sharding.check_divisible(config.eval.batch_rows, setup.mesh, "config.eval.batch_rows")
+    log.info("rm: %d train prompts (%d examples, K <= %d), %d val prompts, seq_len %d, %d steps", len(train_recs),
+             len(examples), k_max, len(val_recs), seq_len, steps)
+
+    gold = None
+    if config.eval.gold_judge == "world":
+        from instructgpt_jax.data.world import gold_score as gold
+    elif config.eval.gold_judge:
+        raise ValueError(f"config.eval.gold_judge={config.eval.gold_judge!r}; expected 'world' or '' (none)")
+    score_texts = make_score_texts(setup, tokenizer, seq_len, config.eval.batch_rows)
+    # The same training prompts (K-wise, whatever the batching) against held-out ones: the overfitting gap.
+    train_probe = train_recs[:len(val_recs)]
+
+    def evaluate(state, step):
+        out = evaluate_records(score_texts, state["params"], val_recs, "rm/", gold, tokenizer)
+        out = {("rm/val_loss" if k == "rm/loss" else k): v for k, v in out.items()}
+        probe = evaluate_records(score_texts, state["params"], train_probe, "rm/train_")
+        return {**out, "rm/train_eval_loss": probe["rm/train_loss"], "rm/train_eval_accuracy": probe["rm/train_accuracy"]}
+
+    state = train.run(stage="rm", workdir=workdir, config=config, setup=setup, loss_fn=rm_loss, batches=batches,
+                      total_steps=steps, init_params=lambda: train.params_from(setup, config.init_from),
+                      evaluate=evaluate, meta={"tokenizer": d.tokenizer, "seq_len": seq_len})
+
+    norm_path = os.path.join(workdir, "reward_norm.json")
+    # Normalise on SFT samples: the responses of the RM data when the compare stage wrote it, or an SFT
+    # JSONL's (prompt, response) pairs (the paper's wording: labeler demonstrations score mean 0).
+    if config.norm.data:
+        pairs = [(ex["prompt"], ex["response"]) for ex in formats.read_sft(config.norm.data, tokenizer)]
+    else:
+        pairs = [(r["prompt"], y) for r in records for y in r["responses"]]
+    pairs = pairs[:config.norm.num_responses]
+    with jax.set_mesh(setup.mesh):
+        raw = score_texts(state["params"], [p for p, _ in pairs], [y for _, y in pairs])
+    norm = {**reward_norm(raw, config.norm.gain), "source": config.norm.data or d.train}
+    if jax.process_index() == 0:
+        with open(norm_path + ".tmp", "w") as f:
+            json.dump(norm, f, indent=2)
+        os.replace(norm_path + ".tmp", norm_path)
+    return {**final_figures(workdir, "rm"), "rm/norm_mean": load_reward_norm(workdir)["mean"],
+            "rm/norm_std": load_reward_norm(workdir)["std"]}

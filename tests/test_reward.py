@@ -1,0 +1,276 @@
+"""Reward model: eq. 1 against a NumPy double loop, one forward per response, overfitting, sharding, the
+pairs-shuffled and K-subsampling data transforms, normalisation and resume of the whole stage."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from instructgpt_jax import config_base, reward, sharding, train
+from instructgpt_jax.data import batching
+from instructgpt_jax.model import GPT, GPTConfig, make_model
+from instructgpt_jax.tokenizer import make_tokenizer
+
+CFG = GPTConfig(vocab_size=264, n_positions=64, n_layer=2, n_head=2, n_embd=32, scalar_head=True)
+TOK = make_tokenizer("byte")
+
+
+def numpy_kwise_loss(scores, ranks, k_mask):
+    """Eq. 1, obviously: per prompt, the mean of -log sigmoid(r_w - r_l) over its untied pairs; then the
+    mean over prompts that have any."""
+    per_prompt = []
+    for b in range(scores.shape[0]):
+        terms = []
+        for i in range(scores.shape[1]):
+            for j in range(scores.shape[1]):
+                if k_mask[b, i] and k_mask[b, j] and ranks[b, i] < ranks[b, j]:
+                    terms.append(np.log1p(np.exp(-(float(scores[b, i]) - float(scores[b, j])))))
+        if terms:
+            per_prompt.append(np.mean(terms))
+    return np.mean(per_prompt)
+
+
+def random_group(rng, B, k_max=9):
+    """Scores, ranks with ties and K in 2..9 padded to k_max (padding ranks are -1, as batching writes)."""
+    scores = rng.normal(size=(B, k_max)).astype(np.float32) * 2
+    ranks = np.full((B, k_max), -1, np.int32)
+    k_mask = np.zeros((B, k_max), bool)
+    for b in range(B):
+        k = rng.integers(2, k_max + 1)
+        ranks[b, :k] = rng.integers(0, max(2, k - 2), size=k)  # fewer ranks than responses: ties
+        k_mask[b, :k] = True
+    return scores, ranks, k_mask
+
+
+def test_kwise_loss_matches_numpy_double_loop():
+    rng = np.random.default_rng(0)
+    for trial in range(5):
+        scores, ranks, k_mask = random_group(rng, B=6)
+        scores[0, ~k_mask[0]] = 1e3  # padded slots must not matter, whatever they score
+        loss, aux = reward.kwise_loss(jnp.asarray(scores), jnp.asarray(ranks), jnp.asarray(k_mask))
+        np.testing.assert_allclose(float(loss), numpy_kwise_loss(scores, ranks, k_mask), rtol=1e-6, atol=1e-6)
+        right = total = 0
+        for b in range(6):
+            for i in range(9):
+                for j in range(9):
+                    if k_mask[b, i] and k_mask[b, j] and ranks[b, i] < ranks[b, j]:
+                        total += 1
+                        right += scores[b, i] > scores[b, j]
+        assert int(aux["pairs"]) == total
+        np.testing.assert_allclose(float(aux["accuracy"]), right / total, rtol=1e-6)
+
+
+def test_all_tied_prompt_adds_nothing():
+    scores = jnp.asarray([[1.0, 0.0, 5.0], [0.3, -0.2, 0.0]])
+    ranks = jnp.asarray([[0, 1, 2], [0, 0, 0]])  # the second prompt's responses all tie
+    k_mask = jnp.ones((2, 3), bool)
+    loss, _ = reward.kwise_loss(scores, ranks, k_mask)
+    np.testing.assert_allclose(float(loss), numpy_kwise_loss(np.asarray(scores)[:1], np.asarray(ranks)[:1], np.ones((1, 3), bool)), rtol=1e-6)
+
+
+def rm_examples(n, rng, k_lo=2, k_hi=5):
+    words = ["cat", "dog", "sun", "tree", "map", "ink", "fox", "jam"]
+    out = []
+    for i in range(n):
+        k = int(rng.integers(k_lo, k_hi + 1))
+        responses = [" ".join(rng.choice(words, size=int(rng.integers(1, 5)))) + f" {i}.{j}" for j in range(k)]
+        out.append({"prompt": f"Say something {i}", "responses": responses, "ranks": rng.integers(0, k, size=k).tolist()})
+    return out
+
+
+def test_rm_loss_reads_each_response_at_its_last_token():
+    """The batched K-wise loss equals eq. 1 over scores of each response forwarded alone, unpadded."""
+    model = make_model(CFG, seed=1)
+    rng = np.random.default_rng(1)
+    # Responses of two lengths (two compiled shapes alone), left-padded to 48 in the batch.
+    examples = [{"prompt": f"Rank these {b}", "responses": [f"{'xy'[j % 2] * (3 + 5 * (j % 2))}{b}{j}" for j in range(k)],
+                 "ranks": rng.integers(0, k, size=k).tolist()} for b, k in enumerate((4, 3))]
+    batch = batching.rm_batch(examples, TOK, 48, k_max=4)
+    loss, _ = reward.rm_loss(model, {k: jnp.asarray(v) for k, v in batch.items()}, None)
+    alone = jax.jit(lambda ids: model.score(model.trunk(ids)[0])[0, -1])
+    scores = np.zeros((2, 4), np.float32)
+    for b, ex in enumerate(examples):
+        for k, y in enumerate(ex["responses"]):
+            scores[b, k] = float(alone(jnp.asarray([TOK.encode_prompt(ex["prompt"]) + TOK.encode_response(y)])))
+    np.testing.assert_allclose(float(loss), numpy_kwise_loss(scores, batch["ranks"], batch["k_mask"]), rtol=1e-5)
+
+
+def test_one_trunk_forward_of_k_responses_per_prompt(monkeypatch):
+    """K forwards per prompt (one trunk call on B*K rows), not 2 * C(K, 2)."""
+    calls = []
+    trunk = GPT.trunk
+
+    def counting_trunk(self, tokens, *args, **kwargs):
+        calls.append(tokens.shape)
+        return trunk(self, tokens, *args, **kwargs)
+
+    monkeypatch.setattr(GPT, "trunk", counting_trunk)
+    graphdef, params = nnx.split(make_model(CFG, seed=0))
+    batch = batching.rm_batch(rm_examples(4, np.random.default_rng(2), 5, 5), TOK, 40, k_max=5)
+    jax.make_jaxpr(lambda p: jax.grad(lambda p: reward.rm_loss(nnx.merge(graphdef, p), batch, None)[0])(p))(params)
+    assert calls == [(4 * 5, 40)]
+
+
+def _rm_config(steps, batch_size=8):
+    config = ml_collections.ConfigDict()
+    config.model = config_base.model_config("nano")
+    config.mesh = config_base.mesh_config((-1, 1, 1))
+    config.optim = config_base.optim_config(3e-3, warmup_steps=2)
+    config.train = config_base.train_config(steps, batch_size, 48, log_every=5, checkpoint_every=4, tensorboard=False)
+    return config
+
+
+def test_overfits_one_batch(tmp_path):
+    config = _rm_config(40)
+    config.optim.lr = 1e-2
+    setup = train.make_setup(train.model_config(config.model, scalar_head=True), config.mesh,
+                             train.make_optimizer(config.optim, 40))
+    batch = batching.rm_batch(rm_examples(8, np.random.default_rng(3), 4, 6), TOK, 48, k_max=6)
+    train.run(stage="rm", workdir=str(tmp_path), config=config, setup=setup, loss_fn=reward.rm_loss,
+              batches=lambda s: batch, total_steps=40, init_params=lambda: train.random_params(setup, 0))
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert rows[0]["rm/loss"] > 0.5 and rows[-1]["rm/loss"] < 0.05, (rows[0]["rm/loss"], rows[-1]["rm/loss"])
+    assert rows[-1]["rm/batch_accuracy"] == 1.0
+
+
+def test_sharded_step_equals_single_device_step():
+    batch = batching.rm_batch(rm_examples(8, np.random.default_rng(4)), TOK, 48, k_max=5)
+    results = []
+    for devices, shape in ((jax.devices()[:1], (1, 1, 1)), (jax.devices(), (2, 2, 2))):
+        config = _rm_config(2)
+        config.mesh = config_base.mesh_config(shape)
+        # Plain SGD: Adam's first steps divide by |g|, amplifying summation-order noise where g is ~0.
+        setup = train.make_setup(train.model_config(config.model, scalar_head=True), config.mesh,
+                                 optax.sgd(0.1), devices=devices)
+        with jax.set_mesh(setup.mesh):
+            params = train.random_params(setup, 0)
+            state = {"step": jnp.int32(0), "params": params, "opt_state": jax.jit(setup.tx.init)(params),
+                     "bad_step": jnp.int32(-1)}
+            state = jax.device_put(state, setup.shardings)
+            step = train.jit_train_step(setup, reward.rm_loss, batch)
+            for _ in range(2):
+                state, m = step(state, sharding.shard_batch(batch, setup.mesh), jax.random.key(0))
+            results.append((jax.device_get(state["params"]), float(m["loss"])))
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(results[0][0]), jax.tree.leaves(results[1][0])):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_shuffled_pairs_are_the_untied_pairs_better_first():
+    rec = {"prompt": "p", "responses": ["a", "b", "c", "d"], "ranks": [1, 0, 1, 2]}
+    pairs = reward.shuffled_pairs([rec])
+    got = sorted(tuple(p["responses"]) for p in pairs)
+    assert got == sorted([("b", "a"), ("b", "c"), ("b", "d"), ("a", "d"), ("c", "d")])  # a = c tie: skipped
+    assert all(p["ranks"] == [0, 1] for p in pairs)
+
+
+def test_subsample_k_keeps_the_labelers_order_and_the_budget():
+    rng = np.random.default_rng(5)
+    records = rm_examples(40, rng, 4, 9)
+    cut = reward.subsample_k(records, 3, response_budget=30, seed=0)
+    assert len(cut) == 10 and all(len(r["responses"]) == 3 for r in cut)
+    by_prompt = {r["prompt"]: r for r in records}
+    for r in cut:
+        full = by_prompt[r["prompt"]]
+        orig = [full["ranks"][full["responses"].index(y)] for y in r["responses"]]
+        for i in range(3):
+            for j in range(3):
+                assert (orig[i] < orig[j]) == (r["ranks"][i] < r["ranks"][j])
+    with pytest.raises(ValueError, match="response_budget=1000 with config.data.k=3 needs 334 prompts"):
+        reward.subsample_k(records, 3, response_budget=1000, seed=0)
+
+
+def test_load_reward_norm_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="reward_norm.json"):
+        reward.load_reward_norm(str(tmp_path))
+    (tmp_path / "reward_norm.json").write_text(json.dumps({"mean": 0.5, "std": 0.0}))
+    with pytest.raises(ValueError, match="'std' must be > 0"):
+        reward.load_reward_norm(str(tmp_path))
+
+
+# ---------------------------------------------------------------- the whole stage on the smoke world
+
+@pytest.fixture(scope="module")
+def stage_inputs(tmp_path_factory):
+    """The smoke world's files and a nano 'SFT' checkpoint (2 LM steps: the RM only needs its trunk)."""
+    from instructgpt_jax.data import formats
+    from instructgpt_jax.pretrain import pretrain_loss
+
+    root = tmp_path_factory.mktemp("rm_stage")
+    world_cfg = _load("configs/world.py", "smoke")
+    formats.write_world(world_cfg, str(root / "world"))
+    config = _rm_config(2)
+    setup = train.make_setup(train.model_config(config.model), config.mesh, train.make_optimizer(config.optim, 2))
+    data = np.random.default_rng(0).integers(0, 256, size=(8, 33)).astype(np.int32)
+    train.run(stage="sft", workdir=str(root / "sft"), config=config, setup=setup, loss_fn=pretrain_loss,
+              batches=lambda s: {"tokens": data}, total_steps=2, init_params=lambda: train.random_params(setup, 0))
+    return root
+
+
+def _load(path, arg):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cfg", os.path.join(os.path.dirname(__file__), "..", path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def _stage_config(root, steps, **rm):
+    config = _load("configs/rm.py", "smoke")
+    config.init_from = str(root / "sft")
+    config.data.train = str(root / "world" / "rm.jsonl")
+    config.train.steps = steps
+    config.train.tensorboard = False
+    config.eval.batch_rows = 64
+    config.norm.num_responses = 64
+    for k, v in rm.items():
+        config[k.split(".")[0]][k.split(".")[1]] = v
+    return config
+
+
+def test_stage_resumes_to_identical_params(stage_inputs, tmp_path):
+    import shutil
+
+    from instructgpt_jax import checkpoint
+
+    config = _stage_config(stage_inputs, 6, **{"train.checkpoint_every": 4})
+    first = reward.run(config, str(tmp_path))
+    full = checkpoint.load_model(str(tmp_path))[2]
+    shutil.rmtree(tmp_path / "checkpoints" / "6")  # as if the run had died after its step-4 checkpoint
+    reward.run(config, str(tmp_path))
+    resumed = checkpoint.load_model(str(tmp_path))[2]
+    for x, y in zip(jax.tree.leaves(full), jax.tree.leaves(resumed)):
+        np.testing.assert_array_equal(x, y)
+    for key in ("rm/loss", "rm/val_loss", "rm/accuracy", "rm/gold_accuracy", "rm/length_corr", "rm/train_eval_loss"):
+        assert np.isfinite(first[key]), key
+    assert 0.0 <= first["rm/accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("gain", [False, True])
+def test_normalised_rewards_of_sft_samples_have_mean_0(stage_inputs, tmp_path, gain):
+    import optax
+
+    from instructgpt_jax import checkpoint
+
+    config = _stage_config(stage_inputs, 2, **{"norm.gain": gain})
+    reward.run(config, str(tmp_path))
+    norm = reward.load_reward_norm(str(tmp_path))
+    cfg, _, params, meta = checkpoint.load_model(str(tmp_path))
+    setup = train.make_setup(cfg, config.mesh, optax.sgd(0.0))
+    score_texts = reward.make_score_texts(setup, TOK, meta["seq_len"], 64)
+    records = [json.loads(line) for line in open(stage_inputs / "world" / "rm.jsonl")]
+    samples = [(r["prompt"], y) for r in records for y in r["responses"]][:64]
+    raw = score_texts(jax.device_put(params, setup.shardings["params"]), [p for p, _ in samples], [y for _, y in samples])
+    normalised = (raw - norm["mean"]) / norm["std"]
+    assert abs(normalised.mean()) < 1e-5
+    if gain:
+        np.testing.assert_allclose(normalised.std(), 1.0, rtol=1e-5)
+    else:
+        assert norm["std"] == 1.0 and raw.std() > 1e-3
