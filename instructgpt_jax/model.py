@@ -152,7 +152,9 @@ class CausalSelfAttention(nnx.Module):
         att = jnp.einsum("bthk,bshk->bhts", q, k).astype(jnp.float32) / jnp.sqrt(cfg.head_dim).astype(jnp.float32)
         # Causality is by slot (index in the padded sequence / cache), padding by the key mask.
         causal = query_slots[:, None] >= jnp.arange(S)[None, :]  # (T, S)
-        allowed = causal[None, None] & key_mask[:, None, None, :]  # (B, 1, T, S)
+        # A (B, T, S) key mask gives each query its own keys: packed sequences attend within their segment.
+        keys = key_mask[:, None, None, :] if key_mask.ndim == 2 else key_mask[:, None]
+        allowed = causal[None, None] & keys  # (B, 1, T, S)
         att = jnp.where(allowed, att, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(att, axis=-1).astype(dt)
         probs = dropout(probs, cfg.dropout, _fold(rng, 0))
@@ -222,7 +224,8 @@ class GPT(nnx.Module):
     ) -> tuple[jax.Array, Cache | None]:
         """Final hidden states (B, T, D) after ln_f, and the updated cache.
 
-        tokens, positions: (B, T). key_mask: (B, T) without a cache, (B, S) over the whole cache with one;
+        tokens, positions: (B, T). key_mask: (B, T) without a cache, (B, S) over the whole cache with one,
+        or (B, T, S) per query (packed sequences);
         True marks real tokens. Query t sits at slot cache_index + t and sees key slots <= its own.
         """
         B, T = tokens.shape

@@ -1,0 +1,172 @@
+"""SFT: the response-only loss against NumPy, packing against unpacked examples, overfitting one batch,
+the sharded step, and the whole stage (base figures at step 0, gold scores, exact resume) on the smoke world."""
+
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from instructgpt_jax import checkpoint, config_base, sft, sharding, train
+from instructgpt_jax.data import batching
+from instructgpt_jax.model import GPTConfig, make_model
+from instructgpt_jax.tokenizer import make_tokenizer
+
+CFG = GPTConfig(vocab_size=264, n_positions=128, n_layer=2, n_head=2, n_embd=32)
+TOK = make_tokenizer("byte")
+EXAMPLES = [
+    {"prompt": "Reverse the words: cat dog", "response": "dog cat"},
+    {"prompt": "Compute 2 + 3.", "response": "5"},
+    {"prompt": "Uppercase this: sun", "response": "SUN"},
+    {"prompt": "Write a line about rain.", "response": "Rain is calm and slow."},
+    {"prompt": "Join with commas: a b c", "response": "a, b, c"},
+]
+
+
+def test_sft_loss_is_cross_entropy_of_response_tokens_only():
+    model = make_model(CFG, seed=1)
+    batch = batching.sft_batch(EXAMPLES, TOK, 64)
+    loss, aux = sft.sft_loss(model, {k: jnp.asarray(v) for k, v in batch.items()}, None)
+    logits = np.asarray(model(jnp.asarray(batch["tokens"]), jnp.asarray(batch["positions"]),
+                              jnp.asarray(batch["attention_mask"])), np.float64)
+    total, n = 0.0, 0
+    for b, ex in enumerate(EXAMPLES):
+        response = TOK.encode_response(ex["response"])
+        for t in range(64 - len(response), 64):  # left-padded: the response is the row's last tokens
+            row = logits[b, t - 1]  # token t is predicted by the logits at t - 1
+            total += np.log(np.exp(row - row.max()).sum()) + row.max() - row[batch["tokens"][b, t]]
+            n += 1
+    assert int(aux["tokens"]) == n == sum(len(ex["response"]) + 1 for ex in EXAMPLES)  # bytes + EOS
+    np.testing.assert_allclose(float(loss), total / n, rtol=1e-5)
+
+
+def test_pack_rows_places_every_example_once_within_the_row():
+    lengths = [30, 50, 20, 64, 10, 5, 40]
+    rows = sft.pack_rows(lengths, 64, [3, 0, 1, 2, 4, 5, 6])
+    assert sorted(i for row in rows for i in row) == list(range(7))
+    assert [i for row in rows for i in row] == [3, 0, 1, 2, 4, 5, 6]
+    assert all(sum(lengths[i] for i in row) <= 64 for row in rows)
+    assert rows == [[3], [0], [1], [2, 4, 5], [6]]
+
+
+def test_packed_rows_give_the_same_losses_as_separate_examples():
+    """Block-diagonal attention and per-example positions: packing changes no example's token losses."""
+    model = make_model(CFG, seed=2)
+    encoded = sft.encode_examples(EXAMPLES, TOK)
+    rows = sft.pack_rows([len(p) + len(r) for p, r in encoded], 96, range(len(EXAMPLES)))
+    assert len(rows) < len(EXAMPLES)  # something is actually packed
+    packed = sft.packed_batch(encoded, rows, 96, TOK.pad_id)
+    unpacked = batching.sft_batch(EXAMPLES, TOK, 64)
+    sums = []
+    for batch in (packed, unpacked):
+        loss, aux = jax.jit(lambda b: sft.sft_loss(model, b, None))({k: jnp.asarray(v) for k, v in batch.items()})
+        sums.append((float(loss) * float(aux["tokens"]), float(aux["tokens"])))
+    assert sums[0][1] == sums[1][1]
+    np.testing.assert_allclose(sums[0][0], sums[1][0], rtol=1e-5)
+
+
+def _config(steps, batch_size=8):
+    config = ml_collections.ConfigDict()
+    config.model = config_base.model_config("nano")
+    config.mesh = config_base.mesh_config((-1, 1, 1))
+    config.optim = config_base.optim_config(1e-2, warmup_steps=2)
+    config.train = config_base.train_config(steps, batch_size, 64, log_every=5, checkpoint_every=100, tensorboard=False)
+    return config
+
+
+def _packed_batch(batch_size=8):
+    encoded = sft.encode_examples(EXAMPLES, TOK)
+    rows = sft.pack_rows([len(p) + len(r) for p, r in encoded], 64, range(len(EXAMPLES)))
+    return sft.packed_batch(encoded, (rows * batch_size)[:batch_size], 64, TOK.pad_id)
+
+
+def test_overfits_one_batch(tmp_path):
+    config = _config(120)
+    setup = train.make_setup(train.model_config(config.model), config.mesh, train.make_optimizer(config.optim, 120))
+    batch = _packed_batch()
+    train.run(stage="sft", workdir=str(tmp_path), config=config, setup=setup, loss_fn=sft.sft_loss,
+              batches=lambda s: batch, total_steps=120, init_params=lambda: train.random_params(setup, 0))
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert rows[0]["sft/loss"] > 3.0 and rows[-1]["sft/loss"] < 0.1, (rows[0]["sft/loss"], rows[-1]["sft/loss"])
+
+
+def test_sharded_step_equals_single_device_step():
+    batch = _packed_batch()
+    results = []
+    for devices, shape in ((jax.devices()[:1], (1, 1, 1)), (jax.devices(), (2, 2, 2))):
+        config = _config(2)
+        config.mesh = config_base.mesh_config(shape)
+        # Plain SGD: Adam's first steps divide by |g|, amplifying summation-order noise where g is ~0.
+        setup = train.make_setup(train.model_config(config.model), config.mesh, optax.sgd(0.1), devices=devices)
+        with jax.set_mesh(setup.mesh):
+            params = train.random_params(setup, 0)
+            state = jax.device_put({"step": jnp.int32(0), "params": params, "opt_state": jax.jit(setup.tx.init)(params),
+                                    "bad_step": jnp.int32(-1)}, setup.shardings)
+            step = train.jit_train_step(setup, sft.sft_loss, batch)
+            for _ in range(2):
+                state, m = step(state, sharding.shard_batch(batch, setup.mesh), jax.random.key(0))
+            results.append((jax.device_get(state["params"]), float(m["loss"])))
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(results[0][0]), jax.tree.leaves(results[1][0])):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
+
+
+def _load(path, arg):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cfg", os.path.join(os.path.dirname(__file__), "..", path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+@pytest.fixture(scope="module")
+def stage_inputs(tmp_path_factory):
+    """The smoke world's files and a nano 'pretrain' checkpoint (2 LM steps)."""
+    from instructgpt_jax.data import formats
+    from instructgpt_jax.pretrain import pretrain_loss
+
+    root = tmp_path_factory.mktemp("sft_stage")
+    formats.write_world(_load("configs/world.py", "smoke"), str(root / "world"))
+    config = _config(2)
+    setup = train.make_setup(train.model_config(config.model), config.mesh, train.make_optimizer(config.optim, 2))
+    data = np.random.default_rng(0).integers(0, 256, size=(8, 33)).astype(np.int32)
+    train.run(stage="pretrain", workdir=str(root / "pretrain"), config=config, setup=setup, loss_fn=pretrain_loss,
+              batches=lambda s: {"tokens": data}, total_steps=2, init_params=lambda: train.random_params(setup, 0))
+    return root
+
+
+def test_stage_writes_base_and_final_figures_and_resumes_exactly(stage_inputs, tmp_path):
+    config = _load("configs/sft.py", "smoke")
+    config.init_from = str(stage_inputs / "pretrain")
+    config.data.train = str(stage_inputs / "world" / "sft.jsonl")
+    config.train.update(steps=6, checkpoint_every=4, eval_every=6, tensorboard=False)
+    config.eval.update(num_prompts=8, batch_size=8, max_new_tokens=8, val_batches=1)
+    first = sft.run(config, str(tmp_path))
+    for key in ("sft/val_loss", "sft/gold_score", "sft/gold_score_t1", "sft/loss"):
+        assert np.isfinite(first[key]), key
+    for key in ("sft/val_loss_base", "sft/gold_score_base", "sft/gold_score_t1_base"):
+        assert np.isfinite(first[key]), key
+    assert first["sft/val_loss"] < first["sft/val_loss_base"]  # 6 steps of SFT on demonstrations do help
+    assert 0.0 <= first["sft/gold_score"] <= 1.0
+
+    full = checkpoint.load_model(str(tmp_path))[2]
+    shutil.rmtree(tmp_path / "checkpoints" / "6")  # as if the run had died after its step-4 checkpoint
+    assert sft.run(config, str(tmp_path))["sft/val_loss"] == first["sft/val_loss"]
+    resumed = checkpoint.load_model(str(tmp_path))[2]
+    for x, y in zip(jax.tree.leaves(full), jax.tree.leaves(resumed)):
+        np.testing.assert_array_equal(x, y)
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")]
+    assert steps == sorted(steps) and steps[0] == 0 and steps.count(0) == 1
+
+
+def test_missing_init_from_names_the_config_key():
+    config = _load("configs/sft.py", "smoke")
+    config.data.train = "x.jsonl"
+    with pytest.raises(ValueError, match="config.init_from is empty"):
+        sft.run(config, "/nonexistent")
