@@ -7,7 +7,7 @@ Commands:
   world       write the embedded world's JSONL splits            (--config configs/world.py --out DIR)
   pretrain    train the base GPT on the pretraining corpus       (--config configs/pretrain.py:tiny)
   sft         supervised fine-tuning on demonstrations           (--config configs/sft.py)
-  compare     sample K responses per RM prompt, labelers rank     (--config configs/rm.py)
+  compare     sample K responses per RM prompt, labelers rank     (--config configs/compare.py)
   rm          K-wise reward model                                (--config configs/rm.py)
   ppo         PPO / PPO-ptx against the reward model             (--config configs/ppo.py:ptx)
   pipeline    pretrain -> SFT -> compare -> RM -> PPO -> eval -> report (--config configs/pipeline.py:smoke)

@@ -1,0 +1,101 @@
+"""Comparison stage: distinct-sample selection, the agreement measure, and K-wise JSONL that the RM reader
+accepts, from a nano policy on the smoke world (K uniform or fixed, gold scores, labelers, no-op rerun)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from instructgpt_jax import compare, config_base, train
+from instructgpt_jax.data import formats
+from instructgpt_jax.data.world import gold_score
+from instructgpt_jax.tokenizer import make_tokenizer
+
+
+def test_pick_distinct_keeps_sampling_order_and_skips_blanks():
+    assert compare.pick_distinct(["a", "b", "a", " ", "", "c", "d"], 3) == ["a", "b", "c"]
+    assert compare.pick_distinct(["a", "a"], 4) == ["a"]
+
+
+def test_untied_agreement_matches_a_loop():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        k = int(rng.integers(2, 10))
+        a, b = rng.integers(0, 4, size=k), rng.integers(0, 4, size=k)
+        agree = total = 0
+        for i in range(k):
+            for j in range(i + 1, k):
+                if a[i] != a[j]:
+                    total += 1
+                    agree += (a[i] < a[j]) == (b[i] < b[j]) and b[i] != b[j]
+        assert compare.untied_agreement(a, b) == (agree, total)
+
+
+def _load(path, arg):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cfg", os.path.join(os.path.dirname(__file__), "..", path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """The smoke world's files and a nano policy checkpoint (2 LM steps: diverse samples are what we need)."""
+    import ml_collections
+
+    from instructgpt_jax.pretrain import pretrain_loss
+
+    root = tmp_path_factory.mktemp("compare")
+    formats.write_world(_load("configs/world.py", "smoke"), str(root / "world"))
+    config = ml_collections.ConfigDict()
+    config.model = config_base.model_config("nano")
+    config.mesh = config_base.mesh_config((-1, 1, 1))
+    config.optim = config_base.optim_config(1e-3)
+    config.train = config_base.train_config(2, 8, 32, tensorboard=False)
+    setup = train.make_setup(train.model_config(config.model), config.mesh, train.make_optimizer(config.optim, 2))
+    data = np.random.default_rng(0).integers(0, 256, size=(8, 33)).astype(np.int32)
+    train.run(stage="sft", workdir=str(root / "sft"), config=config, setup=setup, loss_fn=pretrain_loss,
+              batches=lambda s: {"tokens": data}, total_steps=2, init_params=lambda: train.random_params(setup, 0))
+    return root
+
+
+def _config(root, **compare_overrides):
+    config = _load("configs/compare.py", "smoke")
+    config.policy = str(root / "sft")
+    config.data.prompts = str(root / "world" / "rm_prompts.jsonl")
+    config.data.num_prompts = 16
+    config.compare.update(max_new_tokens=8, batch_rows=32, **compare_overrides)
+    return config
+
+
+def test_writes_kwise_jsonl_the_rm_reader_accepts(inputs, tmp_path):
+    figures = compare.run(_config(inputs), str(tmp_path))
+    path = str(tmp_path / "rm.jsonl")
+    records = list(formats.read_rm(path, make_tokenizer("byte"), k_max=9))  # validates distinctness and rankings
+    raw = [json.loads(line) for line in open(path)]
+    prompts = [json.loads(line)["prompt"] for line in open(inputs / "world" / "rm_prompts.jsonl")][:16]
+    assert [r["prompt"] for r in records] == [p for p in prompts if p in {r["prompt"] for r in records}]
+    assert figures["compare/prompts"] == len(records) and figures["compare/prompts"] + figures["compare/dropped"] == 16
+    assert all(2 <= len(r["responses"]) <= 9 for r in records)
+    assert len({len(r["responses"]) for r in records}) > 1  # K drawn per prompt from 4..9
+    for r in raw:
+        np.testing.assert_allclose(r["gold"], gold_score([r["prompt"]] * len(r["responses"]), r["responses"]), atol=1e-4)
+        assert 0 <= r["labeler"] < 40
+    assert 0.0 <= figures["compare/labeler_agreement"] <= 1.0
+    mtime = os.path.getmtime(path)
+    assert compare.run(_config(inputs), str(tmp_path)) == figures  # a finished stage is not redone
+    assert os.path.getmtime(path) == mtime
+
+
+def test_fixed_k(inputs, tmp_path):
+    compare.run(_config(inputs, k_min=3, k_max=3, extra_samples=3), str(tmp_path))
+    records = list(formats.read_rm(str(tmp_path / "rm.jsonl"), k_max=9))
+    assert records and all(len(r["responses"]) == 3 for r in records)
+
+
+def test_bad_k_range_names_the_keys(inputs, tmp_path):
+    with pytest.raises(ValueError, match=r"k_min \(5\) <= k_max \(4\)"):
+        compare.run(_config(inputs, k_min=5, k_max=4), str(tmp_path))
