@@ -222,9 +222,13 @@ def stage_finals(workdir: str) -> dict:
     return out
 
 
+def _shape(cfg) -> tuple:
+    return cfg.vocab_size, cfg.n_positions, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.mlp_dim
+
+
 def run(config, workdir: str) -> dict:
     """Evaluate every policy of `config.eval.policies` under `workdir`; writes W/eval/*.jsonl and W/summary.json."""
-    from instructgpt_jax import pretrain
+    from instructgpt_jax import pretrain, reward
     from instructgpt_jax.config_base import mesh_config
     from instructgpt_jax.data import corpus as corpus_lib
     from instructgpt_jax.data.formats import write_jsonl
@@ -242,8 +246,7 @@ def run(config, workdir: str) -> dict:
         raise FileNotFoundError(f"no checkpoint for policies {missing}: run those stages first")
 
     rm_dir = os.path.join(workdir, ec.reward_model)
-    with open(os.path.join(rm_dir, "reward_norm.json")) as f:
-        norm = json.load(f)
+    norm = reward.load_reward_norm(rm_dir)
     mesh_cfg = config.eval.get("mesh") or mesh_config()
     mesh = sharding.make_mesh(mesh_cfg.shape)
     rules = tuple(tuple(r) for r in mesh_cfg.rules)
@@ -271,7 +274,7 @@ def run(config, workdir: str) -> dict:
     results, samples = {}, {}
     for name, folder in folders.items():
         cfg, _, params, meta = checkpoint.load_model(folder, shardings=shardings)
-        if cfg != ref_cfg:
+        if _shape(cfg) != _shape(ref_cfg):  # dropout, remat, dtype may differ: evaluation runs the reference's graph
             raise ValueError(f"policy {name} ({folder}) has model {cfg}, the reference {ec.reference} has {ref_cfg}")
         figures = {"stage": ec.folders[name], "step": int(meta["step"]), "n": len(rows["eval"]),
                    "n_heldout": len(rows["heldout"])}
@@ -299,7 +302,7 @@ def run(config, workdir: str) -> dict:
     for figures in results.values():
         figures["alignment_tax"] = None if base is None else figures["pretrain_loss"] - base
     summary = {"policies": results, "rm": rm_figures, "stages": stage_finals(workdir),
-               "eval": dataclasses.asdict(ec) | {"mesh": list(mesh_cfg.shape)}}
+               "eval": dataclasses.asdict(ec) | {"mesh": list(mesh_cfg.shape), "tokenizer": config.world.tokenizer}}
     if jax.process_index() == 0:
         for name, recs in samples.items():
             write_jsonl(os.path.join(workdir, "eval", f"{name}.jsonl"), recs)

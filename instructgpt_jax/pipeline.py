@@ -1,0 +1,195 @@
+"""The whole InstructGPT recipe as one resumable command: world -> pretrain -> SFT -> comparisons -> RM ->
+PPO -> PPO-ptx -> evaluation -> report, each stage into its own folder of one workdir W.
+
+  instructgpt pipeline --config configs/pipeline.py:smoke --workdir W
+
+The pipeline config embeds every stage's config (config.pretrain, config.sft, ...); this module only wires
+them together through files, as the stages connect in docs/ARCHITECTURE.md: it fills in each stage's input
+paths (init_from, data files) from W and calls the stage's `run(config, workdir)`, the same function its
+`instructgpt <stage>` command calls. A stage that finishes writes W/<stage>/pipeline_stage.json with its
+config fingerprint and wall time; a rerun skips it when the fingerprint is unchanged. A stage that was
+interrupted has no marker and runs again: training stages resume from their newest checkpoint and repeat
+the uninterrupted run exactly (batches and keys depend only on the step), the others are deterministic and
+cheap and start over. `config.stages` = "sft,rm" runs only those stages (their inputs must exist).
+A sweep passes `reuse_from` (an earlier run's W): a stage whose config is identical there, and whose inputs
+were all reused too, is linked instead of retrained (a beta sweep retrains only PPO).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import time
+
+import jax
+
+log = logging.getLogger(__name__)
+
+STAGES = ("world", "pretrain", "sft", "compare", "rm", "ppo", "ppo_ptx", "eval", "report")
+DERIVED = ("eval", "report")  # recomputed whenever a stage before them ran; never linked from another run
+MARKER = "pipeline_stage.json"
+
+
+def stage_configs(config, workdir: str) -> dict:
+    """Each stage's config with its input paths under `workdir` filled in (copies; `config` is untouched)."""
+    w = lambda *p: os.path.join(workdir, *p)  # noqa: E731
+    out = {}
+    for stage in ("world", "pretrain", "sft", "compare", "rm", "ppo", "ppo_ptx"):
+        cfg = copy.deepcopy(config[stage])
+        cfg.unlock()
+        out[stage] = cfg
+    out["sft"].init_from = w("pretrain")
+    out["sft"].data.train = w("world", "sft.jsonl")
+    out["compare"].policy = w("sft")
+    out["compare"].data.prompts = w("world", "rm_prompts.jsonl")
+    out["rm"].init_from = w("sft")
+    out["rm"].data.train = w("compare", "rm.jsonl")
+    for stage in ("ppo", "ppo_ptx"):
+        cfg = out[stage]
+        cfg.init_policy, cfg.init_value, cfg.reward_model = w("sft"), w("rm"), w("rm")
+        cfg.data.prompts, cfg.data.eval_prompts = w("world", "ppo.jsonl"), w("world", "eval.jsonl")
+    out["eval"] = config
+    out["report"] = None
+    return out
+
+
+def fingerprint(cfg, workdir: str) -> str:
+    """The stage config as JSON with the workdir written as $W, so the same stage of two runs compares equal."""
+    if cfg is None:
+        return ""
+    text = cfg.to_json_best_effort(sort_keys=True)
+    return text.replace(os.path.abspath(workdir), "$W").replace(workdir, "$W")
+
+
+def run_stage(stage: str, cfg, workdir: str):
+    """Run one stage; returns what its `run` returns."""
+    stage_dir = os.path.join(workdir, stage)
+    if stage == "world":
+        from instructgpt_jax.data import formats
+
+        return formats.write_world(cfg, stage_dir)
+    if stage == "pretrain":
+        from instructgpt_jax import pretrain
+
+        return pretrain.run(cfg, stage_dir)
+    if stage == "sft":
+        from instructgpt_jax import sft
+
+        return sft.run(cfg, stage_dir)
+    if stage == "compare":
+        from instructgpt_jax import compare
+
+        return compare.run(cfg, stage_dir)
+    if stage == "rm":
+        from instructgpt_jax import reward
+
+        return reward.run(cfg, stage_dir)
+    if stage in ("ppo", "ppo_ptx"):
+        from instructgpt_jax import ppo
+
+        return ppo.run(cfg, stage_dir)
+    if stage == "eval":
+        from instructgpt_jax import evaluate
+
+        return evaluate.run(cfg, workdir)
+    from instructgpt_jax import report
+
+    return report.run(workdir)
+
+
+def read_marker(workdir: str, stage: str) -> dict | None:
+    path = os.path.join(workdir, stage, MARKER)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_marker(workdir: str, stage: str, marker: dict) -> None:
+    os.makedirs(os.path.join(workdir, stage), exist_ok=True)
+    path = os.path.join(workdir, stage, MARKER)
+    with open(path + ".tmp", "w") as f:
+        json.dump(marker, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def _link(src_run: str, workdir: str, stage: str) -> None:
+    """W/<stage> -> <src_run>/<stage> (relative, so the pair of runs can move together)."""
+    dst = os.path.join(workdir, stage)
+    if os.path.islink(dst) or os.path.exists(dst):
+        raise FileExistsError(f"{dst} exists; cannot link it to {src_run}/{stage}")
+    os.symlink(os.path.relpath(os.path.join(src_run, stage), workdir), dst)
+
+
+def run(config, workdir: str, reuse_from: str | None = None) -> dict:
+    """Run every stage of `config.stages` (all when empty) into `workdir`; returns the summary."""
+    only = [s.strip() for s in config.get("stages", "").split(",") if s.strip()]
+    unknown = sorted(set(only) - set(STAGES))
+    if unknown:
+        raise ValueError(f"config.stages has unknown stages {unknown}; expected some of {list(STAGES)}")
+    stages = [s for s in STAGES if not only or s in only]
+    configs = stage_configs(config, workdir)
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+    t_start, ran, reusing = time.time(), False, reuse_from is not None
+    for i, stage in enumerate(stages, 1):
+        fp = fingerprint(configs[stage], workdir)
+        marker = read_marker(workdir, stage)
+        head = f"[pipeline {i}/{len(stages)}] {stage}"
+        if marker is not None and marker["fingerprint"] == fp and not (ran and stage in DERIVED):
+            _progress(f"{head}: complete ({marker['seconds']:.0f} s when it ran), skipped")
+            continue
+        if marker is not None and marker["fingerprint"] != fp and stage not in DERIVED:
+            log.warning("%s: config differs from the finished run in %s; running it again (it resumes from its "
+                        "checkpoints; for different inputs use a new workdir)", stage, os.path.join(workdir, stage))
+        reused = read_marker(reuse_from, stage) if reusing and stage not in DERIVED else None
+        if reused is not None and reused["fingerprint"] == fingerprint(configs[stage], workdir) and marker is None:
+            if jax.process_index() == 0:
+                _link(reuse_from, workdir, stage)
+            _progress(f"{head}: identical to {reuse_from}/{stage}, linked")
+            continue
+        reusing = False
+        _progress(f"{head}: running")
+        t0 = time.time()
+        result = run_stage(stage, configs[stage], workdir)
+        seconds = time.time() - t0
+        ran = True
+        if jax.process_index() == 0:
+            _write_marker(workdir, stage, {"stage": stage, "fingerprint": fp, "seconds": seconds, "finished": time.time()})
+        _progress(f"{head}: done in {seconds:.0f} s{_headline(stage, result)}")
+    summary = _add_wall_times(workdir)
+    _progress(f"[pipeline] finished in {time.time() - t_start:.0f} s; summary: {os.path.join(workdir, 'summary.json')}")
+    return summary
+
+
+def _add_wall_times(workdir: str) -> dict:
+    """Merge each stage's wall time (from its marker, also for skipped stages) into W/summary.json."""
+    from instructgpt_jax.evaluate import write_summary
+
+    times = {s: m["seconds"] for s in STAGES if (m := read_marker(workdir, s)) is not None}
+    if not os.path.exists(os.path.join(workdir, "summary.json")):
+        return {"wall_time_s": times}
+    if jax.process_index() == 0:
+        write_summary(workdir, {"wall_time_s": times})
+    with open(os.path.join(workdir, "summary.json")) as f:
+        return json.load(f)
+
+
+def _headline(stage: str, result) -> str:
+    """A few figures for the progress line."""
+    if stage == "eval" and isinstance(result, dict):
+        parts = [f"{n} win {f['win_rate']:.2f} gold {f['gold']:.2f}" for n, f in result.get("policies", {}).items()]
+        return ": " + "; ".join(parts)
+    if isinstance(result, dict):
+        scalars = [(k, v) for k, v in result.items() if isinstance(v, float)][:3]
+        return (": " + ", ".join(f"{k} {v:.3f}" for k, v in scalars)) if scalars else ""
+    return ""
+
+
+def _progress(line: str) -> None:
+    if jax.process_index() == 0:
+        print(line, flush=True)

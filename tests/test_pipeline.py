@@ -1,0 +1,137 @@
+"""The smoke pipeline end to end (world -> pretrain -> SFT -> compare -> RM -> PPO -> PPO-ptx -> eval -> report):
+every summary field, a rerun that skips every stage, a run killed inside a stage that resumes to the same
+summary, and a sweep-style run that links the stages it shares with an earlier run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from instructgpt_jax import pipeline
+from instructgpt_jax.config_base import apply_overrides, load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIELDS = ("win_rate", "gold", "rm_score", "kl", "pretrain_loss", "alignment_tax", "length", "refusal_rate",
+          "gold_heldout", "win_rate_heldout", "rm_score_heldout", "gold_heldout_by_family")
+
+
+def _smoke_config(**overrides):
+    config = load_config("configs/pipeline.py:smoke")
+    for stage in ("pretrain", "sft", "rm", "ppo", "ppo_ptx"):
+        config[stage].train.tensorboard = False
+    return apply_overrides(config, overrides)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("pipeline") / "w"
+    t0 = time.time()
+    summary = pipeline.run(_smoke_config(), str(workdir))
+    return workdir, summary, time.time() - t0
+
+
+def test_config_links_model_and_tokenizer():
+    config = load_config("configs/pipeline.py:default")
+    apply_overrides(config, {"model": "nano", "tokenizer": "gpt2"})
+    for stage in ("pretrain", "sft", "rm", "ppo", "ppo_ptx"):
+        assert config[stage].model.preset == "nano" and config[stage].data.tokenizer == "gpt2"
+    assert config.world.tokenizer == "gpt2"
+    assert config.ppo.ppo.ptx_coef == 0.0 and config.ppo_ptx.ppo.ptx_coef > 0
+    wired = pipeline.stage_configs(config, "/w")
+    assert wired["sft"].init_from == "/w/pretrain" and wired["rm"].data.train == "/w/compare/rm.jsonl"
+    assert wired["ppo_ptx"].reward_model == "/w/rm" and wired["compare"].policy == "/w/sft"
+    assert config.sft.init_from == ""  # wiring works on copies
+
+
+def test_smoke_pipeline_end_to_end(smoke, capsys):
+    workdir, summary, seconds = smoke
+    assert set(summary["policies"]) == {"base", "sft", "ppo", "ppo_ptx"}
+    for name, figures in summary["policies"].items():
+        for field in FIELDS:
+            assert figures.get(field) is not None, (name, field)
+        assert 0.0 <= figures["win_rate"] <= 1.0 and figures["length"] > 0
+    assert summary["policies"]["sft"]["kl"] == 0.0 and summary["policies"]["base"]["alignment_tax"] == 0.0
+    assert set(summary["rm"]["accuracy_by_k"]) == {"2", "4", "6", "9"}
+    assert set(summary["wall_time_s"]) == set(pipeline.STAGES)
+    assert json.loads((workdir / "summary.json").read_text()) == summary
+    for stage in pipeline.STAGES:
+        assert pipeline.read_marker(str(workdir), stage)["stage"] == stage
+    for name in summary["policies"]:
+        assert (workdir / "eval" / f"{name}.jsonl").exists()
+    report = (workdir / "report" / "report.md").read_text()
+    assert "| PPO-ptx |" in report and (workdir / "report" / "win_rate.png").stat().st_size > 5000
+    assert (workdir / "report" / "ppo_gold_rm_vs_kl.png").exists() and (workdir / "report" / "alignment_tax.png").exists()
+    print(f"smoke pipeline: {seconds:.0f} s")
+
+
+def test_rerun_skips_every_stage(smoke, capsys):
+    workdir, summary, _ = smoke
+    before = {s: (workdir / s / "metrics.jsonl").read_text() for s in ("pretrain", "sft", "rm", "ppo", "ppo_ptx")}
+    t0 = time.time()
+    again = pipeline.run(_smoke_config(), str(workdir))
+    out = capsys.readouterr().out
+    assert out.count("skipped") == len(pipeline.STAGES), out
+    assert again["policies"] == summary["policies"] and time.time() - t0 < 30
+    assert before == {s: (workdir / s / "metrics.jsonl").read_text() for s in before}
+
+
+def test_changed_eval_config_reruns_only_eval_and_report(smoke, capsys, tmp_path):
+    workdir, summary, _ = smoke
+    import shutil
+
+    copy = tmp_path / "w"
+    shutil.copytree(workdir, copy, symlinks=True)
+    again = pipeline.run(_smoke_config(**{"eval.heldout_prompts": 16}), str(copy))
+    out = capsys.readouterr().out
+    assert out.count("skipped") == len(pipeline.STAGES) - 2 and "eval: done" in out and "report: done" in out
+    assert again["policies"]["ppo"]["n_heldout"] == 16
+    assert again["policies"]["ppo"]["gold"] == summary["policies"]["ppo"]["gold"]  # same samples on eval.jsonl
+
+
+@pytest.mark.slow
+def test_killed_mid_stage_resumes_to_the_same_summary(smoke, tmp_path):
+    """Kill the pipeline inside PPO-ptx (after its first checkpoint), rerun: the summary equals the uninterrupted one."""
+    import shutil
+
+    workdir, summary, _ = smoke
+    w = tmp_path / "w"
+    shutil.copytree(workdir, w, symlinks=True)
+    for stage in ("ppo_ptx", "eval", "report"):
+        shutil.rmtree(w / stage)
+    os.remove(w / "summary.json")
+    env = {**os.environ, "TQDM_DISABLE": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    cmd = [sys.executable, "-m", "instructgpt_jax.cli", "pipeline", "--config", "configs/pipeline.py:smoke",
+           *[f"--config.{s}.train.tensorboard=False" for s in ("pretrain", "sft", "rm", "ppo", "ppo_ptx")],
+           "--workdir", str(w)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first_ckpt = w / "ppo_ptx" / "checkpoints" / "3"
+    deadline = time.time() + 300
+    while not first_ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert pipeline.read_marker(str(w), "ppo_ptx") is None  # it really died inside the stage
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "resuming from iteration 3" in out.stderr
+    resumed = json.loads((w / "summary.json").read_text())
+    assert resumed["policies"] == summary["policies"] and resumed["rm"] == summary["rm"]
+
+
+@pytest.mark.slow
+def test_sweep_run_links_shared_stages(smoke, tmp_path, capsys):
+    """A second run that differs only in PPO-ptx's beta links world..ppo from the first and retrains PPO-ptx."""
+    workdir, summary, _ = smoke
+    w = tmp_path / "beta"
+    other = pipeline.run(_smoke_config(**{"ppo_ptx.ppo.beta": 0.2}), str(w), reuse_from=str(workdir))
+    out = capsys.readouterr().out
+    for stage in ("world", "pretrain", "sft", "compare", "rm", "ppo"):
+        assert os.path.islink(w / stage) and f"{stage}: identical to" in out
+    assert not os.path.islink(w / "ppo_ptx")
+    assert other["policies"]["ppo"] == summary["policies"]["ppo"]
+    assert other["policies"]["ppo_ptx"]["kl"] != summary["policies"]["ppo_ptx"]["kl"]
