@@ -26,12 +26,17 @@ def _smoke_config(**overrides):
     return apply_overrides(config, overrides)
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("pipeline") / "w"
+def smoke_workdir(tmp_path_factory):
+    """The session's smoke pipeline workdir: the first caller runs it, later ones (test_notebook.py) skip every stage."""
+    workdir = tmp_path_factory.getbasetemp() / "smoke_pipeline"
     t0 = time.time()
     summary = pipeline.run(_smoke_config(), str(workdir))
     return workdir, summary, time.time() - t0
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    return smoke_workdir(tmp_path_factory)
 
 
 def test_config_links_model_and_tokenizer():
