@@ -186,8 +186,9 @@ def run(config, workdir: str) -> dict:
         raise ValueError(f"{config.data.eval_prompts or config.data.prompts} has {len(eval_prompts)} prompts, fewer than "
                          f"config.ppo.rollout_batch={cfg.rollout_batch} needed for one evaluation batch")
     batches = batching.ppo_batches(prompts, tokenizer, cfg.rollout_batch, P, seed=t.seed)
-    eval_batches = [batching.ppo_batch(eval_prompts[i * cfg.rollout_batch:(i + 1) * cfg.rollout_batch], tokenizer, P)
-                    for i in range(n_eval)]
+    # This host's rows of each fixed evaluation batch (the gold score averages this host's responses).
+    eval_batches = [batching.ppo_batch(batching.process_slice(eval_prompts[i * cfg.rollout_batch:(i + 1) * cfg.rollout_batch]),
+                                       tokenizer, P) for i in range(n_eval)]
     gold = None
     if config.eval.gold_judge == "world":
         from instructgpt_jax.data.world import gold_score as gold
