@@ -26,11 +26,11 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
-from instructgpt_jax import checkpoint, metrics, ppo, sharding, train
+from instructgpt_jax import checkpoint, metrics, ppo, sharding
 from instructgpt_jax.model import abstract_model, positions_from_mask
+from instructgpt_jax.pretrain import lm_loss
 from instructgpt_jax.sampling import SampleConfig, left_pad, make_generate
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,11 @@ def score_samples(graphdef, rm_graphdef, prompt_len: int, params, ref_params, rm
     return {"kl": kl, "rm_raw": rm.score(h, prompt_len + sample["lengths"] - 1)}  # read at the last response token
 
 
+def heldout_nll(graphdef, params, tokens):
+    """Mean next-token loss of a batch of pretraining windows (the alignment tax's measure)."""
+    return lm_loss(nnx.merge(graphdef, params), tokens)[0]
+
+
 def rm_scores(rm_graphdef, rm_params, tokens, mask):
     """Raw RM scores of left-padded (prompt + response) rows, read at the last slot (EOS)."""
     h, _ = nnx.merge(rm_graphdef, rm_params).trunk(tokens, positions_from_mask(mask), mask)
@@ -131,11 +136,11 @@ def sample_policy(generate, score, params, ref_params, rm_params, prompts, token
     out = {"response": [], "length": [], "kl": [], "rm_raw": []}
     for b, (chunk, n) in enumerate(_batches(prompts, ec.batch_size)):
         tokens, mask = left_pad([tokenizer.encode_prompt(p) for p in chunk], tokenizer.pad_id, ec.prompt_len)
-        batch = sharding.shard_batch({"prompt_tokens": tokens, "prompt_mask": mask}, mesh)
+        batch = sharding.put_global({"prompt_tokens": tokens, "prompt_mask": mask}, mesh)
         rng = jax.random.fold_in(jax.random.key(seed), b)
         sample = generate(params, batch["prompt_tokens"], batch["prompt_mask"], rng)
-        scored = jax.device_get(score(params, ref_params, rm_params, sample, batch["prompt_mask"]))
-        host = jax.device_get({k: sample[k] for k in ("response", "response_mask", "lengths")})
+        scored = sharding.to_host(score(params, ref_params, rm_params, sample, batch["prompt_mask"]))
+        host = sharding.to_host({k: sample[k] for k in ("response", "response_mask", "lengths")})
         out["response"] += [tokenizer.decode(r[m]) for r, m in zip(host["response"][:n], host["response_mask"][:n])]
         out["length"] += host["lengths"][:n].tolist()
         out["kl"] += scored["kl"][:n].tolist()
@@ -184,8 +189,8 @@ def rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows, ec: EvalCo
     scores = []
     for chunk, n in _batches(seqs, ec.batch_size):
         tokens, mask = left_pad(chunk, tokenizer.pad_id, seq_len)
-        batch = sharding.shard_batch({"tokens": tokens, "mask": mask}, mesh)
-        scores += jax.device_get(score(rm_params, batch["tokens"], batch["mask"]))[:n].tolist()
+        batch = sharding.put_global({"tokens": tokens, "mask": mask}, mesh)
+        scores += sharding.to_host(score(rm_params, batch["tokens"], batch["mask"]))[:n].tolist()
     scores = (np.asarray(scores) - norm["mean"]) / norm["std"]
     per_k = {k: {"right": 0, "pairs": 0, "gold_right": 0, "gold_pairs": 0, "top1": []} for k in ec.rm_k}
     for k, sl, ranks, gold in groups:
@@ -228,7 +233,7 @@ def _shape(cfg) -> tuple:
 
 def run(config, workdir: str) -> dict:
     """Evaluate every policy of `config.eval.policies` under `workdir`; writes W/eval/*.jsonl and W/summary.json."""
-    from instructgpt_jax import pretrain, reward
+    from instructgpt_jax import reward
     from instructgpt_jax.config_base import mesh_config
     from instructgpt_jax.data import corpus as corpus_lib
     from instructgpt_jax.data.formats import write_jsonl
@@ -261,7 +266,7 @@ def run(config, workdir: str) -> dict:
     rm_cfg, rm_graphdef, rm_params, _ = checkpoint.load_model(rm_dir, shardings=shardings)
     ref_cfg, graphdef, ref_params, _ = checkpoint.load_model(folders[ec.reference], shardings=shardings)
     check_vocab(tokenizer, ref_cfg.vocab_size)
-    setup = train.make_setup(ref_cfg, mesh_cfg, optax.identity())
+    nll = jax.jit(lambda p, t: heldout_nll(graphdef, p, t))
     generate = make_generate(graphdef, sample_cfg)
     score = jax.jit(lambda *a: score_samples(graphdef, rm_graphdef, ec.prompt_len, *a))
     prompts = {split: [r["prompt"] for r in rs] for split, rs in rows.items()}
@@ -292,8 +297,9 @@ def run(config, workdir: str) -> dict:
                      "length": int(n), "win": float(w)}
                     for r, y, b, gd, sc, k, n, w in zip(rows[split], s["response"], baseline[split], gold, rm, s["kl"],
                                                          s["length"], wins))
-            figures["pretrain_loss"] = pretrain.heldout_loss(setup, params, heldout_ids, ec.batch_size,
-                                                            ec.heldout_seq_len, ec.heldout_batches)
+            losses = [nll(params, sharding.put_global({"t": corpus_lib.eval_windows(
+                heldout_ids, i, ec.batch_size, ec.heldout_seq_len)}, mesh)["t"]) for i in range(ec.heldout_batches)]
+            figures["pretrain_loss"] = float(np.mean(sharding.to_host(losses)))
         results[name] = figures
         log.info("eval %s: win rate %.3f, gold %.3f, KL %.2f", name, figures["win_rate"], figures["gold"], figures["kl"])
     with jax.set_mesh(mesh):

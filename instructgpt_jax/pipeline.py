@@ -10,7 +10,9 @@ paths (init_from, data files) from W and calls the stage's `run(config, workdir)
 config fingerprint and wall time; a rerun skips it when the fingerprint is unchanged. A stage that was
 interrupted has no marker and runs again: training stages resume from their newest checkpoint and repeat
 the uninterrupted run exactly (batches and keys depend only on the step), the others are deterministic and
-cheap and start over. `config.stages` = "sft,rm" runs only those stages (their inputs must exist).
+cheap and start over. `config.stages` = "sft,rm" runs only those stages (their inputs must exist). A
+W/pretrain holding a finished checkpoint but no marker (`instructgpt import-hf --workdir W/pretrain`: GPT-2
+weights as the base model) counts as done.
 A sweep passes `reuse_from` (an earlier run's W): a stage whose config is identical there, and whose inputs
 were all reused too, is linked instead of retrained (a beta sweep retrains only PPO).
 """
@@ -143,6 +145,13 @@ def run(config, workdir: str, reuse_from: str | None = None) -> dict:
         if marker is not None and marker["fingerprint"] == fp and not (ran and stage in DERIVED):
             _progress(f"{head}: complete ({marker['seconds']:.0f} s when it ran), skipped")
             continue
+        if marker is None and stage == "pretrain" and _finished_elsewhere(os.path.join(workdir, stage)):
+            # A base model put there by hand (`instructgpt import-hf --workdir W/pretrain`, or a pretrain run).
+            if jax.process_index() == 0:
+                _write_marker(workdir, stage, {"stage": stage, "fingerprint": fp, "seconds": 0.0, "finished": time.time(),
+                                               "note": "found a finished checkpoint"})
+            _progress(f"{head}: found a finished checkpoint (e.g. import-hf), skipped")
+            continue
         if marker is not None and marker["fingerprint"] != fp and stage not in DERIVED:
             log.warning("%s: config differs from the finished run in %s; running it again (it resumes from its "
                         "checkpoints; for different inputs use a new workdir)", stage, os.path.join(workdir, stage))
@@ -164,6 +173,12 @@ def run(config, workdir: str, reuse_from: str | None = None) -> dict:
     summary = _add_wall_times(workdir)
     _progress(f"[pipeline] finished in {time.time() - t_start:.0f} s; summary: {os.path.join(workdir, 'summary.json')}")
     return summary
+
+
+def _finished_elsewhere(stage_dir: str) -> bool:
+    from instructgpt_jax import train
+
+    return os.path.isdir(os.path.join(stage_dir, "checkpoints")) and train.is_complete(stage_dir)
 
 
 def _add_wall_times(workdir: str) -> dict:

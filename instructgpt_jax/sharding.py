@@ -160,3 +160,25 @@ def check_divisible(batch_size: int, mesh: Mesh, what: str = "batch_size") -> No
     n = mesh.shape["data"] * mesh.shape["fsdp"]
     if batch_size % n:
         raise ValueError(f"{what}={batch_size} is not divisible by data x fsdp = {n} (mesh {dict(mesh.shape)})")
+
+
+def put_global(batch: dict, mesh: Mesh) -> dict:
+    """Place a batch that every process holds in full (evaluation prompts, held-out windows) on the mesh,
+    split over data x fsdp; each process fills its own devices' rows. The same code on one host or many."""
+    out = {}
+    for key, value in batch.items():
+        value = np.asarray(value)
+        out[key] = jax.make_array_from_callback(value.shape, batch_sharding(mesh, value.ndim), lambda i, v=value: v[i])
+    return out
+
+
+def to_host(tree):
+    """NumPy copies of a tree of arrays; arrays spread over several processes are all-gathered first."""
+    from jax.experimental import multihost_utils
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(jax.device_get(x))
+
+    return jax.tree.map(one, tree)

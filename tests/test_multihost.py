@@ -69,6 +69,26 @@ def _assert_same_run(single_dir, multi_dir, stage: str):
     assert rows_m[-1][f"{stage}/loss"] < rows_m[0][f"{stage}/loss"]
 
 
+def test_two_processes_sft_equal_one(tmp_path):
+    """SFT, the target: 4 steps from a pretrained checkpoint on the world's demonstrations, 2 x 4 devices vs 8."""
+    from instructgpt_jax import pretrain, sft
+    from instructgpt_jax.config_base import load_config
+    from instructgpt_jax.data import formats
+
+    formats.write_world(load_config("configs/world.py:smoke"), str(tmp_path / "world"))
+    pretrain.run(_load_config(os.path.join(ROOT, "configs/pretrain.py:smoke"), OVERRIDES), str(tmp_path / "pretrain"))
+    spec = "configs/sft.py:smoke"
+    # No sampling evaluation: sft.generate_texts fetches whole batches, which needs one process.
+    overrides = OVERRIDES + [f"--config.init_from={tmp_path / 'pretrain'}",
+                             f"--config.data.train={tmp_path / 'world' / 'sft.jsonl'}", "--config.eval.gold_judge="]
+    sft.run(_load_config(os.path.join(ROOT, spec), overrides), str(tmp_path / "single"))
+    _multihost(tmp_path, ["sft", "--config", spec, *overrides, "--workdir", str(tmp_path / "multi")])
+    _assert_same_run(str(tmp_path / "single"), str(tmp_path / "multi"), "sft")
+    val = [[r["sft/val_loss"] for r in metrics.read_metrics(str(tmp_path / d)) if "sft/val_loss" in r] for d in ("single", "multi")]
+    np.testing.assert_allclose(val[1], val[0], rtol=1e-5)
+
+
+@pytest.mark.slow
 def test_two_processes_pretrain_equal_one(tmp_path):
     spec = "configs/pretrain.py:smoke"
     from instructgpt_jax import pretrain
@@ -77,6 +97,29 @@ def test_two_processes_pretrain_equal_one(tmp_path):
     _multihost(tmp_path, ["pretrain", "--config", spec, *OVERRIDES, "--workdir", str(tmp_path / "multi")])
     _assert_same_run(str(tmp_path / "single"), str(tmp_path / "multi"), "pretrain")
     assert json.loads((tmp_path / "multi" / "config.json").read_text())["mesh"]["shape"] == [2, 2, 2]
+
+
+@pytest.mark.slow
+def test_two_processes_evaluate_like_one(tmp_path_factory, tmp_path):
+    """`instructgpt eval` on 2 processes: the same samples and figures as the in-process evaluation."""
+    import shutil
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_pipeline import smoke_workdir
+
+    workdir, summary, _ = smoke_workdir(tmp_path_factory)
+    w = tmp_path / "w"
+    shutil.copytree(workdir, w, symlinks=True)
+    os.remove(w / "summary.json")
+    _multihost(tmp_path, ["eval", "--config", "configs/pipeline.py:smoke", "--workdir", str(w)])
+    multi = json.loads((w / "summary.json").read_text())
+    for name, figures in summary["policies"].items():
+        for key, value in figures.items():
+            if isinstance(value, float):
+                np.testing.assert_allclose(multi["policies"][name][key], value, rtol=1e-5, err_msg=f"{name} {key}")
+            else:
+                assert multi["policies"][name][key] == value, (name, key)
+        assert (w / "eval" / f"{name}.jsonl").read_text() == (workdir / "eval" / f"{name}.jsonl").read_text()
 
 
 def test_worker_needs_a_command():

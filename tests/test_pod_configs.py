@@ -24,7 +24,9 @@ CONFIGS = {
     "gpt3_6b7": ("v4-128", "v5litepod-64", "v5p-64"),
 }
 PRESETS = {"gpt2_xl": "gpt2-xl", "gpt3_1b3": "instructgpt-1.3b", "gpt3_6b7": "instructgpt-6b"}
-CASES = [(name, s) for name, slices in CONFIGS.items() for s in slices]
+# The first slice of each model runs by default; the others (same code, other meshes and chips) with -m slow.
+CASES = [pytest.param(name, s, marks=() if i == 0 else pytest.mark.slow)
+         for name, slices in CONFIGS.items() for i, s in enumerate(slices)]
 
 
 @pytest.mark.parametrize("name, slice_name", CASES)

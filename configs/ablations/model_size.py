@@ -1,0 +1,23 @@
+"""Ablation: model size, the paper's x-axis (Ouyang et al. 2022 train 1.3B, 6B and 175B policies).
+
+  python experiments/sweep.py --config configs/ablations/model_size.py --workdir runs/sweep_size
+  python experiments/sweep.py --config configs/ablations/model_size.py --workdir runs/sweep_size --dry_run
+
+Three full pipelines (configs/pipeline.py:default) that differ only in `config.model`, the preset of every
+stage: nano (2 layers, d 64, 0.13M parameters), tiny (4 layers, d 128, 0.86M) and small_cpu (6 layers, d 192,
+2.8M); the world stage is shared (linked from the first run). Runtime on 2 CPU cores: the default pipeline's
+(<= 15 min) for tiny, about half that for nano and 2-3x for small_cpu.
+Expected, as in the paper: the gold score of every policy rises with size, and at every size PPO-ptx beats
+its SFT in labeler win rate and gold. Win rates are against each size's own SFT, so compare gold across rows.
+Give every size the same learning rates and steps; a fairer sweep would tune both per size.
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.base = "configs/pipeline.py:" + (arg or "default")
+    config.runs = ml_collections.ConfigDict(
+        {name: {"model": name} for name in ("nano", "tiny", "small_cpu")}, sort_keys=False)
+    return config
