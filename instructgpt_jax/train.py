@@ -218,7 +218,8 @@ def run(
         t0, tokens = time.perf_counter(), 0
         for step in range(start, total_steps):
             host_batch = batches(step)
-            tokens += int(np.asarray(host_batch.get("attention_mask", host_batch["tokens"])).size)
+            # host_batch holds this process's rows; tokens/s counts the global batch.
+            tokens += int(np.asarray(host_batch.get("attention_mask", host_batch["tokens"])).size) * jax.process_count()
             state, step_metrics = step_fn(state, sharding.shard_batch(host_batch, setup.mesh), rng)
             done = step + 1
             if step == start:  # keep compilation out of the first tokens/s window
