@@ -1,0 +1,235 @@
+"""`instructgpt bench`: tokens/s, step time, model FLOPs, MFU, memory and compile time of every stage.
+
+The numbers a researcher compares stacks by, measured the same way for each stage:
+- a matmul peak measured first on the same devices (a sharded fp32/bf16 matmul over the whole mesh), so
+  MFU = achieved model FLOP/s / that peak, not a datasheet number;
+- for pretrain / SFT / RM steps: the real jitted `train.train_step` with each stage's loss, compile time
+  (lower + compile), compiled memory analysis (arguments, outputs, temporaries), median step time of N
+  timed steps after warm-up, tokens/s, and the number of compilations after warm-up (must be 0);
+- for a PPO iteration: the real generate / score / update programs of ppo_loop.py, timed separately,
+  with generated tokens/s.
+Model FLOPs per token follow the PaLM appendix B convention: 6 * N_matmul + 12 * n_layer * d * T for a
+training token (forward + backward), where N_matmul counts every weight used in a matmul (the tied
+unembedding once, not the position table); 2 * N_matmul + 4 * n_layer * d * T for a forward-only token.
+Data are random tokens of the configured shapes: throughput does not depend on their values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from instructgpt_jax import sharding, train
+from instructgpt_jax.model import GPTConfig
+
+log = logging.getLogger(__name__)
+
+
+def matmul_flops(cfg: GPTConfig) -> int:
+    """Weights used in matmuls: 4 D^2 attention + 2 D F MLP per layer, plus the tied unembedding V D."""
+    D = cfg.n_embd
+    return cfg.n_layer * (4 * D * D + 2 * D * cfg.mlp_dim) + cfg.vocab_size * D
+
+
+def train_flops_per_token(cfg: GPTConfig, seq_len: int) -> float:
+    return 6 * matmul_flops(cfg) + 12 * cfg.n_layer * cfg.n_embd * seq_len
+
+
+def forward_flops_per_token(cfg: GPTConfig, seq_len: int) -> float:
+    return 2 * matmul_flops(cfg) + 4 * cfg.n_layer * cfg.n_embd * seq_len
+
+
+def measure_peak(mesh, dtype: str = "float32", n: int = 1024, reps: int = 10) -> float:
+    """FLOP/s of a big matmul sharded over every device of the mesh (rows of A over all axes)."""
+    devices = mesh.devices.size
+    spec = jax.sharding.PartitionSpec(("data", "fsdp", "tensor"), None)
+    a = jax.device_put(jnp.ones((n * devices, n), dtype), jax.sharding.NamedSharding(mesh, spec))
+    b = jax.device_put(jnp.ones((n, n), dtype), sharding.replicated(mesh))
+    f = jax.jit(lambda a, b: a @ b)
+    jax.block_until_ready(f(a, b))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(a, b))
+        times.append(time.perf_counter() - t0)
+    return 2 * n * n * n * devices / statistics.median(times)
+
+
+def _memory(compiled) -> dict:
+    try:
+        m = compiled.memory_analysis()
+        args, out, temp, alias = (m.argument_size_in_bytes, m.output_size_in_bytes, m.temp_size_in_bytes,
+                                  m.alias_size_in_bytes)
+        return {"argument_bytes": args, "output_bytes": out, "temp_bytes": temp,
+                "peak_bytes": args + out + temp - alias}
+    except Exception as e:  # noqa: BLE001 - not every backend reports it
+        return {"memory_error": str(e)[:100]}
+
+
+def _stage_batch(stage: str, b: ml_collections.ConfigDict, cfg: GPTConfig, rng: np.random.RandomState) -> dict:
+    """Random batch with the shapes of a real one (left-padded, response half of each row for SFT)."""
+    T = b.seq_len
+    tokens = lambda *shape: rng.randint(0, cfg.vocab_size, size=shape).astype(np.int32)  # noqa: E731
+    if stage == "pretrain":
+        return {"tokens": tokens(b.batch_size, T)}
+    positions = np.broadcast_to(np.arange(T, dtype=np.int32), (b.batch_size, T)).copy()
+    mask = np.ones((b.batch_size, T), bool)
+    if stage == "sft":
+        loss_mask = np.zeros((b.batch_size, T), bool)
+        loss_mask[:, T // 2:] = True
+        return {"tokens": tokens(b.batch_size, T), "positions": positions, "attention_mask": mask, "loss_mask": loss_mask}
+    K = 2  # "RM 16 pairs": K = 2 per element, each response forwarded once
+    expand = lambda x: np.repeat(x[:, None], K, axis=1)  # noqa: E731
+    return {"tokens": tokens(b.batch_size, K, T), "positions": expand(positions), "attention_mask": expand(mask),
+            "last_index": np.full((b.batch_size, K), T - 1, np.int32), "k_mask": np.ones((b.batch_size, K), bool),
+            "ranks": np.tile(np.arange(K, dtype=np.int32), (b.batch_size, 1))}
+
+
+def bench_step(stage: str, config: ml_collections.ConfigDict, peak: float) -> dict:
+    """Compile and time one stage's train step; returns its row of the table."""
+    from instructgpt_jax.pretrain import pretrain_loss
+    from instructgpt_jax.reward import rm_loss
+    from instructgpt_jax.sft import sft_loss
+
+    b = config[stage]
+    loss_fn = {"pretrain": pretrain_loss, "sft": sft_loss, "rm": rm_loss}[stage]
+    model_cfg = train.model_config(config.model, scalar_head=stage == "rm")
+    tx = train.make_optimizer(config.optim, 1000)
+    setup = train.make_setup(model_cfg, config.mesh, tx)
+    host = _stage_batch(stage, b, model_cfg, np.random.RandomState(0))
+    with jax.set_mesh(setup.mesh):
+        params = train.random_params(setup, 0)
+        state = {"step": jnp.int32(0), "params": params, "opt_state": tx.init(params), "bad_step": jnp.int32(-1)}
+        state = jax.device_put(state, setup.shardings)
+        batch = sharding.shard_batch(host, setup.mesh)
+        rng = jax.random.key(0)
+        step_fn = train.jit_train_step(setup, loss_fn, host)
+        t0 = time.perf_counter()
+        compiled = step_fn.lower(state, batch, rng).compile()
+        compile_s = time.perf_counter() - t0
+        for _ in range(config.warmup):
+            state, _ = step_fn(state, batch, rng)
+        jax.block_until_ready(state)
+        cache_before = step_fn._cache_size()
+        times = []
+        for _ in range(config.steps):
+            t0 = time.perf_counter()
+            state, metrics = step_fn(state, batch, rng)
+            jax.block_until_ready(metrics["loss"])
+            times.append(time.perf_counter() - t0)
+        recompiles = step_fn._cache_size() - cache_before
+    step_s = statistics.median(times)
+    n_tokens = int(np.prod(host["tokens"].shape))
+    tokens_per_s = n_tokens / step_s
+    flops = train_flops_per_token(model_cfg, b.seq_len)
+    return {"stage": stage, "tokens_per_step": n_tokens, "step_s": step_s, "tokens_per_s": tokens_per_s,
+            "flops_per_token": flops, "mfu": tokens_per_s * flops / peak, "compile_s": compile_s,
+            "recompiles_after_warmup": recompiles, **_memory(compiled)}
+
+
+def bench_ppo(config: ml_collections.ConfigDict, peak: float) -> dict:
+    """Time generate / score / update of PPO iterations on random prompts with random models."""
+    from instructgpt_jax import ppo, ppo_loop
+
+    p = config.ppo
+    cfg = ppo.ppo_config(p.ppo)
+    model_cfg = train.model_config(config.model)
+    steps = cfg.epochs * cfg.minibatches * 100
+    setup = ppo_loop.make_setup(model_cfg, config.mesh, cfg, p.prompt_len, train.make_optimizer(config.optim, steps),
+                                train.make_optimizer(config.optim, steps))
+    eos = pad = model_cfg.vocab_size - 1
+    programs = ppo_loop.make_programs(setup, eos, pad, (0.0, 1.0))
+    rng = np.random.RandomState(0)
+    with jax.set_mesh(setup.mesh):
+        policy = train.random_params(setup.headless, 0)
+        value = train.random_params(setup.headed, 1)
+        if cfg.shared_trunk:
+            value = {k: value[k] for k in ppo_loop.HEAD}
+        state = ppo_loop.init_state(setup, policy, value)
+        # The reference starts equal to the policy but must own its buffers: the update donates the policy's.
+        ref = ppo_loop.frozen(setup, jax.tree.map(jnp.copy, policy))
+        rm = ppo_loop.frozen(setup, train.random_params(setup.headed, 2))
+        B, P = cfg.rollout_batch, p.prompt_len
+        lengths = rng.randint(P // 2, P + 1, size=B)
+        mask = np.arange(P)[None, :] >= (P - lengths)[:, None]  # left-padded prompts of different lengths
+        host = {"prompt_tokens": np.where(mask, rng.randint(0, eos, size=(B, P)), pad).astype(np.int32),
+                "prompt_mask": mask}
+        batch = sharding.shard_batch(host, setup.mesh)
+        ptx = None
+        if cfg.ptx_coef > 0:
+            n = cfg.epochs * cfg.minibatches
+            spec = jax.sharding.PartitionSpec(None, sharding.BATCH_AXES, None)
+            ptx = jax.device_put(rng.randint(0, eos, size=(n, cfg.ptx_batch_size, cfg.ptx_seq_len)).astype(np.int32),
+                                 jax.sharding.NamedSharding(setup.mesh, spec))
+        key = jax.random.key(0)
+        t0 = time.perf_counter()
+        state, *_ = ppo_loop.iteration(programs, state, ref, rm, batch, ptx, key)
+        compile_s = time.perf_counter() - t0
+        for _ in range(config.warmup - 1):
+            state, *_ = ppo_loop.iteration(programs, state, ref, rm, batch, ptx, key)
+        sizes = [programs.generate._cache_size(), programs.score._cache_size(), programs.update._cache_size()]
+        rows, generated = [], []
+        for i in range(config.steps):
+            state, sample, _, _, times = ppo_loop.iteration(programs, state, ref, rm, batch, ptx, jax.random.fold_in(key, i))
+            rows.append(times)
+            generated.append(int(jax.device_get(sample["response_mask"]).sum()))
+        after = [programs.generate._cache_size(), programs.score._cache_size(), programs.update._cache_size()]
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    return {"stage": "ppo_iteration", "iteration_s": med["time/iteration"], "generate_s": med["time/generate"],
+            "score_s": med["time/score"], "update_s": med["time/update"],
+            "generated_tokens_per_s": statistics.median(generated) / med["time/generate"],
+            "first_iteration_s_incl_compile": compile_s, "recompiles_after_warmup": sum(after) - sum(sizes),
+            "rollout": f"{B} prompts x {P} tokens + {cfg.max_new_tokens} new, {cfg.epochs} epoch(s) x "
+                       f"{cfg.minibatches} minibatches, ptx_coef {cfg.ptx_coef}"}
+
+
+def format_table(result: dict) -> str:
+    lines = [f"bench {result['name']}: {result['devices']} x {result['platform']}, model {result['model']}, "
+             f"matmul peak {result['peak_flops'] / 1e9:.1f} GFLOP/s ({result['dtype']})",
+             "| stage | tokens/s | step (ms) | MFU | GFLOP/token | compile (s) | peak memory (MB) | recompiles |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result["steps"]:
+        lines.append(f"| {r['stage']} | {r['tokens_per_s']:,.0f} | {1e3 * r['step_s']:.1f} | {100 * r['mfu']:.1f}% | "
+                     f"{r['flops_per_token'] / 1e9:.4f} | {r['compile_s']:.1f} | "
+                     f"{r.get('peak_bytes', float('nan')) / 2**20:.1f} | {r['recompiles_after_warmup']} |")
+    if "ppo" in result:
+        r = result["ppo"]
+        lines += ["", f"PPO iteration ({r['rollout']}): {r['iteration_s']:.3f} s = generate {r['generate_s']:.3f} + "
+                      f"score {r['score_s']:.3f} + update {r['update_s']:.3f}; {r['generated_tokens_per_s']:,.0f} generated "
+                      f"tokens/s; recompiles after warm-up: {r['recompiles_after_warmup']}"]
+    return "\n".join(lines)
+
+
+def run(config: ml_collections.ConfigDict, out_dir: str | None = None) -> dict:
+    """Run the benchmark named by the config; print the table, write bench_<name>.json to out_dir (default runs/bench)."""
+    model_cfg = train.model_config(config.model)
+    mesh = sharding.make_mesh(config.mesh.shape)
+    with jax.set_mesh(mesh):
+        peak = measure_peak(mesh, model_cfg.dtype if model_cfg.dtype != "float16" else "float32", config.peak_n)
+    result = {"name": config.name, "platform": jax.devices()[0].platform, "devices": jax.device_count(),
+              "model": {k: v for k, v in dataclasses.asdict(model_cfg).items()
+                        if k in ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")},
+              "dtype": model_cfg.dtype, "peak_flops": peak, "steps": []}
+    for stage in config.stages:
+        log.info("bench %s: %s step", config.name, stage)
+        result["steps"].append(bench_step(stage, config, peak))
+    if config.ppo.enabled:
+        log.info("bench %s: PPO iteration", config.name)
+        result["ppo"] = bench_ppo(config, peak)
+    table = format_table(result)
+    print(table)
+    out_dir = out_dir or os.path.join("runs", "bench")
+    if jax.process_index() == 0:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, f"bench_{config.name}.json"), "w") as f:
+            json.dump({**result, "table": table}, f, indent=2)
+    return {}
