@@ -7,7 +7,7 @@ Reads only files: W/summary.json (evaluate.py), each stage's metrics.jsonl and W
   Figure 1, at one model size), on the held-out prompts and on held-out families/phrasings;
 - ppo_gold_rm_vs_kl.png: gold and RM score against KL from SFT over PPO training: the RM score keeps rising
   while the gold score flattens or falls (over-optimisation, Gao et al. 2022);
-- alignment_tax.png: held-out pretraining loss during PPO with and without the ptx term, with base and SFT;
+- alignment_tax.png: rise of the held-out pretraining loss over SFT during PPO, with and without ptx;
 - rm_accuracy_k.png: reward-model agreement with the labelers on K ranked responses, per K;
 - length.png: mean response length per policy and during PPO (the labelers' length bias shows up here);
 - training.png: each stage's training loss.
@@ -76,20 +76,23 @@ def plot_win_rate(workdir: str, summary: dict, path: str) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(6, 3.6))
     width = 0.38
-    for j, (suffix, label, alpha) in enumerate((("", "held-out prompts", 1.0), ("_heldout", "held-out instructions", 0.45))):
+    for j, (suffix, alpha) in enumerate((("", 1.0), ("_heldout", 0.45))):
         for i, name in enumerate(policies):
             f = summary["policies"][name]
             value, err = f.get(f"win_rate{suffix}"), f.get(f"win_rate{suffix}_stderr")
             if value is None:
                 continue
             ax.bar(i + (j - 0.5) * width, value, width, yerr=err, color=COLORS.get(name, "#55a868"), alpha=alpha,
-                   capsize=3, label=label if i == 0 else None)
+                   capsize=3)
     ax.axhline(0.5, color="k", ls="--", lw=0.8)
     ax.set_xticks(range(len(policies)), [LABELS.get(n, n) for n in policies])
     ax.set_ylim(0, 1)
     ax.set_ylabel("win rate against SFT")
     ax.set_title("Labeler preference vs SFT (ties = 1/2)")
-    ax.legend(loc="upper left", fontsize=8)
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color="#666666", label="held-out prompts"),
+                       Patch(color="#666666", alpha=0.45, label="held-out instructions")], loc="upper left", fontsize=8)
     return _save(fig, path)
 
 
@@ -116,19 +119,22 @@ def plot_gold_rm_vs_kl(workdir: str, summary: dict, path: str) -> bool:
 
 
 def plot_alignment_tax(workdir: str, summary: dict, path: str) -> bool:
+    """Rise of the held-out pretraining loss over the SFT policy (PPO iteration 0) during PPO and PPO-ptx.
+
+    Plotted as a difference: PPO's evaluation uses its own held-out windows (configs/ppo.py), so its levels
+    differ slightly from evaluate.py's; the table's alignment tax is evaluate.py's, against the base model.
+    """
     stages = [s for s in _ppo_stages(workdir) if all("ppo/pretrain_loss" in r for r in _eval_rows(workdir, s))]
     if not stages:
         return False
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for stage in stages:
         rows = sorted(_eval_rows(workdir, stage), key=lambda r: r["step"])
-        ax.plot([r["step"] for r in rows], [r["ppo/pretrain_loss"] for r in rows], marker="o", ms=3,
+        start = rows[0]["ppo/pretrain_loss"]
+        ax.plot([r["step"] for r in rows], [r["ppo/pretrain_loss"] - start for r in rows], marker="o", ms=3,
                 color=COLORS[stage], label=LABELS[stage] + (" (ptx)" if stage == "ppo_ptx" else " (no ptx)"))
-    for name in ("base", "sft"):
-        loss = summary.get("policies", {}).get(name, {}).get("pretrain_loss")
-        if loss is not None:
-            ax.axhline(loss, color=COLORS[name], ls="--", lw=1, label=f"{LABELS[name]}")
-    ax.set(xlabel="PPO iteration", ylabel="held-out pretraining loss (nats/token)",
+    ax.axhline(0.0, color=COLORS["sft"], ls="--", lw=1, label="SFT (start of PPO)")
+    ax.set(xlabel="PPO iteration", ylabel="held-out pretraining loss - SFT's (nats/token)",
            title="Alignment tax: pretraining loss during PPO")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -220,7 +226,7 @@ def samples_section(workdir: str, policies: list[str], n: int = 4) -> str:
 PLOTS = (  # file, caption, function(workdir, summary, path) -> whether it had the data to plot
     ("win_rate.png", "Win rate against SFT, judged by the simulated labelers (paper Figure 1).", plot_win_rate),
     ("ppo_gold_rm_vs_kl.png", "Gold and RM score against KL from SFT during PPO (over-optimisation).", plot_gold_rm_vs_kl),
-    ("alignment_tax.png", "Held-out pretraining loss during PPO, with and without ptx (alignment tax).",
+    ("alignment_tax.png", "Rise of the held-out pretraining loss over SFT during PPO, with and without ptx (alignment tax).",
      plot_alignment_tax),
     ("rm_accuracy_k.png", "Reward model agreement with labeler rankings, per K.", plot_rm_accuracy),
     ("length.png", "Response length per policy and during PPO.", plot_length),
