@@ -56,7 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.pretrain, config.sft, config.rm = _stage(8, 64), _stage(8, 64), _stage(8, 64)
         config.steps, config.warmup, config.peak_n = 2, 1, 256
         config.ppo.prompt_len = 16
-        config.ppo.ppo.update({"rollout_batch": 8, "max_new_tokens": 8, "minibatches": 2, "ptx_coef": 0.5,
+        config.ppo.ppo.update({"rollout_batch": 16, "max_new_tokens": 8, "minibatches": 2, "ptx_coef": 0.5,
                                "ptx_batch_size": 8, "ptx_seq_len": 32})
     else:
         raise ValueError(f"configs/bench.py: unknown arg {arg!r}; expected trl_tiny, gpt2_small, gpt2_xl or smoke")
