@@ -27,7 +27,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.init_from = ""              # SFT stage folder, e.g. W/sft
     config.data = ml_collections.ConfigDict({
         "train": "", "val": "",        # K-wise (or pairwise) RM JSONL; no val file = hold out val_fraction
-        "val_fraction": 0.05, "tokenizer": "byte", "k_max": 9,
+        "val_fraction": 0.1, "tokenizer": "byte", "k_max": 9,
         "max_prompt_tokens": 128, "max_response_tokens": 64, "overflow": "error",
         "k": 0,                        # > 0: cut every training prompt to k random responses (rm_k ablation)
         "response_budget": 0,          # > 0 (with k): train on ceil(budget / k) prompts: equal labelling effort
@@ -51,7 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.norm.num_responses = 256
     elif arg == "default":
         config.model = model_config("tiny")
-        config.optim = optim_config(lr=3e-4, warmup_steps=5, weight_decay=0.0)
+        config.optim = optim_config(lr=1e-3, warmup_steps=5, weight_decay=0.0)
         config.train = train_config(steps=0, batch_size=16, seq_len=0, epochs=1.0, log_every=5, eval_every=20,
                                     checkpoint_every=20)
     elif arg == "gpt2":

@@ -45,9 +45,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.eval.val_batches = 2
     elif arg == "tiny":
         config.model = model_config("tiny", dropout=0.1)
-        config.optim = optim_config(lr=1e-3, warmup_steps=20, weight_decay=0.0)
-        config.train = train_config(steps=0, batch_size=16, seq_len=128, epochs=8.0, packing=True,
-                                    log_every=20, eval_every=100, checkpoint_every=100)
+        config.optim = optim_config(lr=3e-3, warmup_steps=20, weight_decay=0.0)
+        config.train = train_config(steps=0, batch_size=16, seq_len=128, epochs=12.0, packing=True,
+                                    log_every=20, eval_every=200, checkpoint_every=200)
     elif arg == "gpt2":
         config.model = model_config("gpt2", dropout=0.2, dtype="bfloat16")
         config.data.tokenizer = "gpt2"

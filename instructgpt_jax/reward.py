@@ -28,7 +28,7 @@ import numpy as np
 from flax import nnx
 
 from instructgpt_jax import sharding, train
-from instructgpt_jax.sft import auto_seq_len, final_figures, split_val
+from instructgpt_jax.sft import auto_seq_len, fetch, final_figures, shard_global, split_val
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def make_score_texts(setup: train.Setup, tokenizer, seq_len: int, batch_rows: in
             tokens, mask = left_pad(chunk + [chunk[0]] * (batch_rows - len(chunk)), seq_len, tokenizer.pad_id)
             batch = {"tokens": tokens, "positions": positions_from_mask(mask), "attention_mask": mask,
                      "last_index": np.full(batch_rows, seq_len - 1, np.int32)}  # left-padded: last token at T-1
-            out.append(np.asarray(jax.device_get(score(params, sharding.shard_batch(batch, setup.mesh))))[:len(chunk)])
+            out.append(np.asarray(fetch(score(params, shard_global(batch, setup.mesh))))[:len(chunk)])
         return np.concatenate(out)
 
     return score_texts

@@ -20,7 +20,6 @@ import math
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
@@ -118,6 +117,22 @@ def split_val(examples: list, val_fraction: float, seed: int, what: str) -> tupl
 
 # ---------------------------------------------------------------- sampling and evaluation
 
+def shard_global(batch: dict, mesh) -> dict:
+    """Place a batch every process built whole (evaluation): each process passes its own rows."""
+    from instructgpt_jax.data.batching import process_slice
+
+    return sharding.shard_batch({k: process_slice(v) for k, v in batch.items()}, mesh)
+
+
+def fetch(tree):
+    """Device arrays -> numpy on every process (an all-gather across hosts when there are several)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
+
+
 def generate_texts(generate, params, tokenizer, prompts: list[str], prompt_len: int, batch_size: int, rng,
                    mesh=None) -> tuple[list[str], np.ndarray]:
     """(response texts, response lengths in tokens) of `generate` (sampling.make_generate) for each prompt.
@@ -134,8 +149,8 @@ def generate_texts(generate, params, tokenizer, prompts: list[str], prompt_len: 
         tokens, mask = left_pad(rows, prompt_len, tokenizer.pad_id)
         inputs = {"prompt_tokens": tokens, "prompt_mask": mask}
         if mesh is not None:
-            inputs = sharding.shard_batch(inputs, mesh)
-        out = jax.device_get(generate(params, inputs["prompt_tokens"], inputs["prompt_mask"], jax.random.fold_in(rng, start)))
+            inputs = shard_global(inputs, mesh)
+        out = fetch(generate(params, inputs["prompt_tokens"], inputs["prompt_mask"], jax.random.fold_in(rng, start)))
         for i in range(len(chunk)):
             texts.append(tokenizer.decode(out["response"][i][out["response_mask"][i]]))
             lengths.append(int(out["lengths"][i]))
@@ -166,7 +181,7 @@ def make_evaluate(setup: train.Setup, config, tokenizer, val_batches: list[dict]
     def evaluate(params) -> dict:
         total = count = 0.0
         for batch in val_batches:
-            s, c = jax.device_get(loss_sum(params, sharding.shard_batch(batch, setup.mesh)))
+            s, c = jax.device_get(loss_sum(params, shard_global(batch, setup.mesh)))
             total, count = total + float(s), count + float(c)
         out = {"sft/val_loss": total / max(count, 1.0)}
         if gold is not None and eval_prompts:
@@ -204,8 +219,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     else:
         train_ex, val_ex = split_val(examples, d.val_fraction, t.seed, d.train)
     encoded = encode_examples(train_ex, tokenizer)
-    seq_len = t.seq_len or auto_seq_len([len(p) + len(r) for p, r in encode_examples(examples + val_ex, tokenizer)],
-                                        model_cfg.n_positions)
+    lengths = [len(p) + len(r) for p, r in encode_examples(train_ex + val_ex, tokenizer)]
+    seq_len = t.seq_len or auto_seq_len(lengths, model_cfg.n_positions)
+    if max(lengths) > seq_len:
+        raise ValueError(f"the longest SFT example has {max(lengths)} tokens, more than config.train.seq_len={seq_len} "
+                         "(raise it, or set 0 to fit the data)")
 
     if t.packing:
         batches, epoch_steps = packed_batches(encoded, t.batch_size, seq_len, t.seed, t.epochs, tokenizer.pad_id)
