@@ -56,10 +56,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict({
         "policies": ("base:pretrain", "sft:sft", "ppo:ppo", "ppo_ptx:ppo_ptx"),  # name:stage folder
         "reference": "sft", "reward_model": "rm",
-        "prompts": 64 if smoke else 500, "heldout_prompts": 32 if smoke else 500,
+        "prompts": 64 if smoke else 384, "heldout_prompts": 32 if smoke else 192,
         "batch_size": 32 if smoke else 64,
         "prompt_len": 128, "max_new_tokens": 48, "temperature": 1.0, "top_p": 1.0, "seed": 0,
-        "rm_prompts": 16 if smoke else 100, "rm_k": (2, 4, 6, 9),
+        "rm_prompts": 16 if smoke else 64, "rm_k": (2, 4, 6, 9),
         "corpus": "shakespeare", "corpus_heldout_fraction": 0.05,
         "heldout_batches": 2 if smoke else 8, "heldout_seq_len": 128,
     })

@@ -46,7 +46,7 @@ class EvalConfig:
     prompts: int = 256  # from eval.jsonl
     heldout_prompts: int = 256  # from eval_heldout.jsonl
     batch_size: int = 32
-    prompt_len: int = 80
+    prompt_len: int = 128  # most prompt tokens; batches are padded to the longest eval prompt, rounded up to 16
     max_new_tokens: int = 48
     temperature: float = 1.0
     top_p: float = 1.0
@@ -131,11 +131,12 @@ def _batches(rows: list, batch_size: int):
         yield chunk + [chunk[0]] * (batch_size - len(chunk)), len(chunk)
 
 
-def sample_policy(generate, score, params, ref_params, rm_params, prompts, tokenizer, ec: EvalConfig, mesh, seed):
-    """Responses, lengths, KL and raw RM scores of one policy on `prompts`."""
+def sample_policy(generate, score, params, ref_params, rm_params, prompts, tokenizer, ec: EvalConfig, mesh, seed,
+                  prompt_len: int):
+    """Responses, lengths, KL and raw RM scores of one policy on `prompts`, left-padded to `prompt_len`."""
     out = {"response": [], "length": [], "kl": [], "rm_raw": []}
     for b, (chunk, n) in enumerate(_batches(prompts, ec.batch_size)):
-        tokens, mask = left_pad([tokenizer.encode_prompt(p) for p in chunk], tokenizer.pad_id, ec.prompt_len)
+        tokens, mask = left_pad([tokenizer.encode_prompt(p) for p in chunk], tokenizer.pad_id, prompt_len)
         batch = sharding.put_global({"prompt_tokens": tokens, "prompt_mask": mask}, mesh)
         rng = jax.random.fold_in(jax.random.key(seed), b)
         sample = generate(params, batch["prompt_tokens"], batch["prompt_mask"], rng)
@@ -268,14 +269,18 @@ def run(config, workdir: str) -> dict:
     check_vocab(tokenizer, ref_cfg.vocab_size)
     nll = jax.jit(lambda p, t: heldout_nll(graphdef, p, t))
     generate = make_generate(graphdef, sample_cfg)
-    score = jax.jit(lambda *a: score_samples(graphdef, rm_graphdef, ec.prompt_len, *a))
     prompts = {split: [r["prompt"] for r in rs] for split, rs in rows.items()}
+    longest = max(len(tokenizer.encode_prompt(p)) for ps in prompts.values() for p in ps)
+    if longest > ec.prompt_len:
+        raise ValueError(f"an eval prompt has {longest} tokens; config.eval.prompt_len={ec.prompt_len} (raise it)")
+    prompt_len = min(-(-longest // 16) * 16, ec.prompt_len)  # one compiled shape, no more padding than needed
+    score = jax.jit(lambda *a: score_samples(graphdef, rm_graphdef, prompt_len, *a))
     labeler_rng = lambda: np.random.default_rng([ec.seed, 3])  # noqa: E731 - the same judges for every policy
     labeler_ids = {split: labeler_rng().integers(world.labelers.n, size=len(rs)) for split, rs in rows.items()}
     with jax.set_mesh(mesh):
         # The reference's second sample, which it is compared with (its win rate against itself is ~50%).
         baseline = {split: sample_policy(generate, score, ref_params, ref_params, rm_params, prompts[split], tokenizer,
-                                         ec, mesh, ec.seed + 1)["response"] for split in rows}
+                                         ec, mesh, ec.seed + 1, prompt_len)["response"] for split in rows}
     results, samples = {}, {}
     for name, folder in folders.items():
         cfg, _, params, meta = checkpoint.load_model(folder, shardings=shardings)
@@ -286,7 +291,7 @@ def run(config, workdir: str) -> dict:
         with jax.set_mesh(mesh):
             for split, suffix in (("eval", ""), ("heldout", "_heldout")):
                 s = sample_policy(generate, score, params, ref_params, rm_params, prompts[split], tokenizer, ec, mesh,
-                                  ec.seed)
+                                  ec.seed, prompt_len)
                 rm = (np.asarray(s["rm_raw"]) - norm["mean"]) / norm["std"]
                 wins = world.preferences(prompts[split], s["response"], baseline[split], labeler_rng(), labeler_ids[split])
                 f, gold = policy_figures(world, rows[split], s["response"], s["length"], s["kl"], rm, wins, suffix)
