@@ -78,14 +78,16 @@ def test_two_processes_sft_equal_one(tmp_path):
     formats.write_world(load_config("configs/world.py:smoke"), str(tmp_path / "world"))
     pretrain.run(_load_config(os.path.join(ROOT, "configs/pretrain.py:smoke"), OVERRIDES), str(tmp_path / "pretrain"))
     spec = "configs/sft.py:smoke"
-    # No sampling evaluation: sft.generate_texts fetches whole batches, which needs one process.
     overrides = OVERRIDES + [f"--config.init_from={tmp_path / 'pretrain'}",
-                             f"--config.data.train={tmp_path / 'world' / 'sft.jsonl'}", "--config.eval.gold_judge="]
+                             f"--config.data.train={tmp_path / 'world' / 'sft.jsonl'}"]
     sft.run(_load_config(os.path.join(ROOT, spec), overrides), str(tmp_path / "single"))
     _multihost(tmp_path, ["sft", "--config", spec, *overrides, "--workdir", str(tmp_path / "multi")])
     _assert_same_run(str(tmp_path / "single"), str(tmp_path / "multi"), "sft")
-    val = [[r["sft/val_loss"] for r in metrics.read_metrics(str(tmp_path / d)) if "sft/val_loss" in r] for d in ("single", "multi")]
-    np.testing.assert_allclose(val[1], val[0], rtol=1e-5)
+    # The evaluation too: validation loss, and greedy / temperature-1 samples judged by the gold judge.
+    for key in ("sft/val_loss", "sft/gold_score", "sft/gold_score_t1", "sft/response_length"):
+        got = [[r[key] for r in metrics.read_metrics(str(tmp_path / d)) if key in r] for d in ("single", "multi")]
+        assert len(got[0]) == 2, key  # step 0 (the base model) and the last step
+        np.testing.assert_allclose(got[1], got[0], rtol=1e-5, err_msg=key)
 
 
 @pytest.mark.slow
