@@ -12,7 +12,8 @@ Run `name` goes to W/<name> with the command `instructgpt <config.stage>`; finis
 stage resumes), so rerunning a sweep only does what is missing. Pipeline runs share their upstream stages:
 a stage whose config is the same as in the first run (pretrain, SFT and RM in a beta sweep) is linked from
 there, not retrained. The table, one row per run with its overrides and figures, goes to W/sweep.md and
-W/sweep.json; a pipeline run's figures come from its summary.json, a stage run's from what it returns.
+W/sweep.json; a pipeline run's figures come from its summary.json, a stage run's from what it returns. A
+sweep of PPO runs (beta, ptx_coef) also plots every run's gold and RM score against KL (W/sweep.png).
 """
 
 from __future__ import annotations
@@ -168,6 +169,13 @@ def main(argv=None) -> int:
     text = f"# Sweep {args.config}\n\nbase: `{runs[0]['base']}`\n\n" + markdown(header, rows) if runs else ""
     with open(os.path.join(args.workdir, "sweep.md"), "w") as f:
         f.write(text)
+    if runs and all(r["stage"] == "ppo" for r in runs):
+        from instructgpt_jax import report
+
+        if report.plot_ppo_runs({r["name"]: r["workdir"] for r in runs}, os.path.join(args.workdir, "sweep.png")):
+            text += "\n![gold and RM score against KL, one line per run](sweep.png)\n"
+            with open(os.path.join(args.workdir, "sweep.md"), "w") as f:
+                f.write(text)
     with open(os.path.join(args.workdir, "sweep.json"), "w") as f:
         json.dump({"config": args.config, "header": header, "rows": rows}, f, indent=2, default=str)
     print(text)

@@ -118,6 +118,29 @@ def plot_gold_rm_vs_kl(workdir: str, summary: dict, path: str) -> bool:
     return _save(fig, path)
 
 
+def plot_ppo_runs(stage_dirs: dict, path: str) -> bool:
+    """Gold and RM score against KL over training, one line per PPO run (a sweep of beta or ptx_coef)."""
+    curves = {name: sorted(_eval_rows(os.path.dirname(d), os.path.basename(d)), key=lambda r: r["step"])
+              for name, d in stage_dirs.items()}
+    curves = {name: rows for name, rows in curves.items() if rows}
+    if not curves:
+        return False
+    fig, (ax_gold, ax_rm) = plt.subplots(1, 2, figsize=(10, 3.8))
+    cmap = plt.get_cmap("viridis")
+    for i, (name, rows) in enumerate(curves.items()):
+        color = cmap(i / max(len(curves) - 1, 1))
+        kl = [r["ppo/eval_kl"] for r in rows]
+        if all("ppo/gold_score" in r for r in rows):
+            ax_gold.plot(kl, [r["ppo/gold_score"] for r in rows], marker="o", ms=3, color=color, label=name)
+        ax_rm.plot(kl, [r["ppo/eval_score"] for r in rows], marker="o", ms=3, color=color, label=name)
+    ax_gold.set(xlabel="KL from SFT (nats per response)", ylabel="gold score", title="Gold (true objective)")
+    ax_rm.set(xlabel="KL from SFT (nats per response)", ylabel="RM score (normalised)", title="RM (proxy objective)")
+    for ax in (ax_gold, ax_rm):
+        ax.grid(alpha=0.3)
+    ax_rm.legend(fontsize=7, loc="best")
+    return _save(fig, path)
+
+
 def plot_alignment_tax(workdir: str, summary: dict, path: str) -> bool:
     """Rise of the held-out pretraining loss over the SFT policy (PPO iteration 0) during PPO and PPO-ptx.
 

@@ -91,3 +91,10 @@ def test_results_table_handles_missing_values():
 def test_no_summary_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="summary.json"):
         report.run(str(tmp_path))
+
+
+def test_sweep_plot_of_ppo_runs(workdir, tmp_path):
+    path = str(tmp_path / "sweep.png")
+    assert report.plot_ppo_runs({"beta_a": str(workdir / "ppo"), "beta_b": str(workdir / "ppo_ptx")}, path)
+    assert _is_png(path)
+    assert not report.plot_ppo_runs({"none": str(tmp_path / "missing")}, str(tmp_path / "none.png"))
