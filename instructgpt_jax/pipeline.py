@@ -156,9 +156,11 @@ def run(config, workdir: str, reuse_from: str | None = None) -> dict:
             log.warning("%s: config differs from the finished run in %s; running it again (it resumes from its "
                         "checkpoints; for different inputs use a new workdir)", stage, os.path.join(workdir, stage))
         reused = read_marker(reuse_from, stage) if reusing and stage not in DERIVED else None
-        if reused is not None and reused["fingerprint"] == fingerprint(configs[stage], workdir) and marker is None:
+        if (reused is not None and reused["fingerprint"] == fp and marker is None
+                and not os.path.lexists(os.path.join(workdir, stage))):
             if jax.process_index() == 0:
                 _link(reuse_from, workdir, stage)
+            _sync(f"pipeline:{stage}:linked")
             _progress(f"{head}: identical to {reuse_from}/{stage}, linked")
             continue
         reusing = False
@@ -169,10 +171,18 @@ def run(config, workdir: str, reuse_from: str | None = None) -> dict:
         ran = True
         if jax.process_index() == 0:
             _write_marker(workdir, stage, {"stage": stage, "fingerprint": fp, "seconds": seconds, "finished": time.time()})
+        _sync(f"pipeline:{stage}:done")  # process 0's files (marker, summary) are there before anyone reads them
         _progress(f"{head}: done in {seconds:.0f} s{_headline(stage, result)}")
     summary = _add_wall_times(workdir)
     _progress(f"[pipeline] finished in {time.time() - t_start:.0f} s; summary: {os.path.join(workdir, 'summary.json')}")
     return summary
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def _finished_elsewhere(stage_dir: str) -> bool:
