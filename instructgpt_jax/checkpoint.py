@@ -65,14 +65,44 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: dict, shardin
     """(state, meta) of the newest readable checkpoint, or (None, None) if there is none.
 
     `abstract_state` has the arrays' shapes/dtypes (from eval_shape); `shardings` the target shardings.
+    A step folder that cannot be read (truncated arrays, a missing item) is moved to
+    `<checkpoints>_unreadable/` with a warning, out of the way of the step that will be written again, and
+    the previous one is tried. A readable checkpoint of another model size is an error, never moved: the
+    run's config is what is wrong, and the checkpoint is kept as it is.
     """
     for step in sorted(manager.all_steps(), reverse=True):
         try:
+            stored = manager.item_metadata(step)
+        except Exception:  # noqa: BLE001 - unreadable metadata is an unreadable checkpoint, handled below
+            stored = None
+        for item in ("params", "value_params"):  # model weights; optimizer state follows their shapes
+            tree = abstract_state.get(item)
+            if tree is not None and stored is not None and stored.get(item) is not None:
+                _check_shapes(stored[item], tree, str(manager.directory), step, item)
+        try:
             return restore_step(manager, step, abstract_state, shardings)
         except Exception as e:  # noqa: BLE001 - any unreadable checkpoint falls back to the previous one
-            log.warning("checkpoint step %d in %s is unreadable (%s: %s); trying the previous one",
-                        step, manager.directory, type(e).__name__, str(e).splitlines()[0][:200])
+            log.warning("checkpoint step %d in %s is unreadable (%s: %s); moved to %s, trying the previous one",
+                        step, manager.directory, type(e).__name__, str(e).splitlines()[0][:200],
+                        _move_aside(manager, step))
     return None, None
+
+
+def _move_aside(manager: ocp.CheckpointManager, step: int) -> str:
+    """Move an unreadable step folder to <checkpoints>_unreadable/<step>.unreadable-<time> (kept for inspection)."""
+    import time
+
+    directory = os.fspath(manager.directory)
+    aside = os.path.join(directory.rstrip(os.sep) + "_unreadable", f"{step}.unreadable-{int(time.time())}")
+    if jax.process_index() == 0:
+        os.makedirs(os.path.dirname(aside), exist_ok=True)
+        os.rename(os.path.join(directory, str(step)), aside)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"checkpoint:unreadable:{step}")
+    manager.reload()
+    return aside
 
 
 def restore_step(manager, step: int, abstract_state: dict, shardings: dict):
@@ -126,17 +156,18 @@ def _flat(tree):
     return [("/".join(str(getattr(k, "key", k)) for k in path), leaf) for path, leaf in leaves]
 
 
-def _check_shapes(stored, abstract, directory, step):
-    """Name the first parameter whose stored shape differs from the model's (another model size)."""
+def _check_shapes(stored, abstract, directory, step, item="params"):
+    """Name the first array of `item` whose stored shape differs from the model's (another model size)."""
     # Orbax stores dict keys as strings (block 0 is "0"), so compare paths as strings.
     flat_stored = dict(_flat(stored))
+    what = "parameter" if item == "params" else f"{item} entry"
     for key, leaf in _flat(abstract):
         got = flat_stored.get(key)
         if got is None:
-            raise ValueError(f"checkpoint {directory} step {step} has no parameter {key}: another model architecture?")
+            raise ValueError(f"checkpoint {directory} step {step} has no {what} {key}: another model architecture?")
         if tuple(got.shape) != tuple(leaf.shape):
             raise ValueError(
-                f"checkpoint {directory} step {step}: parameter {key} has shape {tuple(got.shape)}, "
+                f"checkpoint {directory} step {step}: {what} {key} has shape {tuple(got.shape)}, "
                 f"the model expects {tuple(leaf.shape)} (checkpoint from another model size?)"
             )
 

@@ -30,14 +30,21 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with :arg.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (one folder per stage under a pipeline workdir).")
-_OUT = flags.DEFINE_string("out", None, "Output directory (world, bench).")
-_PROMPT = flags.DEFINE_multi_string("prompt", [], "Prompt(s) for `sample`.")
-_HF_DIR = flags.DEFINE_string("hf_dir", None, "Hugging Face GPT-2 folder (config.json + model.safetensors).")
-_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 64, "`sample`: tokens to generate.")
-_TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "`sample`: 0 = greedy.")
-_SEED = flags.DEFINE_integer("seed", 0, "`sample`: sampling seed.")
+def _flag_values(argv: list[str]) -> flags.FlagValues:
+    """A fresh set of flags per call, so `main` can run many times in one process (notebooks, the tests).
+    `argv` tells config_flags which --config.key overrides to define."""
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "Config file, optionally with :arg.", flag_values=fv,
+                                    lock_config=True, sys_argv=argv)
+    flags.DEFINE_string("workdir", None, "Run directory (one folder per stage under a pipeline workdir).", flag_values=fv)
+    flags.DEFINE_string("out", None, "Output directory (world, bench).", flag_values=fv)
+    flags.DEFINE_multi_string("prompt", [], "Prompt(s) for `sample`.", flag_values=fv)
+    flags.DEFINE_string("hf_dir", None, "Hugging Face GPT-2 folder (config.json + model.safetensors).", flag_values=fv)
+    flags.DEFINE_integer("max_new_tokens", 64, "`sample`: tokens to generate.", flag_values=fv)
+    flags.DEFINE_float("temperature", 0.0, "`sample`: 0 = greedy.", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "`sample`: sampling seed.", flag_values=fv)
+    return fv
+
 
 # command -> (module, function, needs --config, needs --workdir)
 COMMANDS = {
@@ -61,32 +68,68 @@ def _usage() -> str:
     return __doc__
 
 
-def _dispatch(command: str) -> None:
+def _dispatch(command: str, fv: flags.FlagValues) -> None:
     module, fn_name, needs_config, needs_workdir = COMMANDS[command]
-    config = _CONFIG.value
+    config = fv.config
     if needs_config and config is None:
         raise app.UsageError(f"`instructgpt {command}` needs --config (see `instructgpt --help`)")
-    if needs_workdir and not _WORKDIR.value:
+    if needs_workdir and not fv.workdir:
         raise app.UsageError(f"`instructgpt {command}` needs --workdir DIR")
     fn = getattr(importlib.import_module(module), fn_name)
     if command == "world":
-        if not _OUT.value:
+        if not fv.out:
             raise app.UsageError("`instructgpt world` needs --out DIR")
-        result = fn(config, _OUT.value)
+        result = fn(config, fv.out)
     elif command == "bench":
-        result = fn(config, _OUT.value)
+        result = fn(config, fv.out)
     elif command == "report":
-        result = fn(_WORKDIR.value)
+        result = fn(fv.workdir)
     elif command == "sample":
-        result = fn(_WORKDIR.value, _PROMPT.value, max_new_tokens=_MAX_NEW.value, temperature=_TEMPERATURE.value, seed=_SEED.value)
+        result = fn(fv.workdir, fv.prompt, max_new_tokens=fv.max_new_tokens, temperature=fv.temperature, seed=fv.seed)
     elif command in ("import-hf", "export-hf"):
-        if not _HF_DIR.value:
+        if not fv.hf_dir:
             raise app.UsageError(f"`instructgpt {command}` needs --hf_dir DIR")
-        result = fn(_HF_DIR.value, _WORKDIR.value)
+        result = fn(fv.hf_dir, fv.workdir)
     else:
-        result = fn(config, _WORKDIR.value)
+        result = fn(config, fv.workdir)
     if isinstance(result, dict) and result:
         print(json.dumps(result, indent=2, default=str))
+
+
+def _fail(command: str, message: str, code: int = 1) -> None:
+    """The one line a user sees for bad input: which command, what is wrong (INSTRUCTGPT_TRACEBACK=1 for more)."""
+    print(f"instructgpt {command}: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _check_config_args(command: str, args: list[str]) -> None:
+    """Load --config and walk every --config.key override before absl does, so a missing file, an unknown
+    config arg or an unknown key is one line naming it (ml_collections would raise a chained traceback)."""
+    from instructgpt_jax import config_base
+
+    spec, overrides = None, []
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            spec = args[i + 1]
+        elif arg.startswith("--config="):
+            spec = arg.split("=", 1)[1]
+        elif arg.startswith("--config."):
+            overrides.append(arg[len("--config."):].split("=", 1)[0])
+    if spec is None:
+        return
+    try:
+        config = config_base.load_config(spec)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        _fail(command, f"--config {spec}: {e}", 2)
+    for dotted in overrides:
+        node, walked = config, []
+        for key in dotted.split("."):
+            walked.append(key)
+            if not hasattr(node, "keys") or key not in node:
+                known = sorted(node.keys()) if hasattr(node, "keys") else []
+                _fail(command, f"--config.{dotted}: config {spec} has no key {'.'.join(walked)!r}"
+                      + (f"; keys there: {', '.join(known)}" if known else ""), 2)
+            node = node[key]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,20 +143,26 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every save step at INFO through absl
-
-    def _main(rest):
+    _check_config_args(command, argv[2:])
+    if not flags.FLAGS.is_parsed():  # absl's own flags (logging): defaults
+        flags.FLAGS.mark_as_parsed()
+    args = [f"instructgpt {command}"] + argv[2:]
+    fv = _flag_values(args)
+    try:
+        rest = fv(args)
+    except flags.Error as e:  # a wrong type, an unknown flag
+        _fail(command, str(e).splitlines()[0], 2)
+    try:
         if len(rest) > 1:
             raise app.UsageError(f"unexpected arguments: {rest[1:]}")
-        try:
-            _dispatch(command)
-        except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, OSError) as e:
-            # Bad input is the user's to fix: one line naming what is wrong. INSTRUCTGPT_TRACEBACK=1 shows the trace.
-            if os.environ.get("INSTRUCTGPT_TRACEBACK") == "1":
-                raise
-            print(f"instructgpt {command}: error: {type(e).__name__}: {e}", file=sys.stderr)
-            sys.exit(1)
-
-    app.run(_main, argv=[f"instructgpt {command}"] + argv[2:])
+        _dispatch(command, fv)
+    except app.UsageError as e:
+        _fail(command, f"{e} (see `instructgpt --help`)", 2)
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, OSError, KeyError) as e:
+        # Bad input is the user's to fix: one line naming what is wrong. INSTRUCTGPT_TRACEBACK=1 shows the trace.
+        if os.environ.get("INSTRUCTGPT_TRACEBACK") == "1":
+            raise
+        _fail(command, f"{type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":

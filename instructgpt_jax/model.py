@@ -93,6 +93,32 @@ def _fold(rng: jax.Array | None, *data: int) -> jax.Array | None:
     return rng
 
 
+@jax.custom_vjp
+def materialise_grad(x: jax.Array) -> jax.Array:
+    """Identity whose gradient is written to memory once instead of being recomputed by every consumer.
+
+    The residual stream's gradient is a chain of adds across all sublayers. XLA:CPU fuses cheap
+    elementwise producers into each consumer (the dots of every weight gradient, the LayerNorm
+    reductions), so without a cut each sublayer recomputes the whole chain above it: O(n_layer^2) work,
+    a third of a trl_tiny training step. A divide is "expensive" to XLA and is never duplicated, so
+    `g / (x * 0 + 1)`, exact for finite x, materialises the gradient once per sublayer. The forward
+    pass and decoding are untouched. (optimization_barrier does not help: XLA:CPU removes barriers
+    before fusion.)
+    """
+    return x
+
+
+def _materialise_fwd(x):
+    return x, x
+
+
+def _materialise_bwd(x, g):
+    return (g / (x * 0 + 1).astype(g.dtype),)
+
+
+materialise_grad.defvjp(_materialise_fwd, _materialise_bwd)
+
+
 class LayerNorm(nnx.Module):
     """LayerNorm computed in float32 whatever the compute dtype, then cast back."""
 
@@ -194,8 +220,9 @@ class Block(nnx.Module):
         self.mlp = MLP(cfg, rngs)
 
     def __call__(self, x, key_mask, query_slots, layer_cache, cache_index, rng):
+        x = materialise_grad(x)
         a, new_cache = self.attn(self.ln_1(x), key_mask, query_slots, layer_cache, cache_index, _fold(rng, 0))
-        x = x + a
+        x = materialise_grad(x + a)
         x = x + self.mlp(self.ln_2(x), _fold(rng, 1))
         return x, new_cache
 

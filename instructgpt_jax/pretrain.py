@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from instructgpt_jax import train
+from instructgpt_jax import sharding, train
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     t = config.train
     setup = train.make_setup(model_cfg, config.mesh, train.make_optimizer(config.optim, t.steps))
+    sharding.check_divisible(t.batch_size, setup.mesh, "config.train.batch_size")
 
     def batches(step: int) -> dict:
         tokens = corpus_lib.lm_windows(train_ids, step, t.batch_size, t.seq_len + 1, seed=t.seed)

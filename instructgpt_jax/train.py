@@ -183,15 +183,16 @@ def run(
     """
     t = config.train
     os.makedirs(workdir, exist_ok=True)
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
     manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), t.keep_checkpoints, t.async_checkpoint)
     writer = metrics.MetricWriter(workdir, tensorboard=t.tensorboard)
     meta = {"stage": stage, "model": dataclasses.asdict(setup.model_cfg), "total_steps": total_steps, **(meta or {})}
 
     with jax.set_mesh(setup.mesh):
         state, restored_meta = checkpoint.restore_latest(manager, setup.abstract, setup.shardings)
+        # Written once the checkpoints are known to fit this config, so a rejected rerun leaves the old one.
+        if jax.process_index() == 0:
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+                f.write(config.to_json_best_effort(indent=2))
         if state is None:
             params = init_params()
             opt_state = jax.jit(setup.tx.init, out_shardings=setup.shardings["opt_state"])(params)

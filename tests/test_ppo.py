@@ -1,11 +1,15 @@
 """PPO math against slow, obviously-correct NumPy loops: per-token KL rewards, GAE over variable-length
 responses, whitening, the clipped policy and value losses, the ptx term and the adaptive KL controller."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+
+from flax import nnx
 
 from instructgpt_jax import ppo
 from instructgpt_jax.model import GPTConfig, make_model
@@ -139,8 +143,6 @@ def test_response_logprobs_and_entropy_with_temperature():
 def test_ptx_term_is_the_lm_loss_in_the_total():
     """ppo_loss = policy + vf_coef * value + ptx_coef * LM loss, the LM loss checked against NumPy."""
     cfg_model = GPTConfig(vocab_size=32, n_positions=32, n_layer=1, n_head=2, n_embd=16)
-    from flax import nnx
-
     policy = make_model(cfg_model, 0)
     value = make_model(GPTConfig(**{**cfg_model.__dict__, "scalar_head": True}), 1)
     gp, params = nnx.split(policy)
@@ -160,10 +162,10 @@ def test_ptx_term_is_the_lm_loss_in_the_total():
     ptx = rng.integers(0, 32, (3, 10)).astype(np.int32)
     base = ppo.PPOConfig(vf_coef=0.3, ptx_coef=0.0)
     with_ptx = ppo.PPOConfig(vf_coef=0.3, ptx_coef=2.5)
-    l0, s0 = ppo.ppo_loss(gp, gv, base, P, params, vparams, mb, None)
-    l1, s1 = ppo.ppo_loss(gp, gv, with_ptx, P, params, vparams, mb, jnp.asarray(ptx))
+    l0, s0 = jax.jit(functools.partial(ppo.ppo_loss, gp, gv, base, P))(params, vparams, mb, None)
+    l1, s1 = jax.jit(functools.partial(ppo.ppo_loss, gp, gv, with_ptx, P))(params, vparams, mb, jnp.asarray(ptx))
     np.testing.assert_allclose(float(l0), float(s0["policy_loss"] + 0.3 * s0["value_loss"]), rtol=1e-6)
-    logits = np.asarray(policy(jnp.asarray(ptx)), np.float64)
+    logits = np.asarray(jax.jit(lambda p, t: nnx.merge(gp, p)(t))(params, jnp.asarray(ptx)), np.float64)
     nll = [np.log(np.exp(logits[b, t] - logits[b, t].max()).sum()) + logits[b, t].max() - logits[b, t, ptx[b, t + 1]]
            for b in range(3) for t in range(9)]
     np.testing.assert_allclose(float(s1["ptx_loss"]), np.mean(nll), rtol=1e-5)

@@ -121,3 +121,43 @@ def test_bad_configs_name_the_key(stages, tmp_path):
     config = _config(stages, ptx_batch_size=4)
     with pytest.raises(ValueError, match=r"config\.ppo\.ptx_batch_size=4 must be divisible by data x fsdp = 8"):
         ppo.run(config, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_pulse_on_the_embedded_world(tmp_path):
+    """Smoke-sized world -> pretrain -> SFT -> RM (on the world's ranked candidates) -> PPO and PPO-ptx.
+
+    Over the SFT policy (iteration 0) both raise the RM score and the gold score with a bounded KL, and
+    PPO-ptx ends with a lower held-out pretraining loss than PPO.
+    """
+    from instructgpt_jax import pretrain, reward, sft
+    from instructgpt_jax.data import formats
+
+    w = lambda *p: str(tmp_path.joinpath(*p))  # noqa: E731
+    formats.write_world(config_base.load_config(os.path.join(ROOT, "configs/world.py:smoke")), w("world"))
+    cfg = config_base.load_config(os.path.join(ROOT, "configs/pretrain.py:smoke"))
+    cfg.train.tensorboard = False
+    pretrain.run(cfg, w("pretrain"))
+    cfg = config_base.load_config(os.path.join(ROOT, "configs/sft.py:smoke"))
+    cfg.init_from, cfg.data.train, cfg.train.tensorboard = w("pretrain"), w("world", "sft.jsonl"), False
+    sft.run(cfg, w("sft"))
+    cfg = config_base.load_config(os.path.join(ROOT, "configs/rm.py:smoke"))
+    cfg.init_from, cfg.data.train, cfg.train.tensorboard = w("sft"), w("world", "rm.jsonl"), False
+    cfg.data.overflow, cfg.train.steps = "truncate", 40
+    reward.run(cfg, w("rm"))
+    finals = {}
+    for name, ptx_coef in (("ppo", 0.0), ("ppo_ptx", 1.0)):
+        cfg = config_base.load_config(os.path.join(ROOT, "configs/ppo.py:smoke"))
+        cfg.init_policy, cfg.init_value, cfg.reward_model = w("sft"), w("rm"), w("rm")
+        cfg.data.prompts, cfg.data.eval_prompts = w("world", "ppo.jsonl"), w("world", "eval.jsonl")
+        cfg.model.preset = "nano"
+        cfg.ppo.ptx_coef = ptx_coef
+        cfg.train.update({"iterations": 40, "eval_every": 40, "checkpoint_every": 40, "log_every": 10,
+                          "tensorboard": False})
+        cfg.eval.batches = 1
+        finals[name] = ppo.run(cfg, w(name))
+        start = next(r for r in _rows(w(name)) if r["step"] == 0)
+        assert finals[name]["ppo/eval_score"] > start["ppo/eval_score"] + 0.2, (name, start, finals[name])
+        assert finals[name]["ppo/gold_score"] > start["ppo/gold_score"], (name, start, finals[name])
+        assert finals[name]["ppo/eval_kl"] < 30.0, (name, finals[name])
+    assert finals["ppo_ptx"]["ppo/pretrain_loss"] < finals["ppo"]["ppo/pretrain_loss"]

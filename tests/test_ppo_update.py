@@ -15,7 +15,7 @@ from instructgpt_jax import config_base, ppo, ppo_loop, sharding, train
 from instructgpt_jax.model import GPTConfig
 from instructgpt_jax.sampling import left_pad
 
-CFG = GPTConfig(vocab_size=64, n_positions=32, n_layer=2, n_head=2, n_embd=32)
+CFG = GPTConfig(vocab_size=64, n_positions=32, n_layer=1, n_head=2, n_embd=32)
 P, N, B = 8, 8, 16
 EOS, PAD = 3, 0
 NORM = (0.25, 2.0)  # reward_norm.json mean / std
@@ -72,7 +72,9 @@ def _rollout(cfg, shape=(1, 1, 1), seed=0):
     return jax.device_get(sample), jax.device_get(data), jax.device_get(stats)
 
 
-BASE = ppo.PPOConfig(rollout_batch=B, minibatches=2, epochs=2, max_new_tokens=N, beta=0.1, eos_penalty=0.5)
+# Temperature 0.7: every logprob here (sampler, scoring, update, hand-written loss) is of softmax(logits / 0.7).
+BASE = ppo.PPOConfig(rollout_batch=B, minibatches=2, epochs=2, max_new_tokens=N, beta=0.1, eos_penalty=0.5,
+                     temperature=0.7)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -97,7 +99,8 @@ def test_scoring_matches_unpadded_forward():
 
     def logprobs(params):
         model = nnx.merge(setup.ref_graphdef, params)
-        return np.asarray(jax.nn.log_softmax(model.logits(_hidden(setup.ref_graphdef, params, aligned)).astype(jnp.float32)))
+        logits = model.logits(_hidden(setup.ref_graphdef, params, aligned)).astype(jnp.float32)
+        return np.asarray(jax.nn.log_softmax(logits / BASE.temperature))
 
     lp_all, ref_all = logprobs(policy), logprobs(ref)
     values_all = np.asarray(nnx.merge(setup.headed.graphdef, value).score(_hidden(setup.headed.graphdef, value, aligned)))
@@ -112,6 +115,8 @@ def test_scoring_matches_unpadded_forward():
         np.testing.assert_allclose(data["values"][b, :n], values_all[b, before], atol=2e-5)
         np.testing.assert_allclose(data["scores"][b], (rm_all[b, len(rows[b]) - 1] - NORM[0]) / NORM[1], atol=2e-5)
     assert not data["logprobs"][~sample["response_mask"]].any() and not data["kl"][~sample["response_mask"]].any()
+    # The sampler drew from the same temperature-scaled distribution the scoring pass recomputes.
+    np.testing.assert_allclose(data["logprobs"], sample["logprobs"], atol=2e-5)
     # summed per-token reward = score - eos_penalty (no EOS) - beta * sequence log-ratio
     ended = np.array([(sample["response"][b, :lengths[b]] == EOS).any() for b in range(B)])
     expected_reward = data["scores"] - BASE.eos_penalty * ~ended - BASE.beta * data["kl"].sum(-1)
@@ -197,13 +202,23 @@ def _one_iteration(shape, cfg):
         return jax.device_get((state, sample, stats, metrics)), programs
 
 
-def test_sharded_iteration_equals_single_device():
+def test_sharded_update_equals_single_device():
+    """The same rollout through the update on one device and on a (2, 2, 2) mesh (FSDP x tensor x data)."""
     cfg = dataclasses.replace(BASE, adaptive_kl=True, target_kl=0.5, horizon=100)
-    (one, sample1, stats1, m1), _ = _one_iteration((1, 1, 1), cfg)
-    (many, sample8, stats8, m8), _ = _one_iteration((2, 2, 2), cfg)
-    np.testing.assert_array_equal(sample1["response"], sample8["response"])
-    for k in stats1:
-        np.testing.assert_allclose(stats1[k], stats8[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    _, data, _ = _rollout(BASE)
+    out = []
+    for shape in [(1, 1, 1), (2, 2, 2)]:
+        setup = _setup(cfg, shape)
+        policy, value, _, _ = _params(setup, cfg)  # host draws: the same values on both meshes
+        update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, cfg, P, setup.policy_tx, setup.value_tx,
+                                 setup.shardings, lambda ndim: sharding.batch_sharding(setup.mesh, ndim))
+        with jax.set_mesh(setup.mesh):
+            state = ppo_loop.init_state(setup, policy, value)
+            if shape != (1, 1, 1):
+                assert state["params"]["h"][0]["mlp"]["c_fc_kernel"].sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
+            state, metrics = update(state, sharding.shard_batch(data, setup.mesh), None, jax.random.key(3))
+        out.append(jax.device_get((state, metrics)))
+    (one, m1), (many, m8) = out
     for k in m1:
         np.testing.assert_allclose(m1[k], m8[k], rtol=1e-4, atol=1e-6, err_msg=k)
     assert float(one["beta"]) != cfg.beta  # the controller moved beta, identically on both meshes
@@ -237,3 +252,18 @@ def test_shared_trunk_value_head_trains_the_trunk():
     value_loss = lambda p: ppo.ppo_loss(setup.policy_graphdef, None, cfg, P, p, head, data, None)[1]["value_loss"]  # noqa: E731
     grads = jax.jit(jax.grad(value_loss))(policy)
     assert np.abs(grads["h"][0]["mlp"]["c_fc_kernel"]).max() > 0
+
+
+def test_frozen_models_in_bfloat16():
+    """bf16 reference and reward model: half the memory, scores and KL within bf16 rounding of float32."""
+    setup, programs, (policy, value, ref, reward) = _world(BASE)
+    cast = ppo_loop.frozen(dataclasses.replace(setup, cfg=dataclasses.replace(BASE, frozen_dtype="bfloat16")), (ref, reward))
+    assert {x.dtype for x in jax.tree.leaves(cast)} == {jnp.dtype(jnp.bfloat16)}
+    sample, data, _ = _rollout(BASE)
+    mask = jnp.asarray(_prompts(0)["prompt_mask"])
+    data16, _ = programs.score(policy, value, *cast, jnp.float32(BASE.beta), jax.tree.map(jnp.asarray, sample), mask)
+    data16 = jax.device_get(data16)
+    np.testing.assert_allclose(data16["logprobs"], data["logprobs"], atol=1e-6)  # the policy stays float32
+    np.testing.assert_allclose(data16["kl"], data["kl"], atol=0.05)
+    np.testing.assert_allclose(data16["scores"], data["scores"], atol=0.05)
+    assert np.abs(data16["kl"] - data["kl"]).max() > 0  # the reference really ran in bf16
