@@ -23,8 +23,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.stage = "compare"
     config.policy = ""                 # SFT stage folder, e.g. W/sft
     config.world = ""                  # world.json; "" = the one beside data.prompts
+    config.mix_policy = ""             # a second policy folder (e.g. W/sft) that samples mix_fraction of the rows
     config.data = ml_collections.ConfigDict({
-        "prompts": "", "num_prompts": 1024,   # 0 = every prompt of the file
+        "prompts": "", "num_prompts": 1024,   # 0 = every prompt of the file (after first_prompt)
+        "first_prompt": 0,             # prompts of the file skipped (later RLHF rounds label fresh prompts)
         "max_prompt_tokens": 128, "overflow": "error",
     })
     config.mesh = mesh_config()
@@ -33,6 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "extra_samples": 2,            # K + extra samples per prompt; the first K distinct are ranked
         "max_new_tokens": 48, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
         "batch_rows": 32,              # samples per sampling call (one compiled shape; 32 is fastest on 2 CPU cores)
+        "mix_fraction": 0.0,           # share of sample rows from config.mix_policy
         "seed": 0,
     })
     if arg == "smoke":

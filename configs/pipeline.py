@@ -11,6 +11,13 @@ fills in the paths between stages. `config.model` is the model preset of every s
 the tokenizer of every stage (one override changes all: --config.model=small_cpu). `config.stages` runs a
 subset ("sft,compare,rm"); finished stages are skipped, an interrupted one resumes.
 
+Iterated RLHF (`--config.rounds=3`, instructgpt_jax/rounds.py): after round 1 (the stages above), each round
+r >= 2 has the labelers rank samples of round r-1's policy on `comparisons_per_round` fresh RM prompts,
+retrains the RM on every comparison so far, and continues PPO-ptx from round r-1's policy with the KL
+anchored to SFT, in W/round_<r>/{compare,rm,ppo}. `comparisons_per_round` is the labelling budget per round
+(0 = config.compare.data.num_prompts), so rounds=1 at budget 3B compares with rounds=3 at budget B
+(configs/ablations/rounds.py).
+
 Args:
   smoke    nano model, every stage a few steps: about a minute on 2 CPU cores, a pulse, not a result.
   default  tiny model (0.9M parameters), the stage configs' defaults: <= 15 minutes on 2 CPU cores; PPO and
@@ -32,7 +39,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     smoke = arg == "smoke"
     config = ml_collections.ConfigDict()
     config.stage = "pipeline"
-    config.stages = ""  # comma-separated subset of pipeline.STAGES; "" = all
+    config.stages = ""  # comma-separated subset of pipeline.stage_names(config) (e.g. "round_2/rm"); "" = all
+    config.rounds = 1  # RLHF rounds; round r >= 2 goes to W/round_<r>/{compare,rm,ppo}
+    config.comparisons_per_round = 0  # RM prompts labelled per round (the labelling budget); 0 = compare's num_prompts
+    config.round_rm_init = "sft"  # rounds >= 2: "sft" trains the RM from SFT again, "previous" continues the last RM
+    config.round_sft_mix = 0.0  # rounds >= 2: share of the compared samples drawn from SFT instead of the policy
     config.model = ml_collections.FieldReference("nano" if smoke else "tiny")
     config.tokenizer = ml_collections.FieldReference("byte")
 

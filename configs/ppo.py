@@ -32,7 +32,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         raise ValueError(f"configs/ppo.py: unknown arg {arg!r}; expected ptx, ppo or smoke")
     config = ml_collections.ConfigDict()
     config.stage = "ppo"
-    config.init_policy = ""  # SFT stage folder: the policy's and the reference's params
+    config.init_policy = ""  # SFT stage folder: the policy's (and, with ref_policy empty, the reference's) params
+    config.ref_policy = ""  # reference policy (the KL anchor, pi_SFT of eq. 2); "" = init_policy
     config.init_value = ""  # RM stage folder: the value function starts as the reward model
     config.reward_model = ""  # RM stage folder, with reward_norm.json
     config.data = ml_collections.ConfigDict({

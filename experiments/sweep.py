@@ -38,6 +38,9 @@ PIPELINE_COLUMNS = (
     "policies.ppo_ptx.alignment_tax", "policies.ppo.alignment_tax", "policies.ppo_ptx.length",
     "policies.ppo_ptx.refusal_rate", "rm.accuracy",
 )
+# Added when a run has several RLHF rounds (configs/ablations/rounds.py): the last round's policy and RMs.
+ROUND_COLUMNS = ("rounds.-1.round", "rounds.-1.gold", "rounds.-1.win_rate", "rounds.-1.kl", "rounds.-1.rm_score",
+                 "rounds.-1.stale_rm_accuracy", "rounds.-1.rm_accuracy")
 
 
 def flatten(overrides, prefix: str = "") -> dict:
@@ -107,11 +110,15 @@ def execute(run: dict, reuse_from: str | None) -> dict:
 
 
 def lookup(tree: dict, dotted: str):
+    """tree["a"]["b"] for "a.b"; an integer key indexes a list ("rounds.-1.gold": the last round's gold)."""
     node = tree
     for key in dotted.split("."):
-        if not isinstance(node, dict) or key not in node:
+        if isinstance(node, list) and key.lstrip("-").isdigit() and -len(node) <= int(key) < len(node):
+            node = node[int(key)]
+        elif isinstance(node, dict) and key in node:
+            node = node[key]
+        else:
             return None
-        node = node[key]
     return node
 
 
@@ -120,7 +127,10 @@ def table(runs: list[dict], results: dict[str, dict]) -> tuple[list[str], list[l
     keys = list(dict.fromkeys(k for r in runs for k in r["overrides"]))
     pipeline = any(r["stage"] == "pipeline" for r in runs)
     if pipeline:
-        figures = [c for c in PIPELINE_COLUMNS if any(lookup(results.get(r["name"], {}), c) is not None for r in runs)]
+        columns = PIPELINE_COLUMNS
+        if any(len(results.get(r["name"], {}).get("rounds") or ()) > 1 for r in runs):
+            columns = ROUND_COLUMNS + PIPELINE_COLUMNS
+        figures = [c for c in columns if any(lookup(results.get(r["name"], {}), c) is not None for r in runs)]
     else:
         figures = list(dict.fromkeys(k for r in runs for k in results.get(r["name"], {})))
     header = ["run", *keys, *figures]

@@ -9,6 +9,10 @@ the embedded world's 40 simulated labelers ranks them. The output is K-wise RM J
 formats.read_rm reads: {"prompt", "responses", "ranking", "labeler", "gold"} ("gold" is for analysis only).
 A second, different labeler ranks every prompt's responses too, giving the inter-labeler agreement that
 bounds the RM's held-out accuracy (the paper's 72.6%).
+`config.data.first_prompt` skips that many prompts of the file, so later rounds of iterated RLHF
+(pipeline `rounds`) label fresh prompts. With `config.mix_policy` (e.g. W/sft) each sample row comes from
+that policy instead with probability `config.compare.mix_fraction`; "policies" in a record names each
+response's source.
 
   instructgpt compare --config configs/compare.py --workdir W/compare   (config.policy = W/sft)
 """
@@ -91,24 +95,42 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     tokenizer = make_tokenizer(meta.get("tokenizer", "byte"))
     prompts = list(formats.read_ppo(config.data.prompts, tokenizer, max_prompt_tokens=config.data.max_prompt_tokens,
                                     overflow=config.data.overflow, model_vocab_size=model_cfg.vocab_size))
-    prompts = prompts[:config.data.num_prompts or None]
+    first = config.data.first_prompt
+    prompts = prompts[first:first + config.data.num_prompts if config.data.num_prompts else None]
+    if not prompts:
+        raise ValueError(f"{config.data.prompts} has no prompts after config.data.first_prompt={first}")
     prompt_len = auto_seq_len([len(tokenizer.encode_prompt(p)) for p in prompts], model_cfg.n_positions)
     if prompt_len + c.max_new_tokens - 1 > model_cfg.n_positions:
         raise ValueError(f"prompts of {prompt_len} tokens + config.compare.max_new_tokens={c.max_new_tokens} exceed "
                          f"the policy's n_positions={model_cfg.n_positions}")
     sharding.check_divisible(c.batch_rows, mesh, "config.compare.batch_rows")
-    generate = make_generate(graphdef, SampleConfig(max_new_tokens=c.max_new_tokens, temperature=c.temperature,
-                                                    top_k=c.top_k, top_p=c.top_p, eos_id=tokenizer.eos_id,
-                                                    pad_id=tokenizer.pad_id))
+    generate_cfg = SampleConfig(max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_k=c.top_k,
+                                top_p=c.top_p, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+    generate = make_generate(graphdef, generate_cfg)
     rng = np.random.default_rng([c.seed, 31])
     # K is drawn per prompt first; each prompt gets K + extra_samples rows (spares for duplicates), and the
     # rows of all prompts are sampled in fixed batches of batch_rows (one compiled shape, no idle rows).
     ks = rng.integers(c.k_min, c.k_max + 1, size=len(prompts))
     owner = np.repeat(np.arange(len(prompts)), ks + c.extra_samples)
+    sources = [(config.policy, graphdef, params)]
+    from_mix = np.zeros(len(owner), bool)
+    if config.mix_policy and c.mix_fraction > 0:  # its own generator: the policy's rows are unchanged without it
+        _, mix_graphdef, mix_params, _ = checkpoint.load_model(config.mix_policy, shardings=shardings)
+        sources.append((config.mix_policy, mix_graphdef, mix_params))
+        from_mix = np.random.default_rng([c.seed, 37]).random(len(owner)) < c.mix_fraction
+    texts, lengths, origin = [None] * len(owner), np.zeros(len(owner), np.int64), np.where(from_mix, 1, 0)
     t0 = time.perf_counter()
-    with jax.set_mesh(mesh):
-        texts, lengths = generate_texts(generate, params, tokenizer, [prompts[i] for i in owner], prompt_len,
-                                        c.batch_rows, jax.random.key(c.seed), mesh)
+    for s, (_, source_graphdef, source_params) in enumerate(sources):
+        rows = np.flatnonzero(origin == s)
+        if not len(rows):
+            continue
+        source_generate = generate if s == 0 else make_generate(source_graphdef, generate_cfg)
+        key = jax.random.key(c.seed) if s == 0 else jax.random.fold_in(jax.random.key(c.seed), s)
+        with jax.set_mesh(mesh):
+            got, got_lengths = generate_texts(source_generate, source_params, tokenizer,
+                                              [prompts[owner[i]] for i in rows], prompt_len, c.batch_rows, key, mesh)
+        for i, text, n in zip(rows, got, got_lengths):
+            texts[i], lengths[i] = text, n
     elapsed = time.perf_counter() - t0
 
     records, n_distinct, agree, pairs, agree_all, pairs_all = [], [], 0, 0, 0, 0
@@ -117,6 +139,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         samples = texts[starts[i]:starts[i + 1]]
         n_distinct.append(len(pick_distinct(samples, len(samples))))
         responses = pick_distinct(samples, int(ks[i]))
+        source_of = {}
+        for text, o in zip(samples, origin[starts[i]:starts[i + 1]]):
+            source_of.setdefault(text, sources[o][0])
         if len(responses) < 2:
             continue
         labeler, other = rng.choice(world.labelers.n, 2, replace=False)
@@ -129,6 +154,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         gold = world.gold_score([prompt] * len(responses), responses)
         records.append({"prompt": prompt, "responses": responses, "ranking": formats.ranks_to_ranking(ranks),
                         "labeler": int(labeler), "gold": [round(float(g), 4) for g in gold]})
+        if len(sources) > 1:
+            records[-1]["policies"] = [source_of[y] for y in responses]
     if not records:
         raise ValueError(f"no prompt of {config.data.prompts} got 2 distinct samples from {config.policy}; "
                          "raise config.compare.extra_samples or the temperature")
@@ -143,7 +170,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "compare/labeler_agreement_all": agree_all / max(pairs_all, 1),
         "compare/samples_per_s": len(texts) / elapsed,
         "compare/tokens_per_s": float(lengths.sum()) / elapsed,
+        "compare/policy_step": int(meta["step"]),  # which checkpoint of config.policy sampled
     }
+    if len(sources) > 1:
+        figures["compare/mix_share"] = float(np.mean([p != config.policy for r in records for p in r["policies"]]))
     log.info("compare: %s", figures)
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)

@@ -15,6 +15,9 @@ W/pretrain holding a finished checkpoint but no marker (`instructgpt import-hf -
 weights as the base model) counts as done.
 A sweep passes `reuse_from` (an earlier run's W): a stage whose config is identical there, and whose inputs
 were all reused too, is linked instead of retrained (a beta sweep retrains only PPO).
+`config.rounds` = R > 1 adds iterated RLHF before eval (rounds.py): stages round_<r>/compare, round_<r>/rm,
+round_<r>/ppo for r = 2..R, in W/round_<r>/, with their own markers; eval then also measures each round's
+policy and summary.json gets a `rounds` list (one entry per round, also for R = 1).
 """
 
 from __future__ import annotations
@@ -34,8 +37,19 @@ DERIVED = ("eval", "report")  # recomputed whenever a stage before them ran; nev
 MARKER = "pipeline_stage.json"
 
 
+def stage_names(config) -> list[str]:
+    """STAGES, with the stages of rounds 2..config.rounds before eval."""
+    from instructgpt_jax import rounds
+
+    if config.rounds < 1:
+        raise ValueError(f"config.rounds={config.rounds}; expected >= 1")
+    return [*STAGES[:-len(DERIVED)], *rounds.stage_names(config.rounds), *DERIVED]
+
+
 def stage_configs(config, workdir: str) -> dict:
     """Each stage's config with its input paths under `workdir` filled in (copies; `config` is untouched)."""
+    from instructgpt_jax import rounds
+
     w = lambda *p: os.path.join(workdir, *p)  # noqa: E731
     out = {}
     for stage in ("world", "pretrain", "sft", "compare", "rm", "ppo", "ppo_ptx"):
@@ -45,6 +59,8 @@ def stage_configs(config, workdir: str) -> dict:
     out["sft"].init_from = w("pretrain")
     out["sft"].data.train = w("world", "sft.jsonl")
     out["compare"].policy = w("sft")
+    if config.comparisons_per_round:  # the labelling budget of every round, round 1 included
+        out["compare"].data.num_prompts = config.comparisons_per_round
     out["compare"].data.prompts = w("world", "rm_prompts.jsonl")
     out["rm"].init_from = w("sft")
     out["rm"].data.train = w("compare", "rm.jsonl")
@@ -52,7 +68,12 @@ def stage_configs(config, workdir: str) -> dict:
         cfg = out[stage]
         cfg.init_policy, cfg.init_value, cfg.reward_model = w("sft"), w("rm"), w("rm")
         cfg.data.prompts, cfg.data.eval_prompts = w("world", "ppo.jsonl"), w("world", "eval.jsonl")
+    out.update(rounds.stage_configs(config, workdir))
     out["eval"] = config
+    if config.rounds > 1:  # each later round's policy is evaluated too
+        out["eval"] = copy.deepcopy(config)
+        out["eval"].eval.policies = (*config.eval.policies,
+                                     *(f"round_{r}:{rounds.policy_folder(r)}" for r in range(2, config.rounds + 1)))
     out["report"] = None
     return out
 
@@ -68,6 +89,10 @@ def fingerprint(cfg, workdir: str) -> str:
 def run_stage(stage: str, cfg, workdir: str):
     """Run one stage; returns what its `run` returns."""
     stage_dir = os.path.join(workdir, stage)
+    if stage.startswith("round_"):
+        from instructgpt_jax import rounds
+
+        return rounds.run_stage(stage, cfg, workdir)
     if stage == "world":
         from instructgpt_jax.data import formats
 
@@ -93,9 +118,13 @@ def run_stage(stage: str, cfg, workdir: str):
 
         return ppo.run(cfg, stage_dir)
     if stage == "eval":
-        from instructgpt_jax import evaluate
+        from instructgpt_jax import evaluate, rounds
 
-        return evaluate.run(cfg, workdir)
+        summary = evaluate.run(cfg, workdir)
+        summary["rounds"] = rounds.round_figures(workdir, cfg.rounds, summary)
+        if jax.process_index() == 0:
+            evaluate.write_summary(workdir, {"rounds": summary["rounds"]})
+        return summary
     from instructgpt_jax import report
 
     return report.run(workdir)
@@ -122,16 +151,18 @@ def _link(src_run: str, workdir: str, stage: str) -> None:
     dst = os.path.join(workdir, stage)
     if os.path.islink(dst) or os.path.exists(dst):
         raise FileExistsError(f"{dst} exists; cannot link it to {src_run}/{stage}")
-    os.symlink(os.path.relpath(os.path.join(src_run, stage), workdir), dst)
+    os.makedirs(os.path.dirname(dst), exist_ok=True)  # W/round_<r> for a round's stage
+    os.symlink(os.path.relpath(os.path.join(src_run, stage), os.path.dirname(dst)), dst)
 
 
 def run(config, workdir: str, reuse_from: str | None = None) -> dict:
     """Run every stage of `config.stages` (all when empty) into `workdir`; returns the summary."""
+    names = stage_names(config)
     only = [s.strip() for s in config.get("stages", "").split(",") if s.strip()]
-    unknown = sorted(set(only) - set(STAGES))
+    unknown = sorted(set(only) - set(names))
     if unknown:
-        raise ValueError(f"config.stages has unknown stages {unknown}; expected some of {list(STAGES)}")
-    stages = [s for s in STAGES if not only or s in only]
+        raise ValueError(f"config.stages has unknown stages {unknown}; expected some of {names}")
+    stages = [s for s in names if not only or s in only]
     configs = stage_configs(config, workdir)
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() == 0:
@@ -173,7 +204,7 @@ def run(config, workdir: str, reuse_from: str | None = None) -> dict:
             _write_marker(workdir, stage, {"stage": stage, "fingerprint": fp, "seconds": seconds, "finished": time.time()})
         _sync(f"pipeline:{stage}:done")  # process 0's files (marker, summary) are there before anyone reads them
         _progress(f"{head}: done in {seconds:.0f} s{_headline(stage, result)}")
-    summary = _add_wall_times(workdir)
+    summary = _add_wall_times(workdir, names)
     _progress(f"[pipeline] finished in {time.time() - t_start:.0f} s; summary: {os.path.join(workdir, 'summary.json')}")
     return summary
 
@@ -191,11 +222,11 @@ def _finished_elsewhere(stage_dir: str) -> bool:
     return os.path.isdir(os.path.join(stage_dir, "checkpoints")) and train.is_complete(stage_dir)
 
 
-def _add_wall_times(workdir: str) -> dict:
+def _add_wall_times(workdir: str, names: list[str]) -> dict:
     """Merge each stage's wall time (from its marker, also for skipped stages) into W/summary.json."""
     from instructgpt_jax.evaluate import write_summary
 
-    times = {s: m["seconds"] for s in STAGES if (m := read_marker(workdir, s)) is not None}
+    times = {s: m["seconds"] for s in names if (m := read_marker(workdir, s)) is not None}
     if not os.path.exists(os.path.join(workdir, "summary.json")):
         return {"wall_time_s": times}
     if jax.process_index() == 0:

@@ -209,9 +209,6 @@ def run(config, workdir: str) -> dict:
     programs = make_programs(setup, tokenizer.eos_id, tokenizer.pad_id, (norm["mean"], norm["std"]))
 
     os.makedirs(workdir, exist_ok=True)
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
     manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), t.keep_checkpoints, t.async_checkpoint)
     writer = metrics.MetricWriter(workdir, tensorboard=t.tensorboard)
     meta = {"stage": "ppo", "model": dataclasses.asdict(setup.model_cfg), "tokenizer": config.data.tokenizer,
@@ -259,9 +256,13 @@ def run(config, workdir: str) -> dict:
 
     with jax.set_mesh(mesh):
         state, restored = checkpoint.restore_latest(manager, setup.abstract, setup.shardings)
+        if jax.process_index() == 0:  # once the checkpoints are known to fit this config
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+                f.write(config.to_json_best_effort(indent=2))
         load = lambda s, d: checkpoint.restore_params(os.path.join(d, "checkpoints"), s.abstract["params"],  # noqa: E731
                                                       s.shardings["params"])[0]
-        ref_params = frozen(setup, load(setup.headless, config.init_policy))
+        # The KL anchor: SFT. It is init_policy unless a later RLHF round starts from an earlier round's policy.
+        ref_params = frozen(setup, load(setup.headless, config.ref_policy or config.init_policy))
         reward_params = frozen(setup, load(setup.headed, config.reward_model))
         if state is None:
             try:  # the paper's choice: the value function starts as the reward model

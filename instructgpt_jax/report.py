@@ -10,7 +10,9 @@ Reads only files: W/summary.json (evaluate.py), each stage's metrics.jsonl and W
 - alignment_tax.png: rise of the held-out pretraining loss over SFT during PPO, with and without ptx;
 - rm_accuracy_k.png: reward-model agreement with the labelers on K ranked responses, per K;
 - length.png: mean response length per policy and during PPO (the labelers' length bias shows up here);
-- training.png: each stage's training loss.
+- training.png: each stage's training loss;
+- rounds.png (iterated RLHF, `rounds` > 1): gold, win rate, RM score and KL per round, and the previous
+  round's RM against the new one on the newest policy's comparisons (how stale the RM had become).
 A plot whose inputs are missing (a partial workdir) is left out and the report says so.
 """
 
@@ -20,11 +22,9 @@ import json
 import os
 
 import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; no display on a server or in a test
-import matplotlib.pyplot as plt  # noqa: E402
-
-from instructgpt_jax import metrics  # noqa: E402
+from instructgpt_jax import metrics
 
 ORDER = ("base", "sft", "ppo", "ppo_ptx")
 LABELS = {"base": "GPT (base)", "sft": "SFT", "ppo": "PPO", "ppo_ptx": "PPO-ptx"}
@@ -74,7 +74,7 @@ def plot_win_rate(workdir: str, summary: dict, path: str) -> bool:
     policies = _policies(summary)
     if not policies:
         return False
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = _subplots(figsize=(6, 3.6))
     width = 0.38
     for j, (suffix, alpha) in enumerate((("", 1.0), ("_heldout", 0.45))):
         for i, name in enumerate(policies):
@@ -100,7 +100,7 @@ def plot_gold_rm_vs_kl(workdir: str, summary: dict, path: str) -> bool:
     stages = _ppo_stages(workdir)
     if not stages:
         return False
-    fig, (ax_gold, ax_rm) = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, (ax_gold, ax_rm) = _subplots(1, 2, figsize=(9, 3.6))
     for stage in stages:
         rows = sorted(_eval_rows(workdir, stage), key=lambda r: r["step"])
         kl = [r["ppo/eval_kl"] for r in rows]
@@ -125,8 +125,8 @@ def plot_ppo_runs(stage_dirs: dict, path: str) -> bool:
     curves = {name: rows for name, rows in curves.items() if rows}
     if not curves:
         return False
-    fig, (ax_gold, ax_rm) = plt.subplots(1, 2, figsize=(10, 3.8))
-    cmap = plt.get_cmap("viridis")
+    fig, (ax_gold, ax_rm) = _subplots(1, 2, figsize=(10, 3.8))
+    cmap = matplotlib.colormaps["viridis"]
     for i, (name, rows) in enumerate(curves.items()):
         color = cmap(i / max(len(curves) - 1, 1))
         kl = [r["ppo/eval_kl"] for r in rows]
@@ -150,7 +150,7 @@ def plot_alignment_tax(workdir: str, summary: dict, path: str) -> bool:
     stages = [s for s in _ppo_stages(workdir) if all("ppo/pretrain_loss" in r for r in _eval_rows(workdir, s))]
     if not stages:
         return False
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = _subplots(figsize=(6, 3.6))
     for stage in stages:
         rows = sorted(_eval_rows(workdir, stage), key=lambda r: r["step"])
         start = rows[0]["ppo/pretrain_loss"]
@@ -169,7 +169,7 @@ def plot_rm_accuracy(workdir: str, summary: dict, path: str) -> bool:
     if not rm.get("accuracy_by_k"):
         return False
     ks = sorted(rm["accuracy_by_k"], key=int)
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig, ax = _subplots(figsize=(5, 3.4))
     ax.plot([int(k) for k in ks], [rm["accuracy_by_k"][k] for k in ks], marker="o", label="pairwise (all C(K,2) pairs)")
     if rm.get("top1_by_k"):
         ax.plot([int(k) for k in ks], [rm["top1_by_k"][k] for k in ks], marker="s", label="top-1 of K")
@@ -187,7 +187,7 @@ def plot_length(workdir: str, summary: dict, path: str) -> bool:
     stages = [s for s in _ppo_stages(workdir) if all("ppo/eval_length" in r for r in _eval_rows(workdir, s))]
     if not policies and not stages:
         return False
-    fig, (ax_bar, ax_line) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (ax_bar, ax_line) = _subplots(1, 2, figsize=(9, 3.4))
     ax_bar.bar(range(len(policies)), [summary["policies"][n]["length"] for n in policies],
                color=[COLORS.get(n, "#55a868") for n in policies])
     ax_bar.set_xticks(range(len(policies)), [LABELS.get(n, n) for n in policies])
@@ -211,7 +211,7 @@ def plot_training(workdir: str, summary: dict, path: str) -> bool:
             curves.append((stage, key, [r["step"] for r in rows], [r[key] for r in rows]))
     if not curves:
         return False
-    fig, axes = plt.subplots(1, len(curves), figsize=(3 * len(curves), 2.8), squeeze=False)
+    fig, axes = _subplots(1, len(curves), figsize=(3 * len(curves), 2.8), squeeze=False)
     for ax, (stage, key, steps, values) in zip(axes[0], curves):
         ax.plot(steps, values, lw=1)
         ax.set(title=f"{stage}: {key.split('/', 1)[1]}", xlabel="step")
@@ -219,10 +219,62 @@ def plot_training(workdir: str, summary: dict, path: str) -> bool:
     return _save(fig, path)
 
 
+ROUND_TABLE = (  # (summary.rounds key, header, format)
+    ("gold", "gold", "{:.3f}"), ("win_rate", "win rate vs SFT", "{:.3f}"), ("rm_score", "RM score (round-1 RM)", "{:.2f}"),
+    ("rm_score_own", "RM score (own RM)", "{:.2f}"), ("kl", "KL from SFT", "{:.2f}"), ("length", "length", "{:.1f}"),
+    ("comparisons", "new comparisons", "{:.0f}"), ("stale_rm_accuracy", "previous RM acc. (new samples)", "{:.3f}"),
+    ("rm_accuracy", "new RM acc. (new samples)", "{:.3f}"), ("rm_gold_accuracy", "new RM gold acc.", "{:.3f}"),
+)
+
+
+def rounds_table(rounds: list[dict]) -> str:
+    lines = ["| round | " + " | ".join(h for _, h, _ in ROUND_TABLE) + " |", "|---" * (len(ROUND_TABLE) + 1) + "|"]
+    for r in rounds:
+        lines.append(f"| {r['round']} | " + " | ".join(_cell(r.get(k), fmt) for k, _, fmt in ROUND_TABLE) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_rounds(rounds: list[dict], path: str) -> bool:
+    """Per round: gold and win rate, RM score and KL, and stale vs new RM accuracy on the round's samples."""
+    if len(rounds) < 2:
+        return False
+    x = [r["round"] for r in rounds]
+    series = lambda key: [r.get(key) if r.get(key) is not None else float("nan") for r in rounds]  # noqa: E731
+    fig, (ax_gold, ax_rm, ax_acc) = _subplots(1, 3, figsize=(12, 3.6))
+    ax_gold.plot(x, series("gold"), marker="o", color=COLORS["ppo_ptx"], label="gold")
+    ax_gold.plot(x, series("win_rate"), marker="s", color=COLORS["sft"], label="win rate vs SFT")
+    ax_gold.axhline(0.5, color="k", ls="--", lw=0.8)
+    ax_gold.set(xlabel="round", title="Gold score and win rate vs SFT")
+    ax_rm.plot(x, series("rm_score"), marker="o", color="#8172b3", label="RM score (round-1 RM)")
+    ax_rm.plot(x, series("rm_score_own"), marker="^", color="#937860", label="RM score (own RM, end of PPO)")
+    ax_kl = ax_rm.twinx()
+    ax_kl.plot(x, series("kl"), marker="s", color="#55a868", ls=":", label="KL from SFT")
+    ax_kl.set_ylabel("KL from SFT (nats per response)")
+    ax_rm.set(xlabel="round", ylabel="normalised RM score", title="RM score and KL from SFT")
+    handles = ax_rm.get_legend_handles_labels()[0] + ax_kl.get_legend_handles_labels()[0]
+    ax_rm.legend(handles=handles, fontsize=7, loc="best")
+    ax_acc.plot(x, series("stale_rm_accuracy"), marker="o", color="#dd8452", label="previous round's RM")
+    ax_acc.plot(x, series("rm_accuracy"), marker="s", color="#4c72b0", label="this round's RM")
+    ax_acc.axhline(0.5, color="k", ls="--", lw=0.8)
+    ax_acc.set(xlabel="round", ylabel="pairwise accuracy vs labelers",
+               title="RM accuracy on each round's\nnew comparisons (held-out part)")
+    for ax in (ax_gold, ax_acc):
+        ax.legend(fontsize=7, loc="best")
+    for ax in (ax_gold, ax_rm, ax_acc):
+        ax.set_xticks(x)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _subplots(*grid, figsize, **kwargs):
+    """A Figure without pyplot: no backend is chosen or switched, so a notebook's inline plots keep working."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kwargs)
+
+
 def _save(fig, path: str) -> bool:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return True
 
 
@@ -278,6 +330,14 @@ def run(workdir: str) -> dict:
     if summary.get("wall_time_s"):
         times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["wall_time_s"].items())
         parts.append(f"Wall time: {times}.\n")
+    rounds = summary.get("rounds") or []
+    if len(rounds) > 1:
+        parts += ["## Rounds of RLHF\n",
+                  "Round 1 is PPO-ptx; round r >= 2 ranks samples of round r-1's policy on fresh prompts, retrains "
+                  "the RM on every comparison so far and continues PPO-ptx, KL anchored to SFT. Accuracies are on the "
+                  "held-out part of each round's new comparisons (round 1: of SFT samples).\n", rounds_table(rounds)]
+        if plot_rounds(rounds, os.path.join(out_dir, "rounds.png")):
+            made.append(("rounds.png", "Per round: gold, win rate, RM score, KL; previous vs new RM on the new samples."))
     parts.append("## Plots\n")
     parts += [f"![{caption}]({name})\n\n{caption}\n" for name, caption in made]
     if missing:
