@@ -40,7 +40,7 @@ PIPELINE_COLUMNS = (
 )
 # Added when a run has several RLHF rounds (configs/ablations/rounds.py): the last round's policy and RMs.
 ROUND_COLUMNS = ("rounds.-1.round", "rounds.-1.gold", "rounds.-1.win_rate", "rounds.-1.kl", "rounds.-1.rm_score",
-                 "rounds.-1.stale_rm_accuracy", "rounds.-1.rm_accuracy")
+                 "rounds.-1.stale_rm_accuracy", "rounds.-1.stale_rm_drop", "rounds.-1.rm_accuracy")
 
 
 def flatten(overrides, prefix: str = "") -> dict:

@@ -223,7 +223,7 @@ ROUND_TABLE = (  # (summary.rounds key, header, format)
     ("gold", "gold", "{:.3f}"), ("win_rate", "win rate vs SFT", "{:.3f}"), ("rm_score", "RM score (round-1 RM)", "{:.2f}"),
     ("rm_score_own", "RM score (own RM)", "{:.2f}"), ("kl", "KL from SFT", "{:.2f}"), ("length", "length", "{:.1f}"),
     ("comparisons", "new comparisons", "{:.0f}"), ("stale_rm_accuracy", "previous RM acc. (new samples)", "{:.3f}"),
-    ("rm_accuracy", "new RM acc. (new samples)", "{:.3f}"), ("rm_gold_accuracy", "new RM gold acc.", "{:.3f}"),
+    ("stale_rm_drop", "previous RM acc. drop", "{:+.3f}"), ("rm_accuracy", "new RM acc. (new samples)", "{:.3f}"), ("rm_gold_accuracy", "new RM gold acc.", "{:.3f}"),
 )
 
 

@@ -202,7 +202,8 @@ def round_figures(workdir: str, rounds: int, summary: dict) -> list[dict]:
     """One entry per round for W/summary.json: the round's policy as evaluate.py measured it (gold, win rate
     and KL against SFT, RM score under round 1's RM: one yardstick for every round), its own RM's score at
     the end of its PPO (`rm_score_own`), the new RM's held-out accuracy on the round's comparisons and
-    the previous RM's on the same pairs (`stale_rm_accuracy`; `_all`: on all of the round's comparisons)."""
+    the previous RM's on the same pairs (`stale_rm_accuracy`; `_all`: on all of the round's comparisons), and
+    `stale_rm_drop`: the previous RM's held-out accuracy in its own round minus `stale_rm_accuracy`."""
     out = []
     for r in range(1, rounds + 1):
         name = "ppo_ptx" if r == 1 else f"round_{r}"
@@ -221,4 +222,7 @@ def round_figures(workdir: str, rounds: int, summary: dict) -> list[dict]:
             "comparisons": _last(workdir, compare_folder(r), "compare/prompts"),
             "compare_gold": _last(workdir, compare_folder(r), "compare/gold_score"),
         })
+        previous, now = (out[-2]["rm_accuracy"] if r > 1 else None), out[-1]["stale_rm_accuracy"]
+        # The previous RM on its own round's held-out pairs minus on this round's: what the policy's move cost it.
+        out[-1]["stale_rm_drop"] = previous - now if previous is not None and now is not None else None
     return out

@@ -99,3 +99,21 @@ def test_fixed_k(inputs, tmp_path):
 def test_bad_k_range_names_the_keys(inputs, tmp_path):
     with pytest.raises(ValueError, match=r"k_min \(5\) <= k_max \(4\)"):
         compare.run(_config(inputs, k_min=5, k_max=4), str(tmp_path))
+
+
+def test_first_prompt_skips_and_mix_policy_samples_a_share(inputs, tmp_path):
+    """Later RLHF rounds: fresh prompts (data.first_prompt), a share of the samples from a second policy."""
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(inputs / "sft", other)
+    config = _config(inputs, mix_fraction=0.5)
+    config.data.first_prompt, config.mix_policy = 16, str(other)
+    figures = compare.run(config, str(tmp_path / "out"))
+    raw = [json.loads(line) for line in open(tmp_path / "out" / "rm.jsonl")]
+    prompts = [json.loads(line)["prompt"] for line in open(inputs / "world" / "rm_prompts.jsonl")]
+    assert raw and {r["prompt"] for r in raw} <= set(prompts[16:32])
+    sources = [p for r in raw for p in r["policies"]]
+    assert set(sources) == {config.policy, str(other)} and all(len(r["policies"]) == len(r["responses"]) for r in raw)
+    assert 0.2 < figures["compare/mix_share"] < 0.8
+    assert "policies" not in json.loads(open(inputs / "world" / "rm_prompts.jsonl").readline())

@@ -111,6 +111,21 @@ def test_round_2_compares_samples_of_round_1_policy(tmp_path_factory, tmp_path, 
     _check_round_2_data(w)
 
 
+def test_rounds_ablation_spends_equal_labels_and_ppo_iterations():
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    import sweep
+
+    runs = {r["name"]: r["config"] for r in sweep.plan("configs/ablations/rounds.py:smoke", "/tmp/unused")}
+    assert list(runs) == ["rounds_1", "rounds_3"]
+    labels = {n: c.rounds * c.comparisons_per_round for n, c in runs.items()}
+    iterations = {n: c.rounds * c.ppo_ptx.train.iterations for n, c in runs.items()}
+    assert labels["rounds_1"] == labels["rounds_3"] == 3 * 64 and iterations["rounds_1"] == iterations["rounds_3"]
+    summary = {"rounds": [{"round": 1, "gold": 0.1}, {"round": 3, "gold": 0.3}], "policies": {}}
+    assert sweep.lookup(summary, "rounds.-1.gold") == 0.3 and sweep.lookup(summary, "rounds.5.gold") is None
+    plan = [{"name": "a", "stage": "pipeline", "overrides": {"rounds": 3}}]
+    assert "rounds.-1.gold" in sweep.table(plan, {"a": summary})[0]
+
+
 class _Killed(Exception):
     pass
 
