@@ -105,6 +105,12 @@ def run_stage(stage: str, cfg, workdir: str):
     if kind == "compare":
         from instructgpt_jax import compare
 
+        d = cfg.compare.data
+        available = len(_read_lines(d.prompts))
+        if available < d.first_prompt + d.num_prompts:  # equal budgets are the point of the comparison
+            raise ValueError(f"{d.prompts} has {available} prompts; {stage} needs prompts {d.first_prompt}.."
+                             f"{d.first_prompt + d.num_prompts - 1} (lower config.comparisons_per_round or config.rounds, "
+                             "or raise config.world.scale)")
         figures = compare.run(cfg.compare, stage_dir)
         return {**figures, **accumulate(list(cfg.previous), os.path.join(stage_dir, "rm.jsonl"), cfg.val_fraction,
                                         cfg.seed, stage_dir)}

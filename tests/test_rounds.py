@@ -111,6 +111,17 @@ def test_round_2_compares_samples_of_round_1_policy(tmp_path_factory, tmp_path, 
     _check_round_2_data(w)
 
 
+def test_a_round_without_enough_fresh_prompts_is_an_error(tmp_path):
+    config = apply_overrides(load_config("configs/pipeline.py:smoke"), {"rounds": 2, "comparisons_per_round": 64})
+    (tmp_path / "world").mkdir()
+    (tmp_path / "world" / "rm_prompts.jsonl").write_text('{"prompt": "x"}\n' * 100)
+    cfg = pipeline.stage_configs(config, str(tmp_path))["round_2/compare"]
+    with pytest.raises(ValueError, match=r"has 100 prompts; round_2/compare needs prompts 64..127"):
+        rounds.run_stage("round_2/compare", cfg, str(tmp_path))
+    with pytest.raises(ValueError, match="round_rm_init"):
+        pipeline.stage_configs(apply_overrides(config, {"round_rm_init": "last"}), str(tmp_path))
+
+
 def test_rounds_ablation_spends_equal_labels_and_ppo_iterations():
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
     import sweep
