@@ -35,9 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def matmul_flops(cfg: GPTConfig) -> int:
-    """Weights used in matmuls: 4 D^2 attention + 2 D F MLP per layer, plus the tied unembedding V D."""
+    """Weights used in matmuls: 4 D^2 attention + 2 D F MLP per layer, plus the tied unembedding V D, or for
+    a scalar-head model (RM, value) the D x 1 head: it never computes logits, so V D would inflate its MFU."""
     D = cfg.n_embd
-    return cfg.n_layer * (4 * D * D + 2 * D * cfg.mlp_dim) + cfg.vocab_size * D
+    return cfg.n_layer * (4 * D * D + 2 * D * cfg.mlp_dim) + (1 if cfg.scalar_head else cfg.vocab_size) * D
 
 
 def train_flops_per_token(cfg: GPTConfig, seq_len: int) -> float:

@@ -19,6 +19,8 @@ def test_flops_per_token_counts_matmul_weights():
     assert bench.matmul_flops(cfg) == n
     assert bench.train_flops_per_token(cfg, 16) == 6 * n + 12 * 2 * 8 * 16
     assert bench.forward_flops_per_token(cfg, 16) == 2 * n + 4 * 2 * 8 * 16
+    headed = GPTConfig(vocab_size=100, n_positions=32, n_layer=2, n_head=2, n_embd=8, scalar_head=True)
+    assert bench.matmul_flops(headed) == n - 800 + 8  # the RM reads a D x 1 head, never the unembedding
 
 
 def test_smoke_bench_writes_every_figure(tmp_path):
