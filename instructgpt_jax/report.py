@@ -220,10 +220,11 @@ def plot_training(workdir: str, summary: dict, path: str) -> bool:
 
 
 ROUND_TABLE = (  # (summary.rounds key, header, format)
-    ("gold", "gold", "{:.3f}"), ("win_rate", "win rate vs SFT", "{:.3f}"), ("rm_score", "RM score (round-1 RM)", "{:.2f}"),
-    ("rm_score_own", "RM score (own RM)", "{:.2f}"), ("kl", "KL from SFT", "{:.2f}"), ("length", "length", "{:.1f}"),
-    ("comparisons", "new comparisons", "{:.0f}"), ("stale_rm_accuracy", "previous RM acc. (new samples)", "{:.3f}"),
-    ("stale_rm_drop", "previous RM acc. drop", "{:+.3f}"), ("rm_accuracy", "new RM acc. (new samples)", "{:.3f}"), ("rm_gold_accuracy", "new RM gold acc.", "{:.3f}"),
+    ("gold", "gold", "{:.3f}"), ("win_rate", "win rate vs SFT", "{:.3f}"),
+    ("rm_score", "RM score (round-1 RM)", "{:.2f}"), ("rm_score_own", "RM score (own RM)", "{:.2f}"),
+    ("kl", "KL from SFT", "{:.2f}"), ("length", "length", "{:.1f}"), ("comparisons", "new comparisons", "{:.0f}"),
+    ("stale_rm_accuracy", "previous RM acc. (new samples)", "{:.3f}"), ("stale_rm_drop", "previous RM acc. drop", "{:+.3f}"),
+    ("rm_accuracy", "new RM acc. (new samples)", "{:.3f}"), ("rm_gold_accuracy", "new RM gold acc.", "{:.3f}"),
 )
 
 
@@ -234,8 +235,9 @@ def rounds_table(rounds: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_rounds(rounds: list[dict], path: str) -> bool:
-    """Per round: gold and win rate, RM score and KL, and stale vs new RM accuracy on the round's samples."""
+def plot_rounds(rounds: list[dict], path: str, sft_gold: float | None = None) -> bool:
+    """Per round: gold and win rate (SFT's gold for reference), RM score and KL, and the previous round's RM
+    against the new one on the round's new comparisons."""
     if len(rounds) < 2:
         return False
     x = [r["round"] for r in rounds]
@@ -244,6 +246,8 @@ def plot_rounds(rounds: list[dict], path: str) -> bool:
     ax_gold.plot(x, series("gold"), marker="o", color=COLORS["ppo_ptx"], label="gold")
     ax_gold.plot(x, series("win_rate"), marker="s", color=COLORS["sft"], label="win rate vs SFT")
     ax_gold.axhline(0.5, color="k", ls="--", lw=0.8)
+    if sft_gold is not None:
+        ax_gold.axhline(sft_gold, color=COLORS["ppo_ptx"], ls=":", lw=1, label="SFT gold")
     ax_gold.set(xlabel="round", title="Gold score and win rate vs SFT")
     ax_rm.plot(x, series("rm_score"), marker="o", color="#8172b3", label="RM score (round-1 RM)")
     ax_rm.plot(x, series("rm_score_own"), marker="^", color="#937860", label="RM score (own RM, end of PPO)")
@@ -336,8 +340,9 @@ def run(workdir: str) -> dict:
                   "Round 1 is PPO-ptx; round r >= 2 ranks samples of round r-1's policy on fresh prompts, retrains "
                   "the RM on every comparison so far and continues PPO-ptx, KL anchored to SFT. Accuracies are on the "
                   "held-out part of each round's new comparisons (round 1: of SFT samples).\n", rounds_table(rounds)]
-        if plot_rounds(rounds, os.path.join(out_dir, "rounds.png")):
-            made.append(("rounds.png", "Per round: gold, win rate, RM score, KL; previous vs new RM on the new samples."))
+        sft_gold = summary.get("policies", {}).get("sft", {}).get("gold")
+        if plot_rounds(rounds, os.path.join(out_dir, "rounds.png"), sft_gold):
+            made.append(("rounds.png", "Per round: gold, win rate, RM score, KL; previous vs new RM on new samples."))
     parts.append("## Plots\n")
     parts += [f"![{caption}]({name})\n\n{caption}\n" for name, caption in made]
     if missing:

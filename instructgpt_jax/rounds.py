@@ -109,8 +109,8 @@ def run_stage(stage: str, cfg, workdir: str):
         available = len(_read_lines(d.prompts))
         if available < d.first_prompt + d.num_prompts:  # equal budgets are the point of the comparison
             raise ValueError(f"{d.prompts} has {available} prompts; {stage} needs prompts {d.first_prompt}.."
-                             f"{d.first_prompt + d.num_prompts - 1} (lower config.comparisons_per_round or config.rounds, "
-                             "or raise config.world.scale)")
+                             f"{d.first_prompt + d.num_prompts - 1} (lower config.comparisons_per_round or "
+                             "config.rounds, or raise config.world.scale)")
         figures = compare.run(cfg.compare, stage_dir)
         return {**figures, **accumulate(list(cfg.previous), os.path.join(stage_dir, "rm.jsonl"), cfg.val_fraction,
                                         cfg.seed, stage_dir)}
@@ -147,7 +147,8 @@ def accumulate(previous: list[str], fresh: str, val_fraction: float, seed: int, 
         write_jsonl(os.path.join(out_dir, "samples.jsonl"),
                     [{"prompt": r["prompt"], "response": y} for r in new for y in r["responses"]])
         write_jsonl(os.path.join(out_dir, "rm_train.jsonl"), older + train)
-    return {"compare/accumulated": len(older) + len(new), "compare/fresh_train": len(train), "compare/fresh_val": len(val)}
+    return {"compare/accumulated": len(older) + len(new), "compare/fresh_train": len(train),
+            "compare/fresh_val": len(val)}
 
 
 def stale_accuracy(rm_cfg, rm_dir: str, paths: dict) -> dict:
