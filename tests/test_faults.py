@@ -93,6 +93,14 @@ def reference(tmp_path_factory):
     return _final_params(workdir), _losses(workdir)
 
 
+def _rerun_resumes(workdir, step, reference):
+    """Rerun the plain CLI: it resumes from `step` and ends as the uninterrupted reference run."""
+    out = _cli(workdir)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"resuming from step {step}" in out.stderr
+    _check_resumed(workdir, reference)
+
+
 def _check_resumed(workdir, reference):
     params, losses = reference
     _assert_bit_identical(_final_params(workdir), params)
@@ -114,10 +122,7 @@ def test_kill_9_during_training_step_then_rerun_is_bit_identical(tmp_path, refer
         proc.wait()
     killed_at = checkpoint.latest_step(str(workdir / "checkpoints"))
     assert killed_at is not None and killed_at < STEPS, f"the run was not interrupted (latest checkpoint {killed_at})"
-    out = _cli(workdir)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert f"resuming from step {killed_at}" in out.stderr
-    _check_resumed(workdir, reference)
+    _rerun_resumes(workdir, killed_at, reference)
 
 
 @pytest.mark.slow
@@ -128,10 +133,7 @@ def test_kill_9_during_checkpoint_write_then_rerun_is_bit_identical(tmp_path, re
     # Killed while writing step 2 * EVERY: only step EVERY is a checkpoint; the half-written one is a temp folder.
     assert checkpoint.latest_step(str(workdir / "checkpoints")) == EVERY
     assert any(".orbax-checkpoint-tmp" in e for e in _ckpt_entries(workdir)), _ckpt_entries(workdir)
-    out = _cli(workdir)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert f"resuming from step {EVERY}" in out.stderr
-    _check_resumed(workdir, reference)
+    _rerun_resumes(workdir, EVERY, reference)
 
 
 @pytest.mark.slow
@@ -142,10 +144,7 @@ def test_disk_full_on_save_keeps_previous_checkpoint(tmp_path, reference):
     errors = [line for line in out.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "No space left on device" in errors[0], out.stderr[-2000:]
     assert checkpoint.latest_step(str(workdir / "checkpoints")) == EVERY
-    out = _cli(workdir)  # space freed: the rerun starts from the intact previous checkpoint
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert f"resuming from step {EVERY}" in out.stderr
-    _check_resumed(workdir, reference)
+    _rerun_resumes(workdir, EVERY, reference)  # space freed: the rerun starts from the intact previous checkpoint
 
 
 def _truncate_arrays(step_dir):
