@@ -323,12 +323,11 @@ def run(config, workdir: str) -> dict:
 
 def write_summary(workdir: str, summary: dict) -> None:
     """W/summary.json, written atomically (a reader never sees half a file), merged with what is there."""
+    from instructgpt_jax.data.formats import write_json
+
     path = os.path.join(workdir, "summary.json")
     old = {}
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({**old, **summary}, f, indent=2, default=float)
-    os.replace(tmp, path)
+    write_json(path, {**old, **summary})

@@ -139,11 +139,9 @@ def read_marker(workdir: str, stage: str) -> dict | None:
 
 
 def _write_marker(workdir: str, stage: str, marker: dict) -> None:
-    os.makedirs(os.path.join(workdir, stage), exist_ok=True)
-    path = os.path.join(workdir, stage, MARKER)
-    with open(path + ".tmp", "w") as f:
-        json.dump(marker, f, indent=2)
-    os.replace(path + ".tmp", path)
+    from instructgpt_jax.data.formats import write_json
+
+    write_json(os.path.join(workdir, stage, MARKER), marker)
 
 
 def _link(src_run: str, workdir: str, stage: str) -> None:

@@ -189,9 +189,9 @@ def run(config, workdir: str) -> dict:
     # This host's rows of each fixed evaluation batch (the gold score averages this host's responses).
     eval_batches = [batching.ppo_batch(batching.process_slice(eval_prompts[i * cfg.rollout_batch:(i + 1) * cfg.rollout_batch]),
                                        tokenizer, P) for i in range(n_eval)]
-    gold = None
-    if config.eval.gold_judge == "world":
-        from instructgpt_jax.data.world import gold_score as gold
+    from instructgpt_jax.data.world import gold_judge
+
+    gold = gold_judge(config.eval.gold_judge)
 
     train_ids = heldout_ids = None
     if config.data.corpus.source:

@@ -188,9 +188,27 @@ def load_reward_norm(rm_dir: str) -> dict:
 
 # ---------------------------------------------------------------- the stage
 
+def read_comparisons(path: str, data_cfg, tokenizer, model_vocab_size: int) -> list[dict]:
+    """K-wise RM JSONL as config.data says (k_max, token limits, overflow), validated against the model vocab."""
+    from instructgpt_jax.data import formats
+
+    d = data_cfg
+    return list(formats.read_rm(path, tokenizer, k_max=d.k_max, max_prompt_tokens=d.max_prompt_tokens,
+                                max_response_tokens=d.max_response_tokens, overflow=d.overflow,
+                                model_vocab_size=model_vocab_size))
+
+
+def fit_seq_len(records: list[dict], tokenizer, seq_len: int, n_positions: int) -> int:
+    """`seq_len`, or with 0 the longest prompt + response of `records` rounded up (sft.auto_seq_len)."""
+    lengths = [len(tokenizer.encode_prompt(r["prompt"])) + len(tokenizer.encode_response(y))
+               for r in records for y in r["responses"]]
+    return seq_len or auto_seq_len(lengths, n_positions)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train the RM from `config.init_from` (SFT) on `config.data.train` into `workdir`; returns the figures."""
     from instructgpt_jax.data import batching, formats
+    from instructgpt_jax.data.world import gold_judge
     from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
 
     if not config.init_from:
@@ -201,9 +219,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     tokenizer = make_tokenizer(d.tokenizer)
     model_cfg = train.model_config(config.model, scalar_head=True)
     check_vocab(tokenizer, model_cfg.vocab_size)
-    read = lambda path: list(formats.read_rm(path, tokenizer, k_max=d.k_max, max_prompt_tokens=d.max_prompt_tokens,  # noqa: E731
-                                             max_response_tokens=d.max_response_tokens, overflow=d.overflow,
-                                             model_vocab_size=model_cfg.vocab_size))
+    read = lambda path: read_comparisons(path, d, tokenizer, model_cfg.vocab_size)  # noqa: E731
     records = read(d.train)
     if d.val:
         train_recs, val_recs = records, read(d.val)
@@ -213,9 +229,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         train_recs = subsample_k(train_recs, d.k, d.response_budget, t.seed)
     elif d.response_budget:
         raise ValueError("config.data.response_budget needs config.data.k (the K every training prompt is cut to)")
-    lengths = [len(tokenizer.encode_prompt(r["prompt"])) + len(tokenizer.encode_response(y))
-               for r in records + val_recs for y in r["responses"]]
-    seq_len = t.seq_len or auto_seq_len(lengths, model_cfg.n_positions)
+    seq_len = fit_seq_len(records + val_recs, tokenizer, t.seq_len, model_cfg.n_positions)
 
     if rm.pairs_shuffled:
         examples, batch_size = shuffled_pairs(train_recs), rm.pair_batch_size
@@ -230,11 +244,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     log.info("rm: %d train prompts (%d examples, K <= %d), %d val prompts, seq_len %d, %d steps", len(train_recs),
              len(examples), k_max, len(val_recs), seq_len, steps)
 
-    gold = None
-    if config.eval.gold_judge == "world":
-        from instructgpt_jax.data.world import gold_score as gold
-    elif config.eval.gold_judge:
-        raise ValueError(f"config.eval.gold_judge={config.eval.gold_judge!r}; expected 'world' or '' (none)")
+    gold = gold_judge(config.eval.gold_judge)
     score_texts = make_score_texts(setup, tokenizer, seq_len, config.eval.batch_rows)
     # The same training prompts (K-wise, whatever the batching) against held-out ones: the overfitting gap.
     train_probe = train_recs[:len(val_recs)]
@@ -261,8 +271,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raw = score_texts(state["params"], [p for p, _ in pairs], [y for _, y in pairs])
     norm = {**reward_norm(raw, config.norm.gain), "source": config.norm.data or d.train}
     if jax.process_index() == 0:
-        with open(norm_path + ".tmp", "w") as f:
-            json.dump(norm, f, indent=2)
-        os.replace(norm_path + ".tmp", norm_path)
+        formats.write_json(norm_path, norm)
     return {**final_figures(workdir, "rm"), "rm/norm_mean": load_reward_norm(workdir)["mean"],
             "rm/norm_std": load_reward_norm(workdir)["std"]}

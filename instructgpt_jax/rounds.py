@@ -116,10 +116,11 @@ def run_stage(stage: str, cfg, workdir: str):
                                         cfg.seed, stage_dir)}
     if kind == "rm":
         from instructgpt_jax import reward
+        from instructgpt_jax.data.formats import write_json
 
         stale = stale_accuracy(cfg.rm, cfg.stale_rm, {"": cfg.rm.data.val, "_all": cfg.fresh})
         if jax.process_index() == 0:
-            _write_json(os.path.join(stage_dir, "stale_rm.json"), stale)
+            write_json(os.path.join(stage_dir, "stale_rm.json"), stale)
         return {**stale, **reward.run(cfg.rm, stage_dir)}
     if kind == "ppo":
         from instructgpt_jax import ppo
@@ -154,25 +155,19 @@ def accumulate(previous: list[str], fresh: str, val_fraction: float, seed: int, 
 def stale_accuracy(rm_cfg, rm_dir: str, paths: dict) -> dict:
     """The RM of `rm_dir` on K-wise RM JSONL files: {rm/stale_accuracy<suffix>, ...} for each (suffix, path)."""
     from instructgpt_jax import reward, train
-    from instructgpt_jax.data import formats
-    from instructgpt_jax.sft import auto_seq_len
+    from instructgpt_jax.data.world import gold_judge
     from instructgpt_jax.tokenizer import make_tokenizer
 
     d = rm_cfg.data
     tokenizer = make_tokenizer(d.tokenizer)
     model_cfg = train.model_config(rm_cfg.model, scalar_head=True)
-    sets = {suffix: list(formats.read_rm(path, tokenizer, k_max=d.k_max, max_prompt_tokens=d.max_prompt_tokens,
-                                         max_response_tokens=d.max_response_tokens, overflow=d.overflow,
-                                         model_vocab_size=model_cfg.vocab_size)) for suffix, path in paths.items()}
-    lengths = [len(tokenizer.encode_prompt(r["prompt"])) + len(tokenizer.encode_response(y))
-               for records in sets.values() for r in records for y in r["responses"]]
-    seq_len = rm_cfg.train.seq_len or auto_seq_len(lengths, model_cfg.n_positions)
+    sets = {suffix: reward.read_comparisons(path, d, tokenizer, model_cfg.vocab_size) for suffix, path in paths.items()}
+    seq_len = reward.fit_seq_len([r for records in sets.values() for r in records], tokenizer, rm_cfg.train.seq_len,
+                                 model_cfg.n_positions)
     setup = train.make_setup(model_cfg, rm_cfg.mesh, train.make_optimizer(rm_cfg.optim, 1))
     params = train.params_from(setup, rm_dir)
     score_texts = reward.make_score_texts(setup, tokenizer, seq_len, rm_cfg.eval.batch_rows)
-    gold = None
-    if rm_cfg.eval.gold_judge == "world":
-        from instructgpt_jax.data.world import gold_score as gold
+    gold = gold_judge(rm_cfg.eval.gold_judge)
     out = {"rm/stale_from": rm_dir}
     with jax.set_mesh(setup.mesh):
         for suffix, records in sets.items():
@@ -182,13 +177,6 @@ def stale_accuracy(rm_cfg, rm_dir: str, paths: dict) -> dict:
             if gold is not None:
                 out[f"rm/stale_gold_accuracy{suffix}"] = figures["stale/gold_accuracy"]
     return out
-
-
-def _write_json(path: str, value: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(value, f, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 def _read_json(path: str) -> dict:

@@ -167,11 +167,9 @@ def make_evaluate(setup: train.Setup, config, tokenizer, val_batches: list[dict]
         loss, aux = sft_loss(nnx.merge(setup.graphdef, params), batch, None)
         return loss * aux["tokens"], aux["tokens"]
 
-    gold = None
-    if config.eval.gold_judge == "world":
-        from instructgpt_jax.data.world import gold_score as gold
-    elif config.eval.gold_judge:
-        raise ValueError(f"config.eval.gold_judge={config.eval.gold_judge!r}; expected 'world' or '' (none)")
+    from instructgpt_jax.data.world import gold_judge
+
+    gold = gold_judge(config.eval.gold_judge)
     generators = {
         name: make_generate(setup.graphdef, SampleConfig(max_new_tokens=config.eval.max_new_tokens, temperature=temp,
                                                          eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id))

@@ -271,6 +271,15 @@ def write_jsonl(path: str, records) -> str:
     return path
 
 
+def write_json(path: str, value: dict) -> str:
+    """One JSON document (markers, summaries, normalisation), atomic via a rename: a reader never sees half."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f, indent=2, default=float)  # numpy scalars as numbers
+    os.replace(path + ".tmp", path)
+    return path
+
+
 def write_world(cfg, out_dir: str) -> dict[str, str]:
     """Write the embedded world's splits as JSONL; returns split name -> path.
 

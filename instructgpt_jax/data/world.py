@@ -236,3 +236,12 @@ class World:
 def make_world(cfg=None) -> World:
     """A World from an ml_collections ConfigDict (configs/world.py), a WorldConfig, or None for defaults."""
     return World(world_config(cfg))
+
+
+def gold_judge(name: str):
+    """`config.eval.gold_judge` -> the judge: "world" is gold_score, "" is none (a user's data has no gold)."""
+    if name == "world":
+        return gold_score
+    if name:
+        raise ValueError(f"config.eval.gold_judge={name!r}; expected 'world' or '' (none)")
+    return None
