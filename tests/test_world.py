@@ -134,9 +134,11 @@ def test_heldout_split_and_determinism():
     assert all(p.family == "lowercase" or p.phrasing == 4 for p in held)
     assert {p.family for p in held} == set(tasks.FAMILIES)
     assert {p.family for p in train_parsed} == set(tasks.FAMILIES) - {"lowercase"}
-    # Eval prompts avoid training prompts (only the harmful family is small enough to repeat).
+    # Eval prompts avoid training prompts (only the small write and harmful families run out and repeat),
+    # and every trained family keeps its share of the eval split.
     train_set = set(p for s in ("sft", "rm", "ppo") for p in world.prompts(s))
-    assert all(p not in train_set or is_harmful(p) for p in world.prompts("eval"))
+    assert all(p not in train_set or tasks.parse(p).family in ("write", "harmful") for p in world.prompts("eval"))
+    assert {tasks.parse(p).family for p in world.prompts("eval")} == set(tasks.FAMILIES) - {"lowercase"}
     assert World(SMALL).prompts("ppo") == world.prompts("ppo")
     assert World(dataclasses.replace(SMALL, seed=1)).prompts("ppo") != world.prompts("ppo")
     harmful = np.mean([is_harmful(p) for p in world.prompts("rm")])

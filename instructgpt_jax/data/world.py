@@ -109,8 +109,7 @@ class World:
     def prompts(self, split: str) -> list[str]:
         """The split's prompts, deterministic in (seed, split).
 
-        Eval prompts are redrawn (up to 20 times) when they repeat a training prompt; only the small harmful
-        family can exhaust its unseen prompts and then repeats one.
+        Eval prompts are redrawn within their family (up to 20 times) when they repeat a training prompt.
         """
         if split in self._prompts:
             return self._prompts[split]
@@ -127,9 +126,11 @@ class World:
         rng = np.random.default_rng([self.config.seed, _SPLIT_SEED[split]])
         out = []
         for _ in range(n):
-            for _attempt in range(20):   # small families (harmful) may run out of unseen prompts: then repeat
-                family = FAMILIES[names[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(names) - 1)]]
-                phrasings = allowed[family.name]
+            # The family is drawn once per prompt, so every family keeps its share of an eval split; a small
+            # family (harmful, write) may run out of unseen prompts and then repeats a training prompt.
+            family = FAMILIES[names[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(names) - 1)]]
+            phrasings = allowed[family.name]
+            for _attempt in range(20):
                 template = family.phrasings[phrasings[rng.integers(len(phrasings))]]
                 prompt = template.format(**family.sample(rng, template))
                 if prompt not in seen:
