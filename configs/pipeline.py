@@ -59,6 +59,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # An undertrained policy's samples can hold bytes that are not UTF-8; each decodes to U+FFFD (3 bytes), so
     # a 48-token sample can re-encode to more than 64 tokens. Cut those (logged) rather than stop the run.
     config.rm.data.overflow = "truncate"
+    config.ppo = load_config("configs/ppo.py:" + ("smoke" if smoke else "ppo"))
+    config.ppo.ppo.ptx_coef = 0.0  # plain PPO: the paper's gamma = 0
+    config.ppo_ptx = load_config("configs/ppo.py:" + ("smoke" if smoke else "ptx"))
     if not smoke:
         # Scaled for the tiny model (measured in docs/RESULTS.md): SFT 7 epochs of the scale-0.5 world's
         # demonstrations (1,520 steps); comparisons on 2,048 prompts, two RM epochs. With the stage defaults
@@ -70,9 +73,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # SFT has forgotten Shakespeare (held-out loss 2.1 -> 6.4 nats/byte), so the pretraining gradient is
         # large: at ptx_coef 1 PPO-ptx drifts 50+ nats from SFT; 0.2 keeps it near 10 (docs/RESULTS.md).
         config.ppo_ptx.ppo.ptx_coef = 0.2
-    config.ppo = load_config("configs/ppo.py:" + ("smoke" if smoke else "ppo"))
-    config.ppo.ppo.ptx_coef = 0.0  # plain PPO: the paper's gamma = 0
-    config.ppo_ptx = load_config("configs/ppo.py:" + ("smoke" if smoke else "ptx"))
     for stage in LINKED:
         config[stage].model.preset = config.get_ref("model")
     config.world.tokenizer = config.get_ref("tokenizer")
