@@ -1,10 +1,12 @@
-"""Ablation: the KL coefficient beta of PPO-ptx, from none to strong (Ouyang et al. 2022 use 0.02).
+"""Ablation: the KL coefficient beta of PPO, from none to strong (Ouyang et al. 2022 use 0.02).
 
   python experiments/sweep.py --config configs/ablations/beta.py:W --workdir W/sweep_beta
 
 W (after the colon; default runs/pipeline) is a pipeline workdir whose world, SFT and RM stages are done
 (`instructgpt pipeline --config configs/pipeline.py:default --workdir W`); every run starts from W/sft and
-W/rm and differs only in beta. Runtime: one PPO-ptx run each (see configs/ppo.py), six runs.
+W/rm and differs only in beta. Plain PPO (ptx_coef 0), so the KL to SFT is beta's doing alone: with the
+pretraining term the policy also drifts towards the corpus (configs/ablations/ptx.py sweeps that).
+Runtime: one PPO run each (100 iterations, about 2.5 minutes on 2 CPU cores for the tiny model), six runs.
 Expected: the RM score rises as beta falls, and the KL to SFT grows; the gold score peaks at a moderate
 beta and falls again for the smallest ones: with beta ~0 the policy over-optimises the reward model
 (it learns the labelers' length bias the RM inherited: longer responses, higher RM score, lower gold), the
@@ -21,7 +23,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     paths = {"init_policy": f"{workdir}/sft", "init_value": f"{workdir}/rm", "reward_model": f"{workdir}/rm",
              "data": {"prompts": f"{workdir}/world/ppo.jsonl", "eval_prompts": f"{workdir}/world/eval.jsonl"}}
     config = ml_collections.ConfigDict()
-    config.base = "configs/ppo.py:ptx"
+    config.base = "configs/ppo.py:ppo"
     config.runs = ml_collections.ConfigDict(
         {name: {**paths, "ppo": {"beta": beta}} for name, beta in BETAS.items()}, sort_keys=False)
     return config
