@@ -7,10 +7,23 @@ W (after the colon; default runs/pipeline) is a pipeline workdir whose world, SF
 W/rm and differs only in beta. Plain PPO (ptx_coef 0), so the KL to SFT is beta's doing alone: with the
 pretraining term the policy also drifts towards the corpus (configs/ablations/ptx.py sweeps that).
 Runtime: one PPO run each (100 iterations, about 2.5 minutes on 2 CPU cores for the tiny model), six runs.
-Expected: the RM score rises as beta falls, and the KL to SFT grows; the gold score peaks at a moderate
-beta and falls again for the smallest ones: with beta ~0 the policy over-optimises the reward model
-(it learns the labelers' length bias the RM inherited: longer responses, higher RM score, lower gold), the
-proxy-vs-gold curve of Gao et al. 2022. Plot gold and RM score against KL from W/sweep_beta/sweep.json.
+Measured (2026-12-01, W = the `pipeline :default` run of docs/RESULTS.md, 100 iterations each, 2 cores):
+
+| beta | RM score | KL to SFT | length | gold |
+|---|---|---|---|---|
+| SFT (iteration 0) | 0.116 | 0 | 14.2 | 0.354 |
+| 0 | 0.458 | 17.7 | 28.1 | 0.309 |
+| 0.002 | 0.439 | 14.6 | 26.6 | 0.324 |
+| 0.005 | 0.361 | 11.3 | 24.8 | 0.337 |
+| 0.02 (paper) | 0.306 | 3.6 | 20.1 | 0.355 |
+| 0.05 | 0.234 | 0.78 | 17.3 | 0.365 |
+| 0.2 | 0.186 | 0.19 | 16.0 | 0.368 |
+
+The RM score rises as beta falls and the KL grows; gold falls with KL from the first nats on for small
+beta (the policy learns the labelers' length bias the RM inherited: longer responses, higher RM score,
+lower gold) and rises a little only at the largest betas, the proxy-vs-gold picture of Gao et al. 2022
+for an RM that judges gold in few task families. `W/sweep_beta/sweep.png` plots gold and RM score
+against KL for every run.
 """
 
 import ml_collections
