@@ -59,11 +59,10 @@ def main(argv=None) -> None:
     import ml_collections
     import numpy as np
 
-    from instructgpt_jax import checkpoint, reward, sharding
+    from instructgpt_jax import checkpoint, reward
     from instructgpt_jax.config_base import mesh_config
     from instructgpt_jax.data.world import make_world
-    from instructgpt_jax.evaluate import EvalConfig, _read_eval, sample_policy, score_samples
-    from instructgpt_jax.model import abstract_model
+    from instructgpt_jax.evaluate import EvalConfig, _read_eval, mesh_and_shardings, sample_policy, score_samples
     from instructgpt_jax.sampling import SampleConfig, make_generate
     from instructgpt_jax.tokenizer import make_tokenizer
 
@@ -80,10 +79,7 @@ def main(argv=None) -> None:
     prompts = [r["prompt"] for r in rows]
     families = np.array([r.get("family") or world.family_of(r["prompt"]) for r in rows])
 
-    mc = mesh_config()
-    mesh = sharding.make_mesh(mc.shape)
-    rules = tuple(tuple(r) for r in mc.rules)
-    shardings = lambda cfg: sharding.param_shardings(abstract_model(cfg)[1], mesh, rules)  # noqa: E731
+    mesh, shardings = mesh_and_shardings(mesh_config())
     _, rm_graphdef, rm_params, _ = checkpoint.load_model(rm_dir, shardings=shardings)
     _, graphdef, params, _ = checkpoint.load_model(policy_dir, shardings=shardings)
     norm = reward.load_reward_norm(rm_dir)

@@ -215,6 +215,13 @@ def rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows, ec: EvalCo
     }
 
 
+def mesh_and_shardings(mesh_cfg):
+    """(mesh, fn(model config) -> param shardings) for loading checkpoints straight into their shards."""
+    mesh = sharding.make_mesh(mesh_cfg.shape)
+    rules = tuple(tuple(r) for r in mesh_cfg.rules)
+    return mesh, lambda cfg: sharding.param_shardings(abstract_model(cfg)[1], mesh, rules)
+
+
 def stage_finals(workdir: str) -> dict:
     """Last logged value of every metric of every stage folder (e.g. sft/loss, rm/accuracy)."""
     out = {}
@@ -254,9 +261,7 @@ def run(config, workdir: str) -> dict:
     rm_dir = os.path.join(workdir, ec.reward_model)
     norm = reward.load_reward_norm(rm_dir)
     mesh_cfg = config.eval.get("mesh") or mesh_config()
-    mesh = sharding.make_mesh(mesh_cfg.shape)
-    rules = tuple(tuple(r) for r in mesh_cfg.rules)
-    shardings = lambda cfg: sharding.param_shardings(abstract_model(cfg)[1], mesh, rules)  # noqa: E731
+    mesh, shardings = mesh_and_shardings(mesh_cfg)
 
     text = corpus_lib.load_corpus(ec.corpus, heldout_fraction=ec.corpus_heldout_fraction)
     heldout_ids = np.asarray(tokenizer.encode(text.heldout), np.int32)
