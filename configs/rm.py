@@ -35,6 +35,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.rm = ml_collections.ConfigDict({
         "pairs_shuffled": False,       # True: every pair its own example, shuffled (TRL / OpenRLHF)
         "pair_batch_size": 64,         # pairs per step when pairs_shuffled
+        # > 0: pack each response (prompt + response) as a segment of rows of seq_len tokens; a step takes
+        # whole prompts until this many rows are full (train.batch_size unused). 0: (batch_size, k_max,
+        # seq_len) batches, every prompt padded to k_max responses and every response to seq_len.
+        "packed_rows": 0,
     })
     config.norm = ml_collections.ConfigDict({
         "gain": False,                 # False: bias only (InstructGPT); True: also std 1 (lm-human-preferences)
@@ -48,12 +52,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.optim = optim_config(lr=1e-3, warmup_steps=2)
         config.train = train_config(steps=10, batch_size=8, seq_len=0, epochs=1.0, log_every=5, eval_every=10,
                                     checkpoint_every=10)
+        config.rm.packed_rows = 16
         config.norm.num_responses = 256
     elif arg == "default":
         config.model = model_config("tiny")
         config.optim = optim_config(lr=1e-3, warmup_steps=5, weight_decay=0.0)
         config.train = train_config(steps=0, batch_size=16, seq_len=0, epochs=1.0, log_every=5, eval_every=20,
                                     checkpoint_every=20)
+        # 40 rows of 128 tokens hold ~11 prompts of K 4..9 responses of ~51 tokens (the pipeline default's
+        # comparisons: 324 steps for 2 epochs against 227 of 16 prompts padded to (16, 9, 128)): 5,120 token
+        # slots a step instead of 18,432, 0.45 s a step instead of 2.1 s on 2 CPU cores.
+        config.rm.packed_rows = 40
     elif arg == "gpt2":
         config.model = model_config("gpt2", dtype="bfloat16")
         config.data.tokenizer = "gpt2"

@@ -11,6 +11,11 @@ different updates and the RM overfits within one epoch. `config.rm.pairs_shuffle
 (TRL / OpenRLHF style) on the same pairs, to test the claim. After training the reward is normalised by
 a bias (and optionally a gain) so that SFT samples score mean 0 (std 1), written to reward_norm.json.
 
+Packing (`config.rm.packed_rows`): responses average a third of the padded (K, T) slots, so a packed step
+lays each prompt + response out as one segment of shared rows (block-diagonal attention, its own
+positions, read at its last token) and takes whole prompts until the rows are full; the loss is the same
+function of the same scores (tested against the padded batch, gradient included).
+
   instructgpt rm --config configs/rm.py --workdir W/rm   (config.init_from = W/sft, data.train = W/compare/rm.jsonl)
 """
 
@@ -28,7 +33,9 @@ import numpy as np
 from flax import nnx
 
 from instructgpt_jax import sharding, train
-from instructgpt_jax.sft import auto_seq_len, fetch, final_figures, shard_global, split_val
+from instructgpt_jax.data.batching import _check_lengths
+from instructgpt_jax.sft import (auto_seq_len, fetch, final_figures, pack_rows, packed_batch, packed_key_mask,
+                                 shard_global, split_val)
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +62,32 @@ def kwise_loss(scores: jax.Array, ranks: jax.Array, k_mask: jax.Array) -> tuple[
     return loss, {"accuracy": accuracy, "pairs": better.sum().astype(jnp.float32)}
 
 
+def segment_scores(model, batch, dropout_rng=None) -> jax.Array:
+    """Raw rewards (S,) of the segments of packed rows: tokens, positions, segment_ids (R, T); seg_row and
+    seg_end (S,), each segment's row and last token. One trunk forward; a token sees only its segment."""
+    h, _ = model.trunk(batch["tokens"], batch["positions"], packed_key_mask(batch["segment_ids"]),
+                       dropout_rng=dropout_rng)
+    return model.score(h[batch["seg_row"], batch["seg_end"]][:, None, :])[:, 0]
+
+
+def packed_scores(model, batch, dropout_rng=None) -> jax.Array:
+    """(P, K) scores of a packed RM batch (`segment_scores`); seg_slot (S,) is each segment's flat grid slot
+    prompt * K + response (P * K for padding segments: dropped)."""
+    P, K = batch["k_mask"].shape
+    scores = segment_scores(model, batch, dropout_rng)
+    return jnp.zeros(P * K, scores.dtype).at[batch["seg_slot"]].set(scores, mode="drop").reshape(P, K)
+
+
 def rm_loss(model, batch, rng):
-    """K-wise loss of an RM batch {tokens, positions, attention_mask (B, K, T), last_index, k_mask, ranks (B, K)}."""
-    B, K, T = batch["tokens"].shape
-    flat = lambda x: x.reshape((B * K,) + x.shape[2:])  # noqa: E731 - (B, K, ...) -> (B*K, ...): one forward
-    scores = rm_scores(model, flat(batch["tokens"]), flat(batch["positions"]), flat(batch["attention_mask"]),
-                       flat(batch["last_index"]), dropout_rng=rng).reshape(B, K)
+    """K-wise loss of an RM batch {tokens, positions, attention_mask (B, K, T), last_index, k_mask, ranks (B, K)},
+    or of a packed one (`packed_scores`, with k_mask and ranks (P, K))."""
+    if "segment_ids" in batch:
+        scores = packed_scores(model, batch, dropout_rng=rng)
+    else:
+        B, K, T = batch["tokens"].shape
+        flat = lambda x: x.reshape((B * K,) + x.shape[2:])  # noqa: E731 - (B, K, ...) -> (B*K, ...): one forward
+        scores = rm_scores(model, flat(batch["tokens"]), flat(batch["positions"]), flat(batch["attention_mask"]),
+                           flat(batch["last_index"]), dropout_rng=rng).reshape(B, K)
     loss, aux = kwise_loss(scores, batch["ranks"], batch["k_mask"])
     aux["batch_accuracy"] = aux.pop("accuracy")  # rm/accuracy is the held-out figure written by evaluate
     real = batch["k_mask"].astype(jnp.float32)
@@ -90,6 +117,90 @@ def subsample_k(records: list, k: int, response_budget: int, seed: int) -> list:
     return out
 
 
+def pack_prompts(seg_lengths: list[list[int]], order, rows: int, seq_len: int) -> list[list[int]]:
+    """Batches of whole prompts taken in `order`: a prompt joins the current batch while its responses'
+    segments (prompt + response each), appended row by row as `sft.pack_rows` lays them out, fit in `rows`."""
+
+    def extend(n_rows, used, lengths):  # rows in use and tokens used in the last one, after appending `lengths`
+        for n in lengths:
+            n_rows, used = (n_rows, used + n) if used + n <= seq_len else (n_rows + 1, n)
+        return n_rows, used
+
+    batches, batch, fill = [], [], (0, seq_len)
+    for i in order:
+        new = extend(*fill, seg_lengths[i])
+        if new[0] > rows and batch:
+            batches.append(batch)
+            batch, new = [], extend(0, seq_len, seg_lengths[i])
+        if new[0] > rows:
+            raise ValueError(f"one prompt's {len(seg_lengths[i])} responses need {new[0]} rows of {seq_len} tokens, "
+                             f"more than config.rm.packed_rows={rows}; raise it")
+        batch.append(int(i))
+        fill = new
+    batches.append(batch)
+    return batches
+
+
+def pack_segments(encoded, layout, rows: int, seq_len: int, pad_id: int, max_segments: int) -> dict:
+    """Packed rows (sft.packed_batch, `rows` of them) of the (prompt ids, response ids) segments `encoded`
+    laid out as `layout` (lists of indices into `encoded` per row), with seg_row / seg_end (max_segments,),
+    the row and last token of encoded[j] at j."""
+    out = packed_batch(encoded, layout + [[]] * (rows - len(layout)), seq_len, pad_id)
+    del out["loss_mask"]
+    seg_row, seg_end = np.zeros(max_segments, np.int32), np.zeros(max_segments, np.int32)
+    for row, members in enumerate(layout):
+        t = seq_len - sum(len(encoded[j][0]) + len(encoded[j][1]) for j in members)  # right-aligned, as packed_batch
+        for j in members:
+            t += len(encoded[j][0]) + len(encoded[j][1])
+            seg_row[j], seg_end[j] = row, t - 1
+    return {**out, "seg_row": seg_row, "seg_end": seg_end}
+
+
+def packed_rm_batch(records, encoded, prompt_ids, rows: int, seq_len: int, pad_id: int, max_prompts: int,
+                    max_segments: int, k_max: int) -> dict:
+    """The packed batch (`packed_scores`) of records `prompt_ids`; padding rows, segments and prompt slots
+    are empty (no key, dropped slot, k_mask False)."""
+    flat = [encoded[p][k] for p in prompt_ids for k in range(len(encoded[p]))]
+    out = pack_segments(flat, pack_rows([len(a) + len(b) for a, b in flat], seq_len, range(len(flat))), rows,
+                        seq_len, pad_id, max_segments)
+    seg_slot = np.full(max_segments, max_prompts * k_max, np.int32)
+    k_mask, ranks = np.zeros((max_prompts, k_max), bool), np.full((max_prompts, k_max), -1, np.int32)
+    s = 0
+    for slot, p in enumerate(prompt_ids):
+        k = len(records[p]["responses"])
+        seg_slot[s:s + k] = slot * k_max + np.arange(k)
+        k_mask[slot, :k], ranks[slot, :k] = True, records[p]["ranks"]
+        s += k
+    return {**out, "seg_slot": seg_slot, "k_mask": k_mask, "ranks": ranks}
+
+
+def packed_rm_batches(records: list, tokenizer, rows: int, seq_len: int, seed: int, epochs: float, multiple: int):
+    """(batches(step), steps) of packed K-wise batches: each epoch a fresh seeded prompt order packed by
+    `pack_prompts`; prompt and segment slots are sized to the fullest batch (rounded up to `multiple`,
+    the batch's split over devices), so every step has one shape. A pure function of step (exact resume)."""
+    from instructgpt_jax.data import batching
+
+    encoded = [[(tokenizer.encode_prompt(r["prompt"]), tokenizer.encode_response(y)) for y in r["responses"]]
+               for r in records]
+    _check_lengths([len(a) + len(b) for e in encoded for a, b in e], seq_len, "RM responses")
+    seg_lengths = [[len(a) + len(b) for a, b in e] for e in encoded]
+    n_epochs = max(1, math.ceil(epochs))
+    plan = [b for e in range(n_epochs) for b in pack_prompts(seg_lengths, batching.epoch_order(len(records), seed, e),
+                                                              rows, seq_len)]
+    steps = max(1, math.ceil(epochs * len(plan) / n_epochs))
+    up = lambda n: -(-n // multiple) * multiple  # noqa: E731
+    max_prompts = up(max(len(b) for b in plan))
+    max_segments = up(max(sum(len(seg_lengths[p]) for p in b) for b in plan))
+    k_max = max(len(s) for s in seg_lengths)
+
+    def batches(step: int) -> dict:
+        batch = packed_rm_batch(records, encoded, plan[step % len(plan)], rows, seq_len, tokenizer.pad_id,
+                                max_prompts, max_segments, k_max)
+        return {k: batching.process_slice(v) for k, v in batch.items()}
+
+    return batches, steps
+
+
 def shuffled_pairs(records: list) -> list:
     """Every untied pair of every record as its own K = 2 example [better, worse] (TRL / OpenRLHF style)."""
     out = []
@@ -104,23 +215,32 @@ def shuffled_pairs(records: list) -> list:
 # ---------------------------------------------------------------- scoring, evaluation, normalisation
 
 def make_score_texts(setup: train.Setup, tokenizer, seq_len: int, batch_rows: int):
-    """score_texts(params, prompts, responses) -> raw rewards (N,) as numpy, in fixed batches of rows."""
-    from instructgpt_jax.data.batching import left_pad, positions_from_mask
+    """score_texts(params, prompts, responses) -> raw rewards (N,) as numpy. The sequences are packed as
+    segments of `batch_rows` rows of seq_len per call (at most 4 * batch_rows segments: one compiled shape)."""
 
     @jax.jit
     def score(params, batch):
-        return rm_scores(nnx.merge(setup.graphdef, params), batch["tokens"], batch["positions"],
-                         batch["attention_mask"], batch["last_index"])
+        return segment_scores(nnx.merge(setup.graphdef, params), batch)
 
     def score_texts(params, prompts, responses) -> np.ndarray:
-        seqs = [tokenizer.encode_prompt(p) + tokenizer.encode_response(y) for p, y in zip(prompts, responses)]
+        encoded = [(tokenizer.encode_prompt(p), tokenizer.encode_response(y)) for p, y in zip(prompts, responses)]
+        if not encoded:
+            return np.zeros(0, np.float32)
+        lengths = [len(a) + len(b) for a, b in encoded]
+        _check_lengths(lengths, seq_len, "scored sequences")
+        layout = pack_rows(lengths, seq_len, range(len(encoded)))
+        cap = batch_rows * max(4, -(-max(map(len, layout)) // batch_rows))
         out = []
-        for start in range(0, len(seqs), batch_rows):
-            chunk = seqs[start:start + batch_rows]
-            tokens, mask = left_pad(chunk + [chunk[0]] * (batch_rows - len(chunk)), seq_len, tokenizer.pad_id)
-            batch = {"tokens": tokens, "positions": positions_from_mask(mask), "attention_mask": mask,
-                     "last_index": np.full(batch_rows, seq_len - 1, np.int32)}  # left-padded: last token at T-1
-            out.append(np.asarray(fetch(score(params, shard_global(batch, setup.mesh))))[:len(chunk)])
+        while layout:
+            n_rows, n_segs = 0, 0
+            while n_rows < min(batch_rows, len(layout)) and n_segs + len(layout[n_rows]) <= cap:
+                n_segs += len(layout[n_rows])
+                n_rows += 1
+            chunk, layout = layout[:n_rows], layout[n_rows:]
+            first = chunk[0][0]
+            local = [[j - first for j in row] for row in chunk]
+            batch = pack_segments(encoded[first:first + n_segs], local, batch_rows, seq_len, tokenizer.pad_id, cap)
+            out.append(np.asarray(fetch(score(params, shard_global(batch, setup.mesh))))[:n_segs])
         return np.concatenate(out)
 
     return score_texts
@@ -236,13 +356,23 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     else:
         examples, batch_size = train_recs, t.batch_size
     k_max = max(len(r["responses"]) for r in examples)  # pad K only to what the data needs
-    batches = batching.rm_batches(examples, tokenizer, batch_size, seq_len, k_max, t.seed)
-    steps = t.steps or max(1, math.ceil(t.epochs * len(examples) / batch_size))
+    mesh = sharding.make_mesh(config.mesh.shape)
+    if rm.packed_rows:
+        if rm.pairs_shuffled:
+            raise ValueError("config.rm.packed_rows packs whole prompts; set it to 0 with config.rm.pairs_shuffled")
+        sharding.check_divisible(rm.packed_rows, mesh, "config.rm.packed_rows")
+        batches, epoch_steps = packed_rm_batches(examples, tokenizer, rm.packed_rows, seq_len, t.seed, t.epochs,
+                                                 mesh.shape["data"] * mesh.shape["fsdp"])
+    else:
+        sharding.check_divisible(batch_size, mesh, "config.rm.pair_batch_size" if rm.pairs_shuffled else "config.train.batch_size")
+        batches = batching.rm_batches(examples, tokenizer, batch_size, seq_len, k_max, t.seed)
+        epoch_steps = max(1, math.ceil(t.epochs * len(examples) / batch_size))
+    steps = t.steps or epoch_steps
     setup = train.make_setup(model_cfg, config.mesh, train.make_optimizer(config.optim, steps))
-    sharding.check_divisible(batch_size, setup.mesh, "config.rm.pair_batch_size" if rm.pairs_shuffled else "config.train.batch_size")
     sharding.check_divisible(config.eval.batch_rows, setup.mesh, "config.eval.batch_rows")
-    log.info("rm: %d train prompts (%d examples, K <= %d), %d val prompts, seq_len %d, %d steps", len(train_recs),
-             len(examples), k_max, len(val_recs), seq_len, steps)
+    log.info("rm: %d train prompts (%d examples, K <= %d), %d val prompts, seq_len %d, %d steps%s", len(train_recs),
+             len(examples), k_max, len(val_recs), seq_len, steps,
+             f" (packed: {rm.packed_rows} rows per step)" if rm.packed_rows else "")
 
     gold = gold_judge(config.eval.gold_judge)
     score_texts = make_score_texts(setup, tokenizer, seq_len, config.eval.batch_rows)

@@ -30,12 +30,15 @@ from instructgpt_jax.pretrain import lm_loss
 log = logging.getLogger(__name__)
 
 
+def packed_key_mask(segment_ids: jax.Array) -> jax.Array:
+    """(B, T, T) block-diagonal key mask of packed rows: a token sees only its own segment (0 = padding)."""
+    seg = segment_ids
+    return (seg[:, :, None] == seg[:, None, :]) & (seg[:, None, :] > 0)
+
+
 def sft_loss(model, batch, rng):
     """Mean NLL of the response tokens. A packed batch carries `segment_ids` (B, T), 0 on padding."""
-    key_mask = batch["attention_mask"]
-    if "segment_ids" in batch:
-        seg = batch["segment_ids"]
-        key_mask = (seg[:, :, None] == seg[:, None, :]) & (seg[:, None, :] > 0)  # (B, T, T) block-diagonal
+    key_mask = packed_key_mask(batch["segment_ids"]) if "segment_ids" in batch else batch["attention_mask"]
     loss, count = lm_loss(model, batch["tokens"], batch["positions"], key_mask, batch["loss_mask"], dropout_rng=rng)
     return loss, {"tokens": count}
 

@@ -1,6 +1,7 @@
 """Reward model: eq. 1 against a NumPy double loop, one forward per response, overfitting, sharding, the
 pairs-shuffled and K-subsampling data transforms, normalisation and resume of the whole stage."""
 
+import dataclasses
 import json
 import os
 
@@ -18,6 +19,7 @@ from instructgpt_jax.model import GPT, GPTConfig, make_model
 from instructgpt_jax.tokenizer import make_tokenizer
 
 CFG = GPTConfig(vocab_size=264, n_positions=64, n_layer=2, n_head=2, n_embd=32, scalar_head=True)
+LONG = dataclasses.replace(CFG, n_positions=128)  # packed rows longer than one sequence
 TOK = make_tokenizer("byte")
 
 
@@ -117,6 +119,88 @@ def test_one_trunk_forward_of_k_responses_per_prompt(monkeypatch):
     assert calls == [(4 * 5, 40)]
 
 
+def _packed(examples, rows=10, seq_len=96, multiple=2):
+    """The packed batch of all `examples` (one step) and the padded batch of the same prompts."""
+    batches, steps = reward.packed_rm_batches(examples, TOK, rows, seq_len, seed=0, epochs=1.0, multiple=multiple)
+    assert steps == 1, "the examples should fit one packed step"
+    return batches(0), batching.rm_batch(examples, TOK, seq_len, k_max=max(len(e["responses"]) for e in examples))
+
+
+def test_packed_batch_gives_the_padded_loss_and_gradient():
+    """Packing responses as segments of shared rows changes no score: loss and gradient equal the padded
+    (B, K, T) batch's, each response seeing only its own segment at its own positions."""
+    examples = rm_examples(5, np.random.default_rng(7), 2, 5)
+    packed, padded = _packed(examples)
+    assert packed["tokens"].shape == (10, 96) and padded["tokens"].size > 2 * packed["tokens"].size
+    graphdef, params = nnx.split(make_model(LONG, seed=3))
+    # The packed prompt order is the epoch's shuffle; the loss is a mean over prompts, so order is free.
+    grads = []
+    for batch in (packed, padded):
+        f = lambda p, b=batch: reward.rm_loss(nnx.merge(graphdef, p), {k: jnp.asarray(v) for k, v in b.items()}, None)[0]
+        loss, g = jax.value_and_grad(f)(params)
+        grads.append((float(loss), g))
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads[0][1]), jax.tree.leaves(grads[1][1])):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_packed_scores_are_each_response_forwarded_alone():
+    model = make_model(LONG, seed=1)
+    examples = rm_examples(4, np.random.default_rng(8), 3, 5)
+    packed, _ = _packed(examples)
+    scores = np.asarray(reward.packed_scores(model, {k: jnp.asarray(v) for k, v in packed.items()}))
+    alone = jax.jit(lambda ids: model.score(model.trunk(ids)[0])[0, -1])
+    order = [int(i) for i in batching.epoch_order(len(examples), 0, 0)]  # the packed prompt slots
+    for slot, i in enumerate(order):
+        for k, y in enumerate(examples[i]["responses"]):
+            ids = jnp.asarray([TOK.encode_prompt(examples[i]["prompt"]) + TOK.encode_response(y)])
+            np.testing.assert_allclose(scores[slot, k], float(alone(ids)), rtol=1e-5, atol=1e-6)
+    assert packed["k_mask"].sum() == sum(len(e["responses"]) for e in examples)
+
+
+def test_score_texts_packs_without_changing_a_score():
+    """Scoring packs texts into rows over several calls (more segments than one call holds): each score
+    equals the text forwarded alone."""
+    model = make_model(LONG, seed=2)
+    params = nnx.split(model)[1]
+    setup = train.make_setup(LONG, config_base.mesh_config((1, 1, 1)), optax.sgd(0.0), devices=jax.devices()[:1])
+    rng = np.random.default_rng(10)
+    prompts = [f"p{i}" for i in range(70)]
+    responses = ["ab" * int(rng.integers(0, 12)) for _ in range(70)]
+    score_texts = reward.make_score_texts(setup, TOK, 64, batch_rows=2)  # 2 rows of 64, <= 8 segments a call
+    got = score_texts(params, prompts, responses)
+    alone = jax.jit(lambda ids: model.score(model.trunk(ids)[0])[0, -1])
+    want = [float(alone(jnp.asarray([TOK.encode_prompt(p) + TOK.encode_response(y)]))) for p, y in zip(prompts, responses)]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert len(score_texts(params, [], [])) == 0
+
+
+def test_pack_prompts_keeps_prompts_whole_and_rows_within_the_budget():
+    rng = np.random.default_rng(9)
+    lengths = [rng.integers(5, 40, size=rng.integers(2, 10)).tolist() for _ in range(200)]
+    order = rng.permutation(200)
+    batches = reward.pack_prompts(lengths, order, rows=12, seq_len=64)
+    assert [i for b in batches for i in b] == order.tolist()  # every prompt once, in order
+    for b in batches:
+        rows = sft_rows([n for i in b for n in lengths[i]], 64)
+        assert rows <= 12
+    for b, nxt in zip(batches, batches[1:]):  # greedy: the next prompt would not have fitted
+        assert sft_rows([n for i in b + nxt[:1] for n in lengths[i]], 64) > 12
+    with pytest.raises(ValueError, match="packed_rows=2"):
+        reward.pack_prompts([[60, 60, 60]], [0], rows=2, seq_len=64)
+
+
+def sft_rows(lengths, seq_len):
+    from instructgpt_jax.sft import pack_rows
+
+    return len(pack_rows(lengths, seq_len, range(len(lengths))))
+
+
+def test_packed_sharded_step_equals_single_device_step():
+    batch = _packed(rm_examples(6, np.random.default_rng(4)), rows=16, seq_len=64, multiple=8)[0]
+    _assert_sharded_step_matches(batch)
+
+
 def _rm_config(steps, batch_size=8):
     config = ml_collections.ConfigDict()
     config.model = config_base.model_config("nano")
@@ -140,7 +224,10 @@ def test_overfits_one_batch(tmp_path):
 
 
 def test_sharded_step_equals_single_device_step():
-    batch = batching.rm_batch(rm_examples(8, np.random.default_rng(4)), TOK, 48, k_max=5)
+    _assert_sharded_step_matches(batching.rm_batch(rm_examples(8, np.random.default_rng(4)), TOK, 48, k_max=5))
+
+
+def _assert_sharded_step_matches(batch):
     results = []
     for devices, shape in ((jax.devices()[:1], (1, 1, 1)), (jax.devices(), (2, 2, 2))):
         config = _rm_config(2)

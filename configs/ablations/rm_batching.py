@@ -22,7 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.base = "configs/rm.py:default"
     config.runs = ml_collections.ConfigDict({
         "kwise": {**paths, "rm": {"pairs_shuffled": False}},
-        "pairs_shuffled": {**paths, "rm": {"pairs_shuffled": True, "pair_batch_size": 64}},
+        "pairs_shuffled": {**paths, "rm": {"pairs_shuffled": True, "pair_batch_size": 64, "packed_rows": 0}},
         "kwise_2ep": {**paths, "rm": {"pairs_shuffled": False}, "train": {"epochs": 2.0}},
     }, sort_keys=False)
     return config
