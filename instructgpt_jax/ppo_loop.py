@@ -208,9 +208,8 @@ def run(config, workdir: str) -> dict:
     norm = reward.load_reward_norm(config.reward_model)
     programs = make_programs(setup, tokenizer.eos_id, tokenizer.pad_id, (norm["mean"], norm["std"]))
 
-    os.makedirs(workdir, exist_ok=True)
-    manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), t.keep_checkpoints, t.async_checkpoint)
-    writer = metrics.MetricWriter(workdir, tensorboard=t.tensorboard)
+    book = train.Bookkeeper("ppo", workdir, config, unit="iteration")
+    writer = book.writer
     meta = {"stage": "ppo", "model": dataclasses.asdict(setup.model_cfg), "tokenizer": config.data.tokenizer,
             "total_steps": t.iterations, "ptx_coef": cfg.ptx_coef}
     mesh, rng = setup.mesh, jax.random.key(t.seed)
@@ -255,10 +254,7 @@ def run(config, workdir: str) -> dict:
         return {k: float(v) for k, v in row.items()}
 
     with jax.set_mesh(mesh):
-        state, restored = checkpoint.restore_latest(manager, setup.abstract, setup.shardings)
-        if jax.process_index() == 0:  # once the checkpoints are known to fit this config
-            with open(os.path.join(workdir, "config.json"), "w") as f:
-                f.write(config.to_json_best_effort(indent=2))
+        state, restored = book.restore(setup.abstract, setup.shardings)
         load = lambda s, d: checkpoint.restore_params(os.path.join(d, "checkpoints"), s.abstract["params"],  # noqa: E731
                                                       s.shardings["params"])[0]
         # The KL anchor: SFT. It is init_policy unless a later RLHF round starts from an earlier round's policy.
@@ -276,13 +272,13 @@ def run(config, workdir: str) -> dict:
             log.info("ppo: resuming from iteration %d (beta %.5g)", start, float(jax.device_get(state["beta"])))
         writer.truncate_after(start)
         if start >= t.iterations:
-            writer.close()
+            book.close()
             return _last_eval(workdir)
         if start == 0:
             writer.write(0, evaluate(state, ref_params, reward_params))
 
         bar = metrics.progress(t.iterations, start, "ppo")
-        window, last_good, result = [], manager.latest_step(), {}
+        window, result = [], {}
         for it in range(start, t.iterations):
             arrays, strings = batches[it]
             batch, ptx = sharding.shard_batch(arrays, mesh), ptx_tokens(it)
@@ -290,16 +286,9 @@ def run(config, workdir: str) -> dict:
                 programs, state, ref_params, reward_params, batch, ptx, jax.random.fold_in(rng, it))
             window.append(times)
             done = it + 1
-            is_log = done % t.log_every == 0 or done == t.iterations
-            is_ckpt = done % t.checkpoint_every == 0 or done == t.iterations
-            is_eval = done % t.eval_every == 0 or done == t.iterations
+            is_log, is_ckpt, is_eval = book.due(done, t.iterations)
             if is_log or is_ckpt or is_eval:
-                bad = int(jax.device_get(state["bad_step"]))
-                if bad >= 0:
-                    manager.wait_until_finished()
-                    raise train.NonFiniteError(
-                        f"ppo: loss or gradient became non-finite at iteration {bad}; last good checkpoint: "
-                        f"{os.path.join(workdir, 'checkpoints', str(last_good)) if last_good is not None else 'none'}")
+                book.check_finite(state)
             if is_log:
                 # The process's first iteration includes compilation: leave it out when the window has others.
                 timed = window[1:] if it - len(window) + 1 == start and len(window) > 1 else window
@@ -313,13 +302,10 @@ def run(config, workdir: str) -> dict:
                 result = evaluate(state, ref_params, reward_params)
                 writer.write(done, result)
             if is_ckpt:
-                checkpoint.save(manager, done, state, {**meta, "beta": float(jax.device_get(state["beta"]))},
-                                force=done == t.iterations)
-                last_good = done
+                book.save(done, t.iterations, state, {**meta, "beta": float(jax.device_get(state["beta"]))})
             bar.update(1)
-        manager.wait_until_finished()
         bar.close()
-    writer.close()
+    book.close()
     return result
 
 

@@ -7,6 +7,7 @@ explicit shardings and donation, metrics, checkpoints every N steps, resume from
 and a stop with the step and the last good checkpoint when the loss or gradients stop being finite.
 
 Resume is exact: the batch at step s and the dropout key (`fold_in(rng, step)`) depend only on s.
+`Bookkeeper` (checkpoints, metrics, config.json, cadence, the non-finite stop) is shared with PPO's loop.
 """
 
 from __future__ import annotations
@@ -164,6 +165,53 @@ def jit_train_step(setup: Setup, loss_fn, batch_example: dict):
     )
 
 
+class Bookkeeper:
+    """What every training loop shares (this file's `run` and ppo_loop.run): the checkpoint manager and
+    metric writer of `workdir`, config.json, the log / checkpoint / eval cadence of `config.train`, and the
+    stop with the bad step and the last good checkpoint. `unit` names a step in messages ("step", "iteration")."""
+
+    def __init__(self, stage: str, workdir: str, config: ml_collections.ConfigDict, unit: str = "step"):
+        t = config.train
+        os.makedirs(workdir, exist_ok=True)
+        self.stage, self.workdir, self.config, self.unit, self.train = stage, workdir, config, unit, t
+        self.manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), t.keep_checkpoints, t.async_checkpoint)
+        self.writer = metrics.MetricWriter(workdir, tensorboard=t.tensorboard)
+        self.last_good = None
+
+    def restore(self, abstract, shardings):
+        """(state, meta) of the newest readable checkpoint, or (None, None); then writes config.json (only
+        once the checkpoints are known to fit this config, so a rejected rerun leaves the old one)."""
+        state, meta = checkpoint.restore_latest(self.manager, abstract, shardings)
+        if jax.process_index() == 0:
+            with open(os.path.join(self.workdir, "config.json"), "w") as f:
+                f.write(self.config.to_json_best_effort(indent=2))
+        self.last_good = self.manager.latest_step()
+        return state, meta
+
+    def due(self, done: int, total: int) -> tuple[bool, bool, bool]:
+        """(log, checkpoint, eval) after `done` steps of `total`: every N of each, and all at the end."""
+        t, last = self.train, done == total
+        return (done % t.log_every == 0 or last, done % t.checkpoint_every == 0 or last,
+                done % t.eval_every == 0 or last)
+
+    def check_finite(self, state, detail: str = "") -> None:
+        """Raise NonFiniteError if the step recorded a non-finite loss or gradient in state["bad_step"]."""
+        bad = int(jax.device_get(state["bad_step"]))
+        if bad >= 0:
+            self.manager.wait_until_finished()
+            last = os.path.join(self.workdir, "checkpoints", str(self.last_good)) if self.last_good is not None else "none"
+            raise NonFiniteError(f"{self.stage}: loss or gradient became non-finite at {self.unit} {bad}{detail}; "
+                                 f"last good checkpoint: {last}")
+
+    def save(self, done: int, total: int, state, meta: dict) -> None:
+        checkpoint.save(self.manager, done, state, meta, force=done == total)
+        self.last_good = done
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.writer.close()
+
+
 def run(
     *,
     stage: str,
@@ -182,17 +230,12 @@ def run(
     Resumes from the newest readable checkpoint; a finished run (checkpoint at `total_steps`) returns at once.
     """
     t = config.train
-    os.makedirs(workdir, exist_ok=True)
-    manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), t.keep_checkpoints, t.async_checkpoint)
-    writer = metrics.MetricWriter(workdir, tensorboard=t.tensorboard)
+    book = Bookkeeper(stage, workdir, config)
+    writer = book.writer
     meta = {"stage": stage, "model": dataclasses.asdict(setup.model_cfg), "total_steps": total_steps, **(meta or {})}
 
     with jax.set_mesh(setup.mesh):
-        state, restored_meta = checkpoint.restore_latest(manager, setup.abstract, setup.shardings)
-        # Written once the checkpoints are known to fit this config, so a rejected rerun leaves the old one.
-        if jax.process_index() == 0:
-            with open(os.path.join(workdir, "config.json"), "w") as f:
-                f.write(config.to_json_best_effort(indent=2))
+        state, restored_meta = book.restore(setup.abstract, setup.shardings)
         if state is None:
             params = init_params()
             opt_state = jax.jit(setup.tx.init, out_shardings=setup.shardings["opt_state"])(params)
@@ -209,13 +252,12 @@ def run(
             log.info("%s: resuming from step %d", stage, start)
         writer.truncate_after(start)
         if start >= total_steps:
-            writer.close()
+            book.close()
             return state
 
         rng = jax.random.key(t.seed)
         step_fn = jit_train_step(setup, loss_fn, batches(start))
         bar = metrics.progress(total_steps, start, stage)
-        last_good = manager.latest_step()
         t0, tokens = time.perf_counter(), 0
         for step in range(start, total_steps):
             host_batch = batches(step)
@@ -226,19 +268,11 @@ def run(
             if step == start:  # keep compilation out of the first tokens/s window
                 jax.block_until_ready(state)
                 t0, tokens = time.perf_counter(), 0
-            is_log = done % t.log_every == 0 or done == total_steps
-            is_ckpt = done % t.checkpoint_every == 0 or done == total_steps
-            is_eval = evaluate is not None and (done % t.eval_every == 0 or done == total_steps)
+            is_log, is_ckpt, is_eval = book.due(done, total_steps)
+            is_eval = is_eval and evaluate is not None
             if is_log or is_ckpt or is_eval:
-                bad = int(jax.device_get(state["bad_step"]))
-                if bad >= 0:
-                    manager.wait_until_finished()
-                    raise NonFiniteError(
-                        f"{stage}: loss or gradient became non-finite at step {bad} "
-                        f"(loss={float(jax.device_get(step_metrics['loss']))}, "
-                        f"grad_norm={float(jax.device_get(step_metrics['grad_norm']))}); "
-                        f"last good checkpoint: {os.path.join(workdir, 'checkpoints', str(last_good)) if last_good is not None else 'none'}"
-                    )
+                book.check_finite(state, f" (loss={float(jax.device_get(step_metrics['loss']))}, "
+                                         f"grad_norm={float(jax.device_get(step_metrics['grad_norm']))})")
             if is_log:
                 elapsed = time.perf_counter() - t0
                 row = {f"{stage}/{k}": v for k, v in step_metrics.items()}
@@ -249,12 +283,10 @@ def run(
             if is_eval:
                 writer.write(done, evaluate(state, done))
             if is_ckpt:
-                checkpoint.save(manager, done, state, meta, force=done == total_steps)
-                last_good = done
+                book.save(done, total_steps, state, meta)
             bar.update(1)
-        manager.wait_until_finished()
         bar.close()
-    writer.close()
+    book.close()
     return state
 
 
