@@ -10,11 +10,11 @@ Args (after the colon):
   ppo    the same with ptx_coef 0 (the paper's gamma = 0, "PPO").
   smoke  ptx with 6 iterations: seconds, for the pipeline's smoke run; a pulse, not a result.
 Runtime and measured result (tiny preset, 2 CPU cores, 100 iterations of 32 prompts x 48 new tokens, inside
-`pipeline :default`, docs/RESULTS.md): PPO 113 s, a median iteration 0.86 s = generate 0.21 + score 0.27 +
-update 0.38; PPO-ptx 141 s (1.08 s: its update adds the 8 x 128-byte pretraining minibatches). Over the
-SFT policy the RM score rises 0.10 -> 0.30 at a KL of 2.8 nats; gold rises only in the families the RM
-judges well (count, harmful) and is unchanged overall; PPO-ptx's held-out pretraining loss ends 2.4
-nats/byte below PPO's.
+`pipeline :default`, 2026-12-02, docs/RESULTS.md): PPO 121 s, a median iteration 0.84 s = generate 0.21 +
+score 0.27 + update 0.37; PPO-ptx 133 s (1.05 s: its update adds the 8 x 128-byte pretraining minibatches).
+Over the SFT policy the RM score rises 0.12 -> 0.37 at a KL of 3.7 nats; gold rises only in the families
+the RM judges well (count, harmful): overall it peaks at KL 2 (0.354 -> 0.363 on the fixed prompts) and
+falls after (0.339); PPO-ptx's held-out pretraining loss ends 2.4 nats/byte below PPO's.
 Paper values kept: KL coefficient beta 0.02, clip 0.2, sampling temperature 1, value function initialised
 from the RM, one gradient of PPO + ptx losses per step. Scaled for a 1M-parameter model: learning rate
 (the paper's 9.65e-6 is for 1.3B), episodes, and ptx_coef (the paper's 27.8 weighs a summed loss; ours is
