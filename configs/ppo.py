@@ -13,7 +13,7 @@ Runtime and measured result (tiny preset, 2 CPU cores, 100 iterations of 32 prom
 `pipeline :default`, 2026-12-02, docs/RESULTS.md): PPO 121 s, a median iteration 0.84 s = generate 0.21 +
 score 0.27 + update 0.37; PPO-ptx 133 s (1.05 s: its update adds the 8 x 128-byte pretraining minibatches).
 Over the SFT policy the RM score rises 0.12 -> 0.37 at a KL of 3.7 nats; gold rises only in the families
-the RM judges well (count, harmful): overall it peaks at KL 2 (0.354 -> 0.363 on the fixed prompts) and
+the RM judges well (count, harmful): overall it peaks at KL 2.2 (0.354 -> 0.363 on the fixed prompts) and
 falls after (0.339); PPO-ptx's held-out pretraining loss ends 2.4 nats/byte below PPO's.
 Paper values kept: KL coefficient beta 0.02, clip 0.2, sampling temperature 1, value function initialised
 from the RM, one gradient of PPO + ptx losses per step. Scaled for a 1M-parameter model: learning rate
