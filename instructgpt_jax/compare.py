@@ -128,7 +128,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         key = jax.random.key(c.seed) if s == 0 else jax.random.fold_in(jax.random.key(c.seed), s)
         with jax.set_mesh(mesh):
             got, got_lengths = generate_texts(source_generate, source_params, tokenizer,
-                                              [prompts[owner[i]] for i in rows], prompt_len, c.batch_rows, key, mesh)
+                                              [prompts[owner[i]] for i in rows], prompt_len, c.batch_rows, key, mesh,
+                                              desc="compare" if len(sources) == 1 else f"compare ({sources[s][0]})")
         for i, text, n in zip(rows, got, got_lengths):
             texts[i], lengths[i] = text, n
     elapsed = time.perf_counter() - t0

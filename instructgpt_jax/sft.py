@@ -137,14 +137,17 @@ def fetch(tree):
 
 
 def generate_texts(generate, params, tokenizer, prompts: list[str], prompt_len: int, batch_size: int, rng,
-                   mesh=None) -> tuple[list[str], np.ndarray]:
+                   mesh=None, desc: str = "") -> tuple[list[str], np.ndarray]:
     """(response texts, response lengths in tokens) of `generate` (sampling.make_generate) for each prompt.
 
     Prompts go in fixed batches of `batch_size` rows left-padded to `prompt_len` (one compiled shape);
-    the last batch is filled with copies of its first prompt, whose samples are discarded.
+    the last batch is filled with copies of its first prompt, whose samples are discarded. With `desc`, a
+    progress bar counts the samples.
     """
+    from instructgpt_jax import metrics
     from instructgpt_jax.data.batching import left_pad
 
+    bar = metrics.progress(len(prompts), 0, desc) if desc else None
     texts, lengths = [], []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
@@ -157,6 +160,10 @@ def generate_texts(generate, params, tokenizer, prompts: list[str], prompt_len: 
         for i in range(len(chunk)):
             texts.append(tokenizer.decode(out["response"][i][out["response_mask"][i]]))
             lengths.append(int(out["lengths"][i]))
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
     return texts, np.asarray(lengths)
 
 
