@@ -23,7 +23,7 @@ Args:
   default  tiny model (0.9M parameters), the stage configs with the tuned keys below: ~20 minutes on 2
            CPU cores (SFT 407 s, RM 274 s). SFT gold 0.03 -> 0.37; PPO raises the RM score at a KL of ~4
            nats, gold rising a little at KL 2 and falling after (over-optimisation; gains where the RM
-           judges gold well: count, harmful refusals); PPO-ptx pays 2.4 nats/byte less alignment tax than
+           judges gold well: count, harmful refusals); PPO-ptx pays 1.9 nats/byte less alignment tax than
            PPO. Measured figures and what the run does not show: docs/RESULTS.md.
 """
 
