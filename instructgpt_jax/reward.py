@@ -33,7 +33,7 @@ import numpy as np
 from flax import nnx
 
 from instructgpt_jax import sharding, train
-from instructgpt_jax.data.batching import _check_lengths
+from instructgpt_jax.data import batching
 from instructgpt_jax.sft import (auto_seq_len, fetch, final_figures, pack_rows, packed_batch, packed_key_mask,
                                  shard_global, split_val)
 
@@ -178,11 +178,9 @@ def packed_rm_batches(records: list, tokenizer, rows: int, seq_len: int, seed: i
     """(batches(step), steps) of packed K-wise batches: each epoch a fresh seeded prompt order packed by
     `pack_prompts`; prompt and segment slots are sized to the fullest batch (rounded up to `multiple`,
     the batch's split over devices), so every step has one shape. A pure function of step (exact resume)."""
-    from instructgpt_jax.data import batching
-
     encoded = [[(tokenizer.encode_prompt(r["prompt"]), tokenizer.encode_response(y)) for y in r["responses"]]
                for r in records]
-    _check_lengths([len(a) + len(b) for e in encoded for a, b in e], seq_len, "RM responses")
+    batching._check_lengths([len(a) + len(b) for e in encoded for a, b in e], seq_len, "RM responses")
     seg_lengths = [[len(a) + len(b) for a, b in e] for e in encoded]
     n_epochs = max(1, math.ceil(epochs))
     plan = [b for e in range(n_epochs) for b in pack_prompts(seg_lengths, batching.epoch_order(len(records), seed, e),
@@ -227,7 +225,7 @@ def make_score_texts(setup: train.Setup, tokenizer, seq_len: int, batch_rows: in
         if not encoded:
             return np.zeros(0, np.float32)
         lengths = [len(a) + len(b) for a, b in encoded]
-        _check_lengths(lengths, seq_len, "scored sequences")
+        batching._check_lengths(lengths, seq_len, "scored sequences")
         layout = pack_rows(lengths, seq_len, range(len(encoded)))
         cap = batch_rows * max(4, -(-max(map(len, layout)) // batch_rows))
         out = []
@@ -327,7 +325,7 @@ def fit_seq_len(records: list[dict], tokenizer, seq_len: int, n_positions: int) 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train the RM from `config.init_from` (SFT) on `config.data.train` into `workdir`; returns the figures."""
-    from instructgpt_jax.data import batching, formats
+    from instructgpt_jax.data import formats
     from instructgpt_jax.data.world import gold_judge
     from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
 

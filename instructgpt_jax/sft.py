@@ -144,7 +144,6 @@ def generate_texts(generate, params, tokenizer, prompts: list[str], prompt_len: 
     the last batch is filled with copies of its first prompt, whose samples are discarded. With `desc`, a
     progress bar counts the samples.
     """
-    from instructgpt_jax import metrics
     from instructgpt_jax.data.batching import left_pad
 
     bar = metrics.progress(len(prompts), 0, desc) if desc else None
