@@ -57,14 +57,6 @@ def pick_distinct(texts: list[str], k: int) -> list[str]:
     return out
 
 
-def untied_agreement(ranks_a, ranks_b) -> tuple[int, int]:
-    """(pairs labeler b orders as a does, pairs a does not tie): the measure rm/accuracy is comparable to."""
-    a, b = np.asarray(ranks_a), np.asarray(ranks_b)
-    i, j = np.triu_indices(len(a), 1)
-    strict = a[i] != a[j]
-    return int((np.sign(a[i] - a[j]) == np.sign(b[i] - b[j]))[strict].sum()), int(strict.sum())
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Write `workdir/rm.jsonl` and `workdir/metrics.jsonl`; returns the compare/* figures.
 
@@ -148,7 +140,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         labeler, other = rng.choice(world.labelers.n, 2, replace=False)
         ranks = world.rank(prompt, responses, int(labeler), rng)
         ranks_other = world.rank(prompt, responses, int(other), rng)
-        a, n = untied_agreement(ranks, ranks_other)
+        a, n = labelers.untied_agreement(ranks, ranks_other)
         agree, pairs = agree + a, pairs + n
         a, n = labelers.pair_agreement(ranks, ranks_other)
         agree_all, pairs_all = agree_all + a, pairs_all + n

@@ -1,4 +1,4 @@
-"""Comparison stage: distinct-sample selection, the agreement measure, and K-wise JSONL that the RM reader
+"""Comparison stage: distinct-sample selection and K-wise JSONL that the RM reader
 accepts, from a nano policy on the smoke world (K uniform or fixed, gold scores, labelers, no-op rerun)."""
 
 import json
@@ -16,20 +16,6 @@ from instructgpt_jax.tokenizer import make_tokenizer
 def test_pick_distinct_keeps_sampling_order_and_skips_blanks():
     assert compare.pick_distinct(["a", "b", "a", " ", "", "c", "d"], 3) == ["a", "b", "c"]
     assert compare.pick_distinct(["a", "a"], 4) == ["a"]
-
-
-def test_untied_agreement_matches_a_loop():
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        k = int(rng.integers(2, 10))
-        a, b = rng.integers(0, 4, size=k), rng.integers(0, 4, size=k)
-        agree = total = 0
-        for i in range(k):
-            for j in range(i + 1, k):
-                if a[i] != a[j]:
-                    total += 1
-                    agree += (a[i] < a[j]) == (b[i] < b[j]) and b[i] != b[j]
-        assert compare.untied_agreement(a, b) == (agree, total)
 
 
 def _load(path, arg):

@@ -1,6 +1,10 @@
 """Simulated labelers: a pool of 40 contractors who rank K responses to one prompt.
 
-InstructGPT's rankings come from ~40 contractors who agree with each other on 72.6 +- 1.5% of pairs. Our
+InstructGPT's rankings come from ~40 contractors who agree with each other on 72.6 +- 1.5% of pairs of its
+comparison data, K samples of its policies. Our noise is calibrated to that on the same kind of data: the
+K samples of the pipeline's SFT policy (tests/data/sft_comparisons.jsonl, 400 prompts of a `:default` run's
+compare stage), where two labelers order ~71% of the pairs alike (`measure_agreement`); on the world's own
+candidates (references, refusals, junk: larger gold gaps) they agree on 90%. Our
 labelers also carry a length bias (a taste for longer, more thorough-looking answers), the kind of proxy
 flaw a reward model inherits and PPO then over-optimises. Each simulated labeler l has its own noise
 scale sigma_l, length bias b_l and harmlessness strictness s_l, drawn once from config distributions. For a
@@ -24,9 +28,9 @@ class LabelerConfig:
     """Distributions the labeler pool is drawn from (see configs/world.py for what each default gives)."""
     n: int = 40
     model: str = "thurstone"          # "thurstone" (Gaussian noise) or "plackett_luce" (Gumbel noise)
-    noise_mean: float = 0.245         # mean sigma_l; calibrated so two labelers agree on ~73% of pairs
+    noise_mean: float = 0.04          # mean sigma_l; two labelers agree on ~71% of pairs of SFT samples
     noise_spread: float = 0.3         # std of log sigma_l
-    length_bias_mean: float = 0.5     # utility per 100 response bytes; > 0 means longer answers look better
+    length_bias_mean: float = 0.1     # utility per 100 response bytes; > 0 means longer answers look better
     length_bias_std: float = 0.25
     strictness_a: float = 8.0         # strictness ~ Beta(a, b), mean 0.8
     strictness_b: float = 2.0
@@ -97,14 +101,27 @@ def pair_agreement(ranks_a, ranks_b) -> tuple[int, int]:
     return int(agree.sum()), len(i)
 
 
-def measure_agreement(world, prompts, rng) -> float:
-    """Inter-labeler agreement: two distinct random labelers rank the same K world candidates per prompt."""
+def untied_agreement(ranks_a, ranks_b) -> tuple[int, int]:
+    """(pairs labeler b orders as a does, pairs a does not tie): the measure rm/accuracy is comparable to."""
+    a, b = np.asarray(ranks_a), np.asarray(ranks_b)
+    i, j = np.triu_indices(len(a), 1)
+    strict = a[i] != a[j]
+    return int((np.sign(a[i] - a[j]) == np.sign(b[i] - b[j]))[strict].sum()), int(strict.sum())
+
+
+def measure_agreement(world, prompts, rng, responses=None) -> float:
+    """Inter-labeler agreement (`untied_agreement`, as the compare stage reports it): two distinct random
+    labelers rank the same responses per prompt: `responses[i]` (e.g. policy samples) for prompts[i], else
+    K world candidates."""
     agree = total = 0
-    for prompt in prompts:
-        k = int(rng.integers(world.config.k_min, world.config.k_max + 1))
-        responses = world.candidates(prompt, k, rng)
+    for n, prompt in enumerate(prompts):
+        if responses is None:
+            k = int(rng.integers(world.config.k_min, world.config.k_max + 1))
+            ys = world.candidates(prompt, k, rng)
+        else:
+            ys = responses[n]
         la, lb = rng.choice(world.labelers.n, 2, replace=False)
-        a, t = pair_agreement(world.rank(prompt, responses, la, rng), world.rank(prompt, responses, lb, rng))
+        a, t = untied_agreement(world.rank(prompt, ys, la, rng), world.rank(prompt, ys, lb, rng))
         agree, total = agree + a, total + t
     return agree / total
 
