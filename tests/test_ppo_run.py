@@ -125,8 +125,9 @@ def test_bad_configs_name_the_key(stages, tmp_path):
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
-    """`pipeline :default` up to PPO-ptx (tiny model; about 25 minutes on 2 CPU cores, most of it SFT and
-    the RM), the PPO runs shortened to 60 iterations: {name: (SFT evaluation row, final evaluation row)}.
+    """`pipeline :default` up to PPO-ptx (tiny model; about 20 minutes on 2 CPU cores, most of it SFT and
+    the RM), the PPO stages as the default runs them (100 iterations, evaluated every 25):
+    {name: (SFT evaluation row, final evaluation row)}.
 
     A smaller world or model gives no pulse at all: a tiny SFT policy trained on the smoke world's
     demonstrations cannot copy words from the prompt, its samples are all wrong, and the RM then learns only
@@ -137,13 +138,11 @@ def default_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("default_run")
     config = config_base.load_config(os.path.join(ROOT, "configs/pipeline.py:default"))
     config.stages = "world,pretrain,sft,compare,rm,ppo,ppo_ptx"
-    for name in ("ppo", "ppo_ptx"):
-        config[name].train.update({"iterations": 60, "eval_every": 20, "checkpoint_every": 60})
     pipeline.run(config, str(workdir))
     out = {}
     for name in ("ppo", "ppo_ptx"):
         rows = [r for r in _rows(str(workdir / name)) if "ppo/gold_score" in r]
-        assert rows[0]["step"] == 0 and rows[-1]["step"] == 60
+        assert rows[0]["step"] == 0 and rows[-1]["step"] == config[name].train.iterations
         out[name] = rows[0], rows[-1]
     return out
 
@@ -151,16 +150,21 @@ def default_run(tmp_path_factory):
 @pytest.mark.slow
 def test_pulse_on_the_embedded_world(default_run):
     """Over the SFT policy (iteration 0: the same fixed prompts and keys) PPO and PPO-ptx raise the RM score
-    with a bounded KL to SFT, and PPO-ptx ends with a lower held-out pretraining loss than PPO."""
+    with a bounded KL to SFT, PPO without losing gold (measured 2026-12-02: RM 0.256 -> 0.403, KL 1.6, gold
+    0.354 -> 0.368; with the labelers calibrated on world candidates instead, gold fell to 0.339), and
+    PPO-ptx ends with a lower held-out pretraining loss than PPO (4.30 against 6.28 nats/byte)."""
     for name, (start, final) in default_run.items():
         assert final["ppo/eval_score"] > start["ppo/eval_score"] + 0.1, (name, start, final)
         assert final["ppo/eval_kl"] < 20.0, (name, final)
+    start, final = default_run["ppo"]
+    assert final["ppo/gold_score"] > start["ppo/gold_score"] - 0.01, (start, final)
     assert default_run["ppo_ptx"][1]["ppo/pretrain_loss"] < default_run["ppo"][1]["ppo/pretrain_loss"]
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 6, not reached yet: the tiny RM ranks SFT samples by gold in only 3 of 10 "
-                          "families, so PPO leaves overall gold at SFT's (docs/RESULTS.md)", strict=False)
+@pytest.mark.xfail(reason="issue 6, not reached clearly: on the eval stage's 384 prompts PPO's gold is SFT's "
+                          "+0.005 +- 0.010 (paired); the tiny RM judges count, nth and harmful, not the other "
+                          "families (docs/RESULTS.md)", strict=False)
 def test_ppo_raises_gold_over_sft(default_run):
     start, final = default_run["ppo"]
-    assert final["ppo/gold_score"] > start["ppo/gold_score"] + 0.01, (start, final)
+    assert final["ppo/gold_score"] > start["ppo/gold_score"] + 0.02, (start, final)
