@@ -74,7 +74,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.rm.train.epochs = 2.0
         # SFT has forgotten Shakespeare (held-out loss 2.1 -> 6.4 nats/byte), so the pretraining gradient is
         # large: at ptx_coef 1 PPO-ptx drifts 50+ nats from SFT; 0.2 reached 25 nats in 100 iterations with
-        # the packed RM, 0.1 reaches 16 (pretraining loss 6.37 -> 4.19 against PPO's 6.09; docs/RESULTS.md).
+        # the packed RM and the earlier labelers, 0.1 reaches 11 (pretraining loss 6.37 -> 4.30 against PPO's
+        # 6.28; docs/RESULTS.md).
         config.ppo_ptx.ppo.ptx_coef = 0.1
     for stage in LINKED:
         config[stage].model.preset = config.get_ref("model")

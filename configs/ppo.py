@@ -12,9 +12,9 @@ Args (after the colon):
 Runtime and measured result (tiny preset, 2 CPU cores, 100 iterations of 32 prompts x 48 new tokens, inside
 `pipeline :default`, 2026-12-02, docs/RESULTS.md): PPO 121 s, a median iteration 0.84 s = generate 0.21 +
 score 0.27 + update 0.37; PPO-ptx 133 s (1.05 s: its update adds the 8 x 128-byte pretraining minibatches).
-Over the SFT policy the RM score rises 0.12 -> 0.37 at a KL of 3.7 nats; gold rises only in the families
-the RM judges well (count, harmful): overall it peaks at KL 2.2 (0.354 -> 0.363 on the fixed prompts) and
-falls after (0.339); PPO-ptx's held-out pretraining loss ends 1.9 nats/byte below PPO's (ptx_coef 0.1).
+Over the SFT policy the RM score rises 0.18 -> 0.38 at a KL of 1.6 nats; gold rises in the families the
+RM judges well (count, nth, harmful) and falls a little in the others: overall +0.005 +- 0.010 (paired, 384
+prompts); PPO-ptx's held-out pretraining loss ends 2.0 nats/byte below PPO's (ptx_coef 0.1).
 Paper values kept: KL coefficient beta 0.02, clip 0.2, sampling temperature 1, value function initialised
 from the RM, one gradient of PPO + ptx losses per step. Scaled for a 1M-parameter model: learning rate
 (the paper's 9.65e-6 is for 1.3B), episodes, and ptx_coef (the paper's 27.8 weighs a summed loss; ours is

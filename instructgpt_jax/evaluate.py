@@ -11,8 +11,10 @@ W/world/eval.jsonl, and on eval_heldout.jsonl (families and phrasings never trai
   KL(pi || pi_SFT) when sampling at temperature 1, the default);
 - held-out pretraining loss, and the alignment tax = that loss minus the base model's (section 4.2);
 - mean response length in tokens, refusal rate on harmful prompts, refusals of benign ones.
-The reward model is also checked on fresh K-wise comparisons of world-made candidates for held-out prompts,
-ranked by the labelers: pairwise accuracy and top-1 accuracy per K. Samples go to W/eval/<policy>.jsonl,
+The reward model is also checked on fresh K-wise comparisons for held-out prompts, ranked by the labelers:
+pairwise accuracy and top-1 accuracy per K, on K distinct samples of the reference (SFT) policy, the kind
+of comparison it was trained on (summary "rm"), and on K world-made candidates (references, refusals,
+junk: "rm"["world_candidates"]). Samples go to W/eval/<policy>.jsonl,
 figures to W/summary.json. Sampling keys, labelers and their noise are the same for every policy.
 """
 
@@ -174,16 +176,27 @@ def policy_figures(world, rows, responses, lengths, kl, rm, wins, suffix="") -> 
     }, gold
 
 
-def rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows, ec: EvalConfig, mesh) -> dict:
-    """RM agreement with labeler rankings of K world-made candidates per held-out prompt, for each K."""
+def rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows, ec: EvalConfig, mesh, samples=None) -> dict:
+    """RM agreement with labeler rankings of K responses per held-out prompt, for each K of `ec.rm_k`.
+
+    The responses are the first K of `samples[i]` (distinct policy samples for rows[i]; a prompt with fewer
+    than K is left out of that K, and counted), else K world-made candidates.
+    """
     rng = np.random.default_rng([ec.seed, 7])
     items, groups = [], []  # items: (prompt, response); groups: (K, slice, labeler ranks, gold)
+    prompts_per_k = {}
     for k in ec.rm_k:
-        for r in rows[:ec.rm_prompts]:
-            responses = world.candidates(r["prompt"], k, rng)
+        for i, r in enumerate(rows[:ec.rm_prompts]):
+            if samples is not None and len(samples[i]) < k:
+                continue
+            responses = world.candidates(r["prompt"], k, rng) if samples is None else samples[i][:k]
+            prompts_per_k[str(k)] = prompts_per_k.get(str(k), 0) + 1
             ranks = world.rank(r["prompt"], responses, int(rng.integers(world.labelers.n)), rng)
             groups.append((k, slice(len(items), len(items) + k), ranks, world.gold_score([r["prompt"]] * k, responses)))
             items += [(r["prompt"], y) for y in responses]
+    if not items:  # a policy that repeats itself: no prompt with 2 distinct samples
+        log.warning("RM accuracy: none of %d held-out prompts has %d distinct samples", len(rows), min(ec.rm_k))
+        return {"accuracy": None, "gold_accuracy": None, "accuracy_by_k": {}, "top1_by_k": {}, "prompts_per_k": {}}
     seqs = [tokenizer.encode_prompt(p) + tokenizer.encode_response(y) for p, y in items]
     seq_len = -(-max(len(s) for s in seqs) // 32) * 32  # one length for all batches: one compile
     score = jax.jit(lambda p, t, m: rm_scores(rm_graphdef, p, t, m))
@@ -209,10 +222,23 @@ def rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows, ec: EvalCo
     gold_total = sum(a["gold_right"] for a in per_k.values()) / max(sum(a["gold_pairs"] for a in per_k.values()), 1)
     return {
         "accuracy": total, "gold_accuracy": gold_total,
-        "accuracy_by_k": {str(k): a["right"] / max(a["pairs"], 1) for k, a in per_k.items()},
-        "top1_by_k": {str(k): float(np.mean(a["top1"])) for k, a in per_k.items()},
-        "prompts_per_k": min(ec.rm_prompts, len(rows)),
+        # Only the K that some prompt had enough distinct samples for.
+        "accuracy_by_k": {str(k): a["right"] / max(a["pairs"], 1) for k, a in per_k.items() if a["top1"]},
+        "top1_by_k": {str(k): float(np.mean(a["top1"])) for k, a in per_k.items() if a["top1"]},
+        "prompts_per_k": prompts_per_k,
     }
+
+
+def distinct_samples(generate, params, tokenizer, prompts, prompt_len, ec: EvalConfig, mesh, rng) -> list[list[str]]:
+    """Up to max(ec.rm_k) distinct non-blank samples per prompt, in sampling order, from 2 x max(ec.rm_k) draws
+    (as the compare stage picks them)."""
+    from instructgpt_jax.compare import pick_distinct
+    from instructgpt_jax.sft import generate_texts
+
+    k = max(ec.rm_k)
+    texts, _ = generate_texts(generate, params, tokenizer, [p for p in prompts for _ in range(2 * k)], prompt_len,
+                              ec.batch_size, rng, mesh)
+    return [pick_distinct(texts[i * 2 * k:(i + 1) * 2 * k], k) for i in range(len(prompts))]
 
 
 def mesh_and_shardings(mesh_cfg):
@@ -313,7 +339,11 @@ def run(config, workdir: str) -> dict:
         results[name] = figures
         log.info("eval %s: win rate %.3f, gold %.3f, KL %.2f", name, figures["win_rate"], figures["gold"], figures["kl"])
     with jax.set_mesh(mesh):
-        rm_figures = rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows["eval"], ec, mesh)
+        rm_rows = rows["eval"][:ec.rm_prompts]
+        policy_samples = distinct_samples(generate, ref_params, tokenizer, [r["prompt"] for r in rm_rows],
+                                          prompt_len, ec, mesh, jax.random.key(ec.seed + 2))
+        rm_figures = rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rm_rows, ec, mesh, policy_samples)
+        rm_figures["world_candidates"] = rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rm_rows, ec, mesh)
     base = results.get("base", {}).get("pretrain_loss")
     for figures in results.values():
         figures["alignment_tax"] = None if base is None else figures["pretrain_loss"] - base

@@ -8,7 +8,7 @@ Reads only files: W/summary.json (evaluate.py), each stage's metrics.jsonl and W
 - ppo_gold_rm_vs_kl.png: gold and RM score against KL from SFT over PPO training: the RM score keeps rising
   while the gold score flattens or falls (over-optimisation, Gao et al. 2022);
 - alignment_tax.png: rise of the held-out pretraining loss over SFT during PPO, with and without ptx;
-- rm_accuracy_k.png: reward-model agreement with the labelers on K ranked responses, per K;
+- rm_accuracy_k.png: reward-model agreement with the labelers on K ranked responses, per K (SFT samples and world candidates);
 - length.png: mean response length per policy and during PPO (the labelers' length bias shows up here);
 - training.png: each stage's training loss;
 - rounds.png (iterated RLHF, `rounds` > 1): gold, win rate, RM score and KL per round, and the previous
@@ -168,16 +168,24 @@ def plot_rm_accuracy(workdir: str, summary: dict, path: str) -> bool:
     rm = summary.get("rm", {})
     if not rm.get("accuracy_by_k"):
         return False
+    fig, ax = _subplots(figsize=(5.6, 3.6))
+    world = rm.get("world_candidates") or {}
+    for figures, what, style in ((rm, "SFT samples", "-"), (world, "world candidates", "--")):
+        if not figures.get("accuracy_by_k"):
+            continue
+        ks = sorted(figures["accuracy_by_k"], key=int)
+        x = [int(k) for k in ks]
+        ax.plot(x, [figures["accuracy_by_k"][k] for k in ks], marker="o", ls=style, color="#4c72b0",
+                label=f"pairwise, {what}")
+        if figures.get("top1_by_k"):
+            ax.plot(x, [figures["top1_by_k"][k] for k in ks], marker="s", ls=style, color="#dd8452",
+                    label=f"top-1 of K, {what}")
     ks = sorted(rm["accuracy_by_k"], key=int)
-    fig, ax = _subplots(figsize=(5, 3.4))
-    ax.plot([int(k) for k in ks], [rm["accuracy_by_k"][k] for k in ks], marker="o", label="pairwise (all C(K,2) pairs)")
-    if rm.get("top1_by_k"):
-        ax.plot([int(k) for k in ks], [rm["top1_by_k"][k] for k in ks], marker="s", label="top-1 of K")
-        ax.plot([int(k) for k in ks], [1 / int(k) for k in ks], color="k", ls=":", lw=0.8, label="top-1 by chance")
+    ax.plot([int(k) for k in ks], [1 / int(k) for k in ks], color="k", ls=":", lw=0.8, label="top-1 by chance")
     ax.axhline(0.5, color="k", ls="--", lw=0.8)
     ax.set(xlabel="K (responses ranked per prompt)", ylabel="agreement with labelers", ylim=(0, 1),
            title="Reward model accuracy vs K (held-out prompts)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -328,9 +336,14 @@ def run(workdir: str) -> dict:
     rm = summary.get("rm", {})
     parts = ["# InstructGPT on the embedded world\n", f"Workdir: `{os.path.abspath(workdir)}`\n",
              "## Results (held-out prompts)\n", results_table(summary)]
-    if rm:
-        parts.append(f"Reward model on fresh held-out comparisons: pairwise accuracy {rm['accuracy']:.3f} against "
-                     f"the labelers, {rm['gold_accuracy']:.3f} against the gold judge.\n")
+    if rm.get("accuracy") is not None:
+        line = (f"Reward model on fresh held-out comparisons of SFT samples: pairwise accuracy {rm['accuracy']:.3f} "
+                f"against the labelers, {rm['gold_accuracy']:.3f} against the gold judge")
+        world = rm.get("world_candidates")
+        if world and world.get("accuracy") is not None:
+            line += (f"; of world-made candidates (references, refusals, junk): {world['accuracy']:.3f} and "
+                     f"{world['gold_accuracy']:.3f}")
+        parts.append(line + ".\n")
     if summary.get("wall_time_s"):
         times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["wall_time_s"].items())
         parts.append(f"Wall time: {times}.\n")

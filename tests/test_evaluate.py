@@ -98,6 +98,9 @@ def test_summary_has_every_field(workdir):
         assert figures["n"] == 16 and figures["n_heldout"] == 8
         assert "refusal_rate_heldout" in figures  # None when the held-out prompts hold no harmful request
     assert set(on_disk["rm"]["accuracy_by_k"]) == {"2", "4"} and 0 <= on_disk["rm"]["accuracy"] <= 1
+    world_candidates = on_disk["rm"]["world_candidates"]
+    assert set(world_candidates["accuracy_by_k"]) == {"2", "4"} and world_candidates["prompts_per_k"] == {"2": 4, "4": 4}
+    assert set(on_disk["rm"]["prompts_per_k"]) <= {"2", "4"} and on_disk["rm"]["prompts_per_k"]["2"] == 4
     assert on_disk["policies"]["base"]["alignment_tax"] == 0.0
 
 
@@ -142,3 +145,25 @@ def test_missing_stage_is_named(workdir, tmp_path):
     shutil.rmtree(tmp_path / "w" / "ppo")
     with pytest.raises(FileNotFoundError, match="ppo"):
         evaluate.run(config, str(tmp_path / "w"))
+
+
+def test_rm_accuracy_on_given_samples_uses_the_first_k(workdir):
+    """Prompts with fewer than K given samples sit out that K (and are counted); the figures are reproducible."""
+    from instructgpt_jax.data.world import make_world
+
+    w, config, _ = workdir
+    world = make_world(config.world)
+    ec = evaluate.eval_config(config.eval)
+    rows = evaluate._read_eval(str(w / "world" / "eval.jsonl"), ec.rm_prompts)
+    mesh, shardings = evaluate.mesh_and_shardings(config_base.mesh_config())
+    _, rm_graphdef, rm_params, _ = checkpoint.load_model(str(w / "rm"), shardings=shardings)
+    norm = {"mean": 0.0, "std": 1.0}
+    samples = [["yes", "no"], ["one", "two", "three", "four", "five"], ["a"], ["x", "y", "z", "w"]]
+    with jax.set_mesh(mesh):
+        figures = evaluate.rm_accuracy(world, rm_graphdef, rm_params, norm, make_tokenizer("byte"), rows, ec, mesh,
+                                       samples)
+        again = evaluate.rm_accuracy(world, rm_graphdef, rm_params, norm, make_tokenizer("byte"), rows, ec, mesh,
+                                     samples)
+    assert figures["prompts_per_k"] == {"2": 3, "4": 2}
+    assert figures == again  # labelers and their noise are seeded by ec.seed
+    assert all(0.0 <= a <= 1.0 for a in figures["accuracy_by_k"].values())
