@@ -184,13 +184,11 @@ def rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows, ec: EvalCo
     """
     rng = np.random.default_rng([ec.seed, 7])
     items, groups = [], []  # items: (prompt, response); groups: (K, slice, labeler ranks, gold)
-    prompts_per_k = {}
     for k in ec.rm_k:
         for i, r in enumerate(rows[:ec.rm_prompts]):
             if samples is not None and len(samples[i]) < k:
                 continue
             responses = world.candidates(r["prompt"], k, rng) if samples is None else samples[i][:k]
-            prompts_per_k[str(k)] = prompts_per_k.get(str(k), 0) + 1
             ranks = world.rank(r["prompt"], responses, int(rng.integers(world.labelers.n)), rng)
             groups.append((k, slice(len(items), len(items) + k), ranks, world.gold_score([r["prompt"]] * k, responses)))
             items += [(r["prompt"], y) for y in responses]
@@ -225,7 +223,7 @@ def rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows, ec: EvalCo
         # Only the K that some prompt had enough distinct samples for.
         "accuracy_by_k": {str(k): a["right"] / max(a["pairs"], 1) for k, a in per_k.items() if a["top1"]},
         "top1_by_k": {str(k): float(np.mean(a["top1"])) for k, a in per_k.items() if a["top1"]},
-        "prompts_per_k": prompts_per_k,
+        "prompts_per_k": {str(k): len(a["top1"]) for k, a in per_k.items() if a["top1"]},
     }
 
 
