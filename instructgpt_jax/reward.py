@@ -180,7 +180,7 @@ def packed_rm_batches(records: list, tokenizer, rows: int, seq_len: int, seed: i
     the batch's split over devices), so every step has one shape. A pure function of step (exact resume)."""
     encoded = [[(tokenizer.encode_prompt(r["prompt"]), tokenizer.encode_response(y)) for y in r["responses"]]
                for r in records]
-    batching._check_lengths([len(a) + len(b) for e in encoded for a, b in e], seq_len, "RM responses")
+    batching.check_lengths([len(a) + len(b) for e in encoded for a, b in e], seq_len, "RM responses")
     seg_lengths = [[len(a) + len(b) for a, b in e] for e in encoded]
     n_epochs = max(1, math.ceil(epochs))
     plan = [b for e in range(n_epochs) for b in pack_prompts(seg_lengths, batching.epoch_order(len(records), seed, e),
@@ -225,7 +225,7 @@ def make_score_texts(setup: train.Setup, tokenizer, seq_len: int, batch_rows: in
         if not encoded:
             return np.zeros(0, np.float32)
         lengths = [len(a) + len(b) for a, b in encoded]
-        batching._check_lengths(lengths, seq_len, "scored sequences")
+        batching.check_lengths(lengths, seq_len, "scored sequences")
         layout = pack_rows(lengths, seq_len, range(len(encoded)))
         cap = batch_rows * max(4, -(-max(map(len, layout)) // batch_rows))
         out = []

@@ -139,7 +139,8 @@ def sft_batch(examples, tokenizer, seq_len: int) -> dict:
     return {"tokens": tokens, "positions": positions_from_mask(mask), "attention_mask": mask, "loss_mask": loss_mask}
 
 
-def _check_lengths(lengths, limit: int, what: str):
+def check_lengths(lengths, limit: int, what: str):
+    """Raise naming how many `what` exceed `limit` tokens and the first one; checked up front, not mid-run."""
     too_long = [i for i, n in enumerate(lengths) if n > limit]
     if too_long:
         i = too_long[0]
@@ -151,7 +152,7 @@ def sft_batches(examples, tokenizer, batch_size: int, seq_len: int, seed: int, p
                 process_count=None) -> Batches:
     """Shuffled SFT batches; every example is checked to fit in seq_len up front, not at some later step."""
     examples = list(examples)
-    _check_lengths([len(tokenizer.encode_prompt(ex["prompt"])) + len(tokenizer.encode_response(ex["response"]))
+    check_lengths([len(tokenizer.encode_prompt(ex["prompt"])) + len(tokenizer.encode_response(ex["response"]))
                     for ex in examples], seq_len, "SFT examples")
     return Batches(len(examples), batch_size, seed,
                    lambda idx: sft_batch([examples[i] for i in idx], tokenizer, seq_len), process_index, process_count)
@@ -189,7 +190,7 @@ def rm_batches(examples, tokenizer, batch_size: int, seq_len: int, k_max: int, s
                 process_count=None) -> Batches:
     """Shuffled K-wise RM batches (one prompt per row); every response is checked to fit up front."""
     examples = list(examples)
-    _check_lengths([len(tokenizer.encode_prompt(ex["prompt"])) + max(len(tokenizer.encode_response(r))
+    check_lengths([len(tokenizer.encode_prompt(ex["prompt"])) + max(len(tokenizer.encode_response(r))
                                                                       for r in ex["responses"])
                     for ex in examples], seq_len, "RM examples")
     return Batches(len(examples), batch_size, seed,
@@ -208,6 +209,6 @@ def ppo_batches(prompts, tokenizer, batch_size: int, prompt_len: int, seed: int,
                 process_count=None) -> Batches:
     """Shuffled PPO prompt batches; `batches[step]` is (arrays, prompt strings)."""
     prompts = list(prompts)
-    _check_lengths([len(tokenizer.encode_prompt(p)) for p in prompts], prompt_len, "PPO prompts")
+    check_lengths([len(tokenizer.encode_prompt(p)) for p in prompts], prompt_len, "PPO prompts")
     return Batches(len(prompts), batch_size, seed,
                    lambda idx: ppo_batch([prompts[i] for i in idx], tokenizer, prompt_len), process_index, process_count)
