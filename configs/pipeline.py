@@ -21,10 +21,10 @@ anchored to SFT, in W/round_<r>/{compare,rm,ppo}. `comparisons_per_round` is the
 Args:
   smoke    nano model, every stage a few steps: about a minute on 2 CPU cores, a pulse, not a result.
   default  tiny model (0.9M parameters), the stage configs with the tuned keys below: ~20 minutes on 2
-           CPU cores (SFT 407 s, RM 274 s). SFT gold 0.03 -> 0.37; PPO raises the RM score at a KL of ~4
-           nats, gold rising a little at KL 2 and falling after (over-optimisation; gains where the RM
-           judges gold well: count, harmful refusals); PPO-ptx pays 1.9 nats/byte less alignment tax than
-           PPO. Measured figures and what the run does not show: docs/RESULTS.md.
+           CPU cores (SFT 407 s, RM 227 s). SFT gold 0.03 -> 0.37; PPO raises the RM score 0.18 -> 0.38 at
+           a KL of 1.6 nats and keeps SFT's gold (+0.005 +- 0.010: gains where the RM judges gold well,
+           count, nth, harmful refusals); PPO-ptx pays 2.0 nats/byte less alignment tax than PPO.
+           Measured figures and what the run does not show: docs/RESULTS.md.
 """
 
 import ml_collections
