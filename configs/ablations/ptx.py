@@ -11,7 +11,8 @@ for 0, while the RM and gold scores fall only a little until the coefficient dom
 
 import ml_collections
 
-PTX = {"ptx_0": 0.0, "ptx_03": 0.3, "ptx_1": 1.0, "ptx_3": 3.0, "ptx_10": 10.0}
+PTX = {"ptx_0": 0.0, "ptx_001": 0.01, "ptx_003": 0.03, "ptx_01": 0.1, "ptx_03": 0.3}
+BETA = 0.05  # the pipeline :default's KL coefficient for both PPO runs, so ptx_0 is its plain PPO
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -21,5 +22,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.base = "configs/ppo.py:ptx"
     config.runs = ml_collections.ConfigDict(
-        {name: {**paths, "ppo": {"ptx_coef": c}} for name, c in PTX.items()}, sort_keys=False)
+        {name: {**paths, "ppo": {"ptx_coef": c, "beta": BETA}} for name, c in PTX.items()}, sort_keys=False)
     return config
