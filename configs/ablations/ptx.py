@@ -11,16 +11,19 @@ for 0, while the RM and gold scores fall only a little until the coefficient dom
 
 import ml_collections
 
+from instructgpt_jax.config_base import load_config
+
 PTX = {"ptx_0": 0.0, "ptx_001": 0.01, "ptx_003": 0.03, "ptx_01": 0.1, "ptx_03": 0.3}
-BETA = 0.05  # the pipeline :default's KL coefficient for both PPO runs, so ptx_0 is its plain PPO
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     workdir = arg or "runs/pipeline"
     paths = {"init_policy": f"{workdir}/sft", "init_value": f"{workdir}/rm", "reward_model": f"{workdir}/rm",
              "data": {"prompts": f"{workdir}/world/ppo.jsonl", "eval_prompts": f"{workdir}/world/eval.jsonl"}}
+    # The pipeline :default's KL coefficient (its PPO-ptx's), so ptx_0 is that run's plain PPO.
+    beta = load_config("configs/pipeline.py:default").ppo_ptx.ppo.beta
     config = ml_collections.ConfigDict()
     config.base = "configs/ppo.py:ptx"
     config.runs = ml_collections.ConfigDict(
-        {name: {**paths, "ppo": {"ptx_coef": c, "beta": BETA}} for name, c in PTX.items()}, sort_keys=False)
+        {name: {**paths, "ppo": {"ptx_coef": c, "beta": beta}} for name, c in PTX.items()}, sort_keys=False)
     return config
