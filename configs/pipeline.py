@@ -49,6 +49,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.round_sft_mix = 0.0  # rounds >= 2: share of the compared samples drawn from SFT instead of the policy
     config.model = ml_collections.FieldReference("nano" if smoke else "tiny")
     config.tokenizer = ml_collections.FieldReference("byte")
+    # The RM's own preset ("" = the policy's). A larger one gets its own base model and SFT (stages rm_pretrain,
+    # rm_sft, with the pretrain and sft configs) and PPO's value model starts from it, as in the paper, whose
+    # 6B RM and value function serve its 1.3B policy.
+    config.rm_model = ""
 
     config.world = load_config("configs/world.py:" + ("smoke" if smoke else "default"))
     if not smoke:

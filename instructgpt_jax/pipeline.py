@@ -33,7 +33,13 @@ import jax
 log = logging.getLogger(__name__)
 
 STAGES = ("world", "pretrain", "sft", "compare", "rm", "ppo", "ppo_ptx", "eval", "report")
+RM_CHAIN = ("rm_pretrain", "rm_sft")  # with config.rm_model: the larger RM's own base model and SFT, before compare
 DERIVED = ("eval", "report")  # recomputed whenever a stage before them ran; never linked from another run
+
+
+def separate_rm(config) -> bool:
+    """Whether the RM (and so PPO's value model) has its own preset, `config.rm_model`, not the policy's."""
+    return bool(config.get("rm_model")) and config.rm_model != config.model
 MARKER = "pipeline_stage.json"
 
 
@@ -43,7 +49,10 @@ def stage_names(config) -> list[str]:
 
     if config.rounds < 1:
         raise ValueError(f"config.rounds={config.rounds}; expected >= 1")
-    return [*STAGES[:-len(DERIVED)], *rounds.stage_names(config.rounds), *DERIVED]
+    first = list(STAGES[:-len(DERIVED)])
+    if separate_rm(config):
+        first[first.index("compare"):first.index("compare")] = RM_CHAIN
+    return [*first, *rounds.stage_names(config.rounds), *DERIVED]
 
 
 def stage_configs(config, workdir: str) -> dict:
@@ -64,6 +73,14 @@ def stage_configs(config, workdir: str) -> dict:
     out["compare"].data.prompts = w("world", "rm_prompts.jsonl")
     out["rm"].init_from = w("sft")
     out["rm"].data.train = w("compare", "rm.jsonl")
+    if separate_rm(config):  # the paper's RM is larger than its small policies (6B for 1.3B): its own base and SFT
+        for stage, source in zip(RM_CHAIN, ("pretrain", "sft")):
+            out[stage] = copy.deepcopy(config[source])
+            out[stage].unlock()
+            out[stage].model.preset = config.rm_model
+        out["rm_sft"].init_from, out["rm_sft"].data.train = w("rm_pretrain"), w("world", "sft.jsonl")
+        out["rm"].init_from = w("rm_sft")
+        out["rm"].model.preset = config.rm_model
     for stage in ("ppo", "ppo_ptx"):
         cfg = out[stage]
         cfg.init_policy, cfg.init_value, cfg.reward_model = w("sft"), w("rm"), w("rm")
@@ -97,11 +114,11 @@ def run_stage(stage: str, cfg, workdir: str):
         from instructgpt_jax.data import formats
 
         return formats.write_world(cfg, stage_dir)
-    if stage == "pretrain":
+    if stage in ("pretrain", "rm_pretrain"):
         from instructgpt_jax import pretrain
 
         return pretrain.run(cfg, stage_dir)
-    if stage == "sft":
+    if stage in ("sft", "rm_sft"):
         from instructgpt_jax import sft
 
         return sft.run(cfg, stage_dir)

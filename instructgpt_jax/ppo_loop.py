@@ -52,13 +52,34 @@ class Setup:
     abstract: dict
     shardings: dict
     headless: train.Setup  # the policy / reference network (train.py's view, for loading params)
-    headed: train.Setup  # the value / reward network
+    headed: train.Setup  # the value network (the policy's with a head when the trunk is shared)
+    rewarder: train.Setup  # the reward network (the value network's setup when both have one architecture)
+
+
+def same_shape(a: GPTConfig, b: GPTConfig) -> bool:
+    """Whether two configs have the same parameters (numerics such as dtype, remat or dropout may differ)."""
+    fields = ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd", "mlp_dim")
+    return all(getattr(a, f) == getattr(b, f) for f in fields)
 
 
 def make_setup(model_cfg: GPTConfig, mesh_cfg, cfg: ppo.PPOConfig, prompt_len: int, policy_tx, value_tx,
-               devices=None) -> Setup:
+               devices=None, value_cfg: GPTConfig | None = None, reward_cfg: GPTConfig | None = None) -> Setup:
+    """`value_cfg` / `reward_cfg`: the value and reward networks' architectures when they differ from the
+    policy's (the paper's RM and value function are 6B for its 1.3B policy); None = the policy's."""
+    value_cfg, reward_cfg = value_cfg or model_cfg, reward_cfg or value_cfg or model_cfg
+    for name, c in (("value", value_cfg), ("reward", reward_cfg)):
+        if c.vocab_size != model_cfg.vocab_size:
+            raise ValueError(f"the {name} model's vocab_size={c.vocab_size} differs from the policy's "
+                             f"{model_cfg.vocab_size}: they must read the same tokens")
+    if cfg.shared_trunk and not same_shape(value_cfg, model_cfg):
+        raise ValueError("config.ppo.shared_trunk needs the value model (init_value) to have the policy's "
+                         f"architecture; it has n_layer={value_cfg.n_layer}, n_embd={value_cfg.n_embd} against "
+                         f"{model_cfg.n_layer}, {model_cfg.n_embd}")
     headless = train.make_setup(dataclasses.replace(model_cfg, scalar_head=False), mesh_cfg, policy_tx, devices)
-    headed = train.make_setup(dataclasses.replace(model_cfg, scalar_head=True), mesh_cfg, value_tx, devices)
+    headed = train.make_setup(dataclasses.replace(model_cfg if cfg.shared_trunk else value_cfg, scalar_head=True),
+                              mesh_cfg, value_tx, devices)
+    rewarder = headed if same_shape(reward_cfg, headed.model_cfg) else train.make_setup(
+        dataclasses.replace(reward_cfg, scalar_head=True), mesh_cfg, optax.identity(), devices)
     mesh = headless.mesh
     if cfg.shared_trunk:
         value_abs = {k: headed.abstract["params"][k] for k in HEAD}
@@ -84,7 +105,16 @@ def make_setup(model_cfg: GPTConfig, mesh_cfg, cfg: ppo.PPOConfig, prompt_len: i
     if cfg.ptx_coef > 0 and cfg.ptx_batch_size % n:
         raise ValueError(f"config.ppo.ptx_batch_size={cfg.ptx_batch_size} must be divisible by data x fsdp = {n}")
     return Setup(cfg, mesh, prompt_len, headless.model_cfg, policy_graphdef, value_graphdef, headless.graphdef,
-                 headed.graphdef, policy_tx, value_tx, abstract, shardings, headless, headed)
+                 rewarder.graphdef, policy_tx, value_tx, abstract, shardings, headless, headed, rewarder)
+
+
+def stage_architecture(stage_dir: str, model_cfg: GPTConfig) -> GPTConfig:
+    """The architecture of a stage folder's newest checkpoint, with `model_cfg`'s numerics (dtype, remat)."""
+    _, meta = checkpoint.read_meta(os.path.join(stage_dir, "checkpoints"))
+    if "model" not in meta:
+        raise ValueError(f"{stage_dir}/checkpoints: meta has no 'model'; not a model checkpoint")
+    arch = {k: meta["model"][k] for k in ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd", "n_inner")}
+    return dataclasses.replace(model_cfg, **arch)
 
 
 def init_state(setup: Setup, params, value_params) -> dict:
@@ -203,8 +233,12 @@ def run(config, workdir: str) -> dict:
         raise ValueError("config.ppo.ptx_coef > 0 needs a pretraining corpus: set config.data.corpus.source")
 
     steps = t.iterations * cfg.epochs * cfg.minibatches
+    # The value and reward networks may be larger than the policy (as the paper's 6B RM for its 1.3B policy):
+    # their architectures come from the checkpoints they start from.
     setup = make_setup(model_cfg, config.mesh, cfg, P, train.make_optimizer(config.optim, steps),
-                       train.make_optimizer(config.value_optim, steps))
+                       train.make_optimizer(config.value_optim, steps),
+                       value_cfg=stage_architecture(config.init_value, model_cfg),
+                       reward_cfg=stage_architecture(config.reward_model, model_cfg))
     norm = reward.load_reward_norm(config.reward_model)
     programs = make_programs(setup, tokenizer.eos_id, tokenizer.pad_id, (norm["mean"], norm["std"]))
 
@@ -259,7 +293,7 @@ def run(config, workdir: str) -> dict:
                                                       s.shardings["params"])[0]
         # The KL anchor: SFT. It is init_policy unless a later RLHF round starts from an earlier round's policy.
         ref_params = frozen(setup, load(setup.headless, config.ref_policy or config.init_policy))
-        reward_params = frozen(setup, load(setup.headed, config.reward_model))
+        reward_params = frozen(setup, load(setup.rewarder, config.reward_model))
         if state is None:
             try:  # the paper's choice: the value function starts as the reward model
                 value = load(setup.headed, config.init_value)

@@ -66,6 +66,7 @@ def stage_configs(config, workdir: str) -> dict:
         raise ValueError("config.rounds > 1 needs a labelling budget: set config.comparisons_per_round > 0 "
                          "(config.compare.data.num_prompts = 0 means every prompt, leaving none for round 2)")
     w = lambda *p: os.path.join(workdir, *p)  # noqa: E731
+    rm_sft = "rm_sft" if config.get("rm_model") and config.rm_model != config.model else "sft"
     out = {}
     for r in range(2, config.rounds + 1):
         compare = copy.deepcopy(config.compare)
@@ -82,7 +83,9 @@ def stage_configs(config, workdir: str) -> dict:
         })
         rm = copy.deepcopy(config.rm)
         rm.unlock()
-        rm.init_from = w("sft") if config.round_rm_init == "sft" else w(rm_folder(r - 1))
+        if rm_sft == "rm_sft":
+            rm.model.preset = config.rm_model
+        rm.init_from = w(rm_sft) if config.round_rm_init == "sft" else w(rm_folder(r - 1))
         data = w(compare_folder(r))
         rm.data.train, rm.data.val, rm.norm.data = (os.path.join(data, f) for f in ("rm_train.jsonl", "rm_val.jsonl",
                                                                                      "samples.jsonl"))

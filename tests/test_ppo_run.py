@@ -18,9 +18,9 @@ from instructgpt_jax.presets import get_preset
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 
-def _save_stage(stage_dir, head: bool, seed: int, stage: str):
-    """A stage folder as train.run leaves it: a checkpoint with params and meta (random nano weights)."""
-    cfg = get_preset("nano", scalar_head=head)
+def _save_stage(stage_dir, head: bool, seed: int, stage: str, preset: str = "nano"):
+    """A stage folder as train.run leaves it: a checkpoint with params and meta (random weights)."""
+    cfg = get_preset(preset, scalar_head=head)
     setup = train.make_setup(cfg, config_base.mesh_config((1, 1, 1)), train.make_optimizer(config_base.optim_config(1e-3), 1),
                              devices=jax.devices()[:1])
     rng = np.random.default_rng(seed)
@@ -90,6 +90,31 @@ def test_run_writes_metrics_evaluations_and_checkpoints(stages, tmp_path):
     cfg, _, params, _ = checkpoint.load_model(workdir)  # the policy, readable as any stage's model
     assert not cfg.scalar_head and "score_kernel" not in params
     assert ppo.run(config, workdir) == result  # a finished run returns its last evaluation at once
+
+
+def test_reward_and_value_models_larger_than_the_policy(stages, tmp_path):
+    """The paper's 6B RM and value function serve its 1.3B policy: their architecture comes from their checkpoints."""
+    big = tmp_path / "rm_tiny"
+    _save_stage(big, True, 2, "rm", preset="tiny")
+    shutil.copy(stages / "rm" / "reward_norm.json", big / "reward_norm.json")
+    config = _config(stages)
+    config.init_value = config.reward_model = str(big)
+    config.train.update({"iterations": 2, "checkpoint_every": 2})
+    workdir = str(tmp_path / "run")
+    result = ppo.run(config, workdir)
+    assert np.isfinite(result["ppo/eval_score"]) and result["ppo/eval_kl"] != 0.0
+    stored = checkpoint.make_manager(os.path.join(workdir, "checkpoints")).item_metadata(2)["value_params"]
+    assert stored["score_kernel"].shape == (get_preset("tiny").n_embd,)  # the value model is the tiny RM
+    policy_cfg = checkpoint.load_model(workdir)[0]
+    assert policy_cfg.n_embd == get_preset("nano").n_embd
+    # A separate reward model beside a policy-sized value model (init_value = SFT) works as well.
+    config.init_value = str(stages / "sft")
+    assert np.isfinite(ppo.run(config, str(tmp_path / "run2"))["ppo/eval_score"])
+    # One network for policy and value cannot start from a value model of another size.
+    config = _config(stages, shared_trunk=True)
+    config.init_value = str(big)
+    with pytest.raises(ValueError, match=r"shared_trunk needs the value model \(init_value\) to have the policy's"):
+        ppo.run(config, str(tmp_path / "run3"))
 
 
 @pytest.mark.slow
