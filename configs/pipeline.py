@@ -10,6 +10,9 @@ as config.<stage> so one file controls the run and any key of any stage can be o
 fills in the paths between stages. `config.model` is the model preset of every stage and `config.tokenizer`
 the tokenizer of every stage (one override changes all: --config.model=small_cpu). `config.stages` runs a
 subset ("sft,compare,rm"); finished stages are skipped, an interrupted one resumes.
+`config.rm_model` = a preset larger than `config.model` (the paper's 6B RM for its 1.3B policy) adds the
+stages rm_pretrain and rm_sft (that network's own base model and SFT) before compare; the RM starts from
+rm_sft and PPO's value model from the RM (configs/ablations/rm_size.py: no better at the tiny scale).
 
 Iterated RLHF (`--config.rounds=3`, instructgpt_jax/rounds.py): after round 1 (the stages above), each round
 r >= 2 has the labelers rank samples of round r-1's policy on `comparisons_per_round` fresh RM prompts,
