@@ -7,10 +7,13 @@ The pipeline config embeds every stage's config (config.pretrain, config.sft, ..
 them together through files, as the stages connect in docs/ARCHITECTURE.md: it fills in each stage's input
 paths (init_from, data files) from W and calls the stage's `run(config, workdir)`, the same function its
 `instructgpt <stage>` command calls. A stage that finishes writes W/<stage>/pipeline_stage.json with its
-config fingerprint and wall time; a rerun skips it when the fingerprint is unchanged. A stage that was
-interrupted has no marker and runs again: training stages resume from their newest checkpoint and repeat
-the uninterrupted run exactly (batches and keys depend only on the step), the others are deterministic and
-cheap and start over. `config.stages` = "sft,rm" runs only those stages (their inputs must exist). A
+config fingerprint, its lineage (the fingerprints of the stages it reads, found as W/<stage> paths in its
+config, and theirs, hashed) and wall time; a rerun skips it when both are unchanged. A finished stage whose
+config or any upstream stage's config changed runs again from scratch, its old folder moved aside to
+W/<stage>.replaced-<time> (nothing is deleted): changing `--config.sft.train.epochs` on a finished workdir
+retrains SFT and redoes compare, RM, PPO and eval, not world or pretrain. A stage that was interrupted has no
+marker and runs again: training stages resume from their newest checkpoint and repeat the uninterrupted run
+exactly (batches and keys depend only on the step), the others are deterministic and cheap and start over. `config.stages` = "sft,rm" runs only those stages (their inputs must exist). A
 W/pretrain holding a finished checkpoint but no marker (`instructgpt import-hf --workdir W/pretrain`: GPT-2
 weights as the base model) counts as done.
 A sweep passes `reuse_from` (an earlier run's W): a stage whose config is identical there, and whose inputs
@@ -23,9 +26,11 @@ policy and summary.json gets a `rounds` list (one entry per round, also for R = 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
+import re
 import time
 
 import jax
@@ -41,6 +46,7 @@ def separate_rm(config) -> bool:
     """Whether the RM (and so PPO's value model) has its own preset, `config.rm_model`, not the policy's."""
     return bool(config.get("rm_model")) and config.rm_model != config.model
 MARKER = "pipeline_stage.json"
+FOUND = "found a finished checkpoint"  # the marker note of a W/pretrain the pipeline did not train (import-hf)
 
 
 def stage_names(config) -> list[str]:
@@ -100,7 +106,47 @@ def fingerprint(cfg, workdir: str) -> str:
     if cfg is None:
         return ""
     text = cfg.to_json_best_effort(sort_keys=True)
-    return text.replace(os.path.abspath(workdir), "$W").replace(workdir, "$W")
+    for path in dict.fromkeys((os.path.abspath(workdir), workdir.rstrip("/") or "/")):
+        # a whole path in a JSON string: the workdir itself or a path under it ("/w" must not match "/world")
+        text = re.sub(r'(?<=")' + re.escape(path) + r'(?=[/"])', "$W", text)
+    return text
+
+
+def stage_inputs(fp: str, names) -> list[str]:
+    """The stages among `names` whose folders a stage's fingerprint (`fingerprint`) points at as $W/<stage>."""
+    found = set()
+    for path in re.findall(r"\$W/([A-Za-z0-9_./-]+)", fp):
+        owners = [n for n in names if path == n or path.startswith(n + "/")]
+        if owners:
+            found.add(max(owners, key=len))  # round_2/rm, not a stage named round_2
+    return sorted(found)
+
+
+def lineages(configs: dict, names, workdir: str) -> dict:
+    """{stage: hash of its fingerprint and its input stages' lineages}, for the stages of `names` in order."""
+    out = {}
+    for stage in names:
+        fp = fingerprint(configs[stage], workdir)
+        inputs = [out[d] for d in stage_inputs(fp, names) if d in out and d != stage]
+        out[stage] = hashlib.sha256("\n".join([fp, *inputs]).encode()).hexdigest()[:16]
+    return out
+
+
+def _move_aside(workdir: str, stage: str) -> str | None:
+    """Move a finished stage's folder out of the way of a fresh run (a linked one is only unlinked)."""
+    path = os.path.join(workdir, stage)
+    if os.path.islink(path):
+        os.unlink(path)
+        return None
+    if not os.path.exists(path):
+        return None
+    dst = f"{path}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while os.path.lexists(dst):
+        n += 1
+        dst = f"{path}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+    os.rename(path, dst)
+    return dst
 
 
 def run_stage(stage: str, cfg, workdir: str):
@@ -184,25 +230,39 @@ def run(config, workdir: str, reuse_from: str | None = None) -> dict:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
     t_start, ran, reusing = time.time(), False, reuse_from is not None
+    lineage = lineages(configs, names, workdir)
+
+    def same(m: dict | None, stage: str, fp: str) -> bool:
+        if m is not None and m.get("note") == FOUND:  # a base model put there by hand stays, whatever the config
+            return True
+        return (m is not None and m["fingerprint"] == fp  # markers written before lineages: the config alone
+                and m.get("lineage", lineage[stage]) == lineage[stage])
+
     for i, stage in enumerate(stages, 1):
         fp = fingerprint(configs[stage], workdir)
         marker = read_marker(workdir, stage)
         head = f"[pipeline {i}/{len(stages)}] {stage}"
-        if marker is not None and marker["fingerprint"] == fp and not (ran and stage in DERIVED):
+        if same(marker, stage, fp) and not (ran and stage in DERIVED):
             _progress(f"{head}: complete ({marker['seconds']:.0f} s when it ran), skipped")
             continue
         if marker is None and stage == "pretrain" and _finished_elsewhere(os.path.join(workdir, stage)):
             # A base model put there by hand (`instructgpt import-hf --workdir W/pretrain`, or a pretrain run).
             if jax.process_index() == 0:
-                _write_marker(workdir, stage, {"stage": stage, "fingerprint": fp, "seconds": 0.0, "finished": time.time(),
-                                               "note": "found a finished checkpoint"})
+                _write_marker(workdir, stage, {"stage": stage, "fingerprint": fp, "lineage": lineage[stage],
+                                               "seconds": 0.0, "finished": time.time(),
+                                               "note": FOUND})
             _progress(f"{head}: found a finished checkpoint (e.g. import-hf), skipped")
             continue
-        if marker is not None and marker["fingerprint"] != fp and stage not in DERIVED:
-            log.warning("%s: config differs from the finished run in %s; running it again (it resumes from its "
-                        "checkpoints; for different inputs use a new workdir)", stage, os.path.join(workdir, stage))
+        if marker is not None and stage not in DERIVED:
+            # Finished, but with another config or other inputs: resuming would return the old result.
+            moved = _move_aside(workdir, stage) if jax.process_index() == 0 else None
+            _sync(f"pipeline:{stage}:moved")
+            what = "its config" if marker["fingerprint"] != fp else "an input stage"
+            _progress(f"{head}: {what} changed since it finished; "
+                      + (f"old folder moved to {moved}, " if moved else "") + "running it from scratch")
+            marker = None
         reused = read_marker(reuse_from, stage) if reusing and stage not in DERIVED else None
-        if (reused is not None and reused["fingerprint"] == fp and marker is None
+        if (same(reused, stage, fp) and marker is None
                 and not os.path.lexists(os.path.join(workdir, stage))):
             if jax.process_index() == 0:
                 _link(reuse_from, workdir, stage)
@@ -216,7 +276,8 @@ def run(config, workdir: str, reuse_from: str | None = None) -> dict:
         seconds = time.time() - t0
         ran = True
         if jax.process_index() == 0:
-            _write_marker(workdir, stage, {"stage": stage, "fingerprint": fp, "seconds": seconds, "finished": time.time()})
+            _write_marker(workdir, stage, {"stage": stage, "fingerprint": fp, "lineage": lineage[stage],
+                                           "seconds": seconds, "finished": time.time()})
         _sync(f"pipeline:{stage}:done")  # process 0's files (marker, summary) are there before anyone reads them
         _progress(f"{head}: done in {seconds:.0f} s{_headline(stage, result)}")
     summary = _add_wall_times(workdir, names)

@@ -116,6 +116,48 @@ def test_changed_eval_config_reruns_only_eval_and_report(smoke, capsys, tmp_path
     assert again["policies"]["ppo"]["gold"] == summary["policies"]["ppo"]["gold"]  # same samples on eval.jsonl
 
 
+def test_lineage_follows_the_stages_a_stage_reads():
+    config = load_config("configs/pipeline.py:default")
+    names = pipeline.stage_names(config)
+    configs = pipeline.stage_configs(config, "/w")
+    inputs = {s: pipeline.stage_inputs(pipeline.fingerprint(configs[s], "/w"), names) for s in names}
+    assert inputs["sft"] == ["pretrain", "world"] and inputs["compare"] == ["sft", "world"]
+    assert inputs["rm"] == ["compare", "sft"] and inputs["ppo"] == inputs["ppo_ptx"] == ["rm", "sft", "world"]
+    assert inputs["world"] == inputs["pretrain"] == []
+    before = pipeline.lineages(configs, names, "/w")
+    apply_overrides(config, {"sft.train.epochs": 4.0})
+    after = pipeline.lineages(pipeline.stage_configs(config, "/w"), names, "/w")
+    changed = {s for s in names if before[s] != after[s]}
+    assert changed >= {"sft", "compare", "rm", "ppo", "ppo_ptx"} and not changed & {"world", "pretrain"}
+    apply_overrides(config, {"rm_model": "small_cpu", "rounds": 2, "comparisons_per_round": 100})
+    names = pipeline.stage_names(config)
+    configs = pipeline.stage_configs(config, "/w")
+    inputs = {s: pipeline.stage_inputs(pipeline.fingerprint(configs[s], "/w"), names) for s in names}
+    assert inputs["rm"] == ["compare", "rm_sft"] and inputs["rm_sft"] == ["rm_pretrain", "world"]
+    assert inputs["round_2/rm"] == ["rm", "rm_sft", "round_2/compare"]
+    assert inputs["round_2/ppo"] == ["ppo_ptx", "round_2/rm", "sft", "world"]
+
+
+def test_changed_ppo_config_reruns_ppo_from_scratch_and_keeps_the_old_run(smoke, capsys, tmp_path):
+    """A finished stage whose config changed starts over (resuming its finished checkpoint would change
+    nothing); its old folder is kept beside it; stages that do not read it are skipped."""
+    import shutil
+
+    workdir, summary, _ = smoke
+    copy = tmp_path / "w"
+    shutil.copytree(workdir, copy, symlinks=True)
+    again = pipeline.run(_smoke_config(**{"ppo.train.seed": 7}), str(copy))
+    out = capsys.readouterr().out
+    assert "ppo: its config changed since it finished; old folder moved to" in out
+    assert "ppo_ptx: complete" in out and "rm: complete" in out and "eval: done" in out
+    assert out.count("skipped") == len(pipeline.STAGES) - 3
+    old = [p for p in copy.iterdir() if p.name.startswith("ppo.replaced-")]
+    assert len(old) == 1 and (old[0] / "metrics.jsonl").read_text() == (workdir / "ppo" / "metrics.jsonl").read_text()
+    assert (copy / "ppo" / "metrics.jsonl").read_text() != (workdir / "ppo" / "metrics.jsonl").read_text()
+    assert json.loads((copy / "ppo" / "config.json").read_text())["train"]["seed"] == 7
+    assert again["policies"]["ppo_ptx"] == summary["policies"]["ppo_ptx"]
+
+
 @pytest.mark.slow
 def test_killed_mid_stage_resumes_to_the_same_summary(smoke, tmp_path):
     """Kill the pipeline inside PPO-ptx (after its first checkpoint), rerun: the summary equals the uninterrupted one."""
