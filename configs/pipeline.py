@@ -9,7 +9,8 @@ from its own config file (configs/world.py, pretrain.py, sft.py, compare.py, rm.
 as config.<stage> so one file controls the run and any key of any stage can be overridden. The pipeline
 fills in the paths between stages. `config.model` is the model preset of every stage and `config.tokenizer`
 the tokenizer of every stage (one override changes all: --config.model=small_cpu). `config.stages` runs a
-subset ("sft,compare,rm"); finished stages are skipped, an interrupted one resumes.
+subset ("sft,compare,rm"); finished stages are skipped, an interrupted one resumes, and a finished one whose
+config or any upstream stage's config changed runs again (its old folder kept as W/<stage>.replaced-<time>).
 `config.rm_model` = a preset larger than `config.model` (the paper's 6B RM for its 1.3B policy) adds the
 stages rm_pretrain and rm_sft (that network's own base model and SFT) before compare; the RM starts from
 rm_sft and PPO's value model from the RM (configs/ablations/rm_size.py: no better at the tiny scale).
