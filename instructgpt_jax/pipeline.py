@@ -13,9 +13,10 @@ config or any upstream stage's config changed runs again from scratch, its old f
 W/<stage>.replaced-<time> (nothing is deleted): changing `--config.sft.train.epochs` on a finished workdir
 retrains SFT and redoes compare, RM, PPO and eval, not world or pretrain. A stage that was interrupted has no
 marker and runs again: training stages resume from their newest checkpoint and repeat the uninterrupted run
-exactly (batches and keys depend only on the step), the others are deterministic and cheap and start over. `config.stages` = "sft,rm" runs only those stages (their inputs must exist). A
-W/pretrain holding a finished checkpoint but no marker (`instructgpt import-hf --workdir W/pretrain`: GPT-2
-weights as the base model) counts as done.
+exactly (batches and keys depend only on the step), the others are deterministic and cheap and start over.
+`config.stages` = "sft,rm" runs only those stages (their inputs must exist). A W/pretrain holding a
+finished checkpoint but no marker (`instructgpt import-hf --workdir W/pretrain`: GPT-2 weights as the base
+model) counts as done, whatever the pretrain config says.
 A sweep passes `reuse_from` (an earlier run's W): a stage whose config is identical there, and whose inputs
 were all reused too, is linked instead of retrained (a beta sweep retrains only PPO).
 `config.rounds` = R > 1 adds iterated RLHF before eval (rounds.py): stages round_<r>/compare, round_<r>/rm,
@@ -40,13 +41,13 @@ log = logging.getLogger(__name__)
 STAGES = ("world", "pretrain", "sft", "compare", "rm", "ppo", "ppo_ptx", "eval", "report")
 RM_CHAIN = ("rm_pretrain", "rm_sft")  # with config.rm_model: the larger RM's own base model and SFT, before compare
 DERIVED = ("eval", "report")  # recomputed whenever a stage before them ran; never linked from another run
+MARKER = "pipeline_stage.json"
+FOUND = "found a finished checkpoint"  # the marker note of a W/pretrain the pipeline did not train (import-hf)
 
 
 def separate_rm(config) -> bool:
     """Whether the RM (and so PPO's value model) has its own preset, `config.rm_model`, not the policy's."""
     return bool(config.get("rm_model")) and config.rm_model != config.model
-MARKER = "pipeline_stage.json"
-FOUND = "found a finished checkpoint"  # the marker note of a W/pretrain the pipeline did not train (import-hf)
 
 
 def stage_names(config) -> list[str]:

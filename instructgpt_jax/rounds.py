@@ -66,7 +66,9 @@ def stage_configs(config, workdir: str) -> dict:
         raise ValueError("config.rounds > 1 needs a labelling budget: set config.comparisons_per_round > 0 "
                          "(config.compare.data.num_prompts = 0 means every prompt, leaving none for round 2)")
     w = lambda *p: os.path.join(workdir, *p)  # noqa: E731
-    rm_sft = "rm_sft" if config.get("rm_model") and config.rm_model != config.model else "sft"
+    from instructgpt_jax.pipeline import separate_rm
+
+    rm_sft = "rm_sft" if separate_rm(config) else "sft"  # the network the RM starts from in round 1
     out = {}
     for r in range(2, config.rounds + 1):
         compare = copy.deepcopy(config.compare)
