@@ -232,6 +232,7 @@ def run(config, workdir: str) -> dict:
     if cfg.ptx_coef > 0 and train_ids is None:
         raise ValueError("config.ppo.ptx_coef > 0 needs a pretraining corpus: set config.data.corpus.source")
 
+    norm = reward.load_reward_norm(config.reward_model)
     steps = t.iterations * cfg.epochs * cfg.minibatches
     # The value and reward networks may be larger than the policy (as the paper's 6B RM for its 1.3B policy):
     # their architectures come from the checkpoints they start from.
@@ -239,7 +240,6 @@ def run(config, workdir: str) -> dict:
                        train.make_optimizer(config.value_optim, steps),
                        value_cfg=stage_architecture(config.init_value, model_cfg),
                        reward_cfg=stage_architecture(config.reward_model, model_cfg))
-    norm = reward.load_reward_norm(config.reward_model)
     programs = make_programs(setup, tokenizer.eos_id, tokenizer.pad_id, (norm["mean"], norm["std"]))
 
     book = train.Bookkeeper("ppo", workdir, config, unit="iteration")
