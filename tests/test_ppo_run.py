@@ -8,9 +8,10 @@ import shutil
 
 import jax
 import numpy as np
+import optax
 import pytest
 
-from instructgpt_jax import checkpoint, config_base, ppo, train
+from instructgpt_jax import checkpoint, config_base, ppo, ppo_loop, train
 from instructgpt_jax.data import world as world_lib
 from instructgpt_jax.data.formats import write_jsonl
 from instructgpt_jax.presets import get_preset
@@ -107,9 +108,12 @@ def test_reward_and_value_models_larger_than_the_policy(stages, tmp_path):
     assert stored["score_kernel"].shape == (get_preset("tiny").n_embd,)  # the value model is the tiny RM
     policy_cfg = checkpoint.load_model(workdir)[0]
     assert policy_cfg.n_embd == get_preset("nano").n_embd
-    # A separate reward model beside a policy-sized value model (init_value = SFT) works as well.
-    config.init_value = str(stages / "sft")
-    assert np.isfinite(ppo.run(config, str(tmp_path / "run2"))["ppo/eval_score"])
+    # A larger reward network beside a policy-sized value model (init_value = SFT): two headed networks.
+    nano, tiny = get_preset("nano"), get_preset("tiny")
+    setup = ppo_loop.make_setup(nano, config.mesh, ppo.ppo_config(config.ppo), 80, optax.sgd(0.0), optax.sgd(0.0),
+                                value_cfg=nano, reward_cfg=tiny)
+    assert setup.headed.model_cfg.n_embd == nano.n_embd and setup.rewarder.model_cfg.n_embd == tiny.n_embd
+    assert setup.abstract["value_params"]["score_kernel"].shape == (nano.n_embd,)
     # One network for policy and value cannot start from a value model of another size.
     config = _config(stages, shared_trunk=True)
     config.init_value = str(big)
