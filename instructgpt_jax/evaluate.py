@@ -259,10 +259,6 @@ def stage_finals(workdir: str) -> dict:
     return out
 
 
-def _shape(cfg) -> tuple:
-    return cfg.vocab_size, cfg.n_positions, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.mlp_dim
-
-
 def run(config, workdir: str) -> dict:
     """Evaluate every policy of `config.eval.policies` under `workdir`; writes W/eval/*.jsonl and W/summary.json."""
     from instructgpt_jax import reward
@@ -313,7 +309,7 @@ def run(config, workdir: str) -> dict:
     results, samples = {}, {}
     for name, folder in folders.items():
         cfg, _, params, meta = checkpoint.load_model(folder, shardings=shardings)
-        if _shape(cfg) != _shape(ref_cfg):  # dropout, remat, dtype may differ: evaluation runs the reference's graph
+        if cfg.architecture() != ref_cfg.architecture():  # dropout, remat, dtype may differ: evaluation runs the reference's graph
             raise ValueError(f"policy {name} ({folder}) has model {cfg}, the reference {ec.reference} has {ref_cfg}")
         figures = {"stage": ec.folders[name], "step": int(meta["step"]), "n": len(rows["eval"]),
                    "n_heldout": len(rows["heldout"])}

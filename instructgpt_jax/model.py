@@ -47,6 +47,13 @@ class GPTConfig:
     remat: bool = False  # rematerialise each block in the backward pass
     scalar_head: bool = False  # reward / value head beside the tied unembedding
 
+    ARCHITECTURE = ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd", "n_inner")  # what params depend on
+
+    def architecture(self) -> tuple:
+        """What the parameters' shapes depend on; two configs equal here can share params (numerics such as
+        dtype, remat or dropout may differ)."""
+        return self.vocab_size, self.n_positions, self.n_layer, self.n_head, self.n_embd, self.mlp_dim
+
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head

@@ -56,12 +56,6 @@ class Setup:
     rewarder: train.Setup  # the reward network (the value network's setup when both have one architecture)
 
 
-def same_shape(a: GPTConfig, b: GPTConfig) -> bool:
-    """Whether two configs have the same parameters (numerics such as dtype, remat or dropout may differ)."""
-    fields = ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd", "mlp_dim")
-    return all(getattr(a, f) == getattr(b, f) for f in fields)
-
-
 def make_setup(model_cfg: GPTConfig, mesh_cfg, cfg: ppo.PPOConfig, prompt_len: int, policy_tx, value_tx,
                devices=None, value_cfg: GPTConfig | None = None, reward_cfg: GPTConfig | None = None) -> Setup:
     """`value_cfg` / `reward_cfg`: the value and reward networks' architectures when they differ from the
@@ -71,14 +65,14 @@ def make_setup(model_cfg: GPTConfig, mesh_cfg, cfg: ppo.PPOConfig, prompt_len: i
         if c.vocab_size != model_cfg.vocab_size:
             raise ValueError(f"the {name} model's vocab_size={c.vocab_size} differs from the policy's "
                              f"{model_cfg.vocab_size}: they must read the same tokens")
-    if cfg.shared_trunk and not same_shape(value_cfg, model_cfg):
+    if cfg.shared_trunk and value_cfg.architecture() != model_cfg.architecture():
         raise ValueError("config.ppo.shared_trunk needs the value model (init_value) to have the policy's "
                          f"architecture; it has n_layer={value_cfg.n_layer}, n_embd={value_cfg.n_embd} against "
                          f"{model_cfg.n_layer}, {model_cfg.n_embd}")
     headless = train.make_setup(dataclasses.replace(model_cfg, scalar_head=False), mesh_cfg, policy_tx, devices)
     headed = train.make_setup(dataclasses.replace(model_cfg if cfg.shared_trunk else value_cfg, scalar_head=True),
                               mesh_cfg, value_tx, devices)
-    rewarder = headed if same_shape(reward_cfg, headed.model_cfg) else train.make_setup(
+    rewarder = headed if reward_cfg.architecture() == headed.model_cfg.architecture() else train.make_setup(
         dataclasses.replace(reward_cfg, scalar_head=True), mesh_cfg, optax.identity(), devices)
     mesh = headless.mesh
     if cfg.shared_trunk:
@@ -113,8 +107,7 @@ def stage_architecture(stage_dir: str, model_cfg: GPTConfig) -> GPTConfig:
     _, meta = checkpoint.read_meta(os.path.join(stage_dir, "checkpoints"))
     if "model" not in meta:
         raise ValueError(f"{stage_dir}/checkpoints: meta has no 'model'; not a model checkpoint")
-    arch = {k: meta["model"][k] for k in ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd", "n_inner")}
-    return dataclasses.replace(model_cfg, **arch)
+    return dataclasses.replace(model_cfg, **{k: meta["model"][k] for k in GPTConfig.ARCHITECTURE})
 
 
 def init_state(setup: Setup, params, value_params) -> dict:
