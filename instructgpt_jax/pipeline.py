@@ -123,11 +123,11 @@ def stage_inputs(fp: str, names) -> list[str]:
     return sorted(found)
 
 
-def lineages(configs: dict, names, workdir: str) -> dict:
+def lineages(fingerprints: dict, names) -> dict:
     """{stage: hash of its fingerprint and its input stages' lineages}, for the stages of `names` in order."""
     out = {}
     for stage in names:
-        fp = fingerprint(configs[stage], workdir)
+        fp = fingerprints[stage]
         inputs = [out[d] for d in stage_inputs(fp, names) if d in out and d != stage]
         out[stage] = hashlib.sha256("\n".join([fp, *inputs]).encode()).hexdigest()[:16]
     return out
@@ -141,11 +141,11 @@ def _move_aside(workdir: str, stage: str) -> str | None:
         return None
     if not os.path.exists(path):
         return None
-    dst = f"{path}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+    dst = base = f"{path}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
     n = 1
     while os.path.lexists(dst):
         n += 1
-        dst = f"{path}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+        dst = f"{base}-{n}"
     os.rename(path, dst)
     return dst
 
@@ -231,7 +231,8 @@ def run(config, workdir: str, reuse_from: str | None = None) -> dict:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
     t_start, ran, reusing = time.time(), False, reuse_from is not None
-    lineage = lineages(configs, names, workdir)
+    fps = {stage: fingerprint(configs[stage], workdir) for stage in names}
+    lineage = lineages(fps, names)
 
     def same(m: dict | None, stage: str, fp: str) -> bool:
         if m is not None and m.get("note") == FOUND:  # a base model put there by hand stays, whatever the config
@@ -240,7 +241,7 @@ def run(config, workdir: str, reuse_from: str | None = None) -> dict:
                 and m.get("lineage", lineage[stage]) == lineage[stage])
 
     for i, stage in enumerate(stages, 1):
-        fp = fingerprint(configs[stage], workdir)
+        fp = fps[stage]
         marker = read_marker(workdir, stage)
         head = f"[pipeline {i}/{len(stages)}] {stage}"
         if same(marker, stage, fp) and not (ran and stage in DERIVED):

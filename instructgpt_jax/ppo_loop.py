@@ -228,11 +228,11 @@ def run(config, workdir: str) -> dict:
     norm = reward.load_reward_norm(config.reward_model)
     steps = t.iterations * cfg.epochs * cfg.minibatches
     # The value and reward networks may be larger than the policy (as the paper's 6B RM for its 1.3B policy):
-    # their architectures come from the checkpoints they start from.
+    # their architectures come from the checkpoints they start from (one meta read per folder: usually both W/rm).
+    arch = {d: stage_architecture(d, model_cfg) for d in {config.init_value, config.reward_model}}
     setup = make_setup(model_cfg, config.mesh, cfg, P, train.make_optimizer(config.optim, steps),
                        train.make_optimizer(config.value_optim, steps),
-                       value_cfg=stage_architecture(config.init_value, model_cfg),
-                       reward_cfg=stage_architecture(config.reward_model, model_cfg))
+                       value_cfg=arch[config.init_value], reward_cfg=arch[config.reward_model])
     programs = make_programs(setup, tokenizer.eos_id, tokenizer.pad_id, (norm["mean"], norm["std"]))
 
     book = train.Bookkeeper("ppo", workdir, config, unit="iteration")

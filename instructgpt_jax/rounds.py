@@ -68,7 +68,7 @@ def stage_configs(config, workdir: str) -> dict:
     w = lambda *p: os.path.join(workdir, *p)  # noqa: E731
     from instructgpt_jax.pipeline import separate_rm
 
-    rm_sft = "rm_sft" if separate_rm(config) else "sft"  # the network the RM starts from in round 1
+    separate = separate_rm(config)  # round 1's RM started from its own SFT network, rm_sft
     out = {}
     for r in range(2, config.rounds + 1):
         compare = copy.deepcopy(config.compare)
@@ -85,9 +85,9 @@ def stage_configs(config, workdir: str) -> dict:
         })
         rm = copy.deepcopy(config.rm)
         rm.unlock()
-        if rm_sft == "rm_sft":
+        if separate:
             rm.model.preset = config.rm_model
-        rm.init_from = w(rm_sft) if config.round_rm_init == "sft" else w(rm_folder(r - 1))
+        rm.init_from = w("rm_sft" if separate else "sft") if config.round_rm_init == "sft" else w(rm_folder(r - 1))
         data = w(compare_folder(r))
         rm.data.train, rm.data.val, rm.norm.data = (os.path.join(data, f) for f in ("rm_train.jsonl", "rm_val.jsonl",
                                                                                      "samples.jsonl"))

@@ -124,9 +124,10 @@ def test_lineage_follows_the_stages_a_stage_reads():
     assert inputs["sft"] == ["pretrain", "world"] and inputs["compare"] == ["sft", "world"]
     assert inputs["rm"] == ["compare", "sft"] and inputs["ppo"] == inputs["ppo_ptx"] == ["rm", "sft", "world"]
     assert inputs["world"] == inputs["pretrain"] == []
-    before = pipeline.lineages(configs, names, "/w")
+    before = pipeline.lineages({s: pipeline.fingerprint(configs[s], "/w") for s in names}, names)
     apply_overrides(config, {"sft.train.epochs": 4.0})
-    after = pipeline.lineages(pipeline.stage_configs(config, "/w"), names, "/w")
+    configs = pipeline.stage_configs(config, "/w")
+    after = pipeline.lineages({s: pipeline.fingerprint(configs[s], "/w") for s in names}, names)
     changed = {s for s in names if before[s] != after[s]}
     assert changed >= {"sft", "compare", "rm", "ppo", "ppo_ptx"} and not changed & {"world", "pretrain"}
     apply_overrides(config, {"rm_model": "small_cpu", "rounds": 2, "comparisons_per_round": 100})
