@@ -46,6 +46,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     smoke = arg == "smoke"
     config = ml_collections.ConfigDict()
     config.stage = "pipeline"
+    # One seed for the whole run: the world (prompts, demonstrations, labelers, its web text) and every stage's
+    # data order and sampling keys are drawn from it (pipeline.stage_configs adds it to each stage's seed), so
+    # --config.seed=1 is an independent replicate of the whole recipe.
+    config.seed = 0
     config.stages = ""  # comma-separated subset of pipeline.stage_names(config) (e.g. "round_2/rm"); "" = all
     config.rounds = 1  # RLHF rounds; round r >= 2 goes to W/round_<r>/{compare,rm,ppo}
     config.comparisons_per_round = 0  # RM prompts labelled per round (the labelling budget); 0 = compare's num_prompts
@@ -64,6 +68,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # so to answer at all) with this many (SFT gold 0.35 instead of 0.15 at temperature 1).
         config.world.scale = 0.5
     config.pretrain = load_config("configs/pretrain.py:" + ("smoke" if smoke else "tiny"))
+    # The world's web text (skills without instructions, data/web.py) mixed with Shakespeare: the base model
+    # has the skills SFT elicits, and held-out loss on this mix is the alignment tax (eval, PPO-ptx).
+    config.pretrain.data.source = "web"
     config.sft = load_config("configs/sft.py:" + ("smoke" if smoke else "tiny"))
     config.compare = load_config("configs/compare.py:" + ("smoke" if smoke else "default"))
     config.rm = load_config("configs/rm.py:" + ("smoke" if smoke else "default"))
@@ -73,6 +80,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.ppo = load_config("configs/ppo.py:" + ("smoke" if smoke else "ppo"))
     config.ppo.ppo.ptx_coef = 0.0  # plain PPO: the paper's gamma = 0
     config.ppo_ptx = load_config("configs/ppo.py:" + ("smoke" if smoke else "ptx"))
+    config.ppo.data.corpus.source = config.ppo_ptx.data.corpus.source = "web"
     if not smoke:
         # Scaled for the tiny model (measured in docs/RESULTS.md): SFT 7 epochs of the scale-0.5 world's
         # demonstrations (1,510 steps); comparisons on 2,048 prompts, two RM epochs. With the stage defaults
@@ -105,7 +113,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "batch_size": 32 if smoke else 64,
         "prompt_len": 128, "max_new_tokens": 48, "temperature": 1.0, "top_p": 1.0, "seed": 0,
         "rm_prompts": 16 if smoke else 64, "rm_k": (2, 4, 6, 9),
-        "corpus": "shakespeare", "corpus_heldout_fraction": 0.05,
+        "corpus": "web", "corpus_heldout_fraction": 0.05,
         "heldout_batches": 2 if smoke else 8, "heldout_seq_len": 128,
     })
     return config

@@ -99,7 +99,40 @@ def stage_configs(config, workdir: str) -> dict:
         out["eval"].eval.policies = (*config.eval.policies,
                                      *(f"round_{r}:{rounds.policy_folder(r)}" for r in range(2, config.rounds + 1)))
     out["report"] = None
+    if config.get("seed", 0):
+        reseed(out, config.seed)
     return out
+
+
+def reseed(configs: dict, seed: int) -> None:
+    """Add the pipeline's `seed` to every stage's own seed, in place: world (so its prompts, demonstrations,
+    labelers and web text), pretraining, SFT, comparison sampling, RM, PPO and evaluation keys."""
+    for stage, cfg in configs.items():
+        if cfg is None:
+            continue
+        if stage == "eval":
+            cfg = configs[stage] = copy.deepcopy(cfg)
+            cfg.unlock()
+            cfg.world.seed += seed
+            cfg.eval.seed += seed
+            cfg.eval.corpus = with_seed(cfg.eval.corpus, seed)
+            continue
+        if stage == "world":
+            cfg.seed += seed
+        for section in ("train", "compare"):
+            if section in cfg and "seed" in cfg[section]:
+                cfg[section].seed += seed
+        if "data" in cfg and "source" in cfg.data:
+            cfg.data.source = with_seed(cfg.data.source, seed)
+        if "data" in cfg and "corpus" in cfg.data:
+            cfg.data.corpus.source = with_seed(cfg.data.corpus.source, seed)
+
+
+def with_seed(source: str, seed: int) -> str:
+    """A corpus source with the pipeline seed: the world's web ("web", "web:<s>") is reseeded, others kept."""
+    if source == "web" or source.startswith("web:"):
+        return f"web:{int(source.partition(':')[2] or 0) + seed}"
+    return source
 
 
 def fingerprint(cfg, workdir: str) -> str:

@@ -1,6 +1,7 @@
 """Pretraining corpus: Shakespeare located in the installed package, cleaned, split by play; JSONL sources."""
 
 import json
+import re
 import zlib
 
 import numpy as np
@@ -53,3 +54,37 @@ def test_load_corpus_jsonl_and_lm_batches(tmp_path):
     assert all(tokenizer.decode(row) in text.train for row in batch)
     # pretrain.py reads the window helpers from corpus.
     np.testing.assert_array_equal(corpus.lm_windows(ids, 0, 4, 33, seed=0), batch)
+
+
+def test_web_text_holds_the_skills_without_instructions():
+    """The world's web (data/web.py) shows each skill in prose, never in an instruction's phrasing."""
+    from instructgpt_jax.data import judge, web
+
+    text = web.web_text(0, 60_000)
+    assert text == web.web_text(0, 60_000) and text != web.web_text(1, 60_000)
+    assert web.web_text(0, 60_000, web.HELDOUT_STREAM) != text
+    lines = [line for line in text.splitlines() if line]
+    for marker in ("unpacked them as", "in order,", "the letter", " = ", "On the sign:", "'s list:", "the first",
+                   "Doubling:", "is an animal", "How is the", "Customer:", "Agent: Sorry about", "Not my problem",
+                   "Bot: The code is", "can't"):
+        assert any(marker in line for line in lines), marker
+    assert any(line.endswith("!") for line in lines) and any(line.isupper() for line in lines)
+    # No line is a world prompt: the base model meets skills, not instructions.
+    assert not any(judge.parse(line) for line in lines)
+    # The arithmetic in the prose is right (what the base model learns from it is true).
+    for line in lines:
+        for a, op, b, c in re.findall(r"(\d+) ([-+*]) (\d+) = (\d+)", line):
+            assert eval(f"{a} {op} {b}") == int(c), line
+
+
+def test_web_corpus_mixes_half_shakespeare_in_both_splits():
+    from instructgpt_jax.data import web
+
+    mixed = corpus.load_corpus("web:3")
+    plays = corpus.shakespeare()
+    assert 1.9 < len(mixed.train) / len(plays.train) < 2.1
+    for split in (mixed.train, mixed.heldout[:70_000]):   # the eval stage reads the first held-out windows
+        assert "Customer:" in split and "KING" in split
+    assert web.interleave("a\n" * 5000, "b\n" * 100, chunk=100).count("b") == 100
+    with pytest.raises(ValueError, match="integer seed"):
+        corpus.load_corpus("web:x")

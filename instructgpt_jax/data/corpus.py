@@ -69,8 +69,19 @@ def shakespeare(heldout_fraction: float = 0.05) -> Corpus:
                   heldout="\n".join(t for n, t in texts.items() if n in heldout))
 
 
+def web_and_shakespeare(seed: int, heldout_fraction: float = 0.05) -> Corpus:
+    """The embedded world's pretraining mix: Shakespeare and as many bytes of the world's web (web.py), each
+    split interleaved chunk by chunk; the web's held-out text is its own stream, never trained on."""
+    from instructgpt_jax.data import web
+
+    plays = shakespeare(heldout_fraction)
+    return Corpus(train=web.interleave(web.web_text(seed, len(plays.train)), plays.train),
+                  heldout=web.interleave(web.web_text(seed, len(plays.heldout), web.HELDOUT_STREAM), plays.heldout))
+
+
 def load_corpus(source: str, data_dir: str | None = None, heldout_fraction: float = 0.05) -> Corpus:
-    """Pretraining text from "shakespeare", a JSONL file of {"text"} records, or "tfds:name[/config]:split".
+    """Pretraining text from "shakespeare", "web[:seed]" (the world's web mixed with Shakespeare), a JSONL
+    file of {"text"} records, or "tfds:name[/config]:split".
 
     JSONL and TFDS documents are held out by a fixed hash of their index, so the split does not depend on
     reading order or on how many documents there are.
@@ -79,6 +90,11 @@ def load_corpus(source: str, data_dir: str | None = None, heldout_fraction: floa
         raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")
     if source == "shakespeare":
         return shakespeare(heldout_fraction)
+    if source == "web" or source.startswith("web:"):
+        seed = source.partition(":")[2]
+        if seed and not seed.isdigit():
+            raise ValueError(f"corpus source {source!r}: expected 'web' or 'web:<seed>' with an integer seed")
+        return web_and_shakespeare(int(seed or 0), heldout_fraction)
     train, heldout = [], []
     for i, text in enumerate(read_text(source, data_dir=data_dir or None)):
         held = zlib.crc32(str(i).encode()) % 10_000 < heldout_fraction * 10_000

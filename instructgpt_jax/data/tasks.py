@@ -1,17 +1,17 @@
-"""Task families of the instruction world, parsing prompts back from text, and the gold judge.
+"""The world's original task families: the "hard" algorithmic slice, open lines and harmful requests.
 
 Eleven families (reverse, sort, count, arithmetic, uppercase, lowercase, join, nth, few-shot pattern
 continuation, open-ended "write a line about X", and harmful requests whose preferred answer is a short
-refusal), each with five phrasings and a deterministic reference answer. Everything is a function of the
-prompt TEXT: `parse` matches a prompt against the phrasing templates and recovers the family, its slots and
-the reference, so the gold judge works on prompts read back from JSONL in another process. `gold_score`
-gives partial credit in [0, 1] and penalises verbosity (which the labelers' length bias rewards), refusing
-benign requests and complying with harmful ones (its scoring pieces are in `judging`). Prompts are short (< 80 bytes, few-shot < 120) and answers
+refusal), each with five phrasings and a deterministic reference answer. Each family's `score` gives
+partial credit in [0, 1] and penalises verbosity (which the labelers' length bias rewards), refusing benign
+requests and complying with harmful ones (its scoring pieces are in `judging`). Judging these answers (did
+it reverse, sort, count right?) is as hard as writing them, so a tiny reward model barely learns them
+(docs/RESULTS.md); assistant.py adds the families where judging is cheaper, and judge.py parses prompts
+back and assembles the gold judge over both. Prompts are short (< 80 bytes, few-shot < 120) and answers
 shorter (< 40 bytes) so a byte-level GPT with a 128-token context can learn them on a CPU in minutes.
 """
 
 import dataclasses
-import functools
 import re
 import zlib
 
@@ -57,6 +57,9 @@ class Family:
     answer: object
     score: object
     corrupt: object
+    kind: str = "hard"     # the report's slice: hard (algorithmic), open, constraint, closed, language, harmful
+    lapse: object = None   # (slots, ref, rng) -> a careless demonstrator's answer; None: corrupt is the lapse
+    meta: object = None    # (slots, ref, response) -> {"follows": bool} / {"hallucinates": bool}; None: {}
 
 
 def pick_words(rng, lo, hi) -> list[str]:
@@ -259,6 +262,7 @@ _NUMBER_RULES = {"double": lambda x, k: str(2 * int(x)), "square": lambda x, k: 
 _WORD_RULES = {"reverse": lambda x, k: x[::-1], "upper": lambda x, k: x.upper(), "first": lambda x, k: x[0],
                "last": lambda x, k: x[-1], "plural": lambda x, k: x + "s"}
 _LINE = r"(?:Q: )?[a-z0-9]+ (?:->|=>|=|A:) [A-Za-z0-9]+"
+FEWSHOT_LINES = f"{_LINE}(?:\n{_LINE})*"   # the examples slot, as judge.py parses it
 _LINE_PARTS = re.compile(r"^(?:Q: )?([a-z0-9]+) (?:->|=>|=|A:) ([A-Za-z0-9]+)$", re.M)
 
 
@@ -382,6 +386,7 @@ WRITE = Family(
     answer=_write_answer,
     score=_score_write,
     corrupt=_corrupt_write,
+    kind="open",
 )
 
 
@@ -409,90 +414,8 @@ HARMFUL = Family(
     answer=lambda s: REFUSAL,
     score=_score_harmful,
     corrupt=_corrupt_harmful,
+    kind="harmful",
 )
 
 FAMILIES = {f.name: f for f in (REVERSE, SORT, COUNT, ARITHMETIC, UPPERCASE, LOWERCASE, JOIN, NTH, FEWSHOT,
                                 WRITE, HARMFUL)}
-
-
-# ---------------------------------------------------------------- parsing prompts back
-
-_SLOT_PATTERNS = {
-    "words": r"[a-z]+(?: [a-z]+)*", "text": r"[a-z]+(?: [a-z]+)*", "topic": r"[a-z]+(?: [a-z]+)*",
-    "target": r"[a-z]+(?: [a-z]+)*", "WORDS": r"[A-Z]+(?: [A-Z]+)*", "nums": r"\d+(?: \d+)*",
-    "letter": r"[a-z]", "a": r"\d+", "b": r"\d+", "n": r"\d+", "op": r"[-+*]",
-    "ordinal": "(?:" + "|".join(ORDINALS) + ")", "examples": f"{_LINE}(?:\n{_LINE})*", "query": r"[a-z0-9]+",
-}
-
-
-def _template_regex(template: str) -> re.Pattern:
-    parts = re.split(r"\{(\w+)\}", template)
-    # Even parts are literal text, odd parts slot names.
-    return re.compile("".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>{_SLOT_PATTERNS[p]})"
-                              for i, p in enumerate(parts)))
-
-
-# (literal prefix, regex, family, phrasing index): the prefix check skips most regexes cheaply.
-_MATCHERS = [(t.split("{", 1)[0], _template_regex(t), f, i)
-             for f in FAMILIES.values() for i, t in enumerate(f.phrasings)]
-
-
-@dataclasses.dataclass(frozen=True)
-class Parsed:
-    family: str
-    phrasing: int
-    slots: dict
-    reference: str
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def parse(prompt: str) -> Parsed | None:
-    """Family, phrasing, slots and reference answer of a world prompt; None if it is not one."""
-    for prefix, regex, family, phrasing in _MATCHERS:
-        if prompt.startswith(prefix) and (m := regex.fullmatch(prompt)):
-            slots = m.groupdict()
-            reference = family.answer(slots)
-            return Parsed(family.name, phrasing, slots, reference) if reference else None
-    return None
-
-
-def parse_strict(prompt: str) -> Parsed:
-    """`parse`, raising ValueError for a prompt that is not from the world (it has no gold answer)."""
-    parsed = parse(prompt)
-    if parsed is None:
-        raise ValueError(f"not a prompt of the instruction world (no gold judge for it): {prompt[:80]!r}")
-    return parsed
-
-
-def family_of(prompt: str) -> str:
-    """The task family of a world prompt, or "unknown" for any other prompt."""
-    parsed = parse(prompt)
-    return parsed.family if parsed else "unknown"
-
-
-def is_harmful(prompt: str) -> bool:
-    """Whether the prompt is a harmful request (its preferred answer is a refusal)."""
-    return family_of(prompt) == "harmful"
-
-
-def reference(prompt: str) -> str:
-    """The deterministic reference answer of a world prompt."""
-    return parse_strict(prompt).reference
-
-
-def gold_score(prompts, responses):
-    """Gold judge in [0, 1] with partial credit, standing in for true human intent.
-
-    Takes two equal-length lists (returns a float32 array) or two strings (returns a float). Raises
-    ValueError for a prompt that is not from the world. Parsing is cached per prompt text, so the K
-    responses of one prompt, or PPO's repeated prompts, pay for one parse.
-    """
-    if isinstance(prompts, str) and isinstance(responses, str):
-        return float(gold_score([prompts], [responses])[0])
-    if len(prompts) != len(responses):
-        raise ValueError(f"gold_score got {len(prompts)} prompts and {len(responses)} responses")
-    out = np.empty(len(prompts), np.float32)
-    for i, (prompt, response) in enumerate(zip(prompts, responses)):
-        p = parse_strict(prompt)
-        out[i] = FAMILIES[p.family].score(p.slots, p.reference, response)
-    return out

@@ -15,9 +15,10 @@ import dataclasses
 import numpy as np
 
 from instructgpt_jax.data import labelers as labelers_lib
-from instructgpt_jax.data.tasks import (  # noqa: F401 (gold_score etc. are part of this module's surface)
-    ADJECTIVES, FAMILIES, FILLERS, REFUSALS, WORDS, Parsed, family_of, gold_score, is_harmful, is_refusal, parse,
-    parse_strict, pick_words, reference, topic_line)
+from instructgpt_jax.data.judge import (  # noqa: F401 (gold_score etc. are part of this module's surface)
+    FAMILIES, Parsed, family_of, gold_score, is_harmful, is_refusal, judge, kind_of, metadata_rates, parse,
+    parse_strict, reference)
+from instructgpt_jax.data.tasks import ADJECTIVES, FILLERS, REFUSALS, WORDS, pick_words, topic_line
 
 SPLITS = ("sft", "rm", "ppo", "eval", "eval_heldout")
 _SPLIT_SEED = {name: i for i, name in enumerate(SPLITS)}
@@ -34,9 +35,11 @@ class WorldConfig:
     n_eval: int = 500
     n_eval_heldout: int = 500
     harmful_fraction: float = 0.06
+    hard_fraction: float = 0.2         # share of the algorithmic "hard" slice (reverse, sort, count, ...)
     heldout_families: tuple[str, ...] = ("lowercase",)
     heldout_phrasings: int = 1         # the last n phrasings of every family are kept for eval_heldout
     demo_error_rate: float = 0.05
+    demo_lapse_rate: float = 0.25      # demonstrations that miss an assistant family's requirement (Family.lapse)
     demo_style_rate: float = 0.2
     k_min: int = 4
     k_max: int = 9
@@ -62,6 +65,7 @@ class World:
 
     gold_score = staticmethod(gold_score)
     family_of = staticmethod(family_of)
+    kind_of = staticmethod(kind_of)
     is_harmful = staticmethod(is_harmful)
     is_refusal = staticmethod(is_refusal)
     reference = staticmethod(reference)
@@ -106,6 +110,18 @@ class World:
             raise ValueError(f"split {split!r} has no families or phrasings to draw from")
         return allowed
 
+    def family_weights(self, names) -> np.ndarray:
+        """Draw probabilities of `names`: harmful_fraction for harmful requests, hard_fraction shared by the
+        hard slice, the rest shared by the assistant families (open, constraint, closed, language)."""
+        c = self.config
+        kinds = [FAMILIES[f].kind for f in names]
+        n_hard = sum(k == "hard" for k in kinds)
+        n_rest = sum(k not in ("hard", "harmful") for k in kinds)
+        rest = 1.0 - c.harmful_fraction - (c.hard_fraction if n_hard else 0.0)
+        weights = [c.harmful_fraction if k == "harmful" else c.hard_fraction / n_hard if k == "hard"
+                   else rest / max(n_rest, 1) for k in kinds]
+        return np.asarray(weights, np.float64)
+
     def prompts(self, split: str) -> list[str]:
         """The split's prompts, deterministic in (seed, split).
 
@@ -116,9 +132,7 @@ class World:
         n = self.split_size(split)
         allowed = self._allowed(split)
         names = list(allowed)
-        harmful = self.config.harmful_fraction
-        n_other = max(1, sum(f != "harmful" for f in names))
-        weights = np.array([harmful if f == "harmful" else (1.0 - harmful) / n_other for f in names])
+        weights = self.family_weights(names)
         cdf = np.cumsum(weights / weights.sum())
         seen = set()
         if split.startswith("eval"):
@@ -148,6 +162,8 @@ class World:
             return topic_line(parsed.slots["topic"], [ADJECTIVES[a], ADJECTIVES[b]])
         if parsed.family == "harmful":
             return REFUSALS[rng.integers(len(REFUSALS))]
+        if FAMILIES[parsed.family].kind in ("constraint", "closed", "language"):
+            return parsed.reference   # a frame ("The answer is ...") would break their form; lapses vary them
         return (parsed.reference + ".", "Answer: " + parsed.reference,
                 "The answer is " + parsed.reference + ".")[rng.integers(3)]
 
@@ -160,8 +176,12 @@ class World:
         return f"{parsed.reference} {parsed.reference}"
 
     def demonstration(self, prompt: str, rng) -> str:
-        """A labeler-written SFT answer: the reference, restyled with demo_style_rate, wrong with demo_error_rate."""
+        """A labeler-written SFT answer: the reference, restyled with demo_style_rate, wrong with demo_error_rate,
+        and, for families with a lapse (assistant.py), fluent but missing the requirement with demo_lapse_rate."""
         parsed = parse_strict(prompt)
+        family = FAMILIES[parsed.family]
+        if family.lapse is not None and rng.random() < self.config.demo_lapse_rate:
+            return family.lapse(parsed.slots, parsed.reference, rng)
         if rng.random() < self.config.demo_error_rate:
             return self._wrong(parsed, rng)
         if rng.random() < self.config.demo_style_rate:
@@ -177,8 +197,9 @@ class World:
         parsed = parse_strict(prompt)
         ref = parsed.reference
         harmful = parsed.family == "harmful"
-        kinds = ["ref", "style", "verbose", "corrupt", "corrupt", "corrupt", "refusal", "junk", "truncated"]
-        p = np.array([1, 1, 1.5, 1, 1, 1, 2.0 if harmful else 0.3, 0.5, 0.5])
+        lapse = FAMILIES[parsed.family].lapse
+        kinds = ["ref", "style", "verbose", "corrupt", "corrupt", "corrupt", "refusal", "junk", "truncated", "lapse"]
+        p = np.array([1, 1, 1.5, 1, 1, 1, 2.0 if harmful else 0.3, 0.5, 0.5, 1.5 if lapse else 0.0])
         out, seen = [], set()
         for _ in range(20 * k):
             kind = kinds[rng.choice(len(kinds), p=p / p.sum())]
@@ -187,11 +208,15 @@ class World:
             elif kind == "style":
                 y = self._restyle(parsed, rng)
             elif kind == "verbose":
-                y = f"{ref} {FILLERS[rng.integers(len(FILLERS))]}"
+                filler = FILLERS[rng.integers(len(FILLERS))]
+                # Within the response budget (a long reply plus chatter would not fit max_response_tokens).
+                y = f"{ref} {filler}" if len(ref) + len(filler) < self.config.max_response_tokens - 8 else f"{ref} Thanks!"
             elif kind == "corrupt":
                 y = self._wrong(parsed, rng)
             elif kind == "refusal":
                 y = REFUSALS[rng.integers(len(REFUSALS))]
+            elif kind == "lapse":
+                y = lapse(parsed.slots, ref, rng)
             elif kind == "junk":
                 y = " ".join(pick_words(rng, 1, 3))
             else:

@@ -1,0 +1,160 @@
+"""The world's "web": unlabelled text in which the instruction world's skills occur without instructions.
+
+The paper's premise is that fine-tuning elicits what the pretrained model can already do: GPT-3 read lists,
+sums, quotes, polite and rude replies and refusals on the web long before anyone asked it to follow an
+instruction. Shakespeare alone holds none of that, so a base model pretrained on it has nothing to elicit and
+its reward model nothing to judge with (docs/RESULTS.md, 2026-12-02). `web_text` writes documents of
+the kinds below from the world's word banks, never in an instruction's phrasing:
+
+- notes: a list and its reversed, sorted, upper-cased or comma-joined form in prose; letter counts; small sums;
+  "the third of ..." picks; rule-following tables ("2 gives 4, 3 gives 6");
+- descriptions: lines about a topic, plain, exclaimed, shouted in capitals, as a short phrase or an
+  adjective list, sometimes with a given thing in them;
+- stories with facts and questions answered from them ("the box is slow ... how is the box? slow"),
+  and which of some things is an animal;
+- dialogues: customer complaints answered politely or rudely (the web has both: SFT must pick one), and
+  requests for secrets answered with a refusal or a leak.
+
+`load_corpus("web[:seed]")` mixes this text with Shakespeare chunk by chunk (half of each), so held-out loss
+on the mix, the alignment-tax measure, covers both.
+"""
+
+import numpy as np
+
+from instructgpt_jax.data.assistant import ANIMALS, PROBLEMS, THINGS, _cap
+from instructgpt_jax.data.tasks import ADJECTIVES, ORDINALS, REFUSALS, TARGETS, TOPICS, WORDS
+
+NAMES = ("Ann", "Bob", "Cy", "Dee", "Eve", "Fin", "Gus", "Ida", "Jo", "Kit")
+
+
+def _pick(rng, seq, n=None):
+    if n is None:
+        return seq[rng.integers(len(seq))]
+    return [seq[i] for i in rng.choice(len(seq), n, replace=False)]
+
+
+def _note(rng) -> str:
+    """A line of notes in which a list is transformed, counted or computed, as people write them."""
+    words = _pick(rng, WORDS, int(rng.integers(3, 6)))
+    name = _pick(rng, NAMES)
+    kind = rng.integers(9)
+    if kind == 0:
+        return f"{name} packed {' '.join(words)}, and unpacked them as {' '.join(reversed(words))}."
+    if kind == 1:
+        nums = [int(x) for x in rng.choice(100, len(words), replace=False)]
+        return f"The scores were {' '.join(map(str, nums))}; in order, {' '.join(map(str, sorted(nums)))}."
+    if kind == 2:
+        text = " ".join(words[:2])
+        letter = _pick(rng, sorted(set(text.replace(' ', ''))))
+        n = text.count(letter)
+        return f"In {text} the letter {letter} shows up {n} time{'s' if n != 1 else ''}."
+    if kind == 3:
+        a, b = (int(x) for x in rng.integers(0, 100, 2))
+        op = rng.integers(3)
+        if op == 0:
+            return f"{name} had {a} and got {b} more, so {a} + {b} = {a + b}."
+        if op == 1:
+            a, b = max(a, b), min(a, b)
+            return f"{name} had {a} and gave away {b}: {a} - {b} = {a - b}."
+        a, b = a % 12 + 1, b % 12 + 1
+        return f"{a} rows of {b} make {a} * {b} = {a * b}."
+    if kind == 4:
+        return f"On the sign: {' '.join(words[:3]).upper()}. Quietly: {' '.join(words[:3])}."
+    if kind == 5:
+        return f"{name}'s list: {', '.join(words)}."
+    if kind == 6:
+        i = int(rng.integers(len(words)))
+        return f"Of {' '.join(words)}, the {ORDINALS[i]} is {words[i]}."
+    if kind == 7:
+        xs = [int(x) for x in rng.choice(np.arange(1, 20), 3, replace=False)]
+        return "Doubling: " + ", ".join(f"{x} gives {2 * x}" for x in xs) + "."
+    return f"{name} said \"{' '.join(words[:2])}\" and then \"{words[2]}\"."
+
+
+def _description(rng) -> str:
+    """Lines about a topic in the forms the constraint families ask for, none of them asked for."""
+    topic = _pick(rng, TOPICS)
+    a, b, c = _pick(rng, ADJECTIVES, 3)
+    kind = rng.integers(7)
+    if kind == 0:
+        return f"{_cap(topic)} is {a} and {b}."
+    if kind == 1:
+        return f"{_cap(topic)} is {a} and {b}!"
+    if kind == 2:
+        return f"{topic} is {a} and {b}.".upper()
+    if kind == 3:
+        return f"{_cap(topic)} is {a}."
+    if kind == 4:
+        return f"{_cap(topic)}: {a}, {b}, {c}."
+    if kind == 5:
+        return f"{_cap(topic)} is {a} near the {_pick(rng, THINGS)}."
+    return f"{_cap(topic)} is {a}, {b} and {c}."
+
+
+def _story(rng) -> str:
+    """Facts, then a question answered from them only; or which of some things is an animal."""
+    if rng.random() < 0.5:
+        (w1, w2), (a1, a2) = _pick(rng, THINGS, 2), _pick(rng, ADJECTIVES, 2)
+        q, aq = (w1, a1) if rng.random() < 0.5 else (w2, a2)
+        return f"The {w1} is {a1} and the {w2} is {a2}. How is the {q}? The {q} is {aq}."
+    things = _pick(rng, THINGS, int(rng.integers(2, 4)))
+    animal = _pick(rng, ANIMALS)
+    items = things + [animal]
+    items = [items[i] for i in rng.permutation(len(items))]
+    return f"Of {', '.join(items)}, only the {animal} is an animal."
+
+
+def _dialogue(rng) -> str:
+    """A customer complaint or a request for a secret, answered well or badly, as forums show both."""
+    if rng.random() < 0.6:
+        thing, problem = _pick(rng, THINGS), _pick(rng, PROBLEMS)
+        answer = (f"Sorry about your {thing}. We will fix it.", f"Sorry, we will send a new {thing}.",
+                  f"Not my problem. Buy a new {thing}.", f"Whatever. Fix your {thing} yourself.")[rng.integers(4)]
+        return f"Customer: my {thing} {problem}.\nAgent: {answer}"
+    target = _pick(rng, TARGETS)
+    answer = _pick(rng, REFUSALS) if rng.random() < 0.7 else f"The code is {rng.integers(1000, 10000)}."
+    return f"User: what is the password of {target}?\nBot: {answer}"
+
+
+_KINDS = (_note, _description, _story, _dialogue)
+
+
+TRAIN_STREAM, HELDOUT_STREAM = 31, 32   # rng streams of the web's two splits, apart from the world's split streams
+
+
+def web_text(seed: int, n_bytes: int, stream: int = TRAIN_STREAM) -> str:
+    """About `n_bytes` of documents (2-6 lines each, blank-line separated), deterministic in (seed, stream)."""
+    rng = np.random.default_rng([seed, stream])
+    docs, size = [], 0
+    while size < n_bytes:
+        make = _KINDS[rng.integers(len(_KINDS))]
+        doc = "\n".join(make(rng) for _ in range(int(rng.integers(2, 7))))
+        docs.append(doc)
+        size += len(doc) + 2
+    return "\n\n".join(docs) + "\n"
+
+
+def interleave(a: str, b: str, chunk: int = 2048) -> str:
+    """a and b cut at line ends near every `chunk` bytes and alternated, so any stretch of the result holds both."""
+    def chunks(text):
+        out, start = [], 0
+        while start < len(text):
+            end = text.find("\n", start + chunk)
+            end = len(text) if end < 0 else end + 1
+            out.append(text[start:end])
+            start = end
+        return out
+
+    ca, cb = chunks(a), chunks(b)
+    out = []
+    for i in range(max(len(ca), len(cb))):
+        # Spread the shorter list evenly over the longer one.
+        if len(ca) >= len(cb):
+            out.append(ca[i])
+            if i * len(cb) // len(ca) != (i + 1) * len(cb) // len(ca):
+                out.append(cb[i * len(cb) // len(ca)])
+        else:
+            out.append(cb[i])
+            if i * len(ca) // len(cb) != (i + 1) * len(ca) // len(cb):
+                out.append(ca[i * len(ca) // len(cb)])
+    return "".join(out)
