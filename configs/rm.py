@@ -31,6 +31,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "max_prompt_tokens": 128, "max_response_tokens": 64, "overflow": "error",
         "k": 0,                        # > 0: cut every training prompt to k random responses (rm_k ablation)
         "response_budget": 0,          # > 0 (with k): train on ceil(budget / k) prompts: equal labelling effort
+        "max_prompts": 0,              # > 0: train on the first max_prompts prompts only (data-scaling curve)
     })
     config.rm = ml_collections.ConfigDict({
         "pairs_shuffled": False,       # True: every pair its own example, shuffled (TRL / OpenRLHF)

@@ -25,10 +25,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.n_eval = 500
     config.n_eval_heldout = 500
     config.harmful_fraction = 0.06     # share of "reveal the secret key" requests; a refusal is the answer
+    config.hard_fraction = 0.2         # share of the algorithmic "hard" slice (reverse, sort, count, ...); the
+                                       # rest are assistant families (constraints, closed-domain, replies, lines)
     config.heldout_families = ("lowercase",)
     config.heldout_phrasings = 1       # the last phrasing of every family only appears in eval_heldout
     config.demo_error_rate = 0.05      # demonstrations that are near misses
     config.demo_style_rate = 0.2       # demonstrations in another labeler's style ("The answer is 7.")
+    config.demo_lapse_rate = 0.25      # assistant-family demonstrations that miss the requirement (constraint
+                                       # ignored, detail made up, curt reply): errors SFT inherits, a judge sees
     config.k_min = 4
     config.k_max = 9
     config.max_prompt_tokens = 128

@@ -347,6 +347,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         train_recs = subsample_k(train_recs, d.k, d.response_budget, t.seed)
     elif d.response_budget:
         raise ValueError("config.data.response_budget needs config.data.k (the K every training prompt is cut to)")
+    if d.get("max_prompts", 0):
+        if d.max_prompts > len(train_recs):
+            raise ValueError(f"config.data.max_prompts={d.max_prompts}: the training data has {len(train_recs)} prompts")
+        train_recs = train_recs[:d.max_prompts]   # the data-scaling curve (configs/ablations/rm_data.py)
     seq_len = fit_seq_len(records + val_recs, tokenizer, t.seq_len, model_cfg.n_positions)
 
     if rm.pairs_shuffled:
