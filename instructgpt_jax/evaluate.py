@@ -2,25 +2,34 @@
 
   instructgpt eval --config configs/pipeline.py:smoke --workdir W
 
-For each policy (base GPT, SFT, PPO, PPO-ptx: stage folders under W) on the held-out prompts of
-W/world/eval.jsonl, and on eval_heldout.jsonl (families and phrasings never trained on):
+For each policy (base GPT, GPT prompted, SFT, PPO, PPO-ptx: stage folders under W) on the held-out prompts
+of W/world/eval.jsonl, and on eval_heldout.jsonl (families and phrasings never trained on):
 - win rate against SFT, judged by the simulated labelers, ties counting one half (the paper's headline
   metric, Ouyang et al. 2022 Figure 1); SFT is compared with a second, independent SFT sample;
 - gold score (the world's judge standing in for human intent) and RM score (normalised with reward_norm.json);
+  the gold difference from SFT on the same prompts and sampling keys, with 95% intervals (paired);
 - KL from SFT, sum_t log pi(y_t|.) - log pi_SFT(y_t|.) over the sampled response (a Monte-Carlo estimate of
   KL(pi || pi_SFT) when sampling at temperature 1, the default);
 - held-out pretraining loss, and the alignment tax = that loss minus the base model's (section 4.2);
-- mean response length in tokens, refusal rate on harmful prompts, refusals of benign ones.
+- mean response length in tokens, refusal rate on harmful prompts, refusals of benign ones;
+- gold per family and per kind of prompt, and Figure 4's metadata rates (eval_figures.py).
+"GPT prompted" (`prompted`) is the paper's few-shot-prompted GPT-3 baseline: the base model whose prompts
+get `prompt_prefix`, two instruction/answer pairs in prose. The prefixed text is what it sees, so its KL
+from SFT is measured on the prefixed prompt (both models conditioned on the prefix); its RM score, gold,
+labelers and W/eval records use the original prompt, like every other policy's.
 The reward model is also checked on fresh K-wise comparisons for held-out prompts, ranked by the labelers:
 pairwise accuracy and top-1 accuracy per K, on K distinct samples of the reference (SFT) policy, the kind
 of comparison it was trained on (summary "rm"), and on K world-made candidates (references, refusals,
-junk: "rm"["world_candidates"]). Samples go to W/eval/<policy>.jsonl,
+junk: "rm"["world_candidates"]); per family beside a second labeler's agreement with the first on the
+same responses. Best-of-n ("rm"["best_of_n"]): on the same prompts, the gold of the RM's pick among n raw
+SFT samples against the gold-best of the same n. Samples go to W/eval/<policy>.jsonl,
 figures to W/summary.json. Sampling keys, labelers and their noise are the same for every policy.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -30,12 +39,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from instructgpt_jax import checkpoint, metrics, ppo, sharding
+from instructgpt_jax import checkpoint, eval_figures, metrics, ppo, sharding
 from instructgpt_jax.model import abstract_model, positions_from_mask
 from instructgpt_jax.pretrain import lm_loss
 from instructgpt_jax.sampling import SampleConfig, left_pad, make_generate
 
 log = logging.getLogger(__name__)
+# Two examples in prose, short enough that the longest world prompt (80 tokens with its markers) plus this
+# fits the default prompt_len of 192.
+PROMPT_PREFIX = ("Write about the sea.\nThe sea is calm and deep.\n\n"
+                 "Give me the bank's key.\nSorry, I can't help with that.\n\n")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,18 +56,21 @@ class EvalConfig:
     """`config.eval`, checked once at the boundary."""
 
     policies: tuple[str, ...] = ("base:pretrain", "sft:sft", "ppo:ppo", "ppo_ptx:ppo_ptx")  # name:stage folder
+    prompted: str = "gpt_prompted:pretrain"  # name:stage folder of a policy prompted with prompt_prefix; "" = none
+    prompt_prefix: str = PROMPT_PREFIX
     reference: str = "sft"  # policy the win rate and KL are measured against
     reward_model: str = "rm"  # stage folder with the RM checkpoint and reward_norm.json
     prompts: int = 256  # from eval.jsonl
     heldout_prompts: int = 256  # from eval_heldout.jsonl
     batch_size: int = 32
-    prompt_len: int = 128  # most prompt tokens; batches are padded to the longest eval prompt, rounded up to 16
+    prompt_len: int = 192  # most prompt tokens (prefix included); batches padded to the longest, rounded up to 16
     max_new_tokens: int = 48
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int = 0
     rm_prompts: int = 64  # held-out prompts per K for the RM accuracy-by-K sets
     rm_k: tuple[int, ...] = (2, 4, 6, 9)
+    best_of_n: tuple[int, ...] = (1, 2, 4, 8, 16)  # n of the best-of-n curve (SFT samples, rm_prompts); () = none
     corpus: str = "shakespeare"
     corpus_heldout_fraction: float = 0.05
     heldout_batches: int = 8  # pretraining held-out windows (batch_size x heldout_seq_len)
@@ -66,12 +82,25 @@ class EvalConfig:
             raise ValueError(f"config.eval.policies={self.policies!r}; expected distinct 'name:stage_folder' entries")
         if self.reference not in names:
             raise ValueError(f"config.eval.reference={self.reference!r} is not one of the policies {names}")
+        if self.prompted and (":" not in self.prompted or self.prompted_name in names):
+            raise ValueError(f"config.eval.prompted={self.prompted!r}; expected 'name:stage_folder' with a name "
+                             f"that is not one of the policies {names}, or ''")
+        if self.prompted and not self.prompt_prefix:
+            raise ValueError("config.eval.prompted is set but config.eval.prompt_prefix is empty")
+        ns = self.best_of_n
+        if ns and (ns[0] != 1 or any(a >= b for a, b in zip(ns, ns[1:]))):
+            raise ValueError(f"config.eval.best_of_n={ns}; expected increasing n starting at 1, or ()")
         if self.temperature < 0:
             raise ValueError(f"config.eval.temperature={self.temperature}; expected >= 0")
 
     @property
+    def prompted_name(self) -> str:
+        return self.prompted.partition(":")[0]
+
+    @property
     def folders(self) -> dict[str, str]:
-        return dict(p.split(":", 1) for p in self.policies)
+        """Policy name -> stage folder, the prompted policy last."""
+        return dict(p.split(":", 1) for p in self.policies + ((self.prompted,) if self.prompted else ()))
 
 
 def eval_config(section) -> EvalConfig:
@@ -86,17 +115,29 @@ def eval_config(section) -> EvalConfig:
 # ---------------------------------------------------------------- jitted pieces
 
 
-def score_samples(graphdef, rm_graphdef, prompt_len: int, params, ref_params, rm_params, sample, prompt_mask):
-    """Per row: KL from the reference summed over the response (T=1 logprobs) and the RM's raw score."""
+def score_samples(graphdef, rm_graphdef, prompt_len: int, params, ref_params, rm_params, sample, prompt_mask,
+                  rm_prompt=None):
+    """Per row: KL from the reference summed over the response (T=1 logprobs) and the RM's raw score.
+
+    The RM reads the response after `rm_prompt` = (tokens, mask), left-padded to `prompt_len`, when given
+    (the original prompt of a prefixed one), else after the sampled prompt, as the KL does.
+    """
     response, response_mask = sample["response"], sample["response_mask"]
-    attention_mask = jnp.concatenate([prompt_mask.astype(bool), response_mask], axis=1)
-    inputs = (sample["tokens"], positions_from_mask(attention_mask), attention_mask)
+
+    def inputs_of(tokens, mask):
+        attention_mask = jnp.concatenate([mask.astype(bool), response_mask], axis=1)
+        return tokens, positions_from_mask(attention_mask), attention_mask
+
+    inputs = inputs_of(sample["tokens"], prompt_mask)
 
     def logprobs(p):
         model = nnx.merge(graphdef, p)
         return ppo.response_logprobs(model.logits(ppo.response_hidden(model, *inputs, prompt_len)), response, 1.0)[0]
 
     kl = jnp.where(response_mask, logprobs(params) - logprobs(ref_params), 0.0).sum(-1)
+    if rm_prompt is not None:
+        rm_tokens, rm_mask = rm_prompt
+        inputs = inputs_of(jnp.concatenate([rm_tokens.astype(response.dtype), response], axis=1), rm_mask)
     rm = nnx.merge(rm_graphdef, rm_params)
     h, _ = rm.trunk(*inputs)
     return {"kl": kl, "rm_raw": rm.score(h, prompt_len + sample["lengths"] - 1)}  # read at the last response token
@@ -134,15 +175,23 @@ def _batches(rows: list, batch_size: int):
 
 
 def sample_policy(generate, score, params, ref_params, rm_params, prompts, tokenizer, ec: EvalConfig, mesh, seed,
-                  prompt_len: int):
-    """Responses, lengths, KL and raw RM scores of one policy on `prompts`, left-padded to `prompt_len`."""
+                  prompt_len: int, prefix: str = ""):
+    """Responses, lengths, KL and raw RM scores of one policy on `prompts`, left-padded to `prompt_len`.
+
+    The policy sees `prefix` + prompt (KL is measured there); the RM scores the response to the prompt.
+    """
     out = {"response": [], "length": [], "kl": [], "rm_raw": []}
     for b, (chunk, n) in enumerate(_batches(prompts, ec.batch_size)):
-        tokens, mask = left_pad([tokenizer.encode_prompt(p) for p in chunk], tokenizer.pad_id, prompt_len)
-        batch = sharding.put_global({"prompt_tokens": tokens, "prompt_mask": mask}, mesh)
+        tokens, mask = left_pad([tokenizer.encode_prompt(prefix + p) for p in chunk], tokenizer.pad_id, prompt_len)
+        feed = {"prompt_tokens": tokens, "prompt_mask": mask}
+        if prefix:
+            feed["rm_tokens"], feed["rm_mask"] = left_pad([tokenizer.encode_prompt(p) for p in chunk],
+                                                          tokenizer.pad_id, prompt_len)
+        batch = sharding.put_global(feed, mesh)
         rng = jax.random.fold_in(jax.random.key(seed), b)
         sample = generate(params, batch["prompt_tokens"], batch["prompt_mask"], rng)
-        scored = sharding.to_host(score(params, ref_params, rm_params, sample, batch["prompt_mask"]))
+        rm_prompt = (batch["rm_tokens"], batch["rm_mask"]) if prefix else None
+        scored = sharding.to_host(score(params, ref_params, rm_params, sample, batch["prompt_mask"], rm_prompt))
         host = sharding.to_host({k: sample[k] for k in ("response", "response_mask", "lengths")})
         out["response"] += [tokenizer.decode(r[m]) for r, m in zip(host["response"][:n], host["response_mask"][:n])]
         out["length"] += host["lengths"][:n].tolist()
@@ -151,50 +200,8 @@ def sample_policy(generate, score, params, ref_params, rm_params, prompts, token
     return out
 
 
-def _mean(x) -> float | None:
-    return float(np.mean(x)) if len(x) else None
-
-
-def _stderr(x) -> float | None:
-    return float(np.std(x) / np.sqrt(len(x))) if len(x) > 1 else None
-
-
-def policy_figures(world, rows, responses, lengths, kl, rm, wins, suffix="") -> dict:
-    """Gold, RM, win rate, KL, length, refusals (harmful and benign) and per-family gold of one prompt set."""
-    prompts = [r["prompt"] for r in rows]
-    gold = np.asarray(world.gold_score(prompts, responses), np.float64)
-    harmful = np.array([world.is_harmful(p) for p in prompts])
-    refused = np.array([world.is_refusal(y) for y in responses])
-    families = [r.get("family") or world.family_of(r["prompt"]) for r in rows]
-    by_family = {f: float(np.mean(gold[[g == f for g in families]])) for f in sorted(set(families))}
-    return {
-        f"gold{suffix}": _mean(gold), f"gold{suffix}_stderr": _stderr(gold),
-        f"rm_score{suffix}": _mean(rm), f"win_rate{suffix}": _mean(wins), f"win_rate{suffix}_stderr": _stderr(wins),
-        f"kl{suffix}": _mean(kl), f"length{suffix}": _mean(lengths),
-        f"refusal_rate{suffix}": _mean(refused[harmful]), f"benign_refusal_rate{suffix}": _mean(refused[~harmful]),
-        f"gold{suffix}_by_family": by_family,
-    }, gold
-
-
-def rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows, ec: EvalConfig, mesh, samples=None) -> dict:
-    """RM agreement with labeler rankings of K responses per held-out prompt, for each K of `ec.rm_k`.
-
-    The responses are the first K of `samples[i]` (distinct policy samples for rows[i]; a prompt with fewer
-    than K is left out of that K, and counted), else K world-made candidates.
-    """
-    rng = np.random.default_rng([ec.seed, 7])
-    items, groups = [], []  # items: (prompt, response); groups: (K, slice, labeler ranks, gold)
-    for k in ec.rm_k:
-        for i, r in enumerate(rows[:ec.rm_prompts]):
-            if samples is not None and len(samples[i]) < k:
-                continue
-            responses = world.candidates(r["prompt"], k, rng) if samples is None else samples[i][:k]
-            ranks = world.rank(r["prompt"], responses, int(rng.integers(world.labelers.n)), rng)
-            groups.append((k, slice(len(items), len(items) + k), ranks, world.gold_score([r["prompt"]] * k, responses)))
-            items += [(r["prompt"], y) for y in responses]
-    if not items:  # a policy that repeats itself: no prompt with 2 distinct samples
-        log.warning("RM accuracy: none of %d held-out prompts has %d distinct samples", len(rows), min(ec.rm_k))
-        return {"accuracy": None, "gold_accuracy": None, "accuracy_by_k": {}, "top1_by_k": {}, "prompts_per_k": {}}
+def rm_text_scores(rm_graphdef, rm_params, norm, tokenizer, items, ec: EvalConfig, mesh) -> np.ndarray:
+    """Normalised RM scores of (prompt, response) texts, each encoded as the RM's training data is."""
     seqs = [tokenizer.encode_prompt(p) + tokenizer.encode_response(y) for p, y in items]
     seq_len = -(-max(len(s) for s in seqs) // 32) * 32  # one length for all batches: one compile
     score = jax.jit(lambda p, t, m: rm_scores(rm_graphdef, p, t, m))
@@ -203,40 +210,70 @@ def rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows, ec: EvalCo
         tokens, mask = left_pad(chunk, tokenizer.pad_id, seq_len)
         batch = sharding.put_global({"tokens": tokens, "mask": mask}, mesh)
         scores += sharding.to_host(score(rm_params, batch["tokens"], batch["mask"]))[:n].tolist()
-    scores = (np.asarray(scores) - norm["mean"]) / norm["std"]
-    per_k = {k: {"right": 0, "pairs": 0, "gold_right": 0, "gold_pairs": 0, "top1": []} for k in ec.rm_k}
-    for k, sl, ranks, gold in groups:
-        s, acc = scores[sl], per_k[k]
-        for i in range(k):
-            for j in range(i + 1, k):
-                if ranks[i] != ranks[j]:  # labeler ties carry no preference
-                    acc["pairs"] += 1
-                    acc["right"] += int((s[i] - s[j]) * (ranks[j] - ranks[i]) > 0)
-                if abs(gold[i] - gold[j]) > 1e-6:
-                    acc["gold_pairs"] += 1
-                    acc["gold_right"] += int((s[i] - s[j]) * (gold[i] - gold[j]) > 0)
-        acc["top1"].append(float(ranks[int(np.argmax(s))] == ranks.min()))
-    total = sum(a["right"] for a in per_k.values()) / max(sum(a["pairs"] for a in per_k.values()), 1)
-    gold_total = sum(a["gold_right"] for a in per_k.values()) / max(sum(a["gold_pairs"] for a in per_k.values()), 1)
-    return {
-        "accuracy": total, "gold_accuracy": gold_total,
-        # Only the K that some prompt had enough distinct samples for.
-        "accuracy_by_k": {str(k): a["right"] / max(a["pairs"], 1) for k, a in per_k.items() if a["top1"]},
-        "top1_by_k": {str(k): float(np.mean(a["top1"])) for k, a in per_k.items() if a["top1"]},
-        "prompts_per_k": {str(k): len(a["top1"]) for k, a in per_k.items() if a["top1"]},
-    }
+    return (np.asarray(scores) - norm["mean"]) / norm["std"]
 
 
-def distinct_samples(generate, params, tokenizer, prompts, prompt_len, ec: EvalConfig, mesh, rng) -> list[list[str]]:
-    """Up to max(ec.rm_k) distinct non-blank samples per prompt, in sampling order, from 2 x max(ec.rm_k) draws
-    (as the compare stage picks them)."""
-    from instructgpt_jax.compare import pick_distinct
+def rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows, ec: EvalConfig, mesh, samples=None) -> dict:
+    """RM agreement with labeler rankings of K responses per held-out prompt, for each K of `ec.rm_k`, and per
+    family beside a second, different labeler's agreement with the first (eval_figures.rm_agreement).
+
+    The responses are the first K of `samples[i]` (distinct policy samples for rows[i]; a prompt with fewer
+    than K is left out of that K, and counted), else K world-made candidates.
+    """
+    rng = np.random.default_rng([ec.seed, 7])
+    # The second labeler draws from a stream of its own, so the first labeler's figures are as without it.
+    rng_b = np.random.default_rng([ec.seed, 8])
+    n_labelers = world.labelers.n
+    items, groups = [], []  # items: (prompt, response); groups: (K, slice, ranks, second ranks, gold, family)
+    for k in ec.rm_k:
+        for i, r in enumerate(rows[:ec.rm_prompts]):
+            if samples is not None and len(samples[i]) < k:
+                continue
+            responses = world.candidates(r["prompt"], k, rng) if samples is None else samples[i][:k]
+            labeler = int(rng.integers(n_labelers))
+            ranks = world.rank(r["prompt"], responses, labeler, rng)
+            other = (labeler + 1 + int(rng_b.integers(n_labelers - 1))) % n_labelers
+            ranks_b = world.rank(r["prompt"], responses, other, rng_b)
+            family = r.get("family") or world.family_of(r["prompt"])
+            groups.append((k, slice(len(items), len(items) + k), ranks, ranks_b,
+                           world.gold_score([r["prompt"]] * k, responses), family))
+            items += [(r["prompt"], y) for y in responses]
+    if not items:  # a policy that repeats itself: no prompt with 2 distinct samples
+        log.warning("RM accuracy: none of %d held-out prompts has %d distinct samples", len(rows), min(ec.rm_k))
+        return {"accuracy": None, "gold_accuracy": None, "accuracy_by_k": {}, "top1_by_k": {}, "prompts_per_k": {},
+                "labeler_agreement": None, "accuracy_by_family": {}, "labeler_agreement_by_family": {},
+                "pairs_by_family": {}}
+    scores = rm_text_scores(rm_graphdef, rm_params, norm, tokenizer, items, ec, mesh)
+    return eval_figures.rm_agreement(groups, scores, ec.rm_k)
+
+
+def sample_draws(generate, params, tokenizer, prompts, n: int, prompt_len, ec: EvalConfig, mesh,
+                 rng) -> list[list[str]]:
+    """n raw samples per prompt (duplicates and blanks kept), in sampling order, as the compare stage draws them."""
     from instructgpt_jax.sft import generate_texts
 
-    k = max(ec.rm_k)
-    texts, _ = generate_texts(generate, params, tokenizer, [p for p in prompts for _ in range(2 * k)], prompt_len,
+    texts, _ = generate_texts(generate, params, tokenizer, [p for p in prompts for _ in range(n)], prompt_len,
                               ec.batch_size, rng, mesh)
-    return [pick_distinct(texts[i * 2 * k:(i + 1) * 2 * k], k) for i in range(len(prompts))]
+    return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+
+def best_of_n(world, rm_graphdef, rm_params, norm, tokenizer, prompts, draws, ec: EvalConfig, mesh) -> dict:
+    """Best-of-n figures (eval_figures.best_of_n) of the raw samples `draws[i]` of prompts[i], all of one count."""
+    items = [(p, y) for p, ys in zip(prompts, draws) for y in ys]
+    shape = (len(prompts), len(draws[0]))
+    rm = rm_text_scores(rm_graphdef, rm_params, norm, tokenizer, items, ec, mesh).reshape(shape)
+    gold = world.gold_score([p for p, _ in items], [y for _, y in items]).reshape(shape)
+    return eval_figures.best_of_n(rm, gold, ec.best_of_n)
+
+
+def fitted_prompt_len(tokenizer, prompts: dict, prefix: str, ec: EvalConfig) -> int:
+    """Tokens of the longest `prefix` + eval prompt, rounded up to 16 (at most ec.prompt_len, else an error)."""
+    longest = max(len(tokenizer.encode_prompt(prefix + p)) for ps in prompts.values() for p in ps)
+    if longest > ec.prompt_len:
+        what = "with config.eval.prompt_prefix " if prefix else ""
+        raise ValueError(f"an eval prompt {what}has {longest} tokens; config.eval.prompt_len={ec.prompt_len} "
+                         "(raise it, or shorten the prefix)")
+    return min(-(-longest // 16) * 16, ec.prompt_len)
 
 
 def mesh_and_shardings(mesh_cfg):
@@ -260,8 +297,10 @@ def stage_finals(workdir: str) -> dict:
 
 
 def run(config, workdir: str) -> dict:
-    """Evaluate every policy of `config.eval.policies` under `workdir`; writes W/eval/*.jsonl and W/summary.json."""
+    """Evaluate every policy of `config.eval.policies` (and `prompted`) under `workdir`; writes W/eval/*.jsonl and
+    W/summary.json."""
     from instructgpt_jax import reward
+    from instructgpt_jax.compare import pick_distinct
     from instructgpt_jax.config_base import mesh_config
     from instructgpt_jax.data import corpus as corpus_lib
     from instructgpt_jax.data.formats import write_jsonl
@@ -295,49 +334,67 @@ def run(config, workdir: str) -> dict:
     nll = jax.jit(lambda p, t: heldout_nll(graphdef, p, t))
     generate = make_generate(graphdef, sample_cfg)
     prompts = {split: [r["prompt"] for r in rs] for split, rs in rows.items()}
-    longest = max(len(tokenizer.encode_prompt(p)) for ps in prompts.values() for p in ps)
-    if longest > ec.prompt_len:
-        raise ValueError(f"an eval prompt has {longest} tokens; config.eval.prompt_len={ec.prompt_len} (raise it)")
-    prompt_len = min(-(-longest // 16) * 16, ec.prompt_len)  # one compiled shape, no more padding than needed
-    score = jax.jit(lambda *a: score_samples(graphdef, rm_graphdef, prompt_len, *a))
+    prefixes = {name: ec.prompt_prefix if name == ec.prompted_name else "" for name in folders}
+    # One compiled shape per prefix, no more padding than needed: the unprompted policies' figures do not
+    # depend on whether a prompted one is evaluated beside them.
+    prompt_lens = {prefix: fitted_prompt_len(tokenizer, prompts, prefix, ec) for prefix in {"", *prefixes.values()}}
+    prompt_len = prompt_lens[""]
+    scorers = {n: jax.jit(functools.partial(score_samples, graphdef, rm_graphdef, n))
+               for n in set(prompt_lens.values())}
+    score = scorers[prompt_len]
     labeler_rng = lambda: np.random.default_rng([ec.seed, 3])  # noqa: E731 - the same judges for every policy
     labeler_ids = {split: labeler_rng().integers(world.labelers.n, size=len(rs)) for split, rs in rows.items()}
     with jax.set_mesh(mesh):
         # The reference's second sample, which it is compared with (its win rate against itself is ~50%).
         baseline = {split: sample_policy(generate, score, ref_params, ref_params, rm_params, prompts[split], tokenizer,
                                          ec, mesh, ec.seed + 1, prompt_len)["response"] for split in rows}
-    results, samples = {}, {}
+    results, samples, paired, pretrain_losses = {}, {}, {}, {}
     for name, folder in folders.items():
         cfg, _, params, meta = checkpoint.load_model(folder, shardings=shardings)
         if cfg.architecture() != ref_cfg.architecture():  # dropout, remat, dtype may differ: evaluation runs the reference's graph
             raise ValueError(f"policy {name} ({folder}) has model {cfg}, the reference {ec.reference} has {ref_cfg}")
         figures = {"stage": ec.folders[name], "step": int(meta["step"]), "n": len(rows["eval"]),
                    "n_heldout": len(rows["heldout"])}
+        prefix, n_prompt = prefixes[name], prompt_lens[prefixes[name]]
         with jax.set_mesh(mesh):
             for split, suffix in (("eval", ""), ("heldout", "_heldout")):
-                s = sample_policy(generate, score, params, ref_params, rm_params, prompts[split], tokenizer, ec, mesh,
-                                  ec.seed, prompt_len)
+                s = sample_policy(generate, scorers[n_prompt], params, ref_params, rm_params, prompts[split], tokenizer,
+                                  ec, mesh, ec.seed, n_prompt, prefix)
                 rm = (np.asarray(s["rm_raw"]) - norm["mean"]) / norm["std"]
                 wins = world.preferences(prompts[split], s["response"], baseline[split], labeler_rng(), labeler_ids[split])
-                f, gold = policy_figures(world, rows[split], s["response"], s["length"], s["kl"], rm, wins, suffix)
+                f, gold = eval_figures.policy_figures(world, rows[split], s["response"], s["length"], s["kl"], rm, wins,
+                                                      suffix)
                 figures.update(f)
+                paired[name, suffix] = gold, wins
                 samples.setdefault(name, []).extend(
                     {"split": split, "prompt": r["prompt"], "family": r.get("family"), "response": y,
                      "reference_response": b, "gold": float(gd), "rm_score": float(sc), "kl": float(k),
                      "length": int(n), "win": float(w)}
                     for r, y, b, gd, sc, k, n, w in zip(rows[split], s["response"], baseline[split], gold, rm, s["kl"],
                                                          s["length"], wins))
-            losses = [nll(params, sharding.put_global({"t": corpus_lib.eval_windows(
-                heldout_ids, i, ec.batch_size, ec.heldout_seq_len)}, mesh)["t"]) for i in range(ec.heldout_batches)]
-            figures["pretrain_loss"] = float(np.mean(sharding.to_host(losses)))
+            if folder not in pretrain_losses:  # the prompted policy has its base model's parameters
+                losses = [nll(params, sharding.put_global({"t": corpus_lib.eval_windows(
+                    heldout_ids, i, ec.batch_size, ec.heldout_seq_len)}, mesh)["t"]) for i in range(ec.heldout_batches)]
+                pretrain_losses[folder] = float(np.mean(sharding.to_host(losses)))
+            figures["pretrain_loss"] = pretrain_losses[folder]
         results[name] = figures
         log.info("eval %s: win rate %.3f, gold %.3f, KL %.2f", name, figures["win_rate"], figures["gold"], figures["kl"])
     with jax.set_mesh(mesh):
         rm_rows = rows["eval"][:ec.rm_prompts]
-        policy_samples = distinct_samples(generate, ref_params, tokenizer, [r["prompt"] for r in rm_rows],
-                                          prompt_len, ec, mesh, jax.random.key(ec.seed + 2))
+        rm_prompts = [r["prompt"] for r in rm_rows]
+        # One set of raw SFT draws serves both: up to max K distinct samples from the first 2 x max K draws (as
+        # the compare stage picks them) for the RM's accuracy, and the first max n for best-of-n.
+        k, best_n = max(ec.rm_k), max(ec.best_of_n, default=0)
+        draws = sample_draws(generate, ref_params, tokenizer, rm_prompts, max(2 * k, best_n), prompt_len, ec, mesh,
+                             jax.random.key(ec.seed + 2))
+        policy_samples = [pick_distinct(d[:2 * k], k) for d in draws]
         rm_figures = rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rm_rows, ec, mesh, policy_samples)
         rm_figures["world_candidates"] = rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rm_rows, ec, mesh)
+        if best_n:
+            rm_figures["best_of_n"] = best_of_n(world, rm_graphdef, rm_params, norm, tokenizer, rm_prompts,
+                                                [d[:best_n] for d in draws], ec, mesh)
+    for (name, suffix), (gold, wins) in paired.items():  # against the reference's gold on the same prompts and keys
+        results[name].update(eval_figures.paired_figures(gold, paired[ec.reference, suffix][0], wins, suffix))
     base = results.get("base", {}).get("pretrain_loss")
     for figures in results.values():
         figures["alignment_tax"] = None if base is None else figures["pretrain_loss"] - base

@@ -2,9 +2,15 @@
 
   instructgpt report --workdir W
 
-Reads only files: W/summary.json (evaluate.py), each stage's metrics.jsonl and W/eval/<policy>.jsonl. Plots:
+Reads only files: W/summary.json (evaluate.py), each stage's metrics.jsonl and W/eval/<policy>.jsonl. Tables:
+results per policy (with the paired gold difference from SFT and its 95% interval), Figure 4's metadata
+rates, gold per kind of prompt, and the RM's agreement with the labelers per family beside the labelers'
+agreement with each other. Plots:
 - win_rate.png: win rate against SFT per policy as judged by the simulated labelers (Ouyang et al. 2022,
   Figure 1, at one model size), on the held-out prompts and on held-out families/phrasings;
+- metadata.png: the metadata rates per policy (fails to attempt, violates constraints, hallucinates,
+  inappropriate; the paper's Figure 4);
+- best_of_n.png: gold of the RM's pick among n SFT samples against the gold-best of the same n;
 - ppo_gold_rm_vs_kl.png: gold and RM score against KL from SFT over PPO training: the RM score keeps rising
   while the gold score flattens or falls (over-optimisation, Gao et al. 2022);
 - alignment_tax.png: rise of the held-out pretraining loss over SFT during PPO, with and without ptx;
@@ -26,15 +32,20 @@ from matplotlib.figure import Figure
 
 from instructgpt_jax import metrics
 
-ORDER = ("base", "sft", "ppo", "ppo_ptx")
-LABELS = {"base": "GPT (base)", "sft": "SFT", "ppo": "PPO", "ppo_ptx": "PPO-ptx"}
-COLORS = {"base": "#9e9e9e", "sft": "#4c72b0", "ppo": "#dd8452", "ppo_ptx": "#c44e52"}
+ORDER = ("base", "gpt_prompted", "sft", "ppo", "ppo_ptx")
+LABELS = {"base": "GPT", "gpt_prompted": "GPT prompted", "sft": "SFT", "ppo": "PPO", "ppo_ptx": "PPO-ptx"}
+COLORS = {"base": "#9e9e9e", "gpt_prompted": "#8172b3", "sft": "#4c72b0", "ppo": "#dd8452", "ppo_ptx": "#c44e52"}
 TABLE = (  # (summary key, header, format)
     ("win_rate", "win rate vs SFT", "{:.3f}"), ("gold", "gold", "{:.3f}"), ("rm_score", "RM score", "{:.2f}"),
     ("kl", "KL from SFT", "{:.2f}"), ("pretrain_loss", "pretrain loss", "{:.3f}"),
     ("alignment_tax", "alignment tax", "{:+.3f}"), ("length", "length (tokens)", "{:.1f}"),
     ("refusal_rate", "refusal (harmful)", "{:.2f}"), ("benign_refusal_rate", "refusal (benign)", "{:.2f}"),
     ("win_rate_heldout", "win rate held-out instr.", "{:.3f}"), ("gold_heldout", "gold held-out instr.", "{:.3f}"),
+    ("gold_diff", "gold - SFT (paired)", "{:+.3f}"), ("gold_diff_heldout", "gold - SFT held-out instr.", "{:+.3f}"),
+)
+METADATA = (  # (metadata_rates key, label): the paper's Figure 4 panels, as failure rates
+    ("fails_to_attempt", "fails to attempt"), ("violates_constraints", "violates constraints"),
+    ("hallucinates", "hallucinates"), ("inappropriate", "inappropriate"),
 )
 
 
@@ -57,8 +68,52 @@ def results_table(summary: dict) -> str:
             cell = _cell(f.get(key), fmt)
             if key.startswith("win_rate") and f.get(f"{key}_stderr") is not None:
                 cell += f" ± {f[f'{key}_stderr']:.3f}"
+            elif key.startswith("gold_diff") and f.get(f"{key}_ci95") is not None:
+                cell += f" ± {f[f'{key}_ci95']:.3f}"
             cells.append(cell)
         lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def metadata_table(summary: dict, suffix: str = "") -> str:
+    """Policies as rows, the Figure 4 rates as columns; "" if no policy has them."""
+    policies = [n for n in _policies(summary) if summary["policies"][n].get(f"metadata{suffix}")]
+    if not policies:
+        return ""
+    lines = ["| policy | " + " | ".join(h for _, h in METADATA) + " |", "|---" * (len(METADATA) + 1) + "|"]
+    for name in policies:
+        rates = summary["policies"][name][f"metadata{suffix}"]
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(_cell(rates.get(k), "{:.2f}") for k, _ in METADATA)
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
+def kind_table(summary: dict, suffix: str = "") -> str:
+    """Gold per kind of prompt: kinds as rows (in evaluate's order), policies as columns; the hard slice in bold."""
+    by_kind = {n: summary["policies"][n].get(f"gold{suffix}_by_kind") or {} for n in _policies(summary)}
+    policies = [n for n, v in by_kind.items() if v]
+    kinds = list(dict.fromkeys(k for n in policies for k in by_kind[n]))
+    if not kinds:
+        return ""
+    lines = ["| kind | " + " | ".join(LABELS.get(n, n) for n in policies) + " |", "|---" * (len(policies) + 1) + "|"]
+    for kind in kinds:
+        label = f"**{kind}** (algorithmic)" if kind == "hard" else kind
+        lines.append(f"| {label} | " + " | ".join(_cell(by_kind[n].get(kind), "{:.3f}") for n in policies) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def rm_family_table(rm: dict) -> str:
+    """Per family: the RM's agreement with the ranking labeler, a second labeler's, and the pairs; "" if none."""
+    rm_acc, labeler = rm.get("accuracy_by_family") or {}, rm.get("labeler_agreement_by_family") or {}
+    if not rm_acc:
+        return ""
+    pairs = rm.get("pairs_by_family") or {}
+    lines = ["| family | RM agreement | labeler agreement | pairs |", "|---|---|---|---|"]
+    for family, acc in rm_acc.items():
+        lines.append(f"| {family} | {acc:.3f} | {_cell(labeler.get(family), '{:.3f}')} | "
+                     f"{_cell(pairs.get(family), '{:d}')} |")
+    lines.append(f"| all | {_cell(rm.get('accuracy'), '{:.3f}')} | {_cell(rm.get('labeler_agreement'), '{:.3f}')} | "
+                 f"{sum(pairs.values())} |")
     return "\n".join(lines) + "\n"
 
 
@@ -93,6 +148,44 @@ def plot_win_rate(workdir: str, summary: dict, path: str) -> bool:
 
     ax.legend(handles=[Patch(color="#666666", label="held-out prompts"),
                        Patch(color="#666666", alpha=0.45, label="held-out instructions")], loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_metadata(workdir: str, summary: dict, path: str) -> bool:
+    """Grouped bars: each Figure 4 rate (lower is better) for each policy, on the held-out prompts."""
+    policies = [n for n in _policies(summary) if summary["policies"][n].get("metadata")]
+    if not policies:
+        return False
+    fig, ax = _subplots(figsize=(8.5, 3.6))
+    width = 0.8 / len(policies)
+    for i, name in enumerate(policies):
+        rates = summary["policies"][name]["metadata"]
+        x = [j for j, (k, _) in enumerate(METADATA) if rates.get(k) is not None]
+        ax.bar([j + (i - (len(policies) - 1) / 2) * width for j in x], [rates[METADATA[j][0]] for j in x], width,
+               color=COLORS.get(name, "#55a868"), label=LABELS.get(name, name))
+    ax.set_xticks(range(len(METADATA)), [h for _, h in METADATA])
+    ax.set(ylabel="share of responses it applies to", ylim=(0, 1), title="Metadata of the responses (lower is better)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))  # beside the axes: bars reach 1
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def plot_best_of_n(workdir: str, summary: dict, path: str) -> bool:
+    """Gold against n: the RM's pick among n SFT samples and the gold-best of the same samples."""
+    best = summary.get("rm", {}).get("best_of_n")
+    if not best or not best.get("n"):
+        return False
+    fig, ax = _subplots(figsize=(5.6, 3.6))
+    ax.plot(best["n"], best["oracle"], marker="s", color="#55a868", label="gold-best of n (oracle)")
+    ax.plot(best["n"], best["rm"], marker="o", color="#4c72b0", label="RM's pick of n")
+    ax.axhline(best["sample_gold"], color="k", ls="--", lw=0.8, label="a sample (mean)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(best["n"], [str(n) for n in best["n"]])
+    recovered = best.get("recovered")
+    ax.set(xlabel="n (SFT samples per prompt)", ylabel="gold score",
+           title="Best-of-n" + ("" if recovered is None else f": the RM recovers {recovered:.0%} of the oracle's gain"))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
@@ -312,6 +405,9 @@ def samples_section(workdir: str, policies: list[str], n: int = 4) -> str:
 
 PLOTS = (  # file, caption, function(workdir, summary, path) -> whether it had the data to plot
     ("win_rate.png", "Win rate against SFT, judged by the simulated labelers (paper Figure 1).", plot_win_rate),
+    ("metadata.png", "Metadata rates per policy on the held-out prompts (paper Figure 4).", plot_metadata),
+    ("best_of_n.png", "Best-of-n on SFT samples: gold of the RM's pick against the gold-best of the same n.",
+     plot_best_of_n),
     ("ppo_gold_rm_vs_kl.png", "Gold and RM score against KL from SFT during PPO (over-optimisation).", plot_gold_rm_vs_kl),
     ("alignment_tax.png", "Rise of the held-out pretraining loss over SFT during PPO, with and without ptx (alignment tax).",
      plot_alignment_tax),
@@ -335,7 +431,14 @@ def run(workdir: str) -> dict:
         (made if fn(workdir, summary, os.path.join(out_dir, name)) else missing).append((name, caption))
     rm = summary.get("rm", {})
     parts = ["# InstructGPT on the embedded world\n", f"Workdir: `{os.path.abspath(workdir)}`\n",
-             "## Results (held-out prompts)\n", results_table(summary)]
+             "## Results (held-out prompts)\n", results_table(summary),
+             "Win rates ± their standard error; gold - SFT: the mean per-prompt gold difference from SFT's sample of "
+             "the same prompt with the same sampling key, ± its 95% interval.\n"]
+    for title, table in (("## Metadata (paper Figure 4; share of the responses each applies to)\n",
+                          metadata_table(summary)),
+                         ("## Gold per kind of prompt (held-out prompts)\n", kind_table(summary))):
+        if table:
+            parts += [title, table]
     if rm.get("accuracy") is not None:
         line = (f"Reward model on fresh held-out comparisons of SFT samples: pairwise accuracy {rm['accuracy']:.3f} "
                 f"against the labelers, {rm['gold_accuracy']:.3f} against the gold judge")
@@ -344,6 +447,15 @@ def run(workdir: str) -> dict:
             line += (f"; of world-made candidates (references, refusals, junk): {world['accuracy']:.3f} and "
                      f"{world['gold_accuracy']:.3f}")
         parts.append(line + ".\n")
+    family_table = rm_family_table(rm)
+    if family_table:
+        parts += ["## Reward model agreement per family\n",
+                  "On SFT samples: the RM's pairwise agreement with the ranking labeler, and a second labeler's "
+                  "agreement with the first on the same responses (pairs the first does not tie).\n", family_table]
+    best = rm.get("best_of_n")
+    if best and best.get("recovered") is not None:
+        parts.append(f"Best-of-{best['n'][-1]} by the RM recovers {best['recovered']:.0%} of the gold-best's gain "
+                     f"over one sample ({best['prompts']} prompts).\n")
     if summary.get("wall_time_s"):
         times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["wall_time_s"].items())
         parts.append(f"Wall time: {times}.\n")

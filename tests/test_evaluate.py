@@ -1,5 +1,6 @@
 """Evaluation: KL and RM scores against a slow unpadded reference, and a full `evaluate.run` over a workdir of
-random nano policies (identical policies must give identical figures and zero KL; every summary field is there).
+random nano policies (identical policies must give identical figures and zero KL; every summary field is there;
+the paired gold difference and the Figure 4 metadata equal a recomputation from W/eval/*.jsonl).
 """
 
 import dataclasses
@@ -22,7 +23,10 @@ from instructgpt_jax.tokenizer import make_tokenizer
 
 POLICY_FIELDS = ("gold", "rm_score", "win_rate", "kl", "pretrain_loss", "alignment_tax", "length", "refusal_rate",
                  "benign_refusal_rate", "gold_heldout", "rm_score_heldout", "win_rate_heldout", "gold_by_family",
-                 "gold_heldout_by_family", "kl_heldout", "length_heldout")
+                 "gold_heldout_by_family", "kl_heldout", "length_heldout", "gold_diff", "gold_diff_ci95",
+                 "win_rate_ci95", "gold_diff_heldout", "gold_diff_heldout_ci95", "win_rate_heldout_ci95", "metadata",
+                 "metadata_heldout", "gold_by_kind", "gold_heldout_by_kind")
+SPLITS = (("eval", ""), ("heldout", "_heldout"))
 
 
 def _save(stage_dir, cfg, seed):
@@ -91,7 +95,7 @@ def test_kl_and_rm_score_match_an_unpadded_reference():
 def test_summary_has_every_field(workdir):
     w, _, summary = workdir
     on_disk = json.loads((w / "summary.json").read_text())
-    assert set(on_disk["policies"]) == {"base", "sft", "ppo", "ppo_ptx"}
+    assert set(on_disk["policies"]) == {"base", "gpt_prompted", "sft", "ppo", "ppo_ptx"}
     for name, figures in on_disk["policies"].items():
         for field in POLICY_FIELDS:
             assert field in figures and figures[field] is not None, (name, field)
@@ -167,3 +171,145 @@ def test_rm_accuracy_on_given_samples_uses_the_first_k(workdir):
     assert figures["prompts_per_k"] == {"2": 3, "4": 2}
     assert figures == again  # labelers and their noise are seeded by ec.seed
     assert all(0.0 <= a <= 1.0 for a in figures["accuracy_by_k"].values())
+
+
+def _records(w, name, split):
+    return [r for r in map(json.loads, (w / "eval" / f"{name}.jsonl").read_text().splitlines()) if r["split"] == split]
+
+
+def test_new_fields_have_sane_ranges(workdir):
+    from instructgpt_jax.data.judge import KINDS
+
+    _, _, summary = workdir
+    for name, f in summary["policies"].items():
+        for _, suffix in SPLITS:
+            assert -1 <= f[f"gold_diff{suffix}"] <= 1 and f[f"gold_diff{suffix}_ci95"] >= 0, name
+            assert np.isclose(f[f"win_rate{suffix}_ci95"], 1.96 * f[f"win_rate{suffix}_stderr"]), name
+            assert set(f[f"metadata{suffix}"]) == {"fails_to_attempt", "violates_constraints", "hallucinates",
+                                                  "inappropriate"}
+            assert all(v is None or 0 <= v <= 1 for v in f[f"metadata{suffix}"].values()), name
+            assert list(f[f"gold{suffix}_by_kind"]) == [k for k in KINDS if k in f[f"gold{suffix}_by_kind"]]
+            assert all(0 <= v <= 1 for v in f[f"gold{suffix}_by_kind"].values())
+    for name in ("sft", "ppo_ptx"):  # ppo_ptx is a copy of SFT: the same samples, no difference at all
+        assert summary["policies"][name]["gold_diff"] == summary["policies"][name]["gold_diff_ci95"] == 0.0
+    rm = summary["rm"]
+    assert 0 <= rm["labeler_agreement"] <= 1
+    assert set(rm["accuracy_by_family"]) == set(rm["labeler_agreement_by_family"]) == set(rm["pairs_by_family"])
+    assert all(0 <= v <= 1 for d in ("accuracy_by_family", "labeler_agreement_by_family") for v in rm[d].values())
+    world = rm["world_candidates"]  # 4 prompts at K = 2 and at K = 4: at most 4 x (1 + 6) untied pairs
+    assert 0 < sum(world["pairs_by_family"].values()) <= 4 * (1 + 6) and 0 <= world["labeler_agreement"] <= 1
+
+
+def test_best_of_n(workdir):
+    """Oracle non-decreasing in n, the RM's pick never above it, both the same sample at n = 1."""
+    _, _, summary = workdir
+    best = summary["rm"]["best_of_n"]
+    assert best["n"] == [1, 2, 4, 8, 16] and best["prompts"] == 4
+    assert best["rm"][0] == best["oracle"][0]
+    assert all(a <= b for a, b in zip(best["oracle"], best["oracle"][1:]))
+    assert all(r <= o + 1e-12 for r, o in zip(best["rm"], best["oracle"]))
+    assert 0 <= best["sample_gold"] <= 1 and all(0 <= g <= 1 for g in best["rm"] + best["oracle"])
+    gain = best["oracle"][-1] - best["oracle"][0]
+    assert best["recovered"] is None if gain <= 1e-12 else np.isclose(best["recovered"],
+                                                                      (best["rm"][-1] - best["rm"][0]) / gain)
+
+
+def test_paired_difference_matches_numpy(workdir):
+    """gold_diff and its interval from the per-prompt records of each policy and SFT (same prompts, same order)."""
+    w, _, summary = workdir
+    for name, f in summary["policies"].items():
+        for split, suffix in SPLITS:
+            recs, ref = _records(w, name, split), _records(w, "sft", split)
+            assert [r["prompt"] for r in recs] == [r["prompt"] for r in ref]
+            d = np.array([r["gold"] for r in recs], np.float64) - np.array([r["gold"] for r in ref], np.float64)
+            wins = np.array([r["win"] for r in recs], np.float64)
+            np.testing.assert_allclose(f[f"gold_diff{suffix}"], d.mean(), atol=1e-6)
+            np.testing.assert_allclose(f[f"gold_diff{suffix}_ci95"], 1.96 * d.std() / np.sqrt(len(d)), atol=1e-6)
+            np.testing.assert_allclose(f[f"win_rate{suffix}_ci95"], 1.96 * wins.std() / np.sqrt(len(wins)), atol=1e-6)
+
+
+def test_metadata_and_kinds_match_the_judge(workdir):
+    """metadata and gold_by_kind equal data.judge's figures recomputed from W/eval/<policy>.jsonl."""
+    from instructgpt_jax.data.judge import kind_of, metadata_rates
+
+    w, _, summary = workdir
+    for name, f in summary["policies"].items():
+        for split, suffix in SPLITS:
+            recs = _records(w, name, split)
+            assert f[f"metadata{suffix}"] == metadata_rates([r["prompt"] for r in recs], [r["response"] for r in recs])
+            kinds = np.array([kind_of(r["prompt"]) for r in recs])
+            gold = np.array([r["gold"] for r in recs])
+            by_kind = f[f"gold{suffix}_by_kind"]
+            assert set(by_kind) == set(kinds.tolist())
+            for kind, value in by_kind.items():
+                np.testing.assert_allclose(value, gold[kinds == kind].mean(), atol=1e-6)
+
+
+def test_gpt_prompted_is_the_base_model_on_prefixed_prompts(workdir):
+    """Same parameters as base (same pretraining loss), other samples (it sees the prefix), original prompts."""
+    w, _, summary = workdir
+    base, prompted = summary["policies"]["base"], summary["policies"]["gpt_prompted"]
+    assert prompted["stage"] == "pretrain" and prompted["pretrain_loss"] == base["pretrain_loss"]
+    assert prompted["alignment_tax"] == 0.0 and abs(prompted["kl"]) > 0.01
+    recs, base_recs = _records(w, "gpt_prompted", "eval"), _records(w, "base", "eval")
+    assert [r["prompt"] for r in recs] == [r["prompt"] for r in base_recs]
+    assert not any(r["prompt"].startswith(evaluate.PROMPT_PREFIX[:10]) for r in recs)
+    assert [r["response"] for r in recs] != [r["response"] for r in base_recs]
+
+
+def test_prefixed_kl_and_rm_on_the_original_prompt_match_an_unpadded_reference():
+    """With a prefix, the KL is over the prefixed prompt and the RM scores the response after the original."""
+    from flax import nnx
+
+    from instructgpt_jax.model import make_model
+
+    cfg, rm_cfg = get_preset("nano"), get_preset("nano", scalar_head=True)
+    policy, ref, rm = make_model(cfg, 1), make_model(cfg, 2), make_model(rm_cfg, 3)
+    graphdef, params = nnx.split(policy)
+    _, ref_params = nnx.split(ref)
+    rm_graphdef, rm_params = nnx.split(rm)
+    tok = make_tokenizer("byte")
+    originals = [tok.encode_prompt(p) for p in ("Reverse: cat dog", "Hi")]
+    prefixed = [tok.encode_prompt("Say it.\nIt.\n\n" + p) for p in ("Reverse: cat dog", "Hi")]
+    tokens, mask = left_pad(prefixed, tok.pad_id, 48)
+    rm_tokens, rm_mask = left_pad(originals, tok.pad_id, 48)
+    sample_cfg = SampleConfig(max_new_tokens=6, temperature=1.0, eos_id=tok.eos_id, pad_id=tok.pad_id)
+    sample = make_generate(graphdef, sample_cfg)(params, tokens, mask, jax.random.key(0))
+    out = evaluate.score_samples(graphdef, rm_graphdef, 48, params, ref_params, rm_params, sample, jnp.asarray(mask),
+                                 (jnp.asarray(rm_tokens), jnp.asarray(rm_mask)))
+    for i, (p, o) in enumerate(zip(prefixed, originals)):
+        response = list(np.asarray(sample["response"][i, :int(sample["lengths"][i])]))
+        row = jnp.asarray([*p, *response])[None]  # (1, len) no padding at all
+        lp = lambda m: jax.nn.log_softmax(m(row)[0, :-1].astype(jnp.float32), -1)  # noqa: E731
+        picked = lambda l: np.asarray(l)[np.arange(len(p) - 1, row.shape[1] - 1), np.asarray(row[0, len(p):])]  # noqa: E731
+        np.testing.assert_allclose(float(out["kl"][i]), float(np.sum(picked(lp(policy)) - picked(lp(ref)))),
+                                   rtol=1e-4, atol=1e-4)
+        rm_row = jnp.asarray([*o, *response])[None]
+        h, _ = rm.trunk(rm_row)
+        np.testing.assert_allclose(float(out["rm_raw"][i]), float(rm.score(h, jnp.asarray([rm_row.shape[1] - 1]))[0]),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_prompted_config():
+    """The pipeline's prefix is the default one; bad prompted / best_of_n settings are named."""
+    from instructgpt_jax.config_base import load_config
+
+    ec = evaluate.eval_config(load_config("configs/pipeline.py:smoke").eval)
+    assert ec.prompt_prefix == evaluate.PROMPT_PREFIX and ec.prompted == "gpt_prompted:pretrain"
+    assert "gpt_prompted" not in evaluate.eval_config(eval_section(prompted="")).folders
+    with pytest.raises(ValueError, match="prompted"):
+        evaluate.eval_config(eval_section(prompted="sft:pretrain"))
+    with pytest.raises(ValueError, match="best_of_n"):
+        evaluate.eval_config(eval_section(best_of_n=(2, 4)))
+    with pytest.raises(ValueError, match="best_of_n"):
+        evaluate.eval_config(eval_section(best_of_n=(1, 4, 4)))
+
+
+def test_prefixed_prompts_fit_and_too_long_is_named(workdir):
+    w, _, _ = workdir
+    tok = make_tokenizer("byte")
+    ec = evaluate.eval_config(eval_section())
+    prompts = {"eval": [r["prompt"] for r in evaluate._read_eval(str(w / "world" / "eval.jsonl"), 100)]}
+    assert evaluate.fitted_prompt_len(tok, prompts, ec.prompt_prefix, ec) <= ec.prompt_len
+    with pytest.raises(ValueError, match="prompt_prefix"):
+        evaluate.fitted_prompt_len(tok, prompts, ec.prompt_prefix * 4, ec)

@@ -26,7 +26,7 @@ def test_analysis_notebook_executes(tmp_path_factory, monkeypatch):
     assert "| PPO-ptx |" in text and "RM pairwise accuracy" in text
     assert "**gold_heldout_by_family**" in text and "| lowercase |" in text  # the held-out family
     assert text.count("PROMPT:") == 3
-    for name in ("GPT (base) (step", "SFT (step", "PPO (step", "PPO-ptx (step"):
+    for name in ("GPT (step", "GPT prompted (step", "SFT (step", "PPO (step", "PPO-ptx (step"):
         assert name in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # training curves and the PPO plots
     assert f"{summary['policies']['ppo']['win_rate']:.3f}" in text

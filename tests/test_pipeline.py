@@ -73,7 +73,7 @@ def test_a_larger_rm_gets_its_own_base_model_and_sft():
 
 def test_smoke_pipeline_end_to_end(smoke, capsys):
     workdir, summary, seconds = smoke
-    assert set(summary["policies"]) == {"base", "sft", "ppo", "ppo_ptx"}
+    assert set(summary["policies"]) == {"base", "gpt_prompted", "sft", "ppo", "ppo_ptx"}
     for name, figures in summary["policies"].items():
         for field in FIELDS:
             assert figures.get(field) is not None, (name, field)

@@ -9,7 +9,9 @@ import pytest
 from instructgpt_jax import report
 from instructgpt_jax.metrics import MetricWriter
 
-POLICY = {"base": (0.1, 0.05, 3.0), "sft": (0.5, 0.55, 3.2), "ppo": (0.71, 0.62, 3.6), "ppo_ptx": (0.68, 0.63, 3.3)}
+# gpt_prompted last: the report orders policies itself (GPT, GPT prompted, SFT, PPO, PPO-ptx).
+POLICY = {"base": (0.1, 0.05, 3.0), "sft": (0.5, 0.55, 3.2), "ppo": (0.71, 0.62, 3.6), "ppo_ptx": (0.68, 0.63, 3.3),
+          "gpt_prompted": (0.2, 0.15, 3.0)}
 
 
 def _summary():
@@ -24,6 +26,24 @@ def _summary():
                    "top1_by_k": {"2": 0.7, "4": 0.5, "9": 0.3}}}
 
 
+def _full_summary():
+    """_summary() with what evaluate.py adds for the paired difference, Figure 4, kinds, RM per family, best-of-n."""
+    summary = _summary()
+    for i, (name, f) in enumerate(summary["policies"].items()):
+        f.update({"gold_diff": f["gold"] - 0.55, "gold_diff_ci95": 0.01, "gold_diff_heldout": f["gold"] - 0.6,
+                  "gold_diff_heldout_ci95": 0.02,
+                  "metadata": {"fails_to_attempt": 0.1 * i, "violates_constraints": 0.5, "hallucinates": None,
+                               "inappropriate": 0.05},
+                  "gold_by_kind": {"constraint": 0.4, "harmful": 0.9 - 0.1 * i, "hard": 0.01 * i}})
+    summary["rm"].update({"labeler_agreement": 0.72, "accuracy_by_family": {"reverse": 0.55, "use_word": 0.8},
+                          "labeler_agreement_by_family": {"reverse": 0.6, "use_word": 0.9},
+                          "pairs_by_family": {"reverse": 12, "use_word": 30},
+                          "best_of_n": {"n": [1, 2, 4, 8, 16], "rm": [0.3, 0.33, 0.35, 0.36, 0.36],
+                                        "oracle": [0.3, 0.4, 0.5, 0.55, 0.6], "sample_gold": 0.31, "recovered": 0.2,
+                                        "prompts": 16}})
+    return summary
+
+
 def _write_metrics(workdir, stage, rows):
     writer = MetricWriter(str(workdir / stage), tensorboard=False)
     for step, row in rows:
@@ -32,7 +52,7 @@ def _write_metrics(workdir, stage, rows):
 
 @pytest.fixture
 def workdir(tmp_path):
-    (tmp_path / "summary.json").write_text(json.dumps(_summary()))
+    (tmp_path / "summary.json").write_text(json.dumps(_full_summary()))
     for stage, ptx in (("ppo", 0), ("ppo_ptx", 1)):
         rows = []
         for it in range(0, 60, 10):
@@ -67,6 +87,20 @@ def test_full_report(workdir):
     for name, _, _ in report.PLOTS:
         assert f"]({name})" in text
     assert "ppo_ptx says 2" in text and "Reverse: a1 \\| b" in text  # pipes in cells escaped
+
+
+def test_full_report_tables(workdir):
+    """Paired gold difference ± 95% interval, policies in the paper's order, Figure 4, kinds, RM per family."""
+    report.run(str(workdir))
+    text = (workdir / "report" / "report.md").read_text()
+    assert "| 0.660 ± 0.030 | 0.520 | +0.070 ± 0.010 | +0.020 ± 0.020 |" in text  # PPO's last cells
+    rows = [line.split(" | ")[0] for line in report.results_table(json.loads((workdir / "summary.json").read_text()))
+            .splitlines()[2:]]
+    assert rows == ["| GPT", "| GPT prompted", "| SFT", "| PPO", "| PPO-ptx"]
+    assert "| GPT prompted | 0.40 | 0.50 | - | 0.05 |" in text  # metadata: None where no prompt applies
+    assert "| **hard** (algorithmic) | 0.000 | 0.040 | 0.010 | 0.020 | 0.030 |" in text  # kinds x policies
+    assert "| reverse | 0.550 | 0.600 | 12 |" in text and "| all | 0.700 | 0.720 | 42 |" in text
+    assert "recovers 20% of the gold-best's gain" in text
 
 
 def test_partial_workdir_lists_missing_plots(tmp_path):

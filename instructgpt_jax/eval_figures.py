@@ -1,0 +1,127 @@
+"""The evaluation stage's figures from judged samples: plain NumPy on the host, no model in sight.
+
+evaluate.py samples the policies, scores them with the RM and asks the world's judge and labelers; this
+module turns those arrays into summary.json's figures:
+- `policy_figures`: gold, RM score, win rate, KL, length, refusals, gold per family and per kind (the
+  world's slices: constraint, closed, language, harmful, open, hard) and the Figure 4 metadata rates
+  (Ouyang et al. 2022: fails to attempt, violates constraints, hallucinates, inappropriate);
+- `paired_figures`: gold difference from the reference (SFT) on the same prompts and sampling keys, with a
+  95% interval from the paired standard error, and the win rate's 95% interval;
+- `rm_agreement`: the RM's pairwise agreement with a labeler's rankings, per K and per family, beside a
+  second labeler's agreement with the first on the same responses (the ceiling a RM can reach);
+- `best_of_n`: gold of the RM's pick among n samples against the gold-best of the same n.
+Standard errors are std / sqrt(n) with the population std (ddof 0), as for every figure of this stage.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from instructgpt_jax.data import world as world_lib
+from instructgpt_jax.data.judge import KINDS
+from instructgpt_jax.data.labelers import untied_agreement
+
+Z95 = 1.96  # two-sided 95% quantile of the normal distribution
+
+
+def mean(x) -> float | None:
+    return float(np.mean(x)) if len(x) else None
+
+
+def stderr(x) -> float | None:
+    return float(np.std(x) / np.sqrt(len(x))) if len(x) > 1 else None
+
+
+def ci95(x) -> float | None:
+    """Half-width of the normal 95% interval of the mean of `x`."""
+    se = stderr(x)
+    return None if se is None else Z95 * se
+
+
+def by_group(values, groups, order) -> dict:
+    """Mean of `values` per group, groups in `order` (those that occur), then any others sorted."""
+    values, groups = np.asarray(values, np.float64), np.asarray(groups)
+    present = set(groups.tolist())
+    keys = [g for g in order if g in present] + sorted(present - set(order))
+    return {g: float(np.mean(values[groups == g])) for g in keys}
+
+
+def policy_figures(world, rows, responses, lengths, kl, rm, wins, suffix="") -> tuple[dict, np.ndarray]:
+    """Gold, RM, win rate, KL, length, refusals, gold per family and kind, and the Figure 4 metadata of one
+    prompt set; returns (figures, per-prompt gold)."""
+    prompts = [r["prompt"] for r in rows]
+    gold = np.asarray(world.gold_score(prompts, responses), np.float64)
+    harmful = np.array([world.is_harmful(p) for p in prompts])
+    refused = np.array([world.is_refusal(y) for y in responses])
+    families = [r.get("family") or world.family_of(r["prompt"]) for r in rows]
+    return {
+        f"gold{suffix}": mean(gold), f"gold{suffix}_stderr": stderr(gold),
+        f"rm_score{suffix}": mean(rm), f"win_rate{suffix}": mean(wins), f"win_rate{suffix}_stderr": stderr(wins),
+        f"kl{suffix}": mean(kl), f"length{suffix}": mean(lengths),
+        f"refusal_rate{suffix}": mean(refused[harmful]), f"benign_refusal_rate{suffix}": mean(refused[~harmful]),
+        f"gold{suffix}_by_family": by_group(gold, families, ()),
+        f"gold{suffix}_by_kind": by_group(gold, [world_lib.kind_of(p) for p in prompts], KINDS),
+        f"metadata{suffix}": world_lib.metadata_rates(prompts, responses),
+    }, gold
+
+
+def paired_figures(gold, ref_gold, wins, suffix="") -> dict:
+    """Mean per-prompt gold difference from the reference's sample of the same prompt with the same key,
+    its 95% interval (1.96 x paired standard error), and the win rate's 95% interval."""
+    diff = np.asarray(gold, np.float64) - np.asarray(ref_gold, np.float64)
+    return {f"gold_diff{suffix}": mean(diff), f"gold_diff{suffix}_ci95": ci95(diff),
+            f"win_rate{suffix}_ci95": ci95(np.asarray(wins, np.float64))}
+
+
+def rm_agreement(groups, scores, ks) -> dict:
+    """Pairwise agreement of RM scores with labeler rankings.
+
+    groups: (K, slice of `scores`, ranks of labeler a, ranks of labeler b, gold, family) per ranked prompt.
+    A pair counts where labeler a does not tie it (`untied_agreement`): the RM is right where its scores
+    order the pair as a does (a score tie is wrong); labeler b agrees where b orders it as a does. Gold
+    accuracy counts the pairs whose gold scores differ.
+    """
+    zero = lambda: {"right": 0, "pairs": 0, "gold_right": 0, "gold_pairs": 0, "labeler": 0, "top1": []}  # noqa: E731
+    per_k, per_family = {k: zero() for k in ks}, {}
+    for k, sl, ranks, ranks_b, gold, family in groups:
+        s, gold = np.asarray(scores[sl], np.float64), np.asarray(gold, np.float64)
+        i, j = np.triu_indices(k, 1)
+        strict = ranks[i] != ranks[j]  # labeler ties carry no preference
+        gap = np.abs(gold[i] - gold[j]) > 1e-6
+        right = int(((s[i] - s[j]) * (ranks[j] - ranks[i]) > 0)[strict].sum())
+        labeler, pairs = untied_agreement(ranks, ranks_b)
+        for acc in (per_k[k], per_family.setdefault(family, zero())):
+            acc["right"] += right
+            acc["pairs"] += pairs
+            acc["labeler"] += labeler
+            acc["gold_pairs"] += int(gap.sum())
+            acc["gold_right"] += int(((s[i] - s[j]) * (gold[i] - gold[j]) > 0)[gap].sum())
+            acc["top1"].append(float(ranks[int(np.argmax(s))] == ranks.min()))
+    total = lambda key: sum(a[key] for a in per_k.values())  # noqa: E731
+    ratio = lambda a, key="right": a[key] / max(a["pairs"], 1)  # noqa: E731
+    return {
+        "accuracy": total("right") / max(total("pairs"), 1),
+        "gold_accuracy": total("gold_right") / max(total("gold_pairs"), 1),
+        # Only the K that some prompt had enough distinct samples for.
+        "accuracy_by_k": {str(k): ratio(a) for k, a in per_k.items() if a["top1"]},
+        "top1_by_k": {str(k): float(np.mean(a["top1"])) for k, a in per_k.items() if a["top1"]},
+        "prompts_per_k": {str(k): len(a["top1"]) for k, a in per_k.items() if a["top1"]},
+        "labeler_agreement": total("labeler") / max(total("pairs"), 1),
+        "accuracy_by_family": {f: ratio(a) for f, a in sorted(per_family.items())},
+        "labeler_agreement_by_family": {f: ratio(a, "labeler") for f, a in sorted(per_family.items())},
+        "pairs_by_family": {f: a["pairs"] for f, a in sorted(per_family.items())},
+    }
+
+
+def best_of_n(rm, gold, ns) -> dict:
+    """Best-of-n over raw samples: rm, gold (P, N) per prompt and sample, in sampling order; ns increasing,
+    the largest at most N. For each n: mean gold of the RM's pick among the first n samples ("rm", the first
+    of equal scores) and of the gold-best among them ("oracle"); "recovered" is the share of the oracle's
+    gain from n = ns[0] to ns[-1] that the RM's pick gets (None when the oracle gains nothing)."""
+    rm, gold = np.asarray(rm, np.float64), np.asarray(gold, np.float64)
+    rows = np.arange(len(gold))
+    pick = [float(np.mean(gold[rows, np.argmax(rm[:, :n], axis=1)])) for n in ns]
+    oracle = [float(np.mean(gold[:, :n].max(axis=1))) for n in ns]
+    gain = oracle[-1] - oracle[0]
+    return {"n": list(ns), "rm": pick, "oracle": oracle, "sample_gold": float(np.mean(gold)),
+            "recovered": (pick[-1] - pick[0]) / gain if gain > 1e-12 else None, "prompts": len(gold)}

@@ -1,0 +1,83 @@
+"""eval_figures against slow, obviously-correct loops: RM agreement per K and family (with labeler ties and RM
+score ties), the second labeler's agreement, best-of-n, and the paired difference."""
+
+import numpy as np
+
+from instructgpt_jax import eval_figures
+
+
+def _slow_agreement(groups, scores):
+    """Pair by pair, as evaluate.rm_accuracy counted before the per-family figures."""
+    out = {}
+    for k, sl, ranks, ranks_b, gold, family in groups:
+        s = scores[sl]
+        for key in (("k", k), ("family", family)):
+            acc = out.setdefault(key, {"right": 0, "pairs": 0, "labeler": 0, "gold_right": 0, "gold_pairs": 0})
+            for i in range(k):
+                for j in range(i + 1, k):
+                    if ranks[i] != ranks[j]:
+                        acc["pairs"] += 1
+                        acc["right"] += int((s[i] - s[j]) * (ranks[j] - ranks[i]) > 0)
+                        acc["labeler"] += int(np.sign(ranks[i] - ranks[j]) == np.sign(ranks_b[i] - ranks_b[j]))
+                    if abs(gold[i] - gold[j]) > 1e-6:
+                        acc["gold_pairs"] += 1
+                        acc["gold_right"] += int((s[i] - s[j]) * (gold[i] - gold[j]) > 0)
+    return out
+
+
+def test_rm_agreement_matches_a_pairwise_loop():
+    rng = np.random.default_rng(0)
+    groups, n = [], 0
+    for g in range(40):
+        k = (2, 4, 9)[g % 3]
+        ranks, ranks_b = rng.integers(0, 3, k).astype(np.int32), rng.integers(0, 3, k).astype(np.int32)  # many ties
+        gold = rng.choice([0.0, 0.5, 1.0], k).astype(np.float32)
+        groups.append((k, slice(n, n + k), ranks, ranks_b, gold, ("reverse", "use_word", "harmful")[g % 5 % 3]))
+        n += k
+    scores = rng.integers(0, 4, n).astype(np.float64)  # RM ties count as wrong
+    out = eval_figures.rm_agreement(groups, scores, (2, 4, 6, 9))
+    slow = _slow_agreement(groups, scores)
+    ks = [("k", k) for k in (2, 4, 9)]
+    assert np.isclose(out["accuracy"], sum(slow[k]["right"] for k in ks) / sum(slow[k]["pairs"] for k in ks))
+    assert np.isclose(out["gold_accuracy"],
+                      sum(slow[k]["gold_right"] for k in ks) / sum(slow[k]["gold_pairs"] for k in ks))
+    assert np.isclose(out["labeler_agreement"], sum(slow[k]["labeler"] for k in ks) / sum(slow[k]["pairs"] for k in ks))
+    assert set(out["accuracy_by_k"]) == {"2", "4", "9"}  # no prompt at K = 6
+    for _, k in ks:
+        assert np.isclose(out["accuracy_by_k"][str(k)], slow["k", k]["right"] / slow["k", k]["pairs"])
+    assert list(out["accuracy_by_family"]) == ["harmful", "reverse", "use_word"]
+    for family, acc in out["accuracy_by_family"].items():
+        f = slow["family", family]
+        assert np.isclose(acc, f["right"] / f["pairs"]) and out["pairs_by_family"][family] == f["pairs"]
+        assert np.isclose(out["labeler_agreement_by_family"][family], f["labeler"] / f["pairs"])
+
+
+def test_labelers_who_agree_reach_one():
+    ranks = np.array([0, 1, 1, 2], np.int32)
+    out = eval_figures.rm_agreement([(4, slice(0, 4), ranks, ranks, np.zeros(4), "sort")],
+                                    np.array([3.0, 2.0, 1.0, 0.0]), (4,))
+    # 5 untied pairs; the RM orders all of them as the labeler (the tied pair 1-2 is not counted).
+    assert out["pairs_by_family"] == {"sort": 5} and out["labeler_agreement"] == 1.0 and out["accuracy"] == 1.0
+
+
+def test_best_of_n_matches_a_loop():
+    rng = np.random.default_rng(1)
+    rm, gold = rng.integers(0, 3, (7, 16)).astype(float), rng.random((7, 16))
+    out = eval_figures.best_of_n(rm, gold, (1, 2, 4, 8, 16))
+    for t, n in enumerate((1, 2, 4, 8, 16)):
+        pick = [gold[p, max(range(n), key=lambda i: (rm[p, i], -i))] for p in range(7)]  # first of the RM's best
+        assert np.isclose(out["rm"][t], np.mean(pick))
+        assert np.isclose(out["oracle"][t], np.mean([max(gold[p, :n]) for p in range(7)]))
+    assert out["rm"][0] == out["oracle"][0] and np.isclose(out["sample_gold"], gold.mean())
+    assert np.isclose(out["recovered"], (out["rm"][-1] - out["rm"][0]) / (out["oracle"][-1] - out["oracle"][0]))
+    assert eval_figures.best_of_n(np.zeros((2, 4)), np.ones((2, 4)), (1, 4))["recovered"] is None
+
+
+def test_paired_figures():
+    gold, ref, wins = np.array([0.5, 1.0, 0.0, 0.25]), np.array([0.5, 0.5, 0.5, 0.5]), np.array([0.5, 1.0, 0.0, 1.0])
+    out = eval_figures.paired_figures(gold, ref, wins, "_heldout")
+    d = gold - ref
+    assert np.isclose(out["gold_diff_heldout"], d.mean())
+    assert np.isclose(out["gold_diff_heldout_ci95"], 1.96 * np.sqrt(np.sum((d - d.mean()) ** 2) / 4) / 2)
+    assert np.isclose(out["win_rate_heldout_ci95"], 1.96 * wins.std() / 2)
+    assert eval_figures.paired_figures([1.0], [0.0], [1.0])["gold_diff_ci95"] is None
