@@ -20,23 +20,28 @@ from instructgpt_jax.config_base import mesh_config
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     arg = arg or "default"
     config = ml_collections.ConfigDict()
-    config.stage = "compare"
+    config.stage = "compare"  # the command that runs this config (experiments/sweep.py reads it)
     config.policy = ""                 # SFT stage folder, e.g. W/sft
     config.world = ""                  # world.json; "" = the one beside data.prompts
     config.mix_policy = ""             # a second policy folder (e.g. W/sft) that samples mix_fraction of the rows
     config.data = ml_collections.ConfigDict({
-        "prompts": "", "num_prompts": 1024,   # 0 = every prompt of the file (after first_prompt)
+        "prompts": "",                 # prompt JSONL ({"prompt"} per line), e.g. W/world/rm_prompts.jsonl
+        "num_prompts": 1024,           # prompts ranked; 0 = every prompt of the file (after first_prompt)
         "first_prompt": 0,             # prompts of the file skipped (later RLHF rounds label fresh prompts)
-        "max_prompt_tokens": 128, "overflow": "error",
+        "max_prompt_tokens": 128,      # longer prompts: an error, or truncated (overflow)
+        "overflow": "error",           # "error" or "truncate" from the left (logged)
     })
     config.mesh = mesh_config()
     config.compare = ml_collections.ConfigDict({
         "k_min": 4, "k_max": 9,        # K per prompt, uniform in k_min..k_max (equal: fixed K)
         "extra_samples": 2,            # K + extra samples per prompt; the first K distinct are ranked
-        "max_new_tokens": 48, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+        "max_new_tokens": 48,          # most tokens per sample
+        "temperature": 1.0,            # sampling temperature
+        "top_k": 0,                    # sample among the k likeliest tokens; 0 = all
+        "top_p": 1.0,                  # nucleus sampling mass; 1 = all
         "batch_rows": 32,              # samples per sampling call (one compiled shape; 32 is fastest on 2 CPU cores)
         "mix_fraction": 0.0,           # share of sample rows from config.mix_policy
-        "seed": 0,
+        "seed": 0,                     # K per prompt, sampling keys, labeler draws
     })
     if arg == "smoke":
         config.data.num_prompts = 64

@@ -21,6 +21,7 @@ from the RM, one gradient of PPO + ptx losses per step. Scaled for a 1M-paramete
 a mean per token on both sides; the pipeline's :default runs 0.1). lm-human-preferences' vf_coef 0.1, GAE
 lambda 0.95; one epoch per rollout (the comment at `epochs` says why).
 Any key can be overridden: --config.ppo.beta=0.005 --config.ppo.adaptive_kl=True --config.ppo.shared_trunk=True.
+The policy's size and tokenizer are init_policy's, the value and reward networks' those of their checkpoints.
 """
 
 import ml_collections
@@ -32,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if arg not in ("ptx", "ppo", "smoke"):
         raise ValueError(f"configs/ppo.py: unknown arg {arg!r}; expected ptx, ppo or smoke")
     config = ml_collections.ConfigDict()
-    config.stage = "ppo"
+    config.stage = "ppo"  # the command that runs this config (experiments/sweep.py reads it)
     config.init_policy = ""  # SFT stage folder: the policy's (and, with ref_policy empty, the reference's) params
     config.ref_policy = ""  # reference policy (the KL anchor, pi_SFT of eq. 2); "" = init_policy
     config.init_value = ""  # RM stage folder: the value function starts as the reward model
@@ -40,10 +41,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict({
         "prompts": "",  # PPO prompt JSONL ({"prompt"} per line): the world's ppo.jsonl
         "eval_prompts": "",  # fixed evaluation prompts (eval.jsonl); empty = the first PPO prompts
-        "tokenizer": "byte",
+        "tokenizer": "byte",  # "byte" or "gpt2"; init_policy's checkpoint names its own
         "prompt_len": 80,  # prompts are left-padded to this many tokens (the world's longest is 73)
-        "overflow": "error",
-        "corpus": {"source": "shakespeare", "data_dir": "", "heldout_fraction": 0.05},
+        "overflow": "error",  # a longer prompt: "error", or "truncate" from the left (logged)
+        "corpus": {
+            "source": "shakespeare",  # pretraining text for ptx and the held-out loss: shakespeare, web, JSONL, tfds:...
+            "data_dir": "",  # TFDS data folder ("" = TFDS's default)
+            "heldout_fraction": 0.05,  # share of the corpus held out (the alignment-tax loss)
+        },
     })
     config.model = model_config("tiny")
     config.mesh = mesh_config()
@@ -51,20 +56,46 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.value_optim = optim_config(lr=3e-5, warmup_steps=10)
     config.optim.min_lr_ratio = config.value_optim.min_lr_ratio = 1.0  # constant after warmup, as in the paper
     config.ppo = ml_collections.ConfigDict({
-        "beta": 0.02, "adaptive_kl": False, "target_kl": 6.0, "horizon": 10_000, "kl_estimator": "kl",
-        "gamma": 1.0, "lam": 0.95, "clip": 0.2, "vf_clip": 0.2, "vf_coef": 0.1,
+        "beta": 0.02,                  # KL coefficient: each response token pays -beta * log(pi_RL / pi_SFT) (eq. 2)
+        "adaptive_kl": False,          # steer beta towards target_kl (Ziegler et al. 2019); False = fixed
+        "target_kl": 6.0,              # adaptive_kl: KL per response, in nats, that beta steers to
+        "horizon": 10_000,             # adaptive_kl: the controller's horizon, in episodes
+        "kl_estimator": "kl",          # "kl": log ratio; "k3": (r - 1) - log r, never negative
+        "gamma": 1.0,                  # GAE discount
+        "lam": 0.95,                   # GAE lambda
+        "clip": 0.2,                   # policy ratio clip
+        "vf_clip": 0.2,                # value clip, in normalised reward units
+        "vf_coef": 0.1,                # weight of the value loss
         # One epoch per rollout: on a CPU the update costs 6 forward passes per epoch against 4 for scoring
         # and little for sampling, so fresh rollouts are as cheap as reuse (ppo.PPOConfig keeps 4 by default).
-        "epochs": 1, "minibatches": 4,
-        "ptx_coef": 0.0 if arg == "ppo" else 1.0, "ptx_batch_size": 8, "ptx_seq_len": 128,
-        "rollout_batch": 32, "max_new_tokens": 48, "temperature": 1.0, "eos_penalty": 0.0, "whiten": True,
-        "shared_trunk": False, "frozen_dtype": "float32",
+        "epochs": 1,
+        "minibatches": 4,              # gradient steps per epoch; rollout_batch is split into them
+        "ptx_coef": 0.0 if arg == "ppo" else 1.0,  # weight of the pretraining loss (the paper's gamma); 0 = PPO
+        "ptx_batch_size": 8,           # pretraining rows per minibatch step
+        "ptx_seq_len": 128,            # tokens per pretraining row
+        "rollout_batch": 32,           # prompts sampled per iteration
+        "max_new_tokens": 48,          # most tokens per response
+        "temperature": 1.0,            # sampling temperature (> 0: PPO needs the samples' logprobs)
+        "eos_penalty": 0.0,            # subtracted from the score of a response that ends without EOS
+        "whiten": True,                # whiten advantages over the real tokens of a rollout
+        "shared_trunk": False,         # value head on the policy's trunk instead of a separate value network
+        "frozen_dtype": "float32",     # dtype of the reference and reward models ("bfloat16" halves their memory)
     })
     config.train = ml_collections.ConfigDict({
-        "iterations": 100, "seed": 0, "log_every": 5, "eval_every": 25, "checkpoint_every": 50,
-        "keep_checkpoints": 2, "async_checkpoint": False, "tensorboard": True,
+        "iterations": 100,             # rollouts (sample, score, update); checkpoints count iterations
+        "seed": 0,                     # prompt order and sampling keys
+        "log_every": 5,                # iterations between metrics.jsonl / TensorBoard rows
+        "eval_every": 25,              # iterations between evaluations (iteration 0 is the SFT policy's)
+        "checkpoint_every": 50,        # iterations between checkpoints (and one at the end)
+        "keep_checkpoints": 2,         # newest checkpoints kept
+        "async_checkpoint": False,     # write checkpoints in the background
+        "tensorboard": True,           # TensorBoard events in <workdir>/tensorboard beside metrics.jsonl
     })
-    config.eval = ml_collections.ConfigDict({"batches": 4, "heldout_batches": 8, "gold_judge": "world"})
+    config.eval = ml_collections.ConfigDict({
+        "batches": 4,                  # evaluation batches of rollout_batch fixed prompts
+        "heldout_batches": 8,          # pretraining-corpus batches of the held-out loss
+        "gold_judge": "world",         # "" for data without the embedded world's judge
+    })
     if arg == "smoke":
         config.train.update({"iterations": 6, "log_every": 2, "eval_every": 3, "checkpoint_every": 3})
         config.eval.update({"batches": 1, "heldout_batches": 2})

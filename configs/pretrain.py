@@ -16,10 +16,13 @@ import ml_collections
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     arg = arg or "tiny"
     config = ml_collections.ConfigDict()
-    config.stage = "pretrain"
-    config.data = ml_collections.ConfigDict(
-        {"source": "shakespeare", "data_dir": "", "tokenizer": "byte", "heldout_fraction": 0.05}
-    )
+    config.stage = "pretrain"  # the command that runs this config (experiments/sweep.py reads it)
+    config.data = ml_collections.ConfigDict({
+        "source": "shakespeare",       # shakespeare, web (the world's web text), a JSONL of {"text"}, or tfds:name:split
+        "data_dir": "",                # TFDS data folder ("" = TFDS's default)
+        "tokenizer": "byte",           # "byte" (UTF-8 bytes) or "gpt2" (BPE)
+        "heldout_fraction": 0.05,      # share of the corpus held out (pretrain/heldout_loss)
+    })
     config.mesh = mesh_config()
     if arg == "smoke":
         config.model = model_config("nano")

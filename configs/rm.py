@@ -13,6 +13,7 @@ rm/label_gold_accuracy (the labels' own), rm/length_corr (vs rm/gold_length_corr
 (the same number of training prompts: the overfitting gap). After training, reward_norm.json holds the bias
 (norm.gain: and gain) that gives the SFT samples of data.train (or norm.data's SFT JSONL) mean 0 (std 1).
 Ablations: configs/ablations/rm_batching.py (K-wise vs shuffled pairs), configs/ablations/rm_k.py.
+The model's size and tokenizer are init_from's (its checkpoint says them), with a new scalar head.
 """
 
 import ml_collections
@@ -23,12 +24,16 @@ from instructgpt_jax.config_base import mesh_config, model_config, optim_config,
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     arg = arg or "default"
     config = ml_collections.ConfigDict()
-    config.stage = "rm"
-    config.init_from = ""              # SFT stage folder, e.g. W/sft
+    config.stage = "rm"  # the command that runs this config (experiments/sweep.py reads it)
+    config.init_from = ""              # SFT stage folder, e.g. W/sft: gives the model size and tokenizer
     config.data = ml_collections.ConfigDict({
         "train": "", "val": "",        # K-wise (or pairwise) RM JSONL; no val file = hold out val_fraction
-        "val_fraction": 0.1, "tokenizer": "byte", "k_max": 9,
-        "max_prompt_tokens": 128, "max_response_tokens": 64, "overflow": "error",
+        "val_fraction": 0.1,           # share of the prompts held out (when data.val is "")
+        "tokenizer": "byte",           # "byte" or "gpt2"; init_from's checkpoint names its own
+        "k_max": 9,                    # most responses per prompt
+        "max_prompt_tokens": 128,      # longer prompts: an error, or truncated (overflow)
+        "max_response_tokens": 64,     # longer responses: an error, or truncated (overflow)
+        "overflow": "error",           # "error" or "truncate" (logged)
         "k": 0,                        # > 0: cut every training prompt to k random responses (rm_k ablation)
         "response_budget": 0,          # > 0 (with k): train on ceil(budget / k) prompts: equal labelling effort
         "max_prompts": 0,              # > 0: train on the first max_prompts prompts only (data-scaling curve)
@@ -44,15 +49,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.norm = ml_collections.ConfigDict({
         "gain": False,                 # False: bias only (InstructGPT); True: also std 1 (lm-human-preferences)
         "data": "",                    # "" = the responses of data.train; or an SFT JSONL (demonstrations)
-        "num_responses": 1024,
+        "num_responses": 1024,         # responses scored to fit the normalisation
     })
-    config.eval = ml_collections.ConfigDict({"gold_judge": "world", "batch_rows": 128})
+    config.eval = ml_collections.ConfigDict({
+        "gold_judge": "world",         # "" for data without the embedded world's judge
+        "batch_rows": 128,             # responses scored per call
+    })
     config.mesh = mesh_config()
     if arg == "smoke":
         config.model = model_config("nano")
         config.optim = optim_config(lr=1e-3, warmup_steps=2)
-        config.train = train_config(steps=10, batch_size=8, seq_len=0, epochs=1.0, log_every=5, eval_every=10,
-                                    checkpoint_every=10)
+        config.train = train_config(steps=10, batch_size=8, seq_len=0,
+                                    epochs=1.0,  # passes over the comparisons when steps = 0 (the paper: 1)
+                                    log_every=5, eval_every=10, checkpoint_every=10)
         config.rm.packed_rows = 16
         config.norm.num_responses = 256
     elif arg == "default":

@@ -14,6 +14,8 @@ dropout 0.2, for a GPU/TPU host). The paper: 16 epochs, cosine decay, residual d
 chosen by RM score; we log sft/val_loss and sft/gold_score (greedy) / sft/gold_score_t1 (temperature 1) on
 held-out prompts every eval interval, and the base model's figures at step 0.
 `config.train.steps = 0` derives the steps from `epochs`; `seq_len = 0` fits the longest example.
+The model's size and tokenizer come from init_from's checkpoint (model.preset and data.tokenizer are only
+checked against it when given on the command line); config.model sets the numerics (dropout, dtype, remat).
 """
 
 import ml_collections
@@ -24,24 +26,33 @@ from instructgpt_jax.config_base import mesh_config, model_config, optim_config,
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     arg = arg or "tiny"
     config = ml_collections.ConfigDict()
-    config.stage = "sft"
-    config.init_from = ""              # pretraining stage folder, e.g. W/pretrain
+    config.stage = "sft"  # the command that runs this config (experiments/sweep.py reads it)
+    config.init_from = ""              # pretraining stage folder, e.g. W/pretrain: gives the model size and tokenizer
     config.data = ml_collections.ConfigDict({
         "train": "", "val": "",        # SFT JSONL; no val file = hold out val_fraction of train
-        "val_fraction": 0.05, "tokenizer": "byte",
-        "max_prompt_tokens": 128, "max_response_tokens": 64, "overflow": "error",
+        "val_fraction": 0.05,          # share of data.train held out for validation (when data.val is "")
+        "tokenizer": "byte",           # "byte" or "gpt2"; init_from's checkpoint names its own
+        "max_prompt_tokens": 128,      # longer prompts: an error, or truncated (overflow)
+        "max_response_tokens": 64,     # longer responses: an error, or truncated (overflow)
+        "overflow": "error",           # "error" or "truncate" (prompts from the left, responses from the right; logged)
     })
     config.mesh = mesh_config()
     config.eval = ml_collections.ConfigDict({
         "gold_judge": "world",         # "" for data without the embedded world's judge
         "prompts": "",                 # PPO-format JSONL of held-out prompts; "" = the validation prompts
-        "num_prompts": 64, "batch_size": 64, "max_new_tokens": 64, "seed": 0,
-        "val_batches": 8, "base": True,  # base: evaluate the pretrained params at step 0
+        "num_prompts": 64,             # held-out prompts sampled per evaluation (gold score)
+        "batch_size": 64,              # prompts per sampling call
+        "max_new_tokens": 64,          # most tokens per sampled response
+        "seed": 0,                     # sampling keys (the same at every evaluation)
+        "val_batches": 8,              # validation batches of the val loss
+        "base": True,                  # evaluate the pretrained params too, as step 0
     })
     if arg == "smoke":
         config.model = model_config("nano", dropout=0.1)
         config.optim = optim_config(lr=2e-3, warmup_steps=5, weight_decay=0.0)
-        config.train = train_config(steps=30, batch_size=16, seq_len=0, epochs=1.0, packing=True,
+        config.train = train_config(steps=30, batch_size=16, seq_len=0,
+                                    epochs=1.0,    # passes over the demonstrations when steps = 0
+                                    packing=True,  # several demonstrations per row, each attending to itself only
                                     log_every=10, eval_every=30, checkpoint_every=30)
         config.eval.num_prompts = 16
         config.eval.batch_size = 16

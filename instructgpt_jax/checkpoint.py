@@ -122,9 +122,14 @@ def restore_step(manager, step: int, abstract_state: dict, shardings: dict):
 
 
 def latest_step(directory: str) -> int | None:
-    if not os.path.isdir(directory):
+    if _absent(directory):
         return None
     return make_manager(directory).latest_step()
+
+
+def _absent(directory: str) -> bool:
+    """A local folder that does not exist. Readers check first: a manager would create it (create=True)."""
+    return "://" not in directory and not os.path.isdir(directory)
 
 
 def restore_params(directory: str, abstract_params, shardings, step: int | None = None):
@@ -132,6 +137,8 @@ def restore_params(directory: str, abstract_params, shardings, step: int | None 
 
     Raises a clear error when the folder holds no checkpoint or the shapes belong to another model size.
     """
+    if _absent(directory):
+        raise FileNotFoundError(f"no checkpoint in {directory} (no such folder): run the previous stage first")
     manager = make_manager(directory)
     steps = [step] if step is not None else sorted(manager.all_steps(), reverse=True)
     if not steps:
@@ -174,6 +181,8 @@ def _check_shapes(stored, abstract, directory, step, item="params"):
 
 def read_meta(directory: str, step: int | None = None) -> tuple[int, dict]:
     """(step, meta) of a checkpoint folder's newest (or given) step."""
+    if _absent(directory):
+        raise FileNotFoundError(f"no checkpoint in {directory} (no such folder): run that stage first")
     manager = make_manager(directory)
     step = manager.latest_step() if step is None else step
     if step is None:

@@ -74,7 +74,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise ValueError("config.data.prompts is empty; expected prompt JSONL (e.g. W/world/rm_prompts.jsonl)")
     if not 2 <= c.k_min <= c.k_max or c.extra_samples < 0:
         raise ValueError(f"config.compare: need 2 <= k_min ({c.k_min}) <= k_max ({c.k_max}) and extra_samples >= 0")
+    from instructgpt_jax import folders
+
+    folders.read_input(config.policy, "policy", policy=True)
+    if config.mix_policy:
+        folders.read_input(config.mix_policy, "mix_policy", policy=True)
     out_path = os.path.join(workdir, "rm.jsonl")
+    folders.check_rerun(workdir, config, "compare", finished=os.path.exists(out_path))
     if os.path.exists(out_path):
         log.info("compare: %s exists; nothing to do", out_path)
         return final_figures(workdir, "compare", base=False)
@@ -172,7 +178,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
-        writer = metrics.MetricWriter(workdir, tensorboard=False)
+        writer = metrics.MetricWriter(workdir)
         writer.truncate_after(-1)
         writer.write(0, figures)
         writer.close()

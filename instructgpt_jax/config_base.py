@@ -13,28 +13,68 @@ from instructgpt_jax.sharding import DEFAULT_RULES
 
 def mesh_config(shape=(-1, 1, 1)) -> ml_collections.ConfigDict:
     # A tuple, not a list: ml_collections can override tuples from the command line, `--config.mesh.shape='(1,8,4)'`.
-    return ml_collections.ConfigDict({"shape": tuple(shape), "rules": [list(r) for r in DEFAULT_RULES]})
+    return ml_collections.ConfigDict({
+        "shape": tuple(shape),       # devices along (data, fsdp, tensor); one -1 takes the rest
+        "rules": [list(r) for r in DEFAULT_RULES],  # logical axis -> mesh axis (vocab, embed, heads, kv, mlp, batch)
+    })
 
 
 def optim_config(lr: float, warmup_steps: int = 0, weight_decay: float = 0.0) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(
-        {"lr": lr, "warmup_steps": warmup_steps, "min_lr_ratio": 0.1, "weight_decay": weight_decay,
-         "b1": 0.9, "b2": 0.95, "eps": 1e-8, "grad_clip": 1.0}
-    )
+    return ml_collections.ConfigDict({
+        "lr": lr,                    # peak learning rate (AdamW)
+        "warmup_steps": warmup_steps,  # linear warmup from 0, then cosine decay
+        "min_lr_ratio": 0.1,         # the cosine ends at min_lr_ratio * lr (1.0: constant after warmup)
+        "weight_decay": weight_decay,  # on matrices only, not biases or LayerNorm scales
+        "b1": 0.9, "b2": 0.95, "eps": 1e-8,  # Adam moments and epsilon
+        "grad_clip": 1.0,            # global-norm gradient clipping; 0 = off
+    })
 
 
 def train_config(steps: int, batch_size: int, seq_len: int, **overrides) -> ml_collections.ConfigDict:
     cfg = {
-        "steps": steps, "batch_size": batch_size, "seq_len": seq_len, "seed": 0,
-        "log_every": 10, "eval_every": 100, "eval_batches": 4, "checkpoint_every": 100,
-        "keep_checkpoints": 3, "async_checkpoint": False, "tensorboard": True,
+        "steps": steps,              # optimizer steps; 0 (SFT, RM) = from epochs
+        "batch_size": batch_size,    # global batch: rows (pretraining, SFT) or prompts (RM) per step
+        "seq_len": seq_len,          # tokens per row; 0 (SFT, RM) = fit the longest example
+        "seed": 0,                   # data order, initialisation and dropout keys
+        "log_every": 10,             # steps between metrics.jsonl / TensorBoard rows
+        "eval_every": 100,           # steps between evaluations (and one at the end)
+        "eval_batches": 4,           # held-out batches per evaluation
+        "checkpoint_every": 100,     # steps between checkpoints (and one at the end)
+        "keep_checkpoints": 3,       # newest checkpoints kept
+        "async_checkpoint": False,   # write checkpoints in the background
+        "tensorboard": True,         # TensorBoard events in <workdir>/tensorboard beside metrics.jsonl
     }
     cfg.update(overrides)
     return ml_collections.ConfigDict(cfg)
 
 
 def model_config(preset: str, **overrides) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict({"preset": preset, "dropout": 0.0, "dtype": "float32", "remat": False, **overrides})
+    return ml_collections.ConfigDict({
+        "preset": preset,            # presets.py size; a stage with init_from takes its checkpoint's
+        "dropout": 0.0,              # embedding, attention and residual dropout
+        "dtype": "float32",          # compute dtype (float32, bfloat16); parameters stay float32
+        "remat": False,              # recompute each block in the backward pass (less memory)
+        **overrides,
+    })
+
+
+# Counts a config may hold (by key name): negative is an error; a cadence ("*_every") needs at least 1.
+COUNT_KEYS = ("steps", "iterations", "epochs", "batch_size", "batches", "seq_len", "prompts", "rows", "responses",
+              "max_new_tokens", "minibatches", "rollout_batch", "keep_checkpoints", "warmup_steps", "num_prompts")
+
+
+def check_counts(config: ml_collections.ConfigDict, prefix: str = "config") -> None:
+    """Reject a negative count or a cadence below 1 anywhere in `config` (0 steps keeps its meaning: from epochs)."""
+    for key, value in config.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, ml_collections.ConfigDict):
+            check_counts(value, name)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if key.endswith("_every") and value < 1:
+                raise ValueError(f"{name}={value}; expected >= 1")
+            if value < 0 and (key in COUNT_KEYS or key.endswith(COUNT_KEYS)):
+                what = f" (0 = from {prefix}.epochs)" if key == "steps" and "epochs" in config else ""
+                raise ValueError(f"{name}={value}; expected >= 0{what}")
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:

@@ -168,19 +168,13 @@ def lineages(fingerprints: dict, names) -> dict:
 
 def _move_aside(workdir: str, stage: str) -> str | None:
     """Move a finished stage's folder out of the way of a fresh run (a linked one is only unlinked)."""
+    from instructgpt_jax.folders import move_aside
+
     path = os.path.join(workdir, stage)
     if os.path.islink(path):
         os.unlink(path)
         return None
-    if not os.path.exists(path):
-        return None
-    dst = base = f"{path}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
-    n = 1
-    while os.path.lexists(dst):
-        n += 1
-        dst = f"{base}-{n}"
-    os.rename(path, dst)
-    return dst
+    return move_aside(path)
 
 
 def run_stage(stage: str, cfg, workdir: str):

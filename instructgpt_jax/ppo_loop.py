@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from instructgpt_jax import checkpoint, metrics, ppo, rollout, sharding, train
+from instructgpt_jax import checkpoint, folders, metrics, ppo, rollout, sharding, train
 from instructgpt_jax.model import GPTConfig
 from instructgpt_jax.pretrain import lm_loss
 from instructgpt_jax.sampling import SampleConfig, make_generate
@@ -193,8 +193,12 @@ def run(config, workdir: str) -> dict:
         if not config[key]:
             raise ValueError(f"config.{key} is empty; expected a stage folder (init_policy: W/sft; init_value and "
                              "reward_model: W/rm)")
+    # The policy's architecture and tokenizer are init_policy's (config.model gives the numerics).
+    config, model_cfg = folders.inferred(config, "init_policy")
+    if config.ref_policy:
+        folders.read_input(config.ref_policy, "ref_policy", policy=True)
+    folders.check_rerun(workdir, config, "ppo")
     tokenizer = make_tokenizer(config.data.tokenizer)
-    model_cfg = train.model_config(config.model)
     check_vocab(tokenizer, model_cfg.vocab_size)
     P = config.data.prompt_len
     if P + cfg.max_new_tokens > model_cfg.n_positions:
@@ -203,6 +207,9 @@ def run(config, workdir: str) -> dict:
     read = lambda path: list(formats.read_ppo(path, tokenizer, max_prompt_tokens=P, overflow=config.data.overflow,  # noqa: E731
                                               model_vocab_size=model_cfg.vocab_size))
     prompts = read(config.data.prompts)
+    if len(prompts) < cfg.rollout_batch:
+        raise ValueError(f"{config.data.prompts} has {len(prompts)} prompts, fewer than config.ppo.rollout_batch="
+                         f"{cfg.rollout_batch} (one rollout)")
     eval_prompts = read(config.data.eval_prompts) if config.data.eval_prompts else prompts
     n_eval = min(config.eval.batches, len(eval_prompts) // cfg.rollout_batch)
     if n_eval < 1:
@@ -238,7 +245,7 @@ def run(config, workdir: str) -> dict:
     book = train.Bookkeeper("ppo", workdir, config, unit="iteration")
     writer = book.writer
     meta = {"stage": "ppo", "model": dataclasses.asdict(setup.model_cfg), "tokenizer": config.data.tokenizer,
-            "total_steps": t.iterations, "ptx_coef": cfg.ptx_coef}
+            "total_steps": t.iterations, "ptx_coef": cfg.ptx_coef, "inputs": folders.input_digests(config)}
     mesh, rng = setup.mesh, jax.random.key(t.seed)
     ptx_spec = jax.sharding.PartitionSpec(None, sharding.BATCH_AXES, None)
 

@@ -72,8 +72,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     from instructgpt_jax.data import corpus as corpus_lib
     from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
 
+    from instructgpt_jax import folders
+
+    if config.train.steps < 1:
+        raise ValueError(f"config.train.steps={config.train.steps}; pretraining needs at least 1 step")
     tokenizer = make_tokenizer(config.data.tokenizer)
     model_cfg = train.model_config(config.model)
+    folders.check_rerun(workdir, config, "pretrain", model_cfg=model_cfg)
     check_vocab(tokenizer, model_cfg.vocab_size)
     if config.train.seq_len + 1 > model_cfg.n_positions:
         raise ValueError(f"train.seq_len={config.train.seq_len} + 1 exceeds model n_positions={model_cfg.n_positions}")

@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from instructgpt_jax import sharding, train
+from instructgpt_jax import folders, sharding, train
 from instructgpt_jax.data import batching
 from instructgpt_jax.sft import (auto_seq_len, fetch, final_figures, pack_rows, packed_batch, packed_key_mask,
                                  shard_global, split_val)
@@ -333,9 +333,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise ValueError("config.init_from is empty; expected the SFT stage folder (e.g. W/sft)")
     if not config.data.train:
         raise ValueError("config.data.train is empty; expected K-wise RM JSONL (e.g. W/compare/rm.jsonl)")
+    # The SFT network's architecture and tokenizer, with a scalar head (init_from may be an RM: a later round).
+    config, model_cfg = folders.inferred(config, "init_from", scalar_head=True, policy=False)
+    folders.check_rerun(workdir, config, "rm", model_cfg=model_cfg)
     d, t, rm = config.data, config.train, config.rm
     tokenizer = make_tokenizer(d.tokenizer)
-    model_cfg = train.model_config(config.model, scalar_head=True)
     check_vocab(tokenizer, model_cfg.vocab_size)
     read = lambda path: read_comparisons(path, d, tokenizer, model_cfg.vocab_size)  # noqa: E731
     records = read(d.train)

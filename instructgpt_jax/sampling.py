@@ -190,6 +190,9 @@ def sample_cli(workdir: str, prompts: list[str], max_new_tokens: int = 64, tempe
 
     if not prompts:
         raise ValueError("give at least one --prompt")
+    if not all(p.strip() for p in prompts):
+        raise ValueError(f"--prompt {next(p for p in prompts if not p.strip())!r} is empty; give the text the model "
+                         "should answer or continue")
     _, graphdef, params, meta = checkpoint.load_model(workdir)
     step = meta["step"]
     tokenizer = make_tokenizer(meta.get("tokenizer", "byte"))

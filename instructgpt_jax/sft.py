@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from instructgpt_jax import checkpoint, metrics, sharding, train
+from instructgpt_jax import checkpoint, folders, metrics, sharding, train
 from instructgpt_jax.pretrain import lm_loss
 
 log = logging.getLogger(__name__)
@@ -213,9 +213,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise ValueError("config.init_from is empty; expected the pretraining stage folder (e.g. W/pretrain)")
     if not config.data.train:
         raise ValueError("config.data.train is empty; expected an SFT JSONL file of {\"prompt\", \"response\"}")
+    # The architecture and tokenizer are the base model's (config.model gives the numerics: dropout, dtype).
+    config, model_cfg = folders.inferred(config, "init_from")
+    folders.check_rerun(workdir, config, "sft", model_cfg=model_cfg)
     d, t = config.data, config.train
     tokenizer = make_tokenizer(d.tokenizer)
-    model_cfg = train.model_config(config.model)
     check_vocab(tokenizer, model_cfg.vocab_size)
     read = lambda path: list(formats.read_sft(path, tokenizer, max_prompt_tokens=d.max_prompt_tokens,  # noqa: E731
                                               max_response_tokens=d.max_response_tokens, overflow=d.overflow,
@@ -262,7 +264,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         # The pretrained model's figures at step 0, the "before" of the SFT comparison.
         with jax.set_mesh(setup.mesh):
             base = evaluate(init())
-        writer = metrics.MetricWriter(workdir, tensorboard=False)
+        writer = metrics.MetricWriter(workdir, tensorboard=t.tensorboard)
         writer.truncate_after(-1)
         writer.write(0, base)
         writer.close()

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from instructgpt_jax import checkpoint, metrics, sharding
+from instructgpt_jax import checkpoint, folders, metrics, sharding
 from instructgpt_jax.model import GPTConfig, abstract_model, make_model
 from instructgpt_jax.presets import get_preset
 
@@ -120,11 +120,10 @@ def params_from(setup: Setup, stage_dir: str):
 
 
 def _stored_param_keys(ckpt_dir: str) -> set:
-    manager = checkpoint.make_manager(ckpt_dir)
-    step = manager.latest_step()
+    step = checkpoint.latest_step(ckpt_dir)
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {ckpt_dir}: run the previous stage first")
-    return set(manager.item_metadata(step)["params"].keys())
+    return set(checkpoint.make_manager(ckpt_dir).item_metadata(step)["params"].keys())
 
 
 def train_step(graphdef, tx, loss_fn, state, batch, rng):
@@ -232,7 +231,8 @@ def run(
     t = config.train
     book = Bookkeeper(stage, workdir, config)
     writer = book.writer
-    meta = {"stage": stage, "model": dataclasses.asdict(setup.model_cfg), "total_steps": total_steps, **(meta or {})}
+    meta = {"stage": stage, "model": dataclasses.asdict(setup.model_cfg), "total_steps": total_steps,
+            "inputs": folders.input_digests(config), **(meta or {})}
 
     with jax.set_mesh(setup.mesh):
         state, restored_meta = book.restore(setup.abstract, setup.shardings)
