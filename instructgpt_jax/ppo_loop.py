@@ -311,34 +311,33 @@ def run(config, workdir: str) -> dict:
         if start == 0:
             writer.write(0, evaluate(state, ref_params, reward_params))
 
-        bar = metrics.progress(t.iterations, start, "ppo")
-        window, result = [], {}
-        for it in range(start, t.iterations):
-            arrays, strings = batches[it]
-            batch, ptx = sharding.shard_batch(arrays, mesh), ptx_tokens(it)
-            state, sample, stats, update_metrics, times = iteration(
-                programs, state, ref_params, reward_params, batch, ptx, jax.random.fold_in(rng, it))
-            window.append(times)
-            done = it + 1
-            is_log, is_ckpt, is_eval = book.due(done, t.iterations)
-            if is_log or is_ckpt or is_eval:
-                book.check_finite(state)
-            if is_log:
-                # The process's first iteration includes compilation: leave it out when the window has others.
-                timed = window[1:] if it - len(window) + 1 == start and len(window) > 1 else window
-                row = {f"ppo/{k}": v for k, v in stats.items()}
-                row.update({f"ppo/{k}": jnp.mean(v) for k, v in update_metrics.items()})
-                row.update({k: float(np.mean([w[k] for w in timed])) for k in timed[0]})
-                values = writer.write(done, row)
-                bar.set_postfix(score=f"{values['ppo/score']:.3f}", kl=f"{values['ppo/kl']:.2f}")
-                window = []
-            if is_eval:
-                result = evaluate(state, ref_params, reward_params)
-                writer.write(done, result)
-            if is_ckpt:
-                book.save(done, t.iterations, state, {**meta, "beta": float(jax.device_get(state["beta"]))})
-            bar.update(1)
-        bar.close()
+        with metrics.progress(t.iterations, start, "ppo") as bar:  # closed on Ctrl-C too: the next line starts clean
+            window, result = [], {}
+            for it in range(start, t.iterations):
+                arrays, strings = batches[it]
+                batch, ptx = sharding.shard_batch(arrays, mesh), ptx_tokens(it)
+                state, sample, stats, update_metrics, times = iteration(
+                    programs, state, ref_params, reward_params, batch, ptx, jax.random.fold_in(rng, it))
+                window.append(times)
+                done = it + 1
+                is_log, is_ckpt, is_eval = book.due(done, t.iterations)
+                if is_log or is_ckpt or is_eval:
+                    book.check_finite(state)
+                if is_log:
+                    # The process's first iteration includes compilation: leave it out when the window has others.
+                    timed = window[1:] if it - len(window) + 1 == start and len(window) > 1 else window
+                    row = {f"ppo/{k}": v for k, v in stats.items()}
+                    row.update({f"ppo/{k}": jnp.mean(v) for k, v in update_metrics.items()})
+                    row.update({k: float(np.mean([w[k] for w in timed])) for k in timed[0]})
+                    values = writer.write(done, row)
+                    bar.set_postfix(score=f"{values['ppo/score']:.3f}", kl=f"{values['ppo/kl']:.2f}")
+                    window = []
+                if is_eval:
+                    result = evaluate(state, ref_params, reward_params)
+                    writer.write(done, result)
+                if is_ckpt:
+                    book.save(done, t.iterations, state, {**meta, "beta": float(jax.device_get(state["beta"]))})
+                bar.update(1)
     book.close()
     return result
 

@@ -257,35 +257,34 @@ def run(
 
         rng = jax.random.key(t.seed)
         step_fn = jit_train_step(setup, loss_fn, batches(start))
-        bar = metrics.progress(total_steps, start, stage)
-        t0, tokens = time.perf_counter(), 0
-        for step in range(start, total_steps):
-            host_batch = batches(step)
-            # host_batch holds this process's rows; tokens/s counts the global batch.
-            tokens += int(np.asarray(host_batch.get("attention_mask", host_batch["tokens"])).size) * jax.process_count()
-            state, step_metrics = step_fn(state, sharding.shard_batch(host_batch, setup.mesh), rng)
-            done = step + 1
-            if step == start:  # keep compilation out of the first tokens/s window
-                jax.block_until_ready(state)
-                t0, tokens = time.perf_counter(), 0
-            is_log, is_ckpt, is_eval = book.due(done, total_steps)
-            is_eval = is_eval and evaluate is not None
-            if is_log or is_ckpt or is_eval:
-                book.check_finite(state, f" (loss={float(jax.device_get(step_metrics['loss']))}, "
-                                         f"grad_norm={float(jax.device_get(step_metrics['grad_norm']))})")
-            if is_log:
-                elapsed = time.perf_counter() - t0
-                row = {f"{stage}/{k}": v for k, v in step_metrics.items()}
-                row["time/tokens_per_s"] = tokens / max(elapsed, 1e-9)
-                values = writer.write(done, row)
-                bar.set_postfix(loss=f"{values[f'{stage}/loss']:.4f}")
-                t0, tokens = time.perf_counter(), 0
-            if is_eval:
-                writer.write(done, evaluate(state, done))
-            if is_ckpt:
-                book.save(done, total_steps, state, meta)
-            bar.update(1)
-        bar.close()
+        with metrics.progress(total_steps, start, stage) as bar:  # closed on Ctrl-C too: the next line starts clean
+            t0, tokens = time.perf_counter(), 0
+            for step in range(start, total_steps):
+                host_batch = batches(step)
+                # host_batch holds this process's rows; tokens/s counts the global batch.
+                tokens += int(np.asarray(host_batch.get("attention_mask", host_batch["tokens"])).size) * jax.process_count()
+                state, step_metrics = step_fn(state, sharding.shard_batch(host_batch, setup.mesh), rng)
+                done = step + 1
+                if step == start:  # keep compilation out of the first tokens/s window
+                    jax.block_until_ready(state)
+                    t0, tokens = time.perf_counter(), 0
+                is_log, is_ckpt, is_eval = book.due(done, total_steps)
+                is_eval = is_eval and evaluate is not None
+                if is_log or is_ckpt or is_eval:
+                    book.check_finite(state, f" (loss={float(jax.device_get(step_metrics['loss']))}, "
+                                             f"grad_norm={float(jax.device_get(step_metrics['grad_norm']))})")
+                if is_log:
+                    elapsed = time.perf_counter() - t0
+                    row = {f"{stage}/{k}": v for k, v in step_metrics.items()}
+                    row["time/tokens_per_s"] = tokens / max(elapsed, 1e-9)
+                    values = writer.write(done, row)
+                    bar.set_postfix(loss=f"{values[f'{stage}/loss']:.4f}")
+                    t0, tokens = time.perf_counter(), 0
+                if is_eval:
+                    writer.write(done, evaluate(state, done))
+                if is_ckpt:
+                    book.save(done, total_steps, state, meta)
+                bar.update(1)
     book.close()
     return state
 

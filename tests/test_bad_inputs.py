@@ -1,7 +1,8 @@
 """Bad input, end to end through the `instructgpt` command: every case gives exactly one error line that
 names what is wrong (the file and line, the field, the config key, the expected value), a non-zero exit, no
-traceback, and leaves every file that existed before it (data, checkpoints, a finished run's config.json,
-an HF folder) byte for byte as it was.
+traceback, and leaves every file and folder that existed before it (data, checkpoints, a finished run's
+config.json, an HF folder) byte for byte as it was, adding none (a read-only command never creates its
+workdir; a stage that stops on bad input leaves no half-made one).
 
 The command runs in this process (`cli.main`), so the 8 fake devices of conftest.py form the mesh and a
 case costs what its stage's validation costs, not a new Python and JAX start. The inputs a case breaks are
@@ -9,16 +10,19 @@ derived from real ones made once per module: the smoke world's JSONL splits, a 2
 its Hugging Face export.
 """
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import subprocess
+import types
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from instructgpt_jax import cli
+from instructgpt_jax import cli, folders
 
 SMOKE_PT = ["--config", "configs/pretrain.py:smoke", "--config.train.steps=2", "--config.train.log_every=1",
             "--config.train.eval_every=100", "--config.train.eval_batches=1", "--config.train.tensorboard=False",
@@ -39,10 +43,17 @@ def _main(capsys, *argv) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def stock(tmp_path_factory):
-    """Real inputs, made once: the smoke world, a finished 2-step nano base model, its HF export."""
+    """Real inputs, made once: the smoke world, a finished 2-step nano base model, its HF export, and a
+    reward-model folder (nano with a scalar head, untrained: only what a stage reads before loading counts)."""
     root = tmp_path_factory.mktemp("stock")
-    from instructgpt_jax import config_base, hf, pretrain
+    import dataclasses
+
+    from flax import nnx
+
+    from instructgpt_jax import checkpoint, config_base, hf, pretrain
     from instructgpt_jax.data import formats
+    from instructgpt_jax.model import make_model
+    from instructgpt_jax.presets import get_preset
 
     formats.write_world(config_base.load_config("configs/world.py:smoke"), str(root / "world"))
     cfg = config_base.load_config("configs/pretrain.py:smoke")
@@ -50,12 +61,18 @@ def stock(tmp_path_factory):
     cfg.optim.warmup_steps = 1
     pretrain.run(cfg, str(root / "pretrain"))
     hf.export_hf(str(root / "hf"), str(root / "pretrain"))
+    rm_cfg = get_preset("nano", scalar_head=True)
+    manager = checkpoint.make_manager(str(root / "rm" / "checkpoints"))
+    checkpoint.save(manager, 1, {"params": nnx.to_pure_dict(nnx.split(make_model(rm_cfg))[1])},
+                    {"stage": "rm", "model": dataclasses.asdict(rm_cfg), "tokenizer": "byte", "total_steps": 1}, force=True)
+    manager.wait_until_finished()
     return root
 
 
 def _snapshot(root) -> dict:
     out = {}
     for dirpath, _, files in os.walk(root):
+        out[os.path.relpath(dirpath, root) + "/"] = "folder"
         for name in files:
             path = os.path.join(dirpath, name)
             with open(path, "rb") as f:
@@ -178,30 +195,79 @@ def _cases(stock, tmp):
         ("import_over_checkpoint", ["import-hf", "--hf_dir", str(stock / "hf")], "already holds a checkpoint"),
         # ---- tokenizer / vocabulary
         ("tokenizer_vocab_mismatch", [*sft, "--config.data.tokenizer=gpt2"], "50257"),
+        # ---- counts (0 steps keeps its meaning: from epochs)
+        ("negative_steps", ["pretrain", *SMOKE_PT, "--config.train.steps=-5"], "config.train.steps=-5; expected >= 0"),
+        ("sft_negative_steps", [*sft, "--config.train.steps=-3"],
+         "config.train.steps=-3; expected >= 0 (0 = from config.train.epochs)"),
+        ("zero_cadence", ["pretrain", *SMOKE_PT, "--config.train.log_every=0"], "config.train.log_every=0; expected >= 1"),
+        # ---- folders: checked before anything loads
+        ("workdir_is_file", ["pretrain", *SMOKE_PT], "workdir_is_file is a file, not a folder"),
+        ("read_only_filesystem", ["pretrain", *SMOKE_PT], "is on a read-only filesystem"),
+        ("workdir_locked", ["pretrain", *SMOKE_PT],
+         "is in use: locked by pid 4242 on host labhost since 2026-12-03 10:00:00 (instructgpt pretrain)"),
+        ("rerun_other_config", ["pretrain", *SMOKE_PT, "--config.train.seed=1"],
+         "holds a finished pretrain run with another config or data (train.seed: 0 there, 1 here); use a new "
+         "--workdir, or add --restart"),
+        ("init_from_reward_model", [*sft[:3], f"--config.init_from={stock / 'rm'}", *sft[4:]],
+         "holds a reward model (stage 'rm', with a scalar head); expected a language model"),
+        ("init_from_missing", [*sft[:3], f"--config.init_from={tmp / 'no_such_stage'}", *sft[4:]],
+         "no_such_stage: no such folder"),
+        ("sample_missing_workdir", ["sample", "--prompt", "hi"], "sample_missing_workdir: no such folder"),
+        ("eval_missing_workdir", ["eval", "--config", "configs/pipeline.py:smoke"], "eval_missing_workdir: no such folder"),
+        ("report_missing_workdir", ["report"], "report_missing_workdir: no such folder"),
+        ("sample_empty_prompt", ["sample", "--prompt", ""], "--prompt '' is empty"),
+        ("ppo_few_prompts", [*ppo[:-2], f"--config.reward_model={pt}", "--config.data.prompts="
+                             + _jsonl(tmp / "few.jsonl", '{"prompt": "a"}', '{"prompt": "b"}', '{"prompt": "c"}')],
+         "few.jsonl has 3 prompts, fewer than config.ppo.rollout_batch=32"),
+        ("sft_json_array", [*sft, train("i.jsonl", "[", '  {"prompt": "p", "response": "r"}', "]")],
+         "i.jsonl:1: invalid JSON (Expecting value at column 2); a JSONL file must hold one JSON object per line"),
     ]
 
 
-# Where each case writes (its --workdir / --out); "stock" cases point at the finished base model's folder.
-WORKDIR_OF = {"resume_other_model_size": "pretrain", "import_over_checkpoint": "pretrain"}
+# Where each case writes (its --workdir / --out); "stock" cases point at a finished folder of the fixture.
+WORKDIR_OF = {"resume_other_model_size": "pretrain", "import_over_checkpoint": "pretrain",
+              "rerun_other_config": "pretrain", "sample_empty_prompt": "pretrain"}
+FRESH = {"sample_missing_workdir", "eval_missing_workdir", "report_missing_workdir", "ppo_few_prompts",
+         "read_only_filesystem"}  # a workdir that does not exist: nothing may create it
 
 
-def test_bad_inputs_give_one_line_and_touch_nothing(stock, tmp_path, capsys):
+def _hold_lock(workdir) -> int:
+    """The lock of `workdir`, held as another live run would hold it."""
+    fd = os.open(workdir / folders.LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, json.dumps({"pid": 4242, "host": "labhost", "started": "2026-12-03 10:00:00",
+                             "command": "instructgpt pretrain"}).encode())
+    return fd
+
+
+def test_bad_inputs_give_one_line_and_touch_nothing(stock, tmp_path, capsys, monkeypatch):
     (tmp_path / "h.jsonl").write_bytes(b'{"prompt": "p", "response": "caf\xe9"}\n')
+    (tmp_path / "runs").mkdir()
     cases = _cases(stock, tmp_path)
     assert len(cases) >= 30
     failures = []
     for name, argv, expected in cases:
         workdir = stock / WORKDIR_OF[name] if name in WORKDIR_OF else tmp_path / "runs" / name
-        if name not in WORKDIR_OF:
+        if name == "workdir_is_file":
+            workdir.write_text("a file where the user meant a folder")
+        elif name not in WORKDIR_OF and name not in FRESH:
             workdir.mkdir(parents=True)
             (workdir / "notes.txt").write_text("a file the user had here")
+        held = _hold_lock(workdir) if name == "workdir_locked" else None
         before = {**_snapshot(stock), **{f"tmp/{k}": v for k, v in _snapshot(tmp_path).items()}}
         flag = [] if name == "missing_workdir" else (["--out", str(workdir / "out")] if argv[0] == "world"
                                                      else ["--workdir", str(workdir)])
-        code, err = _main(capsys, *argv, *flag)
+        with monkeypatch.context() as patch:
+            if name == "read_only_filesystem":  # statvfs of anything under tmp_path says read-only
+                real = os.statvfs
+                patch.setattr(os, "statvfs", lambda p: types.SimpleNamespace(f_flag=os.ST_RDONLY)
+                              if str(p).startswith(str(tmp_path)) else real(p))
+            code, err = _main(capsys, *argv, *flag)
+        if held is not None:
+            os.close(held)
         after = {**_snapshot(stock), **{f"tmp/{k}": v for k, v in _snapshot(tmp_path).items()}}
         errors = [line for line in err.splitlines() if "error" in line.lower()]
-        changed = sorted(k for k in before if after.get(k) != before[k])
+        changed = sorted(k for k in {*before, *after} if after.get(k) != before.get(k))
         problem = []
         if code in (0, None):
             problem.append(f"exit code {code}")
@@ -210,7 +276,78 @@ def test_bad_inputs_give_one_line_and_touch_nothing(stock, tmp_path, capsys):
         if len(errors) != 1 or expected not in errors[0]:
             problem.append(f"error lines {errors} (expected one containing {expected!r})")
         if changed:
-            problem.append(f"changed or removed {changed}")
+            problem.append(f"changed, added or removed {changed}")
         if problem:
             failures.append(f"{name}: " + "; ".join(problem))
     assert not failures, "\n".join(failures)
+
+
+def _text_jsonl(path, n: int = 60) -> str:
+    lines = [json.dumps({"text": f"Document {i}: to be, or not to be, that is the question number {i}. " * 4})
+             for i in range(n)]
+    return _jsonl(path, *lines)
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_finished_run_with_other_data_is_an_error_until_restart(tmp_path, capsys, caplog):
+    """A finished stage rerun on changed input files stops (one line, nothing touched); --restart moves it aside
+    and trains again, taking over the lock a killed run left behind, with a warning."""
+    text, workdir = _text_jsonl(tmp_path / "text.jsonl"), tmp_path / "pt"
+    argv = ["pretrain", *SMOKE_PT, f"--config.data.source={text}", "--config.data.heldout_fraction=0.3",
+            "--workdir", str(workdir)]
+    assert _main(capsys, *argv)[0] == 0
+    _text_jsonl(tmp_path / "text.jsonl", n=61)  # the same path, other data
+    before = _snapshot(tmp_path)
+    code, err = _main(capsys, *argv)
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert code == 1 and "Traceback" not in err and len(errors) == 1, err
+    assert (f"{workdir} holds a finished pretrain run with another config or data (the file config.data.source names "
+            "has changed since); use a new --workdir, or add --restart") in errors[0]
+    assert _snapshot(tmp_path) == before
+
+    pid = _dead_pid()
+    (workdir / folders.LOCK).write_text(json.dumps({"pid": pid, "host": "labhost", "started": "2026-12-03 10:00:00",
+                                                    "command": "instructgpt pretrain"}))
+    code, err = _main(capsys, *argv, "--restart")
+    assert code == 0, err
+    assert f"taking over the lock left by pid {pid} on host labhost" in caplog.text
+    moved = [p for p in tmp_path.iterdir() if p.name.startswith("pt.replaced-")]
+    assert len(moved) == 1 and (moved[0] / "checkpoints" / "2").is_dir() and not (moved[0] / folders.LOCK).exists()
+    assert (workdir / "checkpoints" / "2").is_dir() and not (workdir / folders.LOCK).exists()
+
+
+def test_ctrl_c_ends_with_one_line_saying_where_the_run_resumes(tmp_path, capsys, monkeypatch):
+    from instructgpt_jax import metrics
+
+    write = metrics.MetricWriter.write
+
+    def interrupted(self, step, row):
+        if step == 3:
+            raise KeyboardInterrupt
+        return write(self, step, row)
+
+    monkeypatch.setattr(metrics.MetricWriter, "write", interrupted)
+    workdir = tmp_path / "pt"
+    code, err = _main(capsys, "pretrain", *SMOKE_PT, "--config.train.steps=4", "--config.train.checkpoint_every=2",
+                      "--workdir", str(workdir))
+    assert code == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"instructgpt pretrain: interrupted; the same command resumes from step 2 "
+                                            f"({workdir / 'checkpoints' / '2'})")
+    assert not (workdir / folders.LOCK).exists()
+
+
+def test_stage_takes_model_size_and_tokenizer_from_init_from(stock, tmp_path, capsys):
+    """configs/sft.py names the tiny preset; against a nano base model SFT trains a nano model."""
+    workdir = tmp_path / "sft"
+    code, err = _main(capsys, "sft", "--config", "configs/sft.py", f"--config.init_from={stock / 'pretrain'}",
+                      f"--config.data.train={stock / 'world' / 'sft.jsonl'}", "--config.train.steps=1",
+                      "--config.train.batch_size=8", "--config.eval.gold_judge=", "--config.eval.base=False",
+                      "--config.eval.val_batches=1", "--config.train.tensorboard=False", "--workdir", str(workdir))
+    assert code == 0, err
+    config = json.load(open(workdir / "config.json"))
+    assert config["model"]["preset"] == "nano" and config["data"]["tokenizer"] == "byte"
