@@ -47,3 +47,43 @@ def test_missing_workdir_is_a_usage_error():
     out = _run("pretrain", "--config", "configs/pretrain.py:smoke")
     assert out.returncode != 0
     assert "needs --workdir" in out.stderr
+
+
+def _help(capsys, *argv) -> str:
+    from instructgpt_jax import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["instructgpt", *argv])
+    assert e.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_gives_one_example_per_command(capsys):
+    out = _help(capsys, "--help")
+    for command in ("world", "pretrain", "sft", "compare", "rm", "ppo", "pipeline", "eval", "report", "sample",
+                    "bench", "import-hf", "export-hf"):
+        assert f"\n  {command} " in out and f"    instructgpt {command} --" in out, command
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h", "--helpfull"])
+def test_command_help_lists_config_keys_defaults_meanings_and_flags(flag, capsys):
+    out = _help(capsys, "sft", flag)
+    # each key with its default and the comment beside it in configs/sft.py or config_base.py
+    assert "init_from = ''" in out and "pretraining stage folder, e.g. W/pretrain" in out
+    assert "train.steps = 0" in out and "optimizer steps; 0 (SFT, RM) = from epochs" in out
+    assert "train.epochs = 12.0" in out and "passes over the demonstrations when steps = 0" in out
+    assert "eval.base = True" in out and "model.preset = 'tiny'" in out
+    for name in ("--config=configs/sft.py", "--workdir", "--restart"):
+        assert name in out
+
+
+def test_command_help_follows_the_given_config(capsys):
+    out = _help(capsys, "pipeline", "--config", "configs/pipeline.py:smoke", "--help")
+    assert "model = 'nano'" in out and "sft.train.steps = 30" in out
+    assert "sft.init_from = ''" in out and "pretraining stage folder" in out  # the stage file's meaning
+
+
+def test_sample_help_documents_its_flags(capsys):
+    out = _help(capsys, "sample", "--help")
+    for text in ("--prompt", "--max_new_tokens=64", "--temperature=0.0", "0 = greedy", "--seed=0"):
+        assert text in out
