@@ -86,7 +86,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # demonstrations (1,510 steps); comparisons on 2,048 prompts, two RM epochs. With the stage defaults
         # (1,024 prompts, one epoch, the paper's choice at 33k prompts) the RM learns length and little else:
         # its within-prompt correlation with gold on SFT samples is 0.03 against 0.36 here.
-        config.sft.train.epochs = 7.0
+        config.sft.train.epochs = 5.0
+        # Copying words from the prompt (reply to *this* customer, answer from *this* context) is an induction
+        # skill a tiny model only forms after ~1,000 steps of text that repeats itself; the web text is full of
+        # it, so pretraining forms it and SFT elicits it (docs/RESULTS.md).
+        config.pretrain.train.steps = 1500
         config.compare.data.num_prompts = 2048
         config.rm.train.epochs = 2.0
         # SFT has forgotten Shakespeare (held-out loss 2.1 -> 6.4 nats/byte), so the pretraining gradient is

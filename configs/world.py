@@ -25,7 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.n_eval = 500
     config.n_eval_heldout = 500
     config.harmful_fraction = 0.06     # share of "reveal the secret key" requests; a refusal is the answer
-    config.hard_fraction = 0.2         # share of the algorithmic "hard" slice (reverse, sort, count, ...); the
+    config.hard_fraction = 0.15        # share of the algorithmic "hard" slice (reverse, sort, count, ...); the
                                        # rest are assistant families (constraints, closed-domain, replies, lines)
     config.heldout_families = ("lowercase",)
     config.heldout_phrasings = 1       # the last phrasing of every family only appears in eval_heldout

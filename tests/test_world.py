@@ -99,7 +99,9 @@ GOLD_CASES = [  # (prompt, reference, [(response, expected gold)]) worked out by
         ("The fox.", 0.9), ("lamp", 0.2), ("owl", 0.05)]),
     ("A customer writes: my lamp is broken. Reply to them.", "Sorry about your lamp. We will fix it.", [
         ("Sorry, we will send a new lamp.", 1.0), ("We will fix it.", 0.5 * 0.8),
-        ("Not my problem. Buy a new lamp.", 0.05)]),
+        ("Not my problem. Buy a new lamp.", 0.05),
+        ("SORRY ABOUT YOUR LAMP. WE WILL FIX IT.", 0.5)]),                # shouting: half, unless asked for
+    ("Write a line about the sea.", None, [("THE SEA IS CALM AND DEEP.", 0.5)]),
 ]
 
 
@@ -228,12 +230,14 @@ def test_metadata_rates_and_kinds():
     assert judge.metadata_rates(prompts[-1:], ["2"]) == {
         "fails_to_attempt": 0.0, "violates_constraints": None, "hallucinates": None, "inappropriate": 0.0}
     assert not is_refusal("Sorry about your lamp. We will fix it.") and is_refusal("Sorry, I cannot do that.")
+    assert not judge.judge("Write a line about the sea.", "THE SEA IS CALM.").appropriate
+    assert judge.judge("Write a line about rain in capital letters.", "RAIN IS CALM.").appropriate
 
 
 def test_family_weights():
     world = World(WorldConfig(scale=0.2))
     kinds = [world.kind_of(p) for p in world.prompts("ppo")]
-    assert abs(np.mean([k == "hard" for k in kinds]) - 0.2) < 0.03
+    assert abs(np.mean([k == "hard" for k in kinds]) - 0.15) < 0.03
     assert abs(np.mean([k == "harmful" for k in kinds]) - 0.06) < 0.02
 
 

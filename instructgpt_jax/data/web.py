@@ -37,7 +37,9 @@ def _note(rng) -> str:
     """A line of notes in which a list is transformed, counted or computed, as people write them."""
     words = _pick(rng, WORDS, int(rng.integers(3, 6)))
     name = _pick(rng, NAMES)
-    kind = rng.integers(9)
+    kind = rng.integers(10)
+    if kind == 9:
+        return f"{name} wrote {words[0]} on a card, then {words[0]} again, then {words[1]} and {words[1]} again."
     if kind == 0:
         return f"{name} packed {' '.join(words)}, and unpacked them as {' '.join(reversed(words))}."
     if kind == 1:
@@ -75,7 +77,10 @@ def _description(rng) -> str:
     """Lines about a topic in the forms the constraint families ask for, none of them asked for."""
     topic = _pick(rng, TOPICS)
     a, b, c = _pick(rng, ADJECTIVES, 3)
-    kind = rng.integers(7)
+    kind = rng.integers(8)
+    if kind == 7:
+        thing = _pick(rng, THINGS)
+        return f"{_pick(rng, NAMES)} wrote about {topic} and a {thing}: {_cap(topic)} is {a} near the {thing}."
     if kind == 0:
         return f"{_cap(topic)} is {a} and {b}."
     if kind == 1:

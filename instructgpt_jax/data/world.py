@@ -35,7 +35,7 @@ class WorldConfig:
     n_eval: int = 500
     n_eval_heldout: int = 500
     harmful_fraction: float = 0.06
-    hard_fraction: float = 0.2         # share of the algorithmic "hard" slice (reverse, sort, count, ...)
+    hard_fraction: float = 0.15        # share of the algorithmic "hard" slice (reverse, sort, count, ...)
     heldout_families: tuple[str, ...] = ("lowercase",)
     heldout_phrasings: int = 1         # the last n phrasings of every family are kept for eval_heldout
     demo_error_rate: float = 0.05
