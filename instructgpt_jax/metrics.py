@@ -33,7 +33,9 @@ class MetricWriter:
                 try:
                     from tensorboardX import SummaryWriter
 
-                    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+                    # tensorboardX names event files by the second: without a suffix a second writer in the
+                    # same second (SFT's step-0 figures, then its training loop) would overwrite the first.
+                    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), filename_suffix=f".{time.time_ns()}")
                 except ImportError:  # TensorBoard is optional; metrics.jsonl is always written
                     self._tb = None
 
@@ -71,6 +73,28 @@ def read_metrics(workdir: str) -> list[dict]:
         return []
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def read_tensorboard(workdir: str) -> list[tuple[int, str, float]]:
+    """(step, tag, value) of every scalar in `workdir/tensorboard`'s event files, in the order written.
+
+    Event files are TFRecords (length, its CRC, an Event proto, its CRC); the CRCs are not checked here.
+    """
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    folder, out = os.path.join(workdir, "tensorboard"), []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        with open(os.path.join(folder, name), "rb") as f:
+            data = f.read()
+        at = 0
+        while at + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[at:at + 8])
+            event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+            out += [(event.step, v.tag, v.simple_value) for v in event.summary.value]
+            at += 12 + length + 4
+    return out
 
 
 def progress(total: int, initial: int, desc: str):

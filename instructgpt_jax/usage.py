@@ -22,7 +22,7 @@ CONFIG_BASE = os.path.join(ROOT, "instructgpt_jax", "config_base.py")
 
 
 def _comments(source: str) -> tuple[dict, dict]:
-    """({line: (column, text)} of comments after code, {line: text} of lines that are only a comment)."""
+    """({line: (column, text)} of comments after code, the same of lines that hold only a comment)."""
     trailing, alone = {}, {}
     code_lines = set()
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
@@ -38,6 +38,7 @@ def _comments(source: str) -> tuple[dict, dict]:
 
 
 def _meaning(line: int, trailing: dict, alone: dict, first_on_line: bool) -> str:
+    """The comment beside `line` and its aligned continuation; else, for the line's first key, the block above."""
     if line in trailing:
         col, text = trailing[line]
         parts, nxt = [text], line + 1

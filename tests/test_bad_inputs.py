@@ -342,12 +342,18 @@ def test_ctrl_c_ends_with_one_line_saying_where_the_run_resumes(tmp_path, capsys
 
 
 def test_stage_takes_model_size_and_tokenizer_from_init_from(stock, tmp_path, capsys):
-    """configs/sft.py names the tiny preset; against a nano base model SFT trains a nano model."""
+    """configs/sft.py names the tiny preset; against a nano base model SFT trains a nano model. Its TensorBoard
+    events hold every metrics.jsonl scalar, the base model's step 0 included."""
+    from instructgpt_jax import metrics
+
     workdir = tmp_path / "sft"
     code, err = _main(capsys, "sft", "--config", "configs/sft.py", f"--config.init_from={stock / 'pretrain'}",
                       f"--config.data.train={stock / 'world' / 'sft.jsonl'}", "--config.train.steps=1",
-                      "--config.train.batch_size=8", "--config.eval.gold_judge=", "--config.eval.base=False",
-                      "--config.eval.val_batches=1", "--config.train.tensorboard=False", "--workdir", str(workdir))
+                      "--config.train.batch_size=8", "--config.eval.gold_judge=", "--config.eval.val_batches=1",
+                      "--workdir", str(workdir))
     assert code == 0, err
     config = json.load(open(workdir / "config.json"))
     assert config["model"]["preset"] == "nano" and config["data"]["tokenizer"] == "byte"
+    logged = {(row["step"], k) for row in metrics.read_metrics(str(workdir)) for k in row if k not in ("step", "time")}
+    assert (0, "sft/val_loss") in logged and (1, "sft/loss") in logged
+    assert {(step, tag) for step, tag, _ in metrics.read_tensorboard(str(workdir))} == logged

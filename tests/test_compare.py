@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from instructgpt_jax import compare, config_base, train
+from instructgpt_jax import compare, config_base, metrics, train
 from instructgpt_jax.data import formats
 from instructgpt_jax.data.world import gold_score
 from instructgpt_jax.tokenizer import make_tokenizer
@@ -74,6 +74,9 @@ def test_writes_kwise_jsonl_the_rm_reader_accepts(inputs, tmp_path):
     mtime = os.path.getmtime(path)
     assert compare.run(_config(inputs), str(tmp_path)) == figures  # a finished stage is not redone
     assert os.path.getmtime(path) == mtime
+    events = {tag: value for step, tag, value in metrics.read_tensorboard(str(tmp_path)) if step == 0}
+    assert set(events) == set(figures)  # TensorBoard gets the figures too
+    assert events["compare/labeler_agreement"] == pytest.approx(figures["compare/labeler_agreement"], rel=1e-6)
 
 
 def test_fixed_k(inputs, tmp_path):
