@@ -103,7 +103,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # iterations; with ptx_coef 0.03 it lets PPO-ptx keep SFT's gold (-0.005 +- 0.012, paired) while its
         # pretraining loss ends 1.1 nats/byte below PPO's. At beta 0.02 and ptx_coef 0.1 PPO-ptx drifted
         # 11.5 nats and lost 0.094 gold.
-        config.ppo.ppo.beta = config.ppo_ptx.ppo.beta = 0.05
+        config.ppo.ppo.beta = config.ppo_ptx.ppo.beta = 0.1
     for stage in LINKED:
         config[stage].model.preset = config.get_ref("model")
     config.world.tokenizer = config.get_ref("tokenizer")

@@ -33,6 +33,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.demo_style_rate = 0.2       # demonstrations in another labeler's style ("The answer is 7.")
     config.demo_lapse_rate = 0.25      # assistant-family demonstrations that miss the requirement (constraint
                                        # ignored, detail made up, curt reply): errors SFT inherits, a judge sees
+    config.demo_shout_rate = 0.05      # assistant answers typed in capitals: unrequested shouting (gold x0.5),
+                                       # so comparisons show the RM that capitals are only good when asked for
     config.k_min = 4
     config.k_max = 9
     config.max_prompt_tokens = 128
@@ -42,7 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.labelers = ml_collections.ConfigDict({
         "n": 40,
         "model": "thurstone",          # or "plackett_luce"
-        "noise_mean": 0.04,            # calibrated: two labelers agree on ~71% of pairs of SFT samples
+        "noise_mean": 0.01,            # calibrated: two labelers agree on ~72% of pairs of SFT samples
         "noise_spread": 0.3,
         "length_bias_mean": 0.1,       # utility per 100 response bytes
         "length_bias_std": 0.25,

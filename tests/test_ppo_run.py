@@ -1,5 +1,5 @@
 """The PPO stage end to end on tiny random SFT/RM checkpoints: metrics and evaluation rows, exact resume
-after a crash, clear errors for bad configs; and (slow) a pulse on the embedded world's real SFT and RM."""
+after a crash, clear errors for bad configs. The paper's headline on the default run: tests/test_headline.py."""
 
 import dataclasses
 import json
@@ -150,52 +150,3 @@ def test_bad_configs_name_the_key(stages, tmp_path):
     config = _config(stages, ptx_batch_size=4)
     with pytest.raises(ValueError, match=r"config\.ppo\.ptx_batch_size=4 must be divisible by data x fsdp = 8"):
         ppo.run(config, str(tmp_path))
-
-
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory):
-    """`pipeline :default` up to PPO-ptx (tiny model; about 20 minutes on 2 CPU cores, most of it SFT and
-    the RM), the PPO stages as the default runs them (100 iterations, evaluated every 25):
-    {name: (SFT evaluation row, final evaluation row)}.
-
-    A smaller world or model gives no pulse at all: a tiny SFT policy trained on the smoke world's
-    demonstrations cannot copy words from the prompt, its samples are all wrong, and the RM then learns only
-    the labelers' length bias (docs/RESULTS.md).
-    """
-    from instructgpt_jax import pipeline
-
-    workdir = tmp_path_factory.mktemp("default_run")
-    config = config_base.load_config(os.path.join(ROOT, "configs/pipeline.py:default"))
-    config.stages = "world,pretrain,sft,compare,rm,ppo,ppo_ptx"
-    pipeline.run(config, str(workdir))
-    out = {}
-    for name in ("ppo", "ppo_ptx"):
-        rows = [r for r in _rows(str(workdir / name)) if "ppo/gold_score" in r]
-        assert rows[0]["step"] == 0 and rows[-1]["step"] == config[name].train.iterations
-        out[name] = rows[0], rows[-1]
-    return out
-
-
-@pytest.mark.slow
-def test_pulse_on_the_embedded_world(default_run):
-    """Over the SFT policy (iteration 0: the same fixed prompts and keys) PPO and PPO-ptx raise the RM score
-    with a bounded KL to SFT, PPO without losing gold (measured 2026-12-02 with the default's beta 0.05: RM
-    0.256 -> 0.378, KL 0.61, gold 0.354 -> 0.377; PPO-ptx RM 0.386, KL 1.51; at beta 0.02 with the labelers
-    calibrated on world candidates gold fell to 0.339), and PPO-ptx ends with a lower held-out pretraining
-    loss than PPO (5.25 against 6.37 nats/byte)."""
-    for name, (start, final) in default_run.items():
-        assert final["ppo/eval_score"] > start["ppo/eval_score"] + 0.1, (name, start, final)
-        assert final["ppo/eval_kl"] < 20.0, (name, final)
-    start, final = default_run["ppo"]
-    assert final["ppo/gold_score"] > start["ppo/gold_score"] - 0.01, (start, final)
-    assert default_run["ppo_ptx"][1]["ppo/pretrain_loss"] < default_run["ppo"][1]["ppo/pretrain_loss"]
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(reason="a small margin: the default run (deterministic) rises 0.354 -> 0.377 on these prompts, "
-                          "but on the eval stage's 384 prompts PPO's gold is SFT's +0.017 +- 0.010 (paired) and "
-                          "-0.001 / +0.004 with other PPO seeds; the tiny RM judges count, nth and harmful, not "
-                          "the copying families, and a 3.2x larger RM does no better (docs/RESULTS.md)", strict=False)
-def test_ppo_raises_gold_over_sft(default_run):
-    start, final = default_run["ppo"]
-    assert final["ppo/gold_score"] > start["ppo/gold_score"] + 0.02, (start, final)

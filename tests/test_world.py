@@ -185,17 +185,17 @@ def test_config_file_matches_defaults():
 
 def test_demonstrations_error_rate():
     prompts = World(SMALL).prompts("rm")
-    clean = World(dataclasses.replace(SMALL, demo_error_rate=0.0, demo_style_rate=0.0, demo_lapse_rate=0.0))
+    clean = World(dataclasses.replace(SMALL, demo_error_rate=0.0, demo_style_rate=0.0, demo_lapse_rate=0.0, demo_shout_rate=0.0))
     rng = np.random.default_rng(0)
     assert all(clean.demonstration(p, rng) == reference(p) for p in prompts)
-    wrong = World(dataclasses.replace(SMALL, demo_error_rate=1.0, demo_lapse_rate=0.0))
+    wrong = World(dataclasses.replace(SMALL, demo_error_rate=1.0, demo_lapse_rate=0.0, demo_shout_rate=0.0))
     demos = [wrong.demonstration(p, rng) for p in prompts]
     assert all(d != reference(p) for p, d in zip(prompts, demos))
     assert np.mean(gold_score(prompts, demos)) < 0.5
-    noisy = World(dataclasses.replace(SMALL, demo_error_rate=0.2, demo_style_rate=0.0, demo_lapse_rate=0.0))
+    noisy = World(dataclasses.replace(SMALL, demo_error_rate=0.2, demo_style_rate=0.0, demo_lapse_rate=0.0, demo_shout_rate=0.0))
     demos = [noisy.demonstration(p, rng) for p in prompts]
     assert 0.13 < np.mean([d != reference(p) for p, d in zip(prompts, demos)]) < 0.27
-    styled = World(dataclasses.replace(SMALL, demo_error_rate=0.0, demo_style_rate=1.0, demo_lapse_rate=0.0))
+    styled = World(dataclasses.replace(SMALL, demo_error_rate=0.0, demo_style_rate=1.0, demo_lapse_rate=0.0, demo_shout_rate=0.0))
     gold = gold_score(prompts, [styled.demonstration(p, rng) for p in prompts])
     assert gold.min() > 0.85   # style variation changes the wording, not the answer
 

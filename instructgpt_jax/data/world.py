@@ -16,7 +16,7 @@ import numpy as np
 
 from instructgpt_jax.data import labelers as labelers_lib
 from instructgpt_jax.data.judge import (  # noqa: F401 (gold_score etc. are part of this module's surface)
-    FAMILIES, Parsed, family_of, gold_score, is_harmful, is_refusal, judge, kind_of, metadata_rates, parse,
+    CAPS_ASKED, FAMILIES, Parsed, family_of, gold_score, is_harmful, is_refusal, judge, kind_of, metadata_rates, parse,
     parse_strict, reference)
 from instructgpt_jax.data.tasks import ADJECTIVES, FILLERS, REFUSALS, WORDS, pick_words, topic_line
 
@@ -40,6 +40,7 @@ class WorldConfig:
     heldout_phrasings: int = 1         # the last n phrasings of every family are kept for eval_heldout
     demo_error_rate: float = 0.05
     demo_lapse_rate: float = 0.25      # demonstrations that miss an assistant family's requirement (Family.lapse)
+    demo_shout_rate: float = 0.05      # assistant-family demonstrations typed in capitals (a tone lapse)
     demo_style_rate: float = 0.2
     k_min: int = 4
     k_max: int = 9
@@ -177,11 +178,14 @@ class World:
 
     def demonstration(self, prompt: str, rng) -> str:
         """A labeler-written SFT answer: the reference, restyled with demo_style_rate, wrong with demo_error_rate,
-        and, for families with a lapse (assistant.py), fluent but missing the requirement with demo_lapse_rate."""
+        and, for families with a lapse (assistant.py), fluent but missing the requirement with demo_lapse_rate;
+        assistant answers typed in capitals (shouting, when not asked for) with demo_shout_rate."""
         parsed = parse_strict(prompt)
         family = FAMILIES[parsed.family]
         if family.lapse is not None and rng.random() < self.config.demo_lapse_rate:
             return family.lapse(parsed.slots, parsed.reference, rng)
+        if family.kind != "hard" and parsed.family not in CAPS_ASKED and rng.random() < self.config.demo_shout_rate:
+            return parsed.reference.upper()   # the right answer, shouted: a reward model must see that tone too
         if rng.random() < self.config.demo_error_rate:
             return self._wrong(parsed, rng)
         if rng.random() < self.config.demo_style_rate:
