@@ -14,7 +14,7 @@ from instructgpt_jax.data import world as world_lib
 from instructgpt_jax.data.world import World, WorldConfig, family_of, gold_score, is_harmful, is_refusal, reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = WorldConfig(scale=0.01, n_eval=300, n_eval_heldout=300)  # 300: every family of the hard slice (20%) appears
+SMALL = WorldConfig(scale=0.01, n_eval=300, n_eval_heldout=500)  # every family of the hard slice (15%) appears
 
 
 def _config_module():

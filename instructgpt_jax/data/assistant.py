@@ -27,6 +27,9 @@ from instructgpt_jax.data.tasks import ADJECTIVES, TOPICS, WORDS, Family
 ANIMALS = ("cat", "dog", "fish", "bird", "frog", "goat", "wolf", "bear", "deer", "owl", "fox", "bee", "ant",
            "hen", "pig")
 THINGS = tuple(w for w in WORDS if w not in ANIMALS)
+# Topics of the assistant families' lines: the world's topics and "the <thing>" for every non-animal word
+# (78 in all), so each constraint family has hundreds of distinct prompts and eval prompts are unseen ones.
+LINE_TOPICS = tuple(dict.fromkeys(TOPICS + tuple(f"the {w}" for w in THINGS)))
 PROBLEMS = ("is broken", "does not work", "arrived late", "is missing a part", "came dirty")
 RUDE = ("stupid", "whatever", "not my problem", "stop whining", "deal with it", "go away")
 LINE_WINDOW = (12, 48)   # bytes a line may take without a length penalty
@@ -96,11 +99,11 @@ def _constraint(name, phrasings, sample, answer, follows, violate, lapse=None):
 
 
 def _topic(rng, template):
-    return {"topic": TOPICS[rng.integers(len(TOPICS))]}
+    return {"topic": LINE_TOPICS[rng.integers(len(LINE_TOPICS))]}
 
 
 def _topic_word(rng, template):
-    topic = TOPICS[rng.integers(len(TOPICS))]
+    topic = LINE_TOPICS[rng.integers(len(LINE_TOPICS))]
     words = [w for w in THINGS if w != topic.split()[-1]]   # the word to use is never the topic itself
     return {"topic": topic, "word": words[rng.integers(len(words))]}
 
@@ -119,7 +122,7 @@ USE_WORD = _constraint(
 
 
 def _sample_budget(rng, template):
-    return {"topic": TOPICS[rng.integers(len(TOPICS))], "n": str(int(rng.integers(4, 6)))}
+    return {"topic": LINE_TOPICS[rng.integers(len(LINE_TOPICS))], "n": str(int(rng.integers(4, 6)))}
 
 
 def _long_line(slots, rng) -> str:
@@ -338,7 +341,7 @@ REPLY = Family(
 
 FAMILIES = {f.name: f for f in (USE_WORD, WORD_BUDGET, END_MARK, CAPITALS, LIST_FORMAT, CONTEXT_QA, SELECT, REPLY)}
 SLOT_PATTERNS = {
-    "topic": "(?:" + "|".join(TOPICS) + ")",
+    "topic": "(?:" + "|".join(sorted(LINE_TOPICS, key=len, reverse=True)) + ")",
     "word": "(?:" + "|".join(THINGS) + ")", "thing": "(?:" + "|".join(THINGS) + ")",
     "w1": "(?:" + "|".join(THINGS) + ")", "w2": "(?:" + "|".join(THINGS) + ")", "q": "(?:" + "|".join(THINGS) + ")",
     "a1": "(?:" + "|".join(ADJECTIVES) + ")", "a2": "(?:" + "|".join(ADJECTIVES) + ")",

@@ -126,7 +126,8 @@ class World:
     def prompts(self, split: str) -> list[str]:
         """The split's prompts, deterministic in (seed, split).
 
-        Eval prompts are redrawn within their family (up to 20 times) when they repeat a training prompt.
+        A prompt is redrawn within its family (up to 20 times) when it repeats one of the split's earlier
+        prompts (the paper deduplicates its prompts) or, for eval splits, a training prompt.
         """
         if split in self._prompts:
             return self._prompts[split]
@@ -142,7 +143,7 @@ class World:
         out = []
         for _ in range(n):
             # The family is drawn once per prompt, so every family keeps its share of an eval split; a small
-            # family (harmful, write) may run out of unseen prompts and then repeats a training prompt.
+            # family (harmful: 70 distinct prompts) may run out of unseen prompts and then repeats one.
             family = FAMILIES[names[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(names) - 1)]]
             phrasings = allowed[family.name]
             for _attempt in range(20):
@@ -150,6 +151,7 @@ class World:
                 prompt = template.format(**family.sample(rng, template))
                 if prompt not in seen:
                     break
+            seen.add(prompt)
             out.append(prompt)
         self._prompts[split] = out
         return out
