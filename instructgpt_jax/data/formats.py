@@ -7,6 +7,8 @@ Formats (one JSON object per line, UTF-8; other keys are ignored so files may ca
   RM pairwise {"prompt": str, "chosen": str, "rejected": str}            (read as K = 2)
   PPO / eval  {"prompt": str}
   pretraining {"text": str}, or a TFDS dataset "tfds:name[/config]:split" with a text feature
+  benchmarks  "tldr:PATH" (TL;DR SFT or comparisons) and "hh:PATH" (HH-RLHF), JSONL / Parquet / a `datasets`
+              folder in the dataset's own layout, read by data/benchmarks.py into the records above
 Every bad record stops the read with a DataError naming file:line and field, because a silently skipped
 or mangled record changes what a run learns. Prompts longer than `max_prompt_tokens` are rejected or, with
 overflow="truncate", cut from the left (keeping the text nearest the response) with a logged warning.
@@ -130,13 +132,27 @@ class _Limits:
 
 def _start(path: str, tokenizer, model_vocab_size: int | None):
     """File-level checks before streaming: the file exists and the tokenizer fits the model's vocab."""
-    if not os.path.exists(path):
+    if not path.startswith(BENCHMARK_PREFIXES) and not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     if tokenizer is not None and model_vocab_size is not None:
         try:
             check_vocab(tokenizer, model_vocab_size)
         except ValueError as e:
             raise DataError(path, "tokenizer", str(e)) from None
+
+
+# Benchmark layouts named by a path prefix ("tldr:PATH", "hh:PATH"), converted to the records above by
+# data/benchmarks.py; their records carry "meta" (TL;DR's worker, batch, ...), which read_rm and read_sft keep.
+BENCHMARK_PREFIXES = ("tldr:", "hh:")
+
+
+def _records(path: str, kind: str, limits: "_Limits"):
+    """(location, record) of a JSONL file in the formats above, or of a prefixed benchmark source."""
+    if not path.startswith(BENCHMARK_PREFIXES):
+        return _jsonl_records(path)
+    from instructgpt_jax.data import benchmarks   # imported here: it imports this module
+
+    return benchmarks.records(path, kind, limits.tokenizer, limits.max_prompt_tokens)
 
 
 # ---------------------------------------------------------------- readers
@@ -146,16 +162,17 @@ def read_sft(path: str, tokenizer=None, *, max_prompt_tokens=None, max_response_
     """Stream validated {"prompt", "response"} dicts from an SFT JSONL file."""
     limits = _Limits(tokenizer, max_prompt_tokens, max_response_tokens, overflow)
     _start(path, tokenizer, model_vocab_size)
-    for where, record in _jsonl_records(path):
+    for where, record in _records(path, "sft", limits):
         prompt = limits.prompt(where, _string(where, record, "prompt"))
-        yield {"prompt": prompt, "response": limits.response(where, "response", _string(where, record, "response"))}
+        out = {"prompt": prompt, "response": limits.response(where, "response", _string(where, record, "response"))}
+        yield {**out, "meta": record["meta"]} if "meta" in record and path.startswith(BENCHMARK_PREFIXES) else out
 
 
 def read_ppo(path: str, tokenizer=None, *, max_prompt_tokens=None, overflow="error", model_vocab_size=None):
     """Stream validated prompt strings from a PPO / eval JSONL file ({"prompt"} per line)."""
     limits = _Limits(tokenizer, max_prompt_tokens, None, overflow)
     _start(path, tokenizer, model_vocab_size)
-    for where, record in _jsonl_records(path):
+    for where, record in _records(path, "ppo", limits):
         yield limits.prompt(where, _string(where, record, "prompt"))
 
 
@@ -192,7 +209,7 @@ def read_rm(path: str, tokenizer=None, *, k_max: int = 9, max_prompt_tokens=None
     """
     limits = _Limits(tokenizer, max_prompt_tokens, max_response_tokens, overflow)
     _start(path, tokenizer, model_vocab_size)
-    for where, record in _jsonl_records(path):
+    for where, record in _records(path, "rm", limits):
         prompt = limits.prompt(where, _string(where, record, "prompt"))
         if "responses" not in record and "chosen" in record:
             chosen, rejected = _string(where, record, "chosen"), _string(where, record, "rejected")
@@ -219,7 +236,8 @@ def read_rm(path: str, tokenizer=None, *, k_max: int = 9, max_prompt_tokens=None
             raise DataError(where, "ranking", "missing")
         ranks = ranking_to_ranks(record["ranking"], len(texts), where)
         texts = [limits.response(where, f"responses[{i}]", t) for i, t in enumerate(texts)]
-        yield {"prompt": prompt, "responses": texts, "ranks": ranks}
+        out = {"prompt": prompt, "responses": texts, "ranks": ranks}
+        yield {**out, "meta": record["meta"]} if "meta" in record and path.startswith(BENCHMARK_PREFIXES) else out
 
 
 def _tfds_records(spec: str, data_dir: str | None):
