@@ -1,0 +1,91 @@
+"""The results table of one or several pipeline runs, in Markdown, from their summary.json files.
+
+  python experiments/results_table.py runs/default                      # one run
+  python experiments/results_table.py runs/seed0 runs/seed1 runs/seed2  # seeds: mean, and each seed's value
+
+README.md and docs/RESULTS.md paste its output instead of copying figures by hand, so a table cannot drift
+from the run it names. Columns: labeler win rate against SFT (± its 95% interval), gold and the paired gold
+difference from SFT (± 95%), RM score, KL from SFT, alignment tax, response length, refusals of harmful
+requests, and the Figure 4 metadata (constraint violations, hallucinations, inappropriate answers). With
+several runs each cell is the mean over runs followed by the runs' values in brackets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+POLICIES = (("base", "GPT"), ("gpt_prompted", "GPT prompted"), ("sft", "SFT"), ("ppo", "PPO"), ("ppo_ptx", "PPO-ptx"))
+COLUMNS = (  # (header, getter, format, interval key or None)
+    ("win rate vs SFT", lambda f: f.get("win_rate"), "{:.3f}", "win_rate_ci95"),
+    ("gold", lambda f: f.get("gold"), "{:.3f}", None),
+    ("gold - SFT", lambda f: f.get("gold_diff"), "{:+.3f}", "gold_diff_ci95"),
+    ("RM score", lambda f: f.get("rm_score"), "{:.2f}", None),
+    ("KL", lambda f: f.get("kl"), "{:.1f}", None),
+    ("tax", lambda f: f.get("alignment_tax"), "{:+.2f}", None),
+    ("length", lambda f: f.get("length"), "{:.1f}", None),
+    ("refusal", lambda f: f.get("refusal_rate"), "{:.2f}", None),
+    ("violates", lambda f: (f.get("metadata") or {}).get("violates_constraints"), "{:.2f}", None),
+    ("hallucinates", lambda f: (f.get("metadata") or {}).get("hallucinates"), "{:.2f}", None),
+    ("inappropriate", lambda f: (f.get("metadata") or {}).get("inappropriate"), "{:.2f}", None),
+)
+
+
+def load(workdirs) -> list[dict]:
+    out = []
+    for w in workdirs:
+        path = os.path.join(w, "summary.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such file (run the pipeline's eval stage first)")
+        with open(path) as f:
+            out.append(json.load(f))
+    return out
+
+
+def cell(figures: list[dict], get, fmt: str, interval: str | None) -> str:
+    values = [get(f) for f in figures if f is not None and get(f) is not None]
+    if not values:
+        return "-"
+    mean = sum(values) / len(values)
+    text = fmt.format(mean)
+    if len(values) == 1 and interval and figures[0].get(interval):
+        text += f" ± {figures[0][interval]:.3f}"
+    if len(values) > 1:
+        text += " (" + " / ".join(fmt.format(v) for v in values) + ")"
+    return text
+
+
+def table(summaries: list[dict]) -> str:
+    lines = ["| policy | " + " | ".join(h for h, *_ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, label in POLICIES:
+        figures = [s["policies"].get(name) for s in summaries]
+        if all(f is None for f in figures):
+            continue
+        lines.append(f"| {label} | " + " | ".join(cell(figures, get, fmt, ci) for _, get, fmt, ci in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def rm_line(summaries: list[dict]) -> str:
+    """The RM's agreement with held-out labelers, the labelers' own, and best-of-16's recovered share."""
+    parts = []
+    for s in summaries:
+        rm = s.get("rm", {})
+        bon = rm.get("best_of_n") or {}
+        parts.append(f"RM {rm.get('accuracy', float('nan')):.3f} / labelers {rm.get('labeler_agreement', float('nan')):.3f}"
+                     f" / best-of-16 recovers {bon.get('recovered', float('nan')):.2f}")
+    return "; ".join(parts)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("workdirs", nargs="+", help="pipeline workdirs with summary.json")
+    args = p.parse_args(argv)
+    summaries = load(args.workdirs)
+    print(table(summaries))
+    print()
+    print(rm_line(summaries))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""experiments/results_table.py: the README's results table from summary.json files."""
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+
+import results_table  # noqa: E402
+
+
+def _summary(path, gold_diff, win):
+    policies = {"sft": {"win_rate": 0.5, "gold": 0.5, "gold_diff": 0.0, "kl": 0.0},
+                "ppo_ptx": {"win_rate": win, "win_rate_ci95": 0.04, "gold": 0.5 + gold_diff, "gold_diff": gold_diff,
+                            "gold_diff_ci95": 0.02, "kl": 3.0, "metadata": {"violates_constraints": 0.1}}}
+    path.mkdir()
+    (path / "summary.json").write_text(json.dumps({"policies": policies, "rm": {"accuracy": 0.7, "labeler_agreement": 0.72,
+                                                                                "best_of_n": {"recovered": 0.6}}}))
+    return str(path)
+
+
+def test_one_run_shows_intervals_and_seeds_show_each_value(tmp_path, capsys):
+    one = _summary(tmp_path / "a", 0.06, 0.62)
+    two = _summary(tmp_path / "b", 0.08, 0.66)
+    rows = results_table.table(results_table.load([one])).splitlines()
+    assert rows[0].startswith("| policy | win rate vs SFT | gold | gold - SFT |") and len(rows) == 4
+    assert "| PPO-ptx | 0.620 ± 0.040 | 0.560 | +0.060 ± 0.020 |" in rows[3] and "| 0.10 |" in rows[3]
+    both = results_table.table(results_table.load([one, two])).splitlines()
+    assert "| PPO-ptx | 0.640 (0.620 / 0.660) | 0.570 (0.560 / 0.580) | +0.070 (+0.060 / +0.080) |" in both[3]
+    results_table.main([one])
+    assert "RM 0.700 / labelers 0.720 / best-of-16 recovers 0.60" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="summary.json: no such file"):
+        results_table.load([str(tmp_path)])
