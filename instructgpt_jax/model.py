@@ -1,7 +1,13 @@
-"""The GPT-2 architecture in Flax NNX, plus the scalar head used by the reward and value models.
+"""The GPT-2 architecture in Flax NNX, its GPT-NeoX (Pythia) variant, and the scalar head used by the reward
+and value models.
 
 Token + learned position embeddings, pre-LN blocks (causal self-attention, GELU-tanh MLP), a final
 LayerNorm and an unembedding tied to the token embedding through `Embed.attend` (Radford et al. 2019).
+`arch="neox"` is GPT-NeoX as Pythia uses it (Black et al. 2022, Biderman et al. 2023): no position table
+but rotary embeddings on the first `rotary_pct` of each head's dimensions (rotate-half form, Su et al. 2021),
+exact (erf) GELU, with `parallel_residual` (attention and MLP read the same input and add to the stream
+together) and `tied_embeddings=False` (a separate `lm_head`). The parameter names stay GPT-2's; hf.py maps
+Hugging Face's GPTNeoX names onto them.
 The reward model of InstructGPT is this network with the unembedding replaced by a scalar head read at
 the last response token (Ouyang et al. 2022, section 3.5); here the head sits beside the tied unembedding,
 so one checkpoint layout serves the policy, the reward model and the value function.
@@ -46,13 +52,22 @@ class GPTConfig:
     param_dtype: str = "float32"
     remat: bool = False  # rematerialise each block in the backward pass
     scalar_head: bool = False  # reward / value head beside the tied unembedding
+    arch: str = "gpt2"  # "gpt2": learned positions, GELU-tanh; "neox": rotary positions, exact GELU (Pythia)
+    rotary_pct: float = 0.25  # neox: share of each head's dimensions that rotate (Pythia: 0.25)
+    rotary_base: float = 10000.0  # neox: the rotary base (theta)
+    parallel_residual: bool = False  # x + attn(ln_1(x)) + mlp(ln_2(x)) (GPT-NeoX) instead of two residual adds
+    tied_embeddings: bool = True  # the unembedding is wte's transpose (GPT-2); False: its own lm_head (Pythia)
 
-    ARCHITECTURE = ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd", "n_inner")  # what params depend on
+    # What the parameters and the function they compute depend on (numerics such as dtype, remat or dropout aside).
+    ARCHITECTURE = ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd", "n_inner", "arch", "rotary_pct",
+                    "rotary_base", "parallel_residual", "tied_embeddings")
 
     def architecture(self) -> tuple:
-        """What the parameters' shapes depend on; two configs equal here can share params (numerics such as
-        dtype, remat or dropout may differ)."""
-        return self.vocab_size, self.n_positions, self.n_layer, self.n_head, self.n_embd, self.mlp_dim
+        """What the parameters' shapes and meaning depend on; two configs equal here can share params (numerics
+        such as dtype, remat or dropout may differ)."""
+        return (self.vocab_size, self.n_positions, self.n_layer, self.n_head, self.n_embd, self.mlp_dim, self.arch,
+                self.rotary_dim, self.rotary_base if self.rotary_dim else None, self.parallel_residual,
+                self.tied_embeddings)
 
     @property
     def head_dim(self) -> int:
@@ -62,9 +77,19 @@ class GPTConfig:
     def mlp_dim(self) -> int:
         return self.n_inner or 4 * self.n_embd
 
+    @property
+    def rotary_dim(self) -> int:
+        """Rotated dimensions per head (0 for GPT-2), truncated as GPT-NeoX does: int(head_dim * rotary_pct)."""
+        return int(self.head_dim * self.rotary_pct) if self.arch == "neox" else 0
+
     def __post_init__(self):
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.arch not in ("gpt2", "neox"):
+            raise ValueError(f"arch={self.arch!r}; expected 'gpt2' or 'neox'")
+        if self.arch == "neox" and (self.rotary_dim % 2 or not 0 <= self.rotary_pct <= 1):
+            raise ValueError(f"rotary_pct={self.rotary_pct} gives {self.rotary_dim} rotary dimensions of "
+                             f"head_dim={self.head_dim}; expected an even number (rotate-half pairs)")
         for field in ("dtype", "param_dtype"):
             if getattr(self, field) not in ("float32", "bfloat16", "float16"):
                 raise ValueError(f"{field}={getattr(self, field)!r}; expected float32, bfloat16 or float16")
@@ -157,6 +182,24 @@ class Embed(nnx.Module):
         return jnp.einsum("btd,vd->btv", h, self.embedding[...].astype(self.dtype))
 
 
+def rotary(positions: jax.Array, dim: int, base: float) -> tuple[jax.Array, jax.Array]:
+    """(cos, sin), each (B, T, dim) in float32: angle position * base^(-2i/dim), the halves repeated as
+    GPT-NeoX lays them out (rotate-half: dimension i pairs with i + dim/2, not with its neighbour)."""
+    inv_freq = 1.0 / (base ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+    angles = positions[..., None].astype(jnp.float32) * inv_freq  # (B, T, dim/2)
+    angles = jnp.concatenate([angles, angles], axis=-1)
+    return jnp.cos(angles), jnp.sin(angles)
+
+
+def apply_rotary(x: jax.Array, rope: tuple[jax.Array, jax.Array]) -> jax.Array:
+    """Rotate the first dim dimensions of each head of x (B, T, H, K); the rest pass through."""
+    cos, sin = (r[:, :, None, :] for r in rope)  # (B, T, 1, R)
+    R = cos.shape[-1]
+    rot, rest = x[..., :R].astype(jnp.float32), x[..., R:]
+    half = jnp.concatenate([-rot[..., R // 2:], rot[..., :R // 2]], axis=-1)
+    return jnp.concatenate([(rot * cos + half * sin).astype(x.dtype), rest], axis=-1)
+
+
 class CausalSelfAttention(nnx.Module):
     def __init__(self, cfg: GPTConfig, rngs: nnx.Rngs):
         D, H, K = cfg.n_embd, cfg.n_head, cfg.head_dim
@@ -169,11 +212,13 @@ class CausalSelfAttention(nnx.Module):
         self.c_proj_bias = _param(rngs, _zeros, (D,), ("embed",), cfg)
         self.cfg = cfg
 
-    def __call__(self, x, key_mask, query_slots, layer_cache, cache_index, rng):
+    def __call__(self, x, key_mask, query_slots, layer_cache, cache_index, rope, rng):
         cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
         qkv = jnp.einsum("btd,dshk->sbthk", x, self.c_attn_kernel[...].astype(dt))
         qkv = qkv + self.c_attn_bias[...].astype(dt)[:, None, None]
         q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, T, H, K)
+        if rope is not None:  # rotate before caching: cached keys already carry their positions
+            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
         new_cache = None
         if layer_cache is not None:
             # Decoding: write this segment's keys/values at cache_index and attend to the whole cache.
@@ -208,13 +253,15 @@ class MLP(nnx.Module):
     def __call__(self, x, rng):
         dt = jnp.dtype(self.cfg.dtype)
         h = x @ self.c_fc_kernel[...].astype(dt) + self.c_fc_bias[...].astype(dt)
-        h = jax.nn.gelu(h, approximate=True)  # GPT-2's "gelu_new" is the tanh approximation
+        # GPT-2's "gelu_new" is the tanh approximation; GPT-NeoX's "gelu" is the exact (erf) one.
+        h = jax.nn.gelu(h, approximate=self.cfg.arch == "gpt2")
         y = h @ self.c_proj_kernel[...].astype(dt) + self.c_proj_bias[...].astype(dt)
         return dropout(y, self.cfg.dropout, rng)
 
 
 class Block(nnx.Module):
-    """Pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x)).
+    """Pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x)); with parallel_residual
+    x + attn(ln_1(x)) + mlp(ln_2(x)) (GPT-NeoX: both sublayers read the block's input).
 
     GPT-1 used post-LN (LayerNorm after each residual add, no final ln_f); the parameter count is the
     same, the numerics are not. Every preset here, GPT-1 included, runs the GPT-2 pre-LN block.
@@ -226,9 +273,11 @@ class Block(nnx.Module):
         self.ln_2 = LayerNorm(cfg, rngs)
         self.mlp = MLP(cfg, rngs)
 
-    def __call__(self, x, key_mask, query_slots, layer_cache, cache_index, rng):
+    def __call__(self, x, key_mask, query_slots, layer_cache, cache_index, rope, rng):
         x = materialise_grad(x)
-        a, new_cache = self.attn(self.ln_1(x), key_mask, query_slots, layer_cache, cache_index, _fold(rng, 0))
+        a, new_cache = self.attn(self.ln_1(x), key_mask, query_slots, layer_cache, cache_index, rope, _fold(rng, 0))
+        if self.mlp.cfg.parallel_residual:
+            return x + a + self.mlp(self.ln_2(x), _fold(rng, 1)), new_cache
         x = materialise_grad(x + a)
         x = x + self.mlp(self.ln_2(x), _fold(rng, 1))
         return x, new_cache
@@ -238,9 +287,12 @@ class GPT(nnx.Module):
     def __init__(self, cfg: GPTConfig, rngs: nnx.Rngs):
         self.cfg = cfg
         self.wte = Embed(cfg, rngs)
-        self.wpe = _param(rngs, _normal(0.01), (cfg.n_positions, cfg.n_embd), (None, "embed"), cfg)
+        if cfg.arch == "gpt2":  # GPT-NeoX has no position table: rotary embeddings carry positions
+            self.wpe = _param(rngs, _normal(0.01), (cfg.n_positions, cfg.n_embd), (None, "embed"), cfg)
         self.h = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layer)])
         self.ln_f = LayerNorm(cfg, rngs)
+        if not cfg.tied_embeddings:
+            self.lm_head = _param(rngs, _normal(0.02), (cfg.n_embd, cfg.vocab_size), ("embed", "vocab"), cfg)
         if cfg.scalar_head:
             # Reward / value head; N(0, 1/sqrt(d+1)) as in Stiennon et al. 2020 and lm-human-preferences.
             self.score_kernel = _param(rngs, _normal(1.0 / (cfg.n_embd + 1) ** 0.5), (cfg.n_embd,), ("embed",), cfg)
@@ -269,19 +321,26 @@ class GPT(nnx.Module):
             S = T if cache is None else cache[0]["k"].shape[1]
             key_mask = jnp.ones((B, S), bool)
         query_slots = jnp.arange(T) + cache_index
-        x = self.wte(tokens) + self.wpe[...][positions].astype(jnp.dtype(self.cfg.dtype))
+        x = self.wte(tokens)
+        rope = None
+        if self.cfg.arch == "gpt2":
+            x = x + self.wpe[...][positions].astype(jnp.dtype(self.cfg.dtype))
+        elif self.cfg.rotary_dim:
+            rope = rotary(positions, self.cfg.rotary_dim, self.cfg.rotary_base)
         x = dropout(x, self.cfg.dropout, _fold(dropout_rng, 10_000))
         new_cache = [] if cache is not None else None
         for i, block in enumerate(self.h):
             call = _remat_block if self.cfg.remat else _call_block
             layer_cache = None if cache is None else cache[i]
-            x, c = call(block, x, key_mask, query_slots, layer_cache, cache_index, _fold(dropout_rng, i))
+            x, c = call(block, x, key_mask, query_slots, layer_cache, cache_index, rope, _fold(dropout_rng, i))
             if cache is not None:
                 new_cache.append(c)
         return self.ln_f(x), new_cache
 
     def logits(self, h: jax.Array) -> jax.Array:
-        return self.wte.attend(h)
+        if self.cfg.tied_embeddings:
+            return self.wte.attend(h)
+        return jnp.einsum("btd,dv->btv", h, self.lm_head[...].astype(jnp.dtype(self.cfg.dtype)))
 
     def score(self, h: jax.Array, index: jax.Array | None = None) -> jax.Array:
         """Scalar head. h (..., T, D); index (...) picks one position per row -> (...); None scores every position -> (..., T)."""
@@ -296,8 +355,8 @@ class GPT(nnx.Module):
         return self.logits(h)
 
 
-def _call_block(block, x, key_mask, query_slots, layer_cache, cache_index, rng):
-    return block(x, key_mask, query_slots, layer_cache, cache_index, rng)
+def _call_block(block, x, key_mask, query_slots, layer_cache, cache_index, rope, rng):
+    return block(x, key_mask, query_slots, layer_cache, cache_index, rope, rng)
 
 
 # Recompute each block's activations in the backward pass: memory O(layers * B * T * D) instead of

@@ -107,7 +107,8 @@ def stage_architecture(stage_dir: str, model_cfg: GPTConfig) -> GPTConfig:
     _, meta = checkpoint.read_meta(os.path.join(stage_dir, "checkpoints"))
     if "model" not in meta:
         raise ValueError(f"{stage_dir}/checkpoints: meta has no 'model'; not a model checkpoint")
-    return dataclasses.replace(model_cfg, **{k: meta["model"][k] for k in GPTConfig.ARCHITECTURE})
+    stored = GPTConfig(**meta["model"])  # fields a checkpoint predates (arch, ...) take their defaults
+    return dataclasses.replace(model_cfg, **{k: getattr(stored, k) for k in GPTConfig.ARCHITECTURE})
 
 
 def init_state(setup: Setup, params, value_params) -> dict:

