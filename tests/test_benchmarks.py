@@ -19,8 +19,9 @@ SFT = [dict(POST, summary="friend ignores me, what now?"),
 COMPARISON = {
     "info": {"id": "t3_1", "post": POST["post"], "title": POST["title"], "subreddit": POST["subreddit"], "site": None,
              "article": None},
-    "summaries": [{"text": "friend is busy", "policy": "sup2", "note": None},
-                  {"text": "friend ignores my texts", "policy": "ref", "note": "ok"}],
+    # The comparisons' summaries start with a space (the SFT set's do not): kept as they are.
+    "summaries": [{"text": " friend is busy", "policy": "sup2", "note": None},
+                  {"text": " friend ignores my texts", "policy": "ref", "note": "ok"}],
     "choice": 1, "worker": "w42", "batch": "batch7", "split": "train", "extra": {"confidence": 8}}
 HH = {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Name a fruit\n\nAssistant: An apple.",
       "rejected": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Name a fruit\n\nAssistant: No."}

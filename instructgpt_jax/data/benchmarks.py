@@ -10,7 +10,8 @@ split: the folder holding state.json), or a glob of such files (`train-*.parquet
         response " {summary}" (a leading space, as the reference recipe prepends).
         TL;DR comparisons (openai/summarize_from_feedback): {"info": {"id", "subreddit", "title", "post", ...},
         "summaries": [{"text", "policy", "note"}, {...}], "choice": 0 | 1, "worker", "batch", "split", "extra"}
-        -> the same prompt and the two summaries, ranked by `choice`; everything but the texts stays in the
+        -> the same prompt and the two summaries as they are (their texts already start with a space, which
+        the reference recipe keeps), ranked by `choice`; everything but the texts stays in the
         record's "meta" (worker, batch, split, extra, info.id, the summaries' policy/note) for analysis.
         Prompts for PPO come from either layout.
   hh    Anthropic HH-RLHF: {"chosen", "rejected"}, two whole dialogues of "\\n\\nHuman: ..." / "\\n\\nAssistant: ..."
@@ -132,7 +133,7 @@ def _post_fields(where: str, info: dict, prefix: str) -> dict:
     """subreddit, title and post of a TL;DR record (fields named with `prefix`, e.g. 'info.')."""
     if prefix and info.get("post") is None and info.get("article") is not None:
         raise DataError(where, prefix + "post", f"null: a CNN/DM article (site {info.get('site')!r}), not a Reddit "
-                        "post; keep only the TL;DR records (info.post not null)")
+                        "post; keep only the TL;DR records (batch not in batch0_cnndm, cnndm0, cnndm2)")
     return {k: _field(where, info, k, prefix + k) for k in ("subreddit", "title", "post")}
 
 
@@ -186,7 +187,7 @@ def _tldr_comparison(where, record, tokenizer, budget) -> dict:
     for i, s in enumerate(summaries):
         if not isinstance(s, dict):
             raise DataError(where, f"summaries[{i}]", f"expected an object with 'text', got {type(s).__name__}")
-        texts.append(" " + _field(where, s, "text", f"summaries[{i}].text"))
+        texts.append(_field(where, s, "text", f"summaries[{i}].text"))
     choice = _checked(where, record, "choice")
     if choice not in (0, 1) or isinstance(choice, bool):
         raise DataError(where, "choice", f"expected 0 or 1 (the index of the preferred summary), got {json.dumps(choice)}")
