@@ -91,13 +91,17 @@ def activation_bytes(cfg, mesh, rows: int, seq: int, remat: bool) -> int:
 
 
 def check(config) -> dict:
-    """{stage: {bytes per chip by kind, total, fits}} for pretrain, SFT, RM and PPO(-ptx) of a pipeline config."""
+    """{stage: {bytes per chip by kind, total, fits}} for pretrain, SFT, RM and PPO(-ptx) of a pipeline config.
+
+    Stages the config lacks are skipped (the benchmark pod configs import their base model: no pretrain), and
+    its PPO section is `ppo_ptx`, else `ppo` (pretraining rows counted only when ptx_coef > 0).
+    """
     pod = config.pod
     mesh = abstract_mesh(config.sft.mesh.shape)
     if math.prod(mesh.shape.values()) != pod.chips:
         raise ValueError(f"mesh {dict(mesh.shape)} has {math.prod(mesh.shape.values())} devices; {pod.slice} has {pod.chips}")
     out = {}
-    for stage in ("pretrain", "sft", "rm"):
+    for stage in (s for s in ("pretrain", "sft", "rm") if s in config):
         s = config[stage]
         params, opt, n, cfg = model_state(s, mesh, 1000, scalar_head=stage == "rm")
         if stage == "pretrain":
@@ -109,7 +113,8 @@ def check(config) -> dict:
             seq = s.train.seq_len or s.data.max_prompt_tokens + s.data.max_response_tokens
         out[stage] = {"params": params, "grads": params, "opt_state": opt,
                       "activations": activation_bytes(cfg, mesh, rows, seq, cfg.remat), "n_params": n}
-    p = config.ppo_ptx
+    ppo_stage = "ppo_ptx" if "ppo_ptx" in config else "ppo"
+    p = config[ppo_stage]
     params, opt, n, cfg = model_state(p, mesh, 1000)
     v_params, v_opt, _, v_cfg = model_state(p, mesh, 1000, scalar_head=True)
     frozen = (params + v_params) * np.dtype(p.ppo.frozen_dtype).itemsize // 4
@@ -117,9 +122,10 @@ def check(config) -> dict:
     mb_rows = p.ppo.rollout_batch // p.ppo.minibatches
     shards = mesh.shape["data"] * mesh.shape["fsdp"]
     kv = 2 * cfg.n_layer * max(p.ppo.rollout_batch // shards, 1) * seq * cfg.n_embd * np.dtype(cfg.dtype).itemsize
-    acts = (activation_bytes(cfg, mesh, mb_rows, seq, cfg.remat) + activation_bytes(v_cfg, mesh, mb_rows, seq, cfg.remat)
-            + activation_bytes(cfg, mesh, p.ppo.ptx_batch_size, p.ppo.ptx_seq_len, cfg.remat))
-    out["ppo_ptx"] = {"params": params + v_params, "grads": params + v_params, "opt_state": opt + v_opt,
+    acts = activation_bytes(cfg, mesh, mb_rows, seq, cfg.remat) + activation_bytes(v_cfg, mesh, mb_rows, seq, cfg.remat)
+    if p.ppo.ptx_coef > 0:
+        acts += activation_bytes(cfg, mesh, p.ppo.ptx_batch_size, p.ppo.ptx_seq_len, cfg.remat)
+    out[ppo_stage] = {"params": params + v_params, "grads": params + v_params, "opt_state": opt + v_opt,
                       "frozen": frozen, "kv_cache": kv, "activations": acts, "n_params": n}
     budget = pod.hbm_gib * GIB * pod.hbm_fraction
     for figures in out.values():
