@@ -397,7 +397,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # Normalise on SFT samples: the responses of the RM data when the compare stage wrote it, or an SFT
     # JSONL's (prompt, response) pairs (the paper's wording: labeler demonstrations score mean 0).
     if config.norm.data:
-        pairs = [(ex["prompt"], ex["response"]) for ex in formats.read_sft(config.norm.data, tokenizer)]
+        # The RM data's budgets: scored sequences must fit seq_len, and a TL;DR post is cut to fit them.
+        pairs = [(ex["prompt"], ex["response"]) for ex in formats.read_sft(
+            config.norm.data, tokenizer, max_prompt_tokens=d.max_prompt_tokens,
+            max_response_tokens=d.max_response_tokens, overflow=d.overflow)]
     else:
         pairs = [(r["prompt"], y) for r in records for y in r["responses"]]
     pairs = pairs[:config.norm.num_responses]
