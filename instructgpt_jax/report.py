@@ -20,6 +20,12 @@ agreement with each other. Plots:
 - rounds.png (iterated RLHF, `rounds` > 1): gold, win rate, RM score and KL per round, and the previous
   round's RM against the new one on the newest policy's comparisons (how stale the RM had become).
 A plot whose inputs are missing (a partial workdir) is left out and the report says so.
+
+A smoke run's report opens with a line saying it is a pulse, not a result (`pulse_line`). A run counts as a
+smoke run when its policy is a nano model (configs/pipeline.py:smoke, or any run with --config.model=nano):
+the preset W/sft/config.json records (SFT writes the preset of the checkpoint it trained, so a policy from
+an imported GPT-2 counts as what it is), else the pipeline's W/config.json `model`. The model is what
+makes the numbers noise, and unlike the config arg it is written down in every workdir.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ TABLE = (  # (summary key, header, format)
     ("win_rate_heldout", "win rate held-out instr.", "{:.3f}"), ("gold_heldout", "gold held-out instr.", "{:.3f}"),
     ("gold_diff", "gold - SFT (paired)", "{:+.3f}"), ("gold_diff_heldout", "gold - SFT held-out instr.", "{:+.3f}"),
 )
+PULSE_PRESETS = ("nano", "nano-neox")  # the smoke configs' models (133k parameters)
+REAL_RUN = "instructgpt pipeline --config configs/pipeline.py:default --workdir runs/default"
 METADATA = (  # (metadata_rates key, label): the paper's Figure 4 panels, as failure rates
     ("fails_to_attempt", "fails to attempt"), ("violates_constraints", "violates constraints"),
     ("hallucinates", "hallucinates"), ("inappropriate", "inappropriate"),
@@ -115,6 +123,27 @@ def rm_family_table(rm: dict) -> str:
     lines.append(f"| all | {_cell(rm.get('accuracy'), '{:.3f}')} | {_cell(rm.get('labeler_agreement'), '{:.3f}')} | "
                  f"{sum(pairs.values())} |")
     return "\n".join(lines) + "\n"
+
+
+def policy_preset(workdir: str) -> str | None:
+    """The policy's model preset: the one SFT trained (W/sft/config.json), else the pipeline config's `model`."""
+    for path in (os.path.join(workdir, "sft", "config.json"), os.path.join(workdir, "config.json")):
+        if os.path.exists(path):
+            with open(path) as f:
+                model = json.load(f).get("model")
+            preset = model.get("preset") if isinstance(model, dict) else model
+            if isinstance(preset, str) and preset:
+                return preset
+    return None
+
+
+def pulse_line(workdir: str) -> str:
+    """The line that opens a smoke run's report (and ends its pipeline output); "" for any other run."""
+    preset = policy_preset(workdir)
+    if preset not in PULSE_PRESETS:
+        return ""
+    return (f"**Smoke run: a pulse, not a result.** A {preset} model trained for a few steps per stage: the "
+            f"numbers below are noise, not a result. The real run: `{REAL_RUN}`.\n")
 
 
 def _eval_rows(workdir: str, stage: str) -> list[dict]:
@@ -430,8 +459,9 @@ def run(workdir: str) -> dict:
     for name, caption, fn in PLOTS:
         (made if fn(workdir, summary, os.path.join(out_dir, name)) else missing).append((name, caption))
     rm = summary.get("rm", {})
-    parts = ["# InstructGPT on the embedded world\n", f"Workdir: `{os.path.abspath(workdir)}`\n",
-             "## Results (held-out prompts)\n", results_table(summary),
+    pulse = pulse_line(workdir)
+    parts = [*([pulse] if pulse else []), "# InstructGPT on the embedded world\n",
+             f"Workdir: `{os.path.abspath(workdir)}`\n", "## Results (held-out prompts)\n", results_table(summary),
              "Win rates ± their standard error; gold - SFT: the mean per-prompt gold difference from SFT's sample of "
              "the same prompt with the same sampling key, ± its 95% interval.\n"]
     for title, table in (("## Metadata (paper Figure 4; share of the responses each applies to)\n",

@@ -114,6 +114,28 @@ def test_partial_workdir_lists_missing_plots(tmp_path):
     assert "Not available" in text and "ppo_gold_rm_vs_kl.png" in text.split("Not available")[1]
 
 
+@pytest.mark.parametrize("config, sft_config, pulse", [
+    ({"model": "nano"}, None, True),  # configs/pipeline.py:smoke
+    ({"model": "tiny"}, None, False),  # configs/pipeline.py:default
+    ({"model": "nano"}, {"model": {"preset": "gpt2"}}, False),  # SFT trained an imported GPT-2: not a pulse
+    ({"model": "tiny"}, {"model": {"preset": "nano-neox"}}, True),
+    (None, None, False),  # `instructgpt eval` into a workdir without the pipeline's config.json
+])
+def test_smoke_report_opens_with_the_pulse_line(workdir, config, sft_config, pulse):
+    for path, content in ((workdir / "config.json", config), (workdir / "sft" / "config.json", sft_config)):
+        if content is not None:
+            path.write_text(json.dumps(content))
+    report.run(str(workdir))
+    first, second = (workdir / "report" / "report.md").read_text().splitlines()[:2]
+    if pulse:
+        assert first.startswith("**Smoke run: a pulse, not a result.**") and "noise, not a result" in first
+        assert "`instructgpt pipeline --config configs/pipeline.py:default --workdir runs/default`" in first
+        assert report.pulse_line(str(workdir)) == first + "\n"
+    else:
+        assert first == "# InstructGPT on the embedded world" and report.pulse_line(str(workdir)) == ""
+        assert "pulse" not in (workdir / "report" / "report.md").read_text()
+
+
 def test_results_table_handles_missing_values():
     summary = {"policies": {"sft": {"win_rate": 0.5, "gold": None}, "custom": {"win_rate": 0.25}}}
     lines = report.results_table(summary).splitlines()
