@@ -16,7 +16,8 @@ agreement with each other. Plots:
 - alignment_tax.png: rise of the held-out pretraining loss over SFT during PPO, with and without ptx;
 - rm_accuracy_k.png: reward-model agreement with the labelers on K ranked responses, per K (SFT samples and world candidates);
 - length.png: mean response length per policy and during PPO (the labelers' length bias shows up here);
-- training.png: each stage's training loss;
+- training.png: each stage's training curves (losses, the RM's held-out accuracy, PPO's score), three panels to a
+  row, steps on x and the metric named on y;
 - rounds.png (iterated RLHF, `rounds` > 1): gold, win rate, RM score and KL per round, and the previous
   round's RM against the new one on the newest policy's comparisons (how stale the RM had become).
 A plot whose inputs are missing (a partial workdir) is left out and the report says so.
@@ -168,7 +169,7 @@ def plot_win_rate(workdir: str, summary: dict, path: str) -> bool:
                 continue
             ax.bar(i + (j - 0.5) * width, value, width, yerr=err, color=COLORS.get(name, "#55a868"), alpha=alpha,
                    capsize=3)
-    ax.axhline(0.5, color="k", ls="--", lw=0.8)
+    tie = ax.axhline(0.5, color="k", ls="--", lw=0.8, label="0.5: as good as SFT")
     ax.set_xticks(range(len(policies)), [LABELS.get(n, n) for n in policies])
     ax.set_ylim(0, 1)
     ax.set_ylabel("win rate against SFT")
@@ -176,7 +177,8 @@ def plot_win_rate(workdir: str, summary: dict, path: str) -> bool:
     from matplotlib.patches import Patch
 
     ax.legend(handles=[Patch(color="#666666", label="held-out prompts"),
-                       Patch(color="#666666", alpha=0.45, label="held-out instructions")], loc="upper left", fontsize=8)
+                       Patch(color="#666666", alpha=0.45, label="held-out instructions"), tie], loc="upper left",
+              fontsize=8)
     return _save(fig, path)
 
 
@@ -304,7 +306,7 @@ def plot_rm_accuracy(workdir: str, summary: dict, path: str) -> bool:
                     label=f"top-1 of K, {what}")
     ks = sorted(rm["accuracy_by_k"], key=int)
     ax.plot([int(k) for k in ks], [1 / int(k) for k in ks], color="k", ls=":", lw=0.8, label="top-1 by chance")
-    ax.axhline(0.5, color="k", ls="--", lw=0.8)
+    ax.axhline(0.5, color="k", ls="--", lw=0.8, label="pairwise by chance")
     ax.set(xlabel="K (responses ranked per prompt)", ylabel="agreement with labelers", ylim=(0, 1),
            title="Reward model accuracy vs K (held-out prompts)")
     ax.legend(fontsize=7)
@@ -332,20 +334,38 @@ def plot_length(workdir: str, summary: dict, path: str) -> bool:
     return _save(fig, path)
 
 
+TRAINING = (  # (stage folder, metric, y-axis label): the panels of training.png, in the recipe's order
+    ("pretrain", "pretrain/loss", "pretrain/loss (nats per token)"), ("sft", "sft/loss", "sft/loss (nats per token)"),
+    ("rm", "rm/loss", "rm/loss (eq. 1, per pair)"), ("rm", "rm/accuracy", "rm/accuracy (held-out pairs)"),
+    ("ppo", "ppo/score", "ppo/score (normalised RM score)"), ("ppo_ptx", "ppo/score", "ppo/score (normalised RM score)"),
+)
+FEW = 20  # a series of at most this many points gets a marker on each (one point is no line at all)
+
+
 def plot_training(workdir: str, summary: dict, path: str) -> bool:
+    """One panel per stage and metric, three to a row."""
     curves = []
-    for stage, key in (("pretrain", "pretrain/loss"), ("sft", "sft/loss"), ("rm", "rm/loss"), ("rm", "rm/accuracy"),
-                       ("ppo", "ppo/score"), ("ppo_ptx", "ppo/score")):
+    for stage, key, ylabel in TRAINING:
         rows = [r for r in metrics.read_metrics(os.path.join(workdir, stage)) if key in r]
         if rows:
-            curves.append((stage, key, [r["step"] for r in rows], [r[key] for r in rows]))
+            curves.append((stage, key, ylabel, [r["step"] for r in rows], [r[key] for r in rows]))
     if not curves:
         return False
-    fig, axes = _subplots(1, len(curves), figsize=(3 * len(curves), 2.8), squeeze=False)
-    for ax, (stage, key, steps, values) in zip(axes[0], curves):
-        ax.plot(steps, values, lw=1)
-        ax.set(title=f"{stage}: {key.split('/', 1)[1]}", xlabel="step")
+    cols = min(3, len(curves))
+    rows = -(-len(curves) // cols)
+    fig, axes = _subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax, (stage, key, ylabel, steps, values) in zip(axes.flat, curves):
+        ax.plot(steps, values, lw=1, color=COLORS.get(stage, "#4c72b0"),
+                marker="o" if len(steps) <= FEW else None, ms=5 if len(steps) == 1 else 3)
+        if key == "rm/accuracy":
+            ax.axhline(0.5, color="k", ls="--", lw=0.8, label="chance (0.5)")
+            ax.set_ylim(0, 1)
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set(title=f"{stage} ({len(steps)} logged step{'s' if len(steps) > 1 else ''})", xlabel="step",
+               ylabel=ylabel)
         ax.grid(alpha=0.3)
+    for ax in axes.flat[len(curves):]:
+        ax.set_visible(False)
     return _save(fig, path)
 
 
@@ -375,7 +395,7 @@ def plot_rounds(rounds: list[dict], path: str, sft_gold: float | None = None) ->
     fig, (ax_gold, ax_rm, ax_acc) = _subplots(1, 3, figsize=(12, 3.6))
     ax_gold.plot(x, series("gold"), marker="o", color=COLORS["ppo_ptx"], label="gold")
     ax_gold.plot(x, series("win_rate"), marker="s", color=COLORS["sft"], label="win rate vs SFT")
-    ax_gold.axhline(0.5, color="k", ls="--", lw=0.8)
+    ax_gold.axhline(0.5, color="k", ls="--", lw=0.8, label="win rate 0.5: as good as SFT")
     if sft_gold is not None:
         ax_gold.axhline(sft_gold, color=COLORS["ppo_ptx"], ls=":", lw=1, label="SFT gold")
     ax_gold.set(xlabel="round", title="Gold score and win rate vs SFT")
@@ -389,7 +409,7 @@ def plot_rounds(rounds: list[dict], path: str, sft_gold: float | None = None) ->
     ax_rm.legend(handles=handles, fontsize=7, loc="best")
     ax_acc.plot(x, series("stale_rm_accuracy"), marker="o", color="#dd8452", label="previous round's RM")
     ax_acc.plot(x, series("rm_accuracy"), marker="s", color="#4c72b0", label="this round's RM")
-    ax_acc.axhline(0.5, color="k", ls="--", lw=0.8)
+    ax_acc.axhline(0.5, color="k", ls="--", lw=0.8, label="chance")
     ax_acc.set(xlabel="round", ylabel="pairwise accuracy vs labelers",
                title="RM accuracy on each round's\nnew comparisons (held-out part)")
     for ax in (ax_gold, ax_acc):

@@ -136,6 +136,61 @@ def test_smoke_report_opens_with_the_pulse_line(workdir, config, sft_config, pul
         assert "pulse" not in (workdir / "report" / "report.md").read_text()
 
 
+def _kept_figures(monkeypatch) -> dict:
+    """{file name: Figure} of every plot the report saves from now on."""
+    figures, save = {}, report._save
+
+    def keep(fig, path):
+        figures[os.path.basename(path)] = fig
+        return save(fig, path)
+
+    monkeypatch.setattr(report, "_save", keep)
+    return figures
+
+
+def test_training_plot_is_a_grid_of_labelled_panels(workdir, monkeypatch):
+    """Six panels in two rows of three, each with its metric on the y axis and steps on the x axis; a series of
+    one or a few points has markers (one point is no line), a long one none; chance is a labelled line."""
+    _write_metrics(workdir, "pretrain", [(s, {"pretrain/loss": 5.0 / (1 + s)}) for s in range(0, 600, 10)])
+    _write_metrics(workdir, "rm", [(s, {"rm/loss": 0.7 - 0.01 * s}) for s in range(1, 11)] + [(10, {"rm/accuracy": 0.6})])
+    figures = _kept_figures(monkeypatch)
+    report.run(str(workdir))
+    axes = [ax for ax in figures["training.png"].axes if ax.get_visible()]
+    assert len(axes) == 6 and len({round(ax.get_position().y0, 3) for ax in axes}) == 2
+    assert len({round(ax.get_position().x0, 3) for ax in axes}) == 3
+    ylabels = [ax.get_ylabel() for ax in axes]
+    for ax, (stage, key, _) in zip(axes, report.TRAINING):
+        assert ax.get_xlabel() == "step" and ax.get_ylabel().startswith(key) and ax.get_title().startswith(stage)
+    assert ylabels[0] == "pretrain/loss (nats per token)" and ylabels[3] == "rm/accuracy (held-out pairs)"
+    series = {ax.get_ylabel(): ax.get_lines()[0] for ax in axes}
+    assert series["rm/accuracy (held-out pairs)"].get_marker() == "o"  # a single point
+    assert series["rm/loss (eq. 1, per pair)"].get_marker() == "o"  # ten points
+    assert series["pretrain/loss (nats per token)"].get_marker() == "None"  # sixty points: a line
+    chance = [line for line in axes[3].get_lines() if line.get_linestyle() == "--"]
+    assert len(chance) == 1 and chance[0].get_label() == "chance (0.5)"
+    assert [t.get_text() for t in axes[3].get_legend().get_texts()] == ["chance (0.5)"]
+
+
+def test_every_reference_line_is_labelled(workdir, monkeypatch, tmp_path):
+    """Each dashed or dotted line of every plot (0.5 = chance, SFT's level, ...) has a label in its figure's legend."""
+    _write_metrics(workdir, "rm", [(10, {"rm/loss": 0.6, "rm/accuracy": 0.6})])
+    figures = _kept_figures(monkeypatch)
+    report.run(str(workdir))
+    rounds = [{"round": r, "gold": 0.5 + 0.01 * r, "win_rate": 0.6, "rm_score": 1.0, "rm_score_own": 0.9, "kl": 2.0 * r,
+               "stale_rm_accuracy": 0.6, "rm_accuracy": 0.7} for r in (1, 2)]
+    assert report.plot_rounds(rounds, str(tmp_path / "rounds.png"), sft_gold=0.5)
+    assert set(figures) == {n for n, _, _ in report.PLOTS} | {"rounds.png"}
+    unlabelled = []
+    for name, fig in figures.items():
+        legends = {t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()}
+        for ax in fig.axes:
+            for line in ax.get_lines():
+                if line.get_linestyle() in ("--", ":", "-.") and line.get_label() not in legends:
+                    unlabelled.append(f"{name}: {ax.get_title()!r} {line.get_label()!r}")
+    assert not unlabelled, unlabelled
+    assert "0.5: as good as SFT" in {t.get_text() for t in figures["win_rate.png"].axes[0].get_legend().get_texts()}
+
+
 def test_results_table_handles_missing_values():
     summary = {"policies": {"sft": {"win_rate": 0.5, "gold": None}, "custom": {"win_rate": 0.25}}}
     lines = report.results_table(summary).splitlines()
