@@ -53,6 +53,8 @@ def main(argv=None) -> None:
     p.add_argument("--prompts", type=int, default=128, help="first prompts of W/world/eval.jsonl")
     p.add_argument("--max_new_tokens", type=int, default=48)
     p.add_argument("--out", default="", help="also write the figures as JSON here")
+    p.add_argument("--dump", default="", help="also write every sample (prompt, family, response, gold, rm, "
+                                              "length) as JSONL here, for reading what the RM picks")
     args = p.parse_args(argv)
 
     import jax
@@ -89,7 +91,7 @@ def main(argv=None) -> None:
                                                     eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id))
     score = jax.jit(lambda *a: score_samples(graphdef, rm_graphdef, prompt_len, *a))
     ec = EvalConfig(batch_size=32)
-    gold, rm, length = [], [], []
+    gold, rm, length, texts = [], [], [], []
     with jax.set_mesh(mesh):
         for i in range(args.n):
             s = sample_policy(generate, score, params, params, rm_params, prompts, tokenizer, ec, mesh, 1000 + i,
@@ -97,6 +99,7 @@ def main(argv=None) -> None:
             gold.append(world.gold_score(prompts, s["response"]))
             rm.append((np.asarray(s["rm_raw"]) - norm["mean"]) / norm["std"])
             length.append(s["length"])
+            texts.append(list(s["response"]))
             print(f"rm_probe: sample {i + 1}/{args.n}", file=sys.stderr)
     gold, rm, length = (np.asarray(x, np.float64).T for x in (gold, rm, length))
     out = {"rm": rm_dir, "policy": policy_dir, "n": args.n, "all": probe(gold, rm, length),
@@ -110,6 +113,13 @@ def main(argv=None) -> None:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(out, f, indent=2)
+    if args.dump:
+        with open(args.dump, "w") as f:
+            for j, prompt in enumerate(prompts):
+                for i in range(args.n):
+                    f.write(json.dumps({"prompt": prompt, "family": str(families[j]), "sample": i,
+                                        "response": texts[i][j], "gold": float(gold[j, i]), "rm": float(rm[j, i]),
+                                        "length": float(length[j, i])}) + "\n")
 
 
 if __name__ == "__main__":

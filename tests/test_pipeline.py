@@ -14,6 +14,9 @@ import pytest
 from instructgpt_jax import pipeline
 from instructgpt_jax.config_base import apply_overrides, load_config
 
+# pytest -n: every test of the shared smoke workdir on one worker, so the smoke pipeline runs once.
+pytestmark = pytest.mark.xdist_group("smoke_pipeline")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = ("win_rate", "gold", "rm_score", "kl", "pretrain_loss", "alignment_tax", "length", "refusal_rate",
           "gold_heldout", "win_rate_heldout", "rm_score_heldout", "gold_heldout_by_family")

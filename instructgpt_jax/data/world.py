@@ -38,6 +38,7 @@ class WorldConfig:
     hard_fraction: float = 0.15        # share of the algorithmic "hard" slice (reverse, sort, count, ...)
     heldout_families: tuple[str, ...] = ("lowercase",)
     heldout_phrasings: int = 1         # the last n phrasings of every family are kept for eval_heldout
+    heldout_family_fraction: float = 0.25  # share of eval_heldout drawn from heldout_families (unseen tasks)
     demo_error_rate: float = 0.05
     demo_lapse_rate: float = 0.25      # demonstrations that miss an assistant family's requirement (Family.lapse)
     demo_shout_rate: float = 0.05      # assistant-family demonstrations typed in capitals (a tone lapse)
@@ -77,6 +78,8 @@ class World:
             raise ValueError(f"heldout_families {sorted(unknown)} are not families; valid: {sorted(FAMILIES)}")
         if not 2 <= config.k_min <= config.k_max:
             raise ValueError(f"need 2 <= k_min <= k_max, got k_min={config.k_min}, k_max={config.k_max}")
+        if not 0.0 < config.heldout_family_fraction < 1.0:
+            raise ValueError(f"heldout_family_fraction must be in (0, 1), got {config.heldout_family_fraction}")
         if not 0 <= config.heldout_phrasings < 5:
             raise ValueError(f"heldout_phrasings must be in [0, 4], got {config.heldout_phrasings}")
         self.config = config
@@ -135,6 +138,12 @@ class World:
         allowed = self._allowed(split)
         names = list(allowed)
         weights = self.family_weights(names)
+        held = np.array([name in self.config.heldout_families for name in names])
+        if split == "eval_heldout" and held.any() and not held.all():
+            # Unseen tasks get a fixed share of the held-out split (by their usual weight they would be a
+            # handful of prompts); the rest are unseen phrasings of the trained families.
+            f = self.config.heldout_family_fraction
+            weights = np.where(held, f * weights / weights[held].sum(), (1 - f) * weights / weights[~held].sum())
         cdf = np.cumsum(weights / weights.sum())
         seen = set()
         if split.startswith("eval"):
