@@ -178,7 +178,7 @@ def _dispatch(command: str, fv: flags.FlagValues, given: set) -> None:
             result = fn(fv.hf_dir, workdir)
         else:
             result = fn(config, workdir)
-    if isinstance(result, dict) and result:
+    if isinstance(result, dict) and result and command != "pipeline":  # the pipeline ends with its results table
         print(json.dumps(result, indent=2, default=str))
 
 

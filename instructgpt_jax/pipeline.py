@@ -14,7 +14,8 @@ W/<stage>.replaced-<time> (nothing is deleted): changing `--config.sft.train.epo
 retrains SFT and redoes compare, RM, PPO and eval, not world or pretrain. A stage that was interrupted has no
 marker and runs again: training stages resume from their newest checkpoint and repeat the uninterrupted run
 exactly (batches and keys depend only on the step), the others are deterministic and cheap and start over.
-`config.stages` = "sft,rm" runs only those stages (their inputs must exist). A W/pretrain holding a
+`config.stages` = "sft,rm" runs only those stages (their inputs must exist). After one progress line per
+stage the pipeline ends with the results table of report.md and the paths of summary.json and report.md. A W/pretrain holding a
 finished checkpoint but no marker (`instructgpt import-hf --workdir W/pretrain`: GPT-2 weights as the base
 model) counts as done, whatever the pretrain config says.
 A sweep passes `reuse_from` (an earlier run's W): a stage whose config is identical there, and whose inputs
@@ -310,8 +311,23 @@ def run(config, workdir: str, reuse_from: str | None = None) -> dict:
         _sync(f"pipeline:{stage}:done")  # process 0's files (marker, summary) are there before anyone reads them
         _progress(f"{head}: done in {seconds:.0f} s{_headline(stage, result)}")
     summary = _add_wall_times(workdir, names)
-    _progress(f"[pipeline] finished in {time.time() - t_start:.0f} s; summary: {os.path.join(workdir, 'summary.json')}")
+    _progress(f"[pipeline] finished in {time.time() - t_start:.0f} s\n{closing(workdir, summary)}")
     return summary
+
+
+def closing(workdir: str, summary: dict) -> str:
+    """What the pipeline ends with: the results table of report.md (policies x metrics; after a smoke run's
+    pulse line) and where summary.json and report.md are. The whole summary is in summary.json, not here."""
+    from instructgpt_jax import report
+
+    lines = []
+    if summary.get("policies"):
+        lines += [report.pulse_line(workdir), report.results_table(summary)]
+    for what, path in (("summary", os.path.join(workdir, "summary.json")),
+                       ("report", os.path.join(workdir, "report", "report.md"))):
+        if os.path.exists(path):
+            lines.append(f"{what}: {path}\n")
+    return "".join(line for line in lines if line).rstrip("\n")
 
 
 def _sync(name: str) -> None:

@@ -191,6 +191,30 @@ def test_every_reference_line_is_labelled(workdir, monkeypatch, tmp_path):
     assert "0.5: as good as SFT" in {t.get_text() for t in figures["win_rate.png"].axes[0].get_legend().get_texts()}
 
 
+@pytest.mark.parametrize("arg", ["smoke", "default"])
+def test_pipeline_ends_with_the_results_table(workdir, capsys, monkeypatch, arg):
+    """`instructgpt pipeline` prints a line per stage, then the results table of report.md (after a smoke run's
+    pulse line) and where summary.json and report.md are; not the summary itself."""
+    from instructgpt_jax import cli
+
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with pytest.raises(SystemExit) as e:
+        cli.main(["instructgpt", "pipeline", "--config", f"configs/pipeline.py:{arg}", "--config.stages=report",
+                  "--workdir", str(workdir)])
+        raise SystemExit(0)
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    lines = out.rstrip("\n").splitlines()
+    table = report.results_table(json.loads((workdir / "summary.json").read_text())).splitlines()
+    assert lines[0].startswith("[pipeline 1/1] report: running") and lines[1].startswith("[pipeline 1/1] report: done")
+    assert lines[2].startswith("[pipeline] finished in ")
+    pulse = ["**Smoke run: a pulse, not a result.**"] if arg == "smoke" else []
+    assert [line[:37] for line in lines[3:3 + len(pulse)]] == pulse
+    assert lines[3 + len(pulse):] == [*table, f"summary: {workdir / 'summary.json'}",
+                                      f"report: {workdir / 'report' / 'report.md'}"]
+    assert len(table) == 2 + len(POLICY) and '"policies"' not in out
+
+
 def test_results_table_handles_missing_values():
     summary = {"policies": {"sft": {"win_rate": 0.5, "gold": None}, "custom": {"win_rate": 0.25}}}
     lines = report.results_table(summary).splitlines()
