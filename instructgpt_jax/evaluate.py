@@ -23,7 +23,9 @@ of comparison it was trained on (summary "rm"), and on K world-made candidates (
 junk: "rm"["world_candidates"]); per family beside a second labeler's agreement with the first on the
 same responses. Best-of-n ("rm"["best_of_n"]): on the same prompts, the gold of the RM's pick among n raw
 SFT samples against the gold-best of the same n. Samples go to W/eval/<policy>.jsonl,
-figures to W/summary.json. Sampling keys, labelers and their noise are the same for every policy.
+figures to W/summary.json, the results table of report.md to TensorBoard's text tab (W/eval/tensorboard,
+beside the stages' scalars under `tensorboard --logdir W`). Sampling keys, labelers and their noise are the
+same for every policy.
 """
 
 from __future__ import annotations
@@ -404,7 +406,21 @@ def run(config, workdir: str) -> dict:
         for name, recs in samples.items():
             write_jsonl(os.path.join(workdir, "eval", f"{name}.jsonl"), recs)
         write_summary(workdir, summary)
+        write_results_text(workdir, summary)
     return summary
+
+
+def write_results_text(workdir: str, summary: dict) -> None:
+    """The results table (report.md's, policies x metrics) as TensorBoard text `eval/results` in W/eval/tensorboard.
+    An evaluation replaces the one before it whole, so the events of an earlier one are removed first."""
+    import shutil
+
+    from instructgpt_jax import report
+
+    shutil.rmtree(os.path.join(workdir, "eval", "tensorboard"), ignore_errors=True)
+    writer = metrics.MetricWriter(os.path.join(workdir, "eval"))
+    writer.write_text(0, "eval/results", report.results_table(summary))
+    writer.close()
 
 
 def write_summary(workdir: str, summary: dict) -> None:

@@ -2,7 +2,8 @@
 
 `metrics.jsonl` is the source of truth for notebooks and the report: each line is
 {"step": int, "time": unix seconds, "<stage>/<name>": float, ...}. On resume, lines past the restored
-step are dropped, so the file reads as one uninterrupted run. Only process 0 writes.
+step are dropped, so the file reads as one uninterrupted run. Only process 0 writes. Text (a Markdown table,
+TensorBoard's text tab) goes to TensorBoard only.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ class MetricWriter:
                 self._tb.flush()
         return values
 
+    def write_text(self, step: int, tag: str, text: str) -> None:
+        """Markdown for TensorBoard's text tab (tables render there); metrics.jsonl holds numbers only."""
+        if self._tb is not None:
+            self._tb.add_text(tag, text, step)
+            self._tb.flush()
+
     def close(self):
         if self._tb is not None:
             self._tb.close()
@@ -75,8 +82,8 @@ def read_metrics(workdir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def read_tensorboard(workdir: str) -> list[tuple[int, str, float]]:
-    """(step, tag, value) of every scalar in `workdir/tensorboard`'s event files, in the order written.
+def _events(workdir: str):
+    """The Event protos of `workdir/tensorboard`'s event files, in the order written.
 
     Event files are TFRecords (length, its CRC, an Event proto, its CRC); the CRCs are not checked here.
     """
@@ -84,17 +91,27 @@ def read_tensorboard(workdir: str) -> list[tuple[int, str, float]]:
 
     from tensorboardX.proto import event_pb2
 
-    folder, out = os.path.join(workdir, "tensorboard"), []
+    folder = os.path.join(workdir, "tensorboard")
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         with open(os.path.join(folder, name), "rb") as f:
             data = f.read()
         at = 0
         while at + 12 <= len(data):
             (length,) = struct.unpack("<Q", data[at:at + 8])
-            event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
-            out += [(event.step, v.tag, v.simple_value) for v in event.summary.value]
+            yield event_pb2.Event.FromString(data[at + 12:at + 12 + length])
             at += 12 + length + 4
-    return out
+
+
+def read_tensorboard(workdir: str) -> list[tuple[int, str, float]]:
+    """(step, tag, value) of every scalar in `workdir/tensorboard`'s event files, in the order written."""
+    return [(e.step, v.tag, v.simple_value) for e in _events(workdir) for v in e.summary.value
+            if v.WhichOneof("value") == "simple_value"]
+
+
+def read_tensorboard_text(workdir: str) -> list[tuple[int, str, str]]:
+    """(step, tag, text) of every text summary (`MetricWriter.write_text`) in `workdir/tensorboard`."""
+    return [(e.step, v.tag.removesuffix("/text_summary"), v.tensor.string_val[0].decode()) for e in _events(workdir)
+            for v in e.summary.value if v.metadata.plugin_data.plugin_name == "text"]
 
 
 def progress(total: int, initial: int, desc: str):

@@ -108,6 +108,31 @@ def test_summary_has_every_field(workdir):
     assert on_disk["policies"]["base"]["alignment_tax"] == 0.0
 
 
+def test_results_table_is_tensorboard_text(workdir):
+    """W/eval/tensorboard holds report.md's results table as text `eval/results`, readable back; evaluating again
+    replaces it (one table, not one per evaluation)."""
+    from instructgpt_jax import metrics, report
+
+    w, _, summary = workdir
+    table = report.results_table(json.loads((w / "summary.json").read_text()))
+    assert "| PPO-ptx |" in table
+    assert metrics.read_tensorboard_text(str(w / "eval")) == [(0, "eval/results", table)]
+    evaluate.write_results_text(str(w), summary)
+    assert metrics.read_tensorboard_text(str(w / "eval")) == [(0, "eval/results", table)]
+    assert len(os.listdir(w / "eval" / "tensorboard")) == 1
+
+
+def test_tensorboard_text_and_scalars_read_back_apart(tmp_path):
+    from instructgpt_jax import metrics
+
+    writer = metrics.MetricWriter(str(tmp_path))
+    writer.write(3, {"ppo/kl": 0.5})
+    writer.write_text(3, "eval/results", "| a | b |\n|---|---|\n| 1 | 2 |\n")
+    writer.close()
+    assert metrics.read_tensorboard(str(tmp_path)) == [(3, "ppo/kl", 0.5)]
+    assert metrics.read_tensorboard_text(str(tmp_path)) == [(3, "eval/results", "| a | b |\n|---|---|\n| 1 | 2 |\n")]
+
+
 def test_identical_policies_give_identical_figures(workdir):
     """ppo_ptx is a copy of sft: same samples, zero KL, same figures; ppo differs from sft."""
     _, _, summary = workdir
