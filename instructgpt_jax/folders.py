@@ -115,16 +115,46 @@ def check_given(config, given: set, key: str) -> None:
 
 
 def input_digests(config) -> dict:
-    """{config key: sha256} of every file the config names (data, prompts): a rerun can tell they changed."""
+    """{config key: sha256} of every file the config names (data, prompts): a rerun can tell they changed.
+
+    A benchmark path (`tldr:PATH`, `hh:PATH`, data/benchmarks.py) is digested through what PATH names: a
+    JSONL or Parquet file, a `datasets` save_to_disk folder (every file in it, with its name), or a glob of
+    those (the files it matches, with their names). A plain path counts only as a file: stage folders
+    (`init_from`) are checked through their checkpoints, not here.
+    """
+    import glob
+
+    from instructgpt_jax.data.benchmarks import is_benchmark, split_source
+
     out = {}
     for key, value in _flat(config.to_dict()).items():
-        if isinstance(value, str) and value and is_local(value) and os.path.isfile(value):
+        if not (isinstance(value, str) and value):
+            continue
+        path = split_source(value)[1] if is_benchmark(value) else value
+        if not is_local(path):
+            continue
+        if is_benchmark(value):
+            files = [f for match in sorted(glob.glob(path)) for f in _files(match)]
+        else:
+            files = [path] if os.path.isfile(path) else []
+        if files:
+            named = is_benchmark(value) and (glob.has_magic(path) or os.path.isdir(path))
             h = hashlib.sha256()
-            with open(value, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
+            for name in files:
+                if named:  # a file renamed, added or removed in the folder or glob changes the digest
+                    h.update(name.encode() + b"\0")
+                with open(name, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
             out[key] = h.hexdigest()
     return out
+
+
+def _files(path: str) -> list[str]:
+    """`path` if a file, else every file under the folder `path` (sorted, so the digest is the same each time)."""
+    if os.path.isfile(path):
+        return [path]
+    return sorted(os.path.join(d, name) for d, _, names in os.walk(path) for name in names)
 
 
 # ---------------------------------------------------------------- the workdir

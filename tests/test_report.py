@@ -152,7 +152,8 @@ def test_training_plot_is_a_grid_of_labelled_panels(workdir, monkeypatch):
     """Six panels in two rows of three, each with its metric on the y axis and steps on the x axis; a series of
     one or a few points has markers (one point is no line), a long one none; chance is a labelled line."""
     _write_metrics(workdir, "pretrain", [(s, {"pretrain/loss": 5.0 / (1 + s)}) for s in range(0, 600, 10)])
-    _write_metrics(workdir, "rm", [(s, {"rm/loss": 0.7 - 0.01 * s}) for s in range(1, 11)] + [(10, {"rm/accuracy": 0.6})])
+    _write_metrics(workdir, "rm", [(s, {"rm/loss": 0.7 - 0.01 * s}) for s in range(1, 11)]
+                   + [(10, {"rm/accuracy": 0.6})])
     figures = _kept_figures(monkeypatch)
     report.run(str(workdir))
     axes = [ax for ax in figures["training.png"].axes if ax.get_visible()]
