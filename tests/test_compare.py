@@ -7,10 +7,11 @@ import os
 import numpy as np
 import pytest
 
-from instructgpt_jax import compare, config_base, metrics, train
+from instructgpt_jax import compare, config_base, metrics
 from instructgpt_jax.data import formats
 from instructgpt_jax.data.world import gold_score
 from instructgpt_jax.tokenizer import make_tokenizer
+from stage_inputs import world_and_checkpoint
 
 
 def test_pick_distinct_keeps_sampling_order_and_skips_blanks():
@@ -18,38 +19,23 @@ def test_pick_distinct_keeps_sampling_order_and_skips_blanks():
     assert compare.pick_distinct(["a", "a"], 4) == ["a"]
 
 
-def _load(path, arg):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("cfg", os.path.join(os.path.dirname(__file__), "..", path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """The smoke world's files and a nano policy checkpoint (2 LM steps: diverse samples are what we need)."""
     import ml_collections
 
-    from instructgpt_jax.pretrain import pretrain_loss
-
     root = tmp_path_factory.mktemp("compare")
-    formats.write_world(_load("configs/world.py", "smoke"), str(root / "world"))
     config = ml_collections.ConfigDict()
     config.model = config_base.model_config("nano")
     config.mesh = config_base.mesh_config((-1, 1, 1))
     config.optim = config_base.optim_config(1e-3)
     config.train = config_base.train_config(2, 8, 32, tensorboard=False)
-    setup = train.make_setup(train.model_config(config.model), config.mesh, train.make_optimizer(config.optim, 2))
-    data = np.random.default_rng(0).integers(0, 256, size=(8, 33)).astype(np.int32)
-    train.run(stage="sft", workdir=str(root / "sft"), config=config, setup=setup, loss_fn=pretrain_loss,
-              batches=lambda s: {"tokens": data}, total_steps=2, init_params=lambda: train.random_params(setup, 0))
+    world_and_checkpoint(root, "sft", config)
     return root
 
 
 def _config(root, **compare_overrides):
-    config = _load("configs/compare.py", "smoke")
+    config = config_base.load_config("configs/compare.py:smoke")
     config.policy = str(root / "sft")
     config.data.prompts = str(root / "world" / "rm_prompts.jsonl")
     config.data.num_prompts = 16

@@ -3,7 +3,6 @@ pairs-shuffled and K-subsampling data transforms, normalisation and resume of th
 
 import dataclasses
 import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +16,7 @@ from instructgpt_jax import config_base, reward, sharding, train
 from instructgpt_jax.data import batching
 from instructgpt_jax.model import GPT, GPTConfig, make_model
 from instructgpt_jax.tokenizer import make_tokenizer
+from stage_inputs import world_and_checkpoint
 
 CFG = GPTConfig(vocab_size=264, n_positions=64, n_layer=2, n_head=2, n_embd=32, scalar_head=True)
 LONG = dataclasses.replace(CFG, n_positions=128)  # packed rows longer than one sequence
@@ -286,31 +286,13 @@ def test_load_reward_norm_errors(tmp_path):
 @pytest.fixture(scope="module")
 def stage_inputs(tmp_path_factory):
     """The smoke world's files and a nano 'SFT' checkpoint (2 LM steps: the RM only needs its trunk)."""
-    from instructgpt_jax.data import formats
-    from instructgpt_jax.pretrain import pretrain_loss
-
     root = tmp_path_factory.mktemp("rm_stage")
-    world_cfg = _load("configs/world.py", "smoke")
-    formats.write_world(world_cfg, str(root / "world"))
-    config = _rm_config(2)
-    setup = train.make_setup(train.model_config(config.model), config.mesh, train.make_optimizer(config.optim, 2))
-    data = np.random.default_rng(0).integers(0, 256, size=(8, 33)).astype(np.int32)
-    train.run(stage="sft", workdir=str(root / "sft"), config=config, setup=setup, loss_fn=pretrain_loss,
-              batches=lambda s: {"tokens": data}, total_steps=2, init_params=lambda: train.random_params(setup, 0))
+    world_and_checkpoint(root, "sft", _rm_config(2))
     return root
 
 
-def _load(path, arg):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("cfg", os.path.join(os.path.dirname(__file__), "..", path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def _stage_config(root, steps, **rm):
-    config = _load("configs/rm.py", "smoke")
+    config = config_base.load_config("configs/rm.py:smoke")
     config.init_from = str(root / "sft")
     config.data.train = str(root / "world" / "rm.jsonl")
     config.train.steps = steps

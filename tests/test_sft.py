@@ -2,7 +2,6 @@
 the sharded step, and the whole stage (base figures at step 0, gold scores, exact resume) on the smoke world."""
 
 import json
-import os
 import shutil
 
 import jax
@@ -16,6 +15,7 @@ from instructgpt_jax import checkpoint, config_base, sft, sharding, train
 from instructgpt_jax.data import batching
 from instructgpt_jax.model import GPTConfig, make_model
 from instructgpt_jax.tokenizer import make_tokenizer
+from stage_inputs import world_and_checkpoint
 
 CFG = GPTConfig(vocab_size=264, n_positions=128, n_layer=2, n_head=2, n_embd=32)
 TOK = make_tokenizer("byte")
@@ -116,33 +116,16 @@ def test_sharded_step_equals_single_device_step():
         np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
 
 
-def _load(path, arg):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("cfg", os.path.join(os.path.dirname(__file__), "..", path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 @pytest.fixture(scope="module")
 def stage_inputs(tmp_path_factory):
     """The smoke world's files and a nano 'pretrain' checkpoint (2 LM steps)."""
-    from instructgpt_jax.data import formats
-    from instructgpt_jax.pretrain import pretrain_loss
-
     root = tmp_path_factory.mktemp("sft_stage")
-    formats.write_world(_load("configs/world.py", "smoke"), str(root / "world"))
-    config = _config(2)
-    setup = train.make_setup(train.model_config(config.model), config.mesh, train.make_optimizer(config.optim, 2))
-    data = np.random.default_rng(0).integers(0, 256, size=(8, 33)).astype(np.int32)
-    train.run(stage="pretrain", workdir=str(root / "pretrain"), config=config, setup=setup, loss_fn=pretrain_loss,
-              batches=lambda s: {"tokens": data}, total_steps=2, init_params=lambda: train.random_params(setup, 0))
+    world_and_checkpoint(root, "pretrain", _config(2))
     return root
 
 
 def test_stage_writes_base_and_final_figures_and_resumes_exactly(stage_inputs, tmp_path):
-    config = _load("configs/sft.py", "smoke")
+    config = config_base.load_config("configs/sft.py:smoke")
     config.init_from = str(stage_inputs / "pretrain")
     config.data.train = str(stage_inputs / "world" / "sft.jsonl")
     config.train.update(steps=6, checkpoint_every=4, eval_every=6, tensorboard=False)
@@ -166,7 +149,7 @@ def test_stage_writes_base_and_final_figures_and_resumes_exactly(stage_inputs, t
 
 
 def test_missing_init_from_names_the_config_key():
-    config = _load("configs/sft.py", "smoke")
+    config = config_base.load_config("configs/sft.py:smoke")
     config.data.train = "x.jsonl"
     with pytest.raises(ValueError, match="config.init_from is empty"):
         sft.run(config, "/nonexistent")

@@ -212,21 +212,27 @@ def _context_facts(s):
     return {s["a1"], s["a2"]}
 
 
-def _score_context(slots, ref, response) -> float:
-    """Right: 1 (styled 0.9); the other given adjective: 0.3; an adjective not in the context: 0.05."""
+def _score_closed(response, ref, vocabulary, given, right, other: float) -> float:
+    """A closed-domain answer: nothing 0; a refusal 0.02; no word of `vocabulary` 0.1; a word not `given` in
+    the input (made up) 0.05; the reference 1, `right` alone in another style 0.9, another given word `other`;
+    times the brevity factor."""
     text = response.strip()
     if not text:
         return 0.0
     if is_refusal(text):
         return 0.02
-    said = [w for w in _words(text) if w in ADJECTIVES]
+    said = [w for w in _words(text) if w in vocabulary]
     if not said:
         return 0.1
-    if set(said) - _context_facts(slots):
-        return 0.05   # made up
-    right = ref.split()[-1].rstrip(".")
-    quality = 1.0 if text == ref else 0.9 if said == [right] else 0.3
+    if set(said) - set(given):
+        return 0.05
+    quality = 1.0 if text == ref else 0.9 if said == [right] else other
     return quality * brevity(len(text.encode("utf-8")), len(ref))
+
+
+def _score_context(slots, ref, response) -> float:
+    """Right: 1 (styled 0.9); the other given adjective: 0.3; an adjective not in the context: 0.05."""
+    return _score_closed(response, ref, ADJECTIVES, _context_facts(slots), ref.split()[-1].rstrip("."), 0.3)
 
 
 def _context_meta(slots, ref, response) -> dict:
@@ -266,18 +272,7 @@ def _select_answer(s) -> str:
 
 def _score_select(slots, ref, response) -> float:
     """The listed animal: 1 (styled 0.9); another listed word: 0.2; any word not in the list: 0.05."""
-    text = response.strip()
-    if not text:
-        return 0.0
-    if is_refusal(text):
-        return 0.02
-    words = [w for w in _words(text) if w in WORDS]
-    if not words:
-        return 0.1
-    if set(words) - set(slots["items"].split(", ")):
-        return 0.05
-    quality = 1.0 if text == ref else 0.9 if words == [ref] else 0.2
-    return quality * brevity(len(text.encode("utf-8")), len(ref))
+    return _score_closed(response, ref, WORDS, slots["items"].split(", "), ref, 0.2)
 
 
 def _select_lapse(s, ref, rng) -> str:
