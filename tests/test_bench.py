@@ -6,6 +6,8 @@ Speed is measured by the bench and written in notes, never asserted here.
 import json
 import os
 
+import pytest
+
 from instructgpt_jax import bench
 from instructgpt_jax.model import GPTConfig
 
@@ -23,6 +25,7 @@ def test_flops_per_token_counts_matmul_weights():
     assert bench.matmul_flops(headed) == n - 800 + 8  # the RM reads a D x 1 head, never the unembedding
 
 
+@pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_smoke_bench_writes_every_figure(tmp_path):
     config = load_config("configs/bench.py", "smoke")
     config.steps = 1

@@ -72,6 +72,7 @@ def _assert_same_run(single_dir, multi_dir, stage: str):
     assert rows_m[-1][f"{stage}/loss"] < rows_m[0][f"{stage}/loss"]
 
 
+@pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_two_processes_sft_equal_one(tmp_path):
     """SFT, the target: 4 steps from a pretrained checkpoint on the world's demonstrations, 2 x 4 devices vs 8."""
     from instructgpt_jax import pretrain, sft

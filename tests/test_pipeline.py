@@ -142,6 +142,7 @@ def test_lineage_follows_the_stages_a_stage_reads():
     assert inputs["round_2/ppo"] == ["ppo_ptx", "round_2/rm", "sft", "world"]
 
 
+@pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_changed_ppo_config_reruns_ppo_from_scratch_and_keeps_the_old_run(smoke, capsys, tmp_path):
     """A finished stage whose config changed starts over (resuming its finished checkpoint would change
     nothing); its old folder is kept beside it; stages that do not read it are skipped."""

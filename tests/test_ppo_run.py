@@ -93,6 +93,7 @@ def test_run_writes_metrics_evaluations_and_checkpoints(stages, tmp_path):
     assert ppo.run(config, workdir) == result  # a finished run returns its last evaluation at once
 
 
+@pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_reward_and_value_models_larger_than_the_policy(stages, tmp_path):
     """The paper's 6B RM and value function serve its 1.3B policy: their architecture comes from their checkpoints."""
     big = tmp_path / "rm_tiny"

@@ -72,6 +72,7 @@ def test_bad_overrides_and_run_names(tmp_path):
         sweep.plan(str(tmp_path / "bad.py"), str(tmp_path / "w"), only=["nope"])
 
 
+@pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_sweep_runs_and_gathers_a_table(ablation, tmp_path):
     workdir = tmp_path / "w"
     assert sweep.main(["--config", ablation, "--workdir", str(workdir)]) == 0
