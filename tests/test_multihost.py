@@ -17,9 +17,6 @@ import pytest
 
 from instructgpt_jax import checkpoint, metrics
 
-# pytest -n: every test of the shared smoke workdir on one worker, so the smoke pipeline runs once.
-pytestmark = pytest.mark.xdist_group("smoke_pipeline")
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = ["--config.mesh.shape=(2, 2, 2)", "--config.train.steps=4", "--config.train.log_every=2",
              "--config.train.eval_every=4", "--config.train.checkpoint_every=4", "--config.train.tensorboard=False"]

@@ -9,10 +9,6 @@ from nbclient import NotebookClient
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from test_pipeline import smoke_workdir  # noqa: E402  the same session workdir: run once, then skipped
-import pytest  # noqa: E402
-
-# pytest -n: every test of the shared smoke workdir on one worker, so the smoke pipeline runs once.
-pytestmark = pytest.mark.xdist_group("smoke_pipeline")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -14,9 +14,6 @@ import pytest
 from instructgpt_jax import pipeline
 from instructgpt_jax.config_base import apply_overrides, load_config
 
-# pytest -n: every test of the shared smoke workdir on one worker, so the smoke pipeline runs once.
-pytestmark = pytest.mark.xdist_group("smoke_pipeline")
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = ("win_rate", "gold", "rm_score", "kl", "pretrain_loss", "alignment_tax", "length", "refusal_rate",
           "gold_heldout", "win_rate_heldout", "rm_score_heldout", "gold_heldout_by_family")
@@ -106,6 +103,7 @@ def test_rerun_skips_every_stage(smoke, capsys):
     assert before == {s: (workdir / s / "metrics.jsonl").read_text() for s in before}
 
 
+@pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_changed_eval_config_reruns_only_eval_and_report(smoke, capsys, tmp_path):
     workdir, summary, _ = smoke
     import shutil

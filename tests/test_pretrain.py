@@ -54,6 +54,7 @@ def _run(workdir, steps, total, batches):
     ), setup
 
 
+@pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_overfits_one_batch(tmp_path):
     batch = np.random.RandomState(0).randint(0, 256, size=(8, 33)).astype(np.int32)
     state, setup = _run(str(tmp_path), 60, 60, lambda s: {"tokens": batch})
@@ -104,6 +105,7 @@ def load_config(path, arg=None):
     return module.get_config(arg)
 
 
+@pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_short_real_run_lowers_heldout_loss(tmp_path):
     """60 steps of the smoke config on Shakespeare: held-out loss falls well below uniform (ln 264 = 5.58)."""
     from instructgpt_jax import pretrain

@@ -10,10 +10,6 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from test_pipeline import smoke_workdir  # noqa: E402  the same session workdir: run once, then skipped
-import pytest  # noqa: E402
-
-# pytest -n: every test of the shared smoke workdir on one worker, so the smoke pipeline runs once.
-pytestmark = pytest.mark.xdist_group("smoke_pipeline")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location("rm_probe", os.path.join(ROOT, "experiments", "rm_probe.py"))

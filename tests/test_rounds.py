@@ -15,9 +15,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from test_pipeline import _smoke_config, smoke_workdir  # noqa: E402  the same session workdir: run once
 
-# pytest -n: every test of the shared smoke workdir on one worker, so the smoke pipeline runs once.
-pytestmark = pytest.mark.xdist_group("smoke_pipeline")
-
 
 def test_round_stages_are_wired_to_the_previous_round():
     config = apply_overrides(load_config("configs/pipeline.py:smoke"), {"rounds": 3, "comparisons_per_round": 64})
