@@ -227,7 +227,8 @@ def test_sharded_update_equals_single_device():
 
 
 def test_params_move_and_nothing_recompiles():
-    setup, programs, (policy, value, ref, reward) = _world(BASE)
+    # The same cache key as _fresh's call: built outside the mesh context, as the stage runner builds it.
+    setup, programs, (policy, value, ref, reward) = _world(BASE, (1, 1, 1))
     with jax.set_mesh(setup.mesh):
         state = ppo_loop.init_state(setup, *_fresh(BASE))
         for it in range(3):
