@@ -282,6 +282,7 @@ def test_gpt_prompted_is_the_base_model_on_prefixed_prompts(workdir):
     assert [r["response"] for r in recs] != [r["response"] for r in base_recs]
 
 
+@pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_prefixed_kl_and_rm_on_the_original_prompt_match_an_unpadded_reference():
     """With a prefix, the KL is over the prefixed prompt and the RM scores the response after the original."""
     from flax import nnx

@@ -158,6 +158,7 @@ def test_packed_scores_are_each_response_forwarded_alone():
     assert packed["k_mask"].sum() == sum(len(e["responses"]) for e in examples)
 
 
+@pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_score_texts_packs_without_changing_a_score():
     """Scoring packs texts into rows over several calls (more segments than one call holds): each score
     equals the text forwarded alone."""
@@ -210,6 +211,7 @@ def _rm_config(steps, batch_size=8):
     return config
 
 
+@pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_overfits_one_batch(tmp_path):
     config = _rm_config(40)
     config.optim.lr = 1e-2

@@ -85,6 +85,7 @@ def _packed_batch(batch_size=8):
     return sft.packed_batch(encoded, (rows * batch_size)[:batch_size], 64, TOK.pad_id)
 
 
+@pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_overfits_one_batch(tmp_path):
     config = _config(120)
     setup = train.make_setup(train.model_config(config.model), config.mesh, train.make_optimizer(config.optim, 120))
