@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from instructgpt_jax import checkpoint, eval_figures, metrics, ppo, sharding
+from instructgpt_jax import checkpoint, eval_figures, metrics, ppo, sharding, tables
 from instructgpt_jax.model import abstract_model, positions_from_mask
 from instructgpt_jax.pretrain import lm_loss
 from instructgpt_jax.sampling import SampleConfig, left_pad, make_generate
@@ -415,11 +415,9 @@ def write_results_text(workdir: str, summary: dict) -> None:
     An evaluation replaces the one before it whole, so the events of an earlier one are removed first."""
     import shutil
 
-    from instructgpt_jax import report
-
     shutil.rmtree(os.path.join(workdir, "eval", "tensorboard"), ignore_errors=True)
     writer = metrics.MetricWriter(os.path.join(workdir, "eval"))
-    writer.write_text(0, "eval/results", report.results_table(summary))
+    writer.write_text(0, "eval/results", tables.results_table(summary))
     writer.close()
 
 

@@ -130,15 +130,16 @@ def input_digests(config) -> dict:
     for key, value in _flat(config.to_dict()).items():
         if not (isinstance(value, str) and value):
             continue
-        path = split_source(value)[1] if is_benchmark(value) else value
+        benchmark = is_benchmark(value)
+        path = split_source(value)[1] if benchmark else value
         if not is_local(path):
             continue
-        if is_benchmark(value):
+        if benchmark:
             files = [f for match in sorted(glob.glob(path)) for f in _files(match)]
         else:
             files = [path] if os.path.isfile(path) else []
         if files:
-            named = is_benchmark(value) and (glob.has_magic(path) or os.path.isdir(path))
+            named = benchmark and (glob.has_magic(path) or os.path.isdir(path))
             h = hashlib.sha256()
             for name in files:
                 if named:  # a file renamed, added or removed in the folder or glob changes the digest

@@ -318,11 +318,11 @@ def run(config, workdir: str, reuse_from: str | None = None) -> dict:
 def closing(workdir: str, summary: dict) -> str:
     """What the pipeline ends with: the results table of report.md (policies x metrics; after a smoke run's
     pulse line) and where summary.json and report.md are. The whole summary is in summary.json, not here."""
-    from instructgpt_jax import report
+    from instructgpt_jax import tables
 
     lines = []
     if summary.get("policies"):
-        lines += [report.pulse_line(workdir), report.results_table(summary)]
+        lines += [tables.pulse_line(workdir), tables.results_table(summary)]
     for what, path in (("summary", os.path.join(workdir, "summary.json")),
                        ("report", os.path.join(workdir, "report", "report.md"))):
         if os.path.exists(path):

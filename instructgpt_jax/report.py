@@ -22,11 +22,8 @@ agreement with each other. Plots:
   round's RM against the new one on the newest policy's comparisons (how stale the RM had become).
 A plot whose inputs are missing (a partial workdir) is left out and the report says so.
 
-A smoke run's report opens with a line saying it is a pulse, not a result (`pulse_line`). A run counts as a
-smoke run when its policy is a nano model (configs/pipeline.py:smoke, or any run with --config.model=nano):
-the preset W/sft/config.json records (SFT writes the preset of the checkpoint it trained, so a policy from
-an imported GPT-2 counts as what it is), else the pipeline's W/config.json `model`. The model is what
-makes the numbers noise, and unlike the config arg it is written down in every workdir.
+A smoke run's report opens with a line saying it is a pulse, not a result (`tables.pulse_line`, which says
+how a smoke run is told).
 """
 
 from __future__ import annotations
@@ -37,115 +34,13 @@ import os
 import matplotlib
 from matplotlib.figure import Figure
 
-from instructgpt_jax import metrics
+from instructgpt_jax import metrics, tables
+from instructgpt_jax.tables import (  # noqa: F401  (report.results_table etc. are the tables' public names too)
+    LABELS, METADATA, ORDER, TABLE, kind_table, metadata_table, pulse_line, results_table, rm_family_table,
+    rounds_table,
+)
 
-ORDER = ("base", "gpt_prompted", "sft", "ppo", "ppo_ptx")
-LABELS = {"base": "GPT", "gpt_prompted": "GPT prompted", "sft": "SFT", "ppo": "PPO", "ppo_ptx": "PPO-ptx"}
 COLORS = {"base": "#9e9e9e", "gpt_prompted": "#8172b3", "sft": "#4c72b0", "ppo": "#dd8452", "ppo_ptx": "#c44e52"}
-TABLE = (  # (summary key, header, format)
-    ("win_rate", "win rate vs SFT", "{:.3f}"), ("gold", "gold", "{:.3f}"), ("rm_score", "RM score", "{:.2f}"),
-    ("kl", "KL from SFT", "{:.2f}"), ("pretrain_loss", "pretrain loss", "{:.3f}"),
-    ("alignment_tax", "alignment tax", "{:+.3f}"), ("length", "length (tokens)", "{:.1f}"),
-    ("refusal_rate", "refusal (harmful)", "{:.2f}"), ("benign_refusal_rate", "refusal (benign)", "{:.2f}"),
-    ("win_rate_heldout", "win rate held-out instr.", "{:.3f}"), ("gold_heldout", "gold held-out instr.", "{:.3f}"),
-    ("gold_diff", "gold - SFT (paired)", "{:+.3f}"), ("gold_diff_heldout", "gold - SFT held-out instr.", "{:+.3f}"),
-)
-PULSE_PRESETS = ("nano", "nano-neox")  # the smoke configs' models (133k parameters)
-REAL_RUN = "instructgpt pipeline --config configs/pipeline.py:default --workdir runs/default"
-METADATA = (  # (metadata_rates key, label): the paper's Figure 4 panels, as failure rates
-    ("fails_to_attempt", "fails to attempt"), ("violates_constraints", "violates constraints"),
-    ("hallucinates", "hallucinates"), ("inappropriate", "inappropriate"),
-)
-
-
-def _policies(summary: dict) -> list[str]:
-    names = list(summary.get("policies", {}))
-    return [n for n in ORDER if n in names] + [n for n in names if n not in ORDER]
-
-
-def _cell(value, fmt: str) -> str:
-    return "-" if value is None else fmt.format(value)
-
-
-def results_table(summary: dict) -> str:
-    policies = _policies(summary)
-    lines = ["| policy | " + " | ".join(h for _, h, _ in TABLE) + " |", "|---" * (len(TABLE) + 1) + "|"]
-    for name in policies:
-        f = summary["policies"][name]
-        cells = []
-        for key, _, fmt in TABLE:
-            cell = _cell(f.get(key), fmt)
-            if key.startswith("win_rate") and f.get(f"{key}_stderr") is not None:
-                cell += f" ± {f[f'{key}_stderr']:.3f}"
-            elif key.startswith("gold_diff") and f.get(f"{key}_ci95") is not None:
-                cell += f" ± {f[f'{key}_ci95']:.3f}"
-            cells.append(cell)
-        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def metadata_table(summary: dict, suffix: str = "") -> str:
-    """Policies as rows, the Figure 4 rates as columns; "" if no policy has them."""
-    policies = [n for n in _policies(summary) if summary["policies"][n].get(f"metadata{suffix}")]
-    if not policies:
-        return ""
-    lines = ["| policy | " + " | ".join(h for _, h in METADATA) + " |", "|---" * (len(METADATA) + 1) + "|"]
-    for name in policies:
-        rates = summary["policies"][name][f"metadata{suffix}"]
-        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(_cell(rates.get(k), "{:.2f}") for k, _ in METADATA)
-                     + " |")
-    return "\n".join(lines) + "\n"
-
-
-def kind_table(summary: dict, suffix: str = "") -> str:
-    """Gold per kind of prompt: kinds as rows (in evaluate's order), policies as columns; the hard slice in bold."""
-    by_kind = {n: summary["policies"][n].get(f"gold{suffix}_by_kind") or {} for n in _policies(summary)}
-    policies = [n for n, v in by_kind.items() if v]
-    kinds = list(dict.fromkeys(k for n in policies for k in by_kind[n]))
-    if not kinds:
-        return ""
-    lines = ["| kind | " + " | ".join(LABELS.get(n, n) for n in policies) + " |", "|---" * (len(policies) + 1) + "|"]
-    for kind in kinds:
-        label = f"**{kind}** (algorithmic)" if kind == "hard" else kind
-        lines.append(f"| {label} | " + " | ".join(_cell(by_kind[n].get(kind), "{:.3f}") for n in policies) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def rm_family_table(rm: dict) -> str:
-    """Per family: the RM's agreement with the ranking labeler, a second labeler's, and the pairs; "" if none."""
-    rm_acc, labeler = rm.get("accuracy_by_family") or {}, rm.get("labeler_agreement_by_family") or {}
-    if not rm_acc:
-        return ""
-    pairs = rm.get("pairs_by_family") or {}
-    lines = ["| family | RM agreement | labeler agreement | pairs |", "|---|---|---|---|"]
-    for family, acc in rm_acc.items():
-        lines.append(f"| {family} | {acc:.3f} | {_cell(labeler.get(family), '{:.3f}')} | "
-                     f"{_cell(pairs.get(family), '{:d}')} |")
-    lines.append(f"| all | {_cell(rm.get('accuracy'), '{:.3f}')} | {_cell(rm.get('labeler_agreement'), '{:.3f}')} | "
-                 f"{sum(pairs.values())} |")
-    return "\n".join(lines) + "\n"
-
-
-def policy_preset(workdir: str) -> str | None:
-    """The policy's model preset: the one SFT trained (W/sft/config.json), else the pipeline config's `model`."""
-    for path in (os.path.join(workdir, "sft", "config.json"), os.path.join(workdir, "config.json")):
-        if os.path.exists(path):
-            with open(path) as f:
-                model = json.load(f).get("model")
-            preset = model.get("preset") if isinstance(model, dict) else model
-            if isinstance(preset, str) and preset:
-                return preset
-    return None
-
-
-def pulse_line(workdir: str) -> str:
-    """The line that opens a smoke run's report (and ends its pipeline output); "" for any other run."""
-    preset = policy_preset(workdir)
-    if preset not in PULSE_PRESETS:
-        return ""
-    return (f"**Smoke run: a pulse, not a result.** A {preset} model trained for a few steps per stage: the "
-            f"numbers below are noise, not a result. The real run: `{REAL_RUN}`.\n")
-
 
 def _eval_rows(workdir: str, stage: str) -> list[dict]:
     return [r for r in metrics.read_metrics(os.path.join(workdir, stage)) if "ppo/eval_kl" in r]
@@ -156,7 +51,7 @@ def _ppo_stages(workdir: str) -> list[str]:
 
 
 def plot_win_rate(workdir: str, summary: dict, path: str) -> bool:
-    policies = _policies(summary)
+    policies = tables.policy_order(summary)
     if not policies:
         return False
     fig, ax = _subplots(figsize=(6, 3.6))
@@ -184,7 +79,7 @@ def plot_win_rate(workdir: str, summary: dict, path: str) -> bool:
 
 def plot_metadata(workdir: str, summary: dict, path: str) -> bool:
     """Grouped bars: each Figure 4 rate (lower is better) for each policy, on the held-out prompts."""
-    policies = [n for n in _policies(summary) if summary["policies"][n].get("metadata")]
+    policies = [n for n in tables.policy_order(summary) if summary["policies"][n].get("metadata")]
     if not policies:
         return False
     fig, ax = _subplots(figsize=(8.5, 3.6))
@@ -315,7 +210,7 @@ def plot_rm_accuracy(workdir: str, summary: dict, path: str) -> bool:
 
 
 def plot_length(workdir: str, summary: dict, path: str) -> bool:
-    policies = [n for n in _policies(summary) if summary["policies"][n].get("length") is not None]
+    policies = [n for n in tables.policy_order(summary) if summary["policies"][n].get("length") is not None]
     stages = [s for s in _ppo_stages(workdir) if all("ppo/eval_length" in r for r in _eval_rows(workdir, s))]
     if not policies and not stages:
         return False
@@ -367,22 +262,6 @@ def plot_training(workdir: str, summary: dict, path: str) -> bool:
     for ax in axes.flat[len(curves):]:
         ax.set_visible(False)
     return _save(fig, path)
-
-
-ROUND_TABLE = (  # (summary.rounds key, header, format)
-    ("gold", "gold", "{:.3f}"), ("win_rate", "win rate vs SFT", "{:.3f}"),
-    ("rm_score", "RM score (round-1 RM)", "{:.2f}"), ("rm_score_own", "RM score (own RM)", "{:.2f}"),
-    ("kl", "KL from SFT", "{:.2f}"), ("length", "length", "{:.1f}"), ("comparisons", "new comparisons", "{:.0f}"),
-    ("stale_rm_accuracy", "previous RM acc. (new samples)", "{:.3f}"), ("stale_rm_drop", "previous RM acc. drop", "{:+.3f}"),
-    ("rm_accuracy", "new RM acc. (new samples)", "{:.3f}"), ("rm_gold_accuracy", "new RM gold acc.", "{:.3f}"),
-)
-
-
-def rounds_table(rounds: list[dict]) -> str:
-    lines = ["| round | " + " | ".join(h for _, h, _ in ROUND_TABLE) + " |", "|---" * (len(ROUND_TABLE) + 1) + "|"]
-    for r in rounds:
-        lines.append(f"| {r['round']} | " + " | ".join(_cell(r.get(k), fmt) for k, _, fmt in ROUND_TABLE) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def plot_rounds(rounds: list[dict], path: str, sft_gold: float | None = None) -> bool:
@@ -522,7 +401,7 @@ def run(workdir: str) -> dict:
     parts += [f"![{caption}]({name})\n\n{caption}\n" for name, caption in made]
     if missing:
         parts.append("Not available (inputs missing in this workdir): " + ", ".join(n for n, _ in missing) + ".\n")
-    samples = samples_section(workdir, _policies(summary))
+    samples = samples_section(workdir, tables.policy_order(summary))
     if samples:
         parts += ["## Samples\n", samples]
     report = os.path.join(out_dir, "report.md")

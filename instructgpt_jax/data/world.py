@@ -138,12 +138,13 @@ class World:
         allowed = self._allowed(split)
         names = list(allowed)
         weights = self.family_weights(names)
-        held = np.array([name in self.config.heldout_families for name in names])
-        if split == "eval_heldout" and held.any() and not held.all():
+        if split == "eval_heldout":
             # Unseen tasks get a fixed share of the held-out split (by their usual weight they would be a
             # handful of prompts); the rest are unseen phrasings of the trained families.
-            f = self.config.heldout_family_fraction
-            weights = np.where(held, f * weights / weights[held].sum(), (1 - f) * weights / weights[~held].sum())
+            held = np.array([name in self.config.heldout_families for name in names])
+            if held.any() and not held.all():
+                f = self.config.heldout_family_fraction
+                weights = np.where(held, f * weights / weights[held].sum(), (1 - f) * weights / weights[~held].sum())
         cdf = np.cumsum(weights / weights.sum())
         seen = set()
         if split.startswith("eval"):
