@@ -2,12 +2,14 @@
 
   python experiments/rm_probe.py --workdir runs/default                       # W/rm on W/sft's samples
   python experiments/rm_probe.py --workdir W --rm W2/rm --policy W/ppo --n 16 --prompts 256
+  python experiments/rm_probe.py --workdir W --rm W2/rm --samples D.jsonl    # rescore another run's --dump
 
 Samples `n` responses (temperature 1) from the policy for each of the first `prompts` prompts of
 W/world/eval.jsonl, scores them with the RM and the world's gold judge, and prints, overall and per family:
 the mean gold of a sample, the gold of the RM's pick among the n (best-of-n), the gold of the best sample
 (the oracle), and the within-prompt correlations RM-gold, RM-length and gold-length (each prompt's mean
-removed first, so prompt difficulty does not count). PPO can only raise gold through what the RM ranks
+removed first, so prompt difficulty does not count). `--samples` scores the samples of an earlier `--dump`
+instead of drawing new ones, so several reward models are compared on the very same responses. PPO can only raise gold through what the RM ranks
 correctly on these samples: an RM whose best-of-n gold is no better than the mean, or whose scores follow
 length more than gold, will be over-optimised from the first iterations (docs/RESULTS.md).
 """
@@ -39,52 +41,59 @@ def probe(gold, rm, length) -> dict:
     import numpy as np
 
     rows = np.arange(len(gold))
+    n = gold.shape[1]
+    # Best-of-k for k = 1, 2, 4, ... <= n: the RM's pick in each of the n // k disjoint groups of k samples.
+    curve = {}
+    for k in (2 ** i for i in range(n.bit_length())):
+        g = n // k * k
+        groups_gold, groups_rm = gold[:, :g].reshape(len(gold), -1, k), rm[:, :g].reshape(len(gold), -1, k)
+        curve[k] = float(np.take_along_axis(groups_gold, groups_rm.argmax(2)[..., None], 2).mean())
     return {"prompts": len(gold), "gold": float(gold.mean()), "best_of_n": float(gold[rows, rm.argmax(1)].mean()),
-            "oracle": float(gold.max(1).mean()), "corr_rm_gold": within_corr(rm, gold),
+            "best_of_k": curve, "oracle": float(gold.max(1).mean()), "corr_rm_gold": within_corr(rm, gold),
             "corr_rm_length": within_corr(rm, length), "corr_gold_length": within_corr(gold, length)}
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workdir", required=True, help="pipeline workdir with world/, sft/ and rm/")
-    p.add_argument("--rm", default="", help="RM stage folder (default W/rm)")
-    p.add_argument("--policy", default="", help="policy stage folder (default W/sft)")
-    p.add_argument("--n", type=int, default=8, help="samples per prompt")
-    p.add_argument("--prompts", type=int, default=128, help="first prompts of W/world/eval.jsonl")
-    p.add_argument("--max_new_tokens", type=int, default=48)
-    p.add_argument("--out", default="", help="also write the figures as JSON here")
-    p.add_argument("--dump", default="", help="also write every sample (prompt, family, response, gold, rm, "
-                                              "length) as JSONL here, for reading what the RM picks")
-    args = p.parse_args(argv)
-
-    import jax
-    import ml_collections
+def read_dump(path: str):
+    """Prompts, families, and (prompts, n) gold, length and response texts of a --dump file."""
     import numpy as np
 
-    from instructgpt_jax import checkpoint, reward
-    from instructgpt_jax.config_base import mesh_config
-    from instructgpt_jax.data.world import make_world
-    from instructgpt_jax.evaluate import EvalConfig, _read_eval, mesh_and_shardings, sample_policy, score_samples
-    from instructgpt_jax.sampling import SampleConfig, make_generate
-    from instructgpt_jax.tokenizer import make_tokenizer
+    rows: list[list[dict]] = []   # one list per prompt, in dump order (a prompt may repeat in eval.jsonl)
+    with open(path) as f:
+        for line_no, line in enumerate(f, 1):
+            r = json.loads(line)
+            missing = {"prompt", "family", "sample", "response", "gold", "length"} - set(r)
+            if missing:
+                raise SystemExit(f"{path}:{line_no}: missing fields {sorted(missing)} (expected an rm_probe --dump)")
+            if r["sample"] == 0:
+                rows.append([])
+            elif not rows or rows[-1][-1]["prompt"] != r["prompt"] or rows[-1][-1]["sample"] != r["sample"] - 1:
+                raise SystemExit(f"{path}:{line_no}: sample {r['sample']} does not follow sample "
+                                 f"{rows[-1][-1]['sample'] if rows else None} of the same prompt")
+            rows[-1].append(r)
+    sizes = {len(r) for r in rows}
+    if len(sizes) != 1:
+        raise SystemExit(f"{path}: prompts have different numbers of samples {sorted(sizes)}")
+    prompts = [r[0]["prompt"] for r in rows]
+    families = np.array([r[0]["family"] for r in rows])
+    gold = np.array([[x["gold"] for x in r] for r in rows], np.float64)
+    length = np.array([[x["length"] for x in r] for r in rows], np.float64)
+    return prompts, families, gold, length, [[x["response"] for x in r] for r in rows]
 
-    w = args.workdir
-    rm_dir, policy_dir = args.rm or os.path.join(w, "rm"), args.policy or os.path.join(w, "sft")
-    config_path = os.path.join(w, "config.json")
-    if not os.path.exists(config_path):
-        raise SystemExit(f"{config_path}: no such file (expected a pipeline workdir)")
-    with open(config_path) as f:
-        world_cfg = json.load(f)["world"]
-    world = make_world(ml_collections.ConfigDict(world_cfg))
-    tokenizer = make_tokenizer(world_cfg.get("tokenizer", "byte"))
+
+def sample(args, w, world, tokenizer, mesh, shardings, policy_dir, rm_graphdef, rm_params, norm):
+    """Draw args.n samples per eval prompt from the policy; gold, RM score, length and texts, each (n, prompts)."""
+    import jax
+    import numpy as np
+
+    from instructgpt_jax import checkpoint
+    from instructgpt_jax.evaluate import EvalConfig, _read_eval, sample_policy, score_samples
+    from instructgpt_jax.sampling import SampleConfig, make_generate
+
     rows = _read_eval(os.path.join(w, "world", "eval.jsonl"), args.prompts)
     prompts = [r["prompt"] for r in rows]
     families = np.array([r.get("family") or world.family_of(r["prompt"]) for r in rows])
 
-    mesh, shardings = mesh_and_shardings(mesh_config())
-    _, rm_graphdef, rm_params, _ = checkpoint.load_model(rm_dir, shardings=shardings)
     _, graphdef, params, _ = checkpoint.load_model(policy_dir, shardings=shardings)
-    norm = reward.load_reward_norm(rm_dir)
     longest = max(len(tokenizer.encode_prompt(q)) for q in prompts)
     prompt_len = -(-longest // 16) * 16
     generate = make_generate(graphdef, SampleConfig(max_new_tokens=args.max_new_tokens, temperature=1.0,
@@ -101,6 +110,58 @@ def main(argv=None) -> None:
             length.append(s["length"])
             texts.append(list(s["response"]))
             print(f"rm_probe: sample {i + 1}/{args.n}", file=sys.stderr)
+    return prompts, families, gold, rm, length, texts
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", required=True, help="pipeline workdir with world/, sft/ and rm/")
+    p.add_argument("--rm", default="", help="RM stage folder (default W/rm)")
+    p.add_argument("--policy", default="", help="policy stage folder (default W/sft)")
+    p.add_argument("--n", type=int, default=8, help="samples per prompt")
+    p.add_argument("--prompts", type=int, default=128, help="first prompts of W/world/eval.jsonl")
+    p.add_argument("--max_new_tokens", type=int, default=48)
+    p.add_argument("--out", default="", help="also write the figures as JSON here")
+    p.add_argument("--dump", default="", help="also write every sample (prompt, family, response, gold, rm, "
+                                              "length) as JSONL here, for reading what the RM picks")
+    p.add_argument("--samples", default="", help="score the samples of this --dump file instead of sampling "
+                                                 "(--n, --prompts and --policy then come from it)")
+    args = p.parse_args(argv)
+
+    import jax
+    import ml_collections
+    import numpy as np
+
+    from instructgpt_jax import checkpoint, reward
+    from instructgpt_jax.config_base import mesh_config
+    from instructgpt_jax.data.world import make_world
+    from instructgpt_jax.evaluate import EvalConfig, mesh_and_shardings, rm_text_scores
+    from instructgpt_jax.tokenizer import make_tokenizer
+
+    w = args.workdir
+    rm_dir, policy_dir = args.rm or os.path.join(w, "rm"), args.policy or os.path.join(w, "sft")
+    config_path = os.path.join(w, "config.json")
+    if not os.path.exists(config_path):
+        raise SystemExit(f"{config_path}: no such file (expected a pipeline workdir)")
+    with open(config_path) as f:
+        world_cfg = json.load(f)["world"]
+    world = make_world(ml_collections.ConfigDict(world_cfg))
+    tokenizer = make_tokenizer(world_cfg.get("tokenizer", "byte"))
+    mesh, shardings = mesh_and_shardings(mesh_config())
+    _, rm_graphdef, rm_params, _ = checkpoint.load_model(rm_dir, shardings=shardings)
+    norm = reward.load_reward_norm(rm_dir)
+    if args.samples:
+        prompts, families, gold, length, texts = read_dump(args.samples)
+        items = [(q, y) for q, ys in zip(prompts, texts) for y in ys]
+        with jax.set_mesh(mesh):
+            scores = rm_text_scores(rm_graphdef, rm_params, norm, tokenizer, items, EvalConfig(batch_size=64), mesh)
+        rm = scores.reshape(len(prompts), -1)
+        args.n, policy_dir = rm.shape[1], args.samples
+        texts = [list(col) for col in zip(*texts)]  # (n, prompts), as sampled below
+        gold, rm, length = gold.T, rm.T, length.T
+    else:
+        prompts, families, gold, rm, length, texts = sample(args, w, world, tokenizer, mesh, shardings, policy_dir,
+                                                            rm_graphdef, rm_params, norm)
     gold, rm, length = (np.asarray(x, np.float64).T for x in (gold, rm, length))
     out = {"rm": rm_dir, "policy": policy_dir, "n": args.n, "all": probe(gold, rm, length),
            "by_family": {f: probe(gold[families == f], rm[families == f], length[families == f])
@@ -110,6 +171,9 @@ def main(argv=None) -> None:
     for name, f in [("all", out["all"]), *out["by_family"].items()]:
         print(f"{name:12s} {f['prompts']:7d} {f['gold']:6.3f} {f['best_of_n']:10.3f} {f['oracle']:6.3f} "
               f"{f['corr_rm_gold']:+8.2f} {f['corr_rm_length']:+7.2f} {f['corr_gold_length']:+8.2f}")
+    a = out["all"]
+    print("best-of-k (all): " + "  ".join(f"{k}: {v:.3f}" for k, v in a["best_of_k"].items())
+          + f"; recovers {(a['best_of_n'] - a['gold']) / max(a['oracle'] - a['gold'], 1e-9):.0%} of the oracle's gain")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(out, f, indent=2)
