@@ -135,7 +135,7 @@ def main(argv=None) -> None:
     from instructgpt_jax import checkpoint, reward
     from instructgpt_jax.config_base import mesh_config
     from instructgpt_jax.data.world import make_world
-    from instructgpt_jax.evaluate import EvalConfig, mesh_and_shardings, rm_text_scores
+    from instructgpt_jax.evaluate import EvalConfig, rm_text_scores
     from instructgpt_jax.tokenizer import make_tokenizer
 
     w = args.workdir
@@ -147,7 +147,7 @@ def main(argv=None) -> None:
         world_cfg = json.load(f)["world"]
     world = make_world(ml_collections.ConfigDict(world_cfg))
     tokenizer = make_tokenizer(world_cfg.get("tokenizer", "byte"))
-    mesh, shardings = mesh_and_shardings(mesh_config())
+    mesh, shardings = checkpoint.mesh_and_shardings(mesh_config())
     _, rm_graphdef, rm_params, _ = checkpoint.load_model(rm_dir, shardings=shardings)
     norm = reward.load_reward_norm(rm_dir)
     if args.samples:

@@ -6,7 +6,7 @@ The numbers a researcher compares stacks by, measured the same way for each stag
 - for pretrain / SFT / RM steps: the real jitted `train.train_step` with each stage's loss, compile time
   (lower + compile), compiled memory analysis (arguments, outputs, temporaries), median step time of N
   timed steps after warm-up, tokens/s, and the number of compilations after warm-up (must be 0);
-- for a PPO iteration: the real generate / score / update programs of ppo_loop.py, timed separately,
+- for a PPO iteration: the real generate / score / update programs of ppo_stage.py, timed separately,
   with generated tokens/s.
 Model FLOPs per token follow the PaLM appendix B convention: 6 * N_matmul + 12 * n_layer * d * T for a
 training token (forward + backward), where N_matmul counts every weight used in a matmul (the tied
@@ -28,8 +28,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from instructgpt_jax import sharding, train
+from instructgpt_jax import ppo, sharding, train
 from instructgpt_jax.model import GPTConfig
+from instructgpt_jax.pretrain import pretrain_loss
+from instructgpt_jax.reward import rm_loss
+from instructgpt_jax.sft import sft_loss
+from instructgpt_jax.stages import ppo as ppo_stage
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +101,6 @@ def _stage_batch(stage: str, b: ml_collections.ConfigDict, cfg: GPTConfig, rng: 
 
 def bench_step(stage: str, config: ml_collections.ConfigDict, peak: float) -> dict:
     """Compile and time one stage's train step; returns its row of the table."""
-    from instructgpt_jax.pretrain import pretrain_loss
-    from instructgpt_jax.reward import rm_loss
-    from instructgpt_jax.sft import sft_loss
-
     b = config[stage]
     loss_fn = {"pretrain": pretrain_loss, "sft": sft_loss, "rm": rm_loss}[stage]
     model_cfg = train.model_config(config.model, scalar_head=stage == "rm")
@@ -139,26 +139,24 @@ def bench_step(stage: str, config: ml_collections.ConfigDict, peak: float) -> di
 
 def bench_ppo(config: ml_collections.ConfigDict, peak: float) -> dict:
     """Time generate / score / update of PPO iterations on random prompts with random models."""
-    from instructgpt_jax import ppo, ppo_loop
-
     p = config.ppo
     cfg = ppo.ppo_config(p.ppo)
     model_cfg = train.model_config(config.model)
     steps = cfg.epochs * cfg.minibatches * 100
-    setup = ppo_loop.make_setup(model_cfg, config.mesh, cfg, p.prompt_len, train.make_optimizer(config.optim, steps),
+    setup = ppo_stage.make_setup(model_cfg, config.mesh, cfg, p.prompt_len, train.make_optimizer(config.optim, steps),
                                 train.make_optimizer(config.optim, steps))
     eos = pad = model_cfg.vocab_size - 1
-    programs = ppo_loop.make_programs(setup, eos, pad, (0.0, 1.0))
+    programs = ppo_stage.make_programs(setup, eos, pad, (0.0, 1.0))
     rng = np.random.RandomState(0)
     with jax.set_mesh(setup.mesh):
         policy = train.random_params(setup.headless, 0)
         value = train.random_params(setup.headed, 1)
         if cfg.shared_trunk:
-            value = {k: value[k] for k in ppo_loop.HEAD}
-        state = ppo_loop.init_state(setup, policy, value)
+            value = {k: value[k] for k in ppo_stage.HEAD}
+        state = ppo_stage.init_state(setup, policy, value)
         # The reference starts equal to the policy but must own its buffers: the update donates the policy's.
-        ref = ppo_loop.frozen(setup, jax.tree.map(jnp.copy, policy))
-        rm = ppo_loop.frozen(setup, train.random_params(setup.headed, 2))
+        ref = ppo_stage.frozen(setup, jax.tree.map(jnp.copy, policy))
+        rm = ppo_stage.frozen(setup, train.random_params(setup.headed, 2))
         B, P = cfg.rollout_batch, p.prompt_len
         lengths = rng.randint(P // 2, P + 1, size=B)
         mask = np.arange(P)[None, :] >= (P - lengths)[:, None]  # left-padded prompts of different lengths
@@ -173,14 +171,14 @@ def bench_ppo(config: ml_collections.ConfigDict, peak: float) -> dict:
                                  jax.sharding.NamedSharding(setup.mesh, spec))
         key = jax.random.key(0)
         t0 = time.perf_counter()
-        state, *_ = ppo_loop.iteration(programs, state, ref, rm, batch, ptx, key)
+        state, *_ = ppo_stage.iteration(programs, state, ref, rm, batch, ptx, key)
         compile_s = time.perf_counter() - t0
         for _ in range(config.warmup - 1):
-            state, *_ = ppo_loop.iteration(programs, state, ref, rm, batch, ptx, key)
+            state, *_ = ppo_stage.iteration(programs, state, ref, rm, batch, ptx, key)
         sizes = [programs.generate._cache_size(), programs.score._cache_size(), programs.update._cache_size()]
         rows, generated = [], []
         for i in range(config.steps):
-            state, sample, _, _, times = ppo_loop.iteration(programs, state, ref, rm, batch, ptx, jax.random.fold_in(key, i))
+            state, sample, _, _, times = ppo_stage.iteration(programs, state, ref, rm, batch, ptx, jax.random.fold_in(key, i))
             rows.append(times)
             generated.append(int(jax.device_get(sample["response_mask"]).sum()))
         after = [programs.generate._cache_size(), programs.score._cache_size(), programs.update._cache_size()]

@@ -15,6 +15,10 @@ import os
 
 import jax
 import orbax.checkpoint as ocp
+from flax import nnx
+
+from instructgpt_jax import sharding
+from instructgpt_jax.model import GPTConfig, abstract_model
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +200,6 @@ def load_model(stage_dir: str, item: str = "params", shardings=None):
     The model's architecture comes from the checkpoint's meta, so no config is needed. Params land on
     the first device unless `shardings` (a function GPTConfig -> tree of shardings) says otherwise.
     """
-    from flax import nnx
-
-    from instructgpt_jax.model import GPTConfig, abstract_model
-
     ckpt_dir = os.path.join(stage_dir, "checkpoints")
     step, meta = read_meta(ckpt_dir)
     if "model" not in meta:
@@ -218,3 +218,10 @@ def load_model(stage_dir: str, item: str = "params", shardings=None):
         args = ocp.args.Composite(**{item: ocp.args.StandardRestore(_abstract(abstract, target))})
         params = make_manager(ckpt_dir).restore(step, args=args)[item]
     return cfg, graphdef, params, {**meta, "step": step}
+
+
+def mesh_and_shardings(mesh_cfg):
+    """(mesh, fn(model config) -> param shardings) for loading checkpoints straight into their shards."""
+    mesh = sharding.make_mesh(mesh_cfg.shape)
+    rules = tuple(tuple(r) for r in mesh_cfg.rules)
+    return mesh, lambda cfg: sharding.param_shardings(abstract_model(cfg)[1], mesh, rules)

@@ -23,6 +23,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from instructgpt_jax import checkpoint, config_base, folders, usage
+
 HELP = ("-h", "--help", "--helpfull", "--helpshort", "help")
 
 
@@ -48,11 +50,11 @@ def _flag_values(argv: list[str]) -> flags.FlagValues:
 # command -> (module, function, needs --config, needs --workdir)
 COMMANDS = {
     "world": ("instructgpt_jax.data.formats", "write_world", True, False),
-    "pretrain": ("instructgpt_jax.pretrain", "run", True, True),
-    "sft": ("instructgpt_jax.sft", "run", True, True),
-    "compare": ("instructgpt_jax.compare", "run", True, True),
-    "rm": ("instructgpt_jax.reward", "run", True, True),
-    "ppo": ("instructgpt_jax.ppo", "run", True, True),
+    "pretrain": ("instructgpt_jax.stages.pretrain", "run", True, True),
+    "sft": ("instructgpt_jax.stages.sft", "run", True, True),
+    "compare": ("instructgpt_jax.stages.compare", "run", True, True),
+    "rm": ("instructgpt_jax.stages.rm", "run", True, True),
+    "ppo": ("instructgpt_jax.stages.ppo", "run", True, True),
     "pipeline": ("instructgpt_jax.pipeline", "run", True, True),
     "eval": ("instructgpt_jax.evaluate", "run", True, True),
     "report": ("instructgpt_jax.report", "run", False, True),
@@ -118,8 +120,6 @@ def _usage() -> str:
 
 def _command_help(command: str, args: list[str]) -> str:
     """The example, the flags, and (for a command with a config) the config file's docstring and keys."""
-    from instructgpt_jax import config_base, usage
-
     what, example = EXAMPLES[command]
     spec = _config_spec(args) or (re.search(r"--config (\S+)", example) or [None, None])[1]
     fv = _flag_values([command])
@@ -146,8 +146,6 @@ def _config_spec(args: list[str]) -> str | None:
 
 
 def _dispatch(command: str, fv: flags.FlagValues, given: set) -> None:
-    from instructgpt_jax import config_base, folders
-
     module, fn_name, needs_config, needs_workdir = COMMANDS[command]
     config, workdir = fv.config, fv.workdir
     if needs_config and config is None:
@@ -187,8 +185,6 @@ def _locked(command: str, fv: flags.FlagValues):
     """The workdir's lock around a writing command (process 0 holds it; --restart moves the old run aside first)."""
     import jax
 
-    from instructgpt_jax import folders
-
     if command not in WRITERS:
         yield
         return
@@ -203,8 +199,6 @@ def _locked(command: str, fv: flags.FlagValues):
 
 def _interrupted(command: str, workdir: str | None) -> str:
     """Where a rerun of an interrupted command starts."""
-    from instructgpt_jax import checkpoint
-
     if command == "pipeline":
         return (f"rerun the same command to continue: finished stages in {workdir} are skipped, the interrupted one "
                 "resumes from its newest checkpoint")
@@ -233,8 +227,6 @@ def _fail(command: str, message: str, code: int = 1) -> None:
 def _check_config_args(command: str, args: list[str]) -> set:
     """Load --config and walk every --config.key override before absl does, so a missing file, an unknown
     config arg or an unknown key is one line naming it (ml_collections would raise a chained traceback)."""
-    from instructgpt_jax import config_base
-
     spec = _config_spec(args)
     overrides = [arg[len("--config."):].split("=", 1)[0] for arg in args if arg.startswith("--config.")]
     if spec is None:

@@ -77,6 +77,12 @@ def check_counts(config: ml_collections.ConfigDict, prefix: str = "config") -> N
                 raise ValueError(f"{name}={value}; expected >= 0{what}")
 
 
+def separate_rm(config) -> bool:
+    """Whether a pipeline config's RM (and so PPO's value model) has its own preset, `config.rm_model`, not the
+    policy's `config.model`."""
+    return bool(config.get("rm_model")) and config.rm_model != config.model
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
     """`configs/X.py[:arg]` -> get_config(arg), as `--config` loads it (a relative path is tried against the
     working directory, then the repository root), so a config file can embed another stage's config."""

@@ -20,6 +20,7 @@ import numpy as np
 from instructgpt_jax.data import world as world_lib
 from instructgpt_jax.data.judge import KINDS
 from instructgpt_jax.data.labelers import untied_agreement
+from instructgpt_jax.reward import pairwise_counts
 
 Z95 = 1.96  # two-sided 95% quantile of the normal distribution
 
@@ -84,18 +85,18 @@ def rm_agreement(groups, scores, ks) -> dict:
     zero = lambda: {"right": 0, "pairs": 0, "gold_right": 0, "gold_pairs": 0, "labeler": 0, "top1": []}  # noqa: E731
     per_k, per_family = {k: zero() for k in ks}, {}
     for k, sl, ranks, ranks_b, gold, family in groups:
-        s, gold = np.asarray(scores[sl], np.float64), np.asarray(gold, np.float64)
-        i, j = np.triu_indices(k, 1)
-        strict = ranks[i] != ranks[j]  # labeler ties carry no preference
-        gap = np.abs(gold[i] - gold[j]) > 1e-6
-        right = int(((s[i] - s[j]) * (ranks[j] - ranks[i]) > 0)[strict].sum())
+        s, gold = np.asarray(scores[sl], np.float64)[None], np.asarray(gold, np.float64)[None]
+        every = np.ones((1, k), bool)
+        # Labeler ties carry no preference; a = -rank: the better response has the larger value.
+        right, _ = pairwise_counts(s, -np.asarray(ranks, np.float64)[None], every)
+        gold_right, gold_pairs = pairwise_counts(s, gold, every)
         labeler, pairs = untied_agreement(ranks, ranks_b)
         for acc in (per_k[k], per_family.setdefault(family, zero())):
             acc["right"] += right
             acc["pairs"] += pairs
             acc["labeler"] += labeler
-            acc["gold_pairs"] += int(gap.sum())
-            acc["gold_right"] += int(((s[i] - s[j]) * (gold[i] - gold[j]) > 0)[gap].sum())
+            acc["gold_pairs"] += gold_pairs
+            acc["gold_right"] += gold_right
             acc["top1"].append(float(ranks[int(np.argmax(s))] == ranks.min()))
     total = lambda key: sum(a[key] for a in per_k.values())  # noqa: E731
     ratio = lambda a, key="right": a[key] / max(a["pairs"], 1)  # noqa: E731

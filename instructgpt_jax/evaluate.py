@@ -42,9 +42,17 @@ import numpy as np
 from flax import nnx
 
 from instructgpt_jax import checkpoint, eval_figures, metrics, ppo, sharding, tables
-from instructgpt_jax.model import abstract_model, positions_from_mask
-from instructgpt_jax.pretrain import lm_loss
-from instructgpt_jax.sampling import SampleConfig, left_pad, make_generate
+from instructgpt_jax.config_base import mesh_config
+from instructgpt_jax.data import corpus as corpus_lib
+from instructgpt_jax.data.batching import left_pad
+from instructgpt_jax.data.formats import write_json, write_jsonl
+from instructgpt_jax.data.packing import auto_seq_len
+from instructgpt_jax.data.world import make_world
+from instructgpt_jax.model import positions_from_mask
+from instructgpt_jax.pretrain import heldout_loss
+from instructgpt_jax.reward import load_reward_norm, make_score_texts, rm_scores
+from instructgpt_jax.sampling import SampleConfig, generate_texts, make_generate, pick_distinct
+from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
 
 log = logging.getLogger(__name__)
 # Two examples in prose, short enough that the longest world prompt (80 tokens with its markers) plus this
@@ -133,27 +141,14 @@ def score_samples(graphdef, rm_graphdef, prompt_len: int, params, ref_params, rm
     inputs = inputs_of(sample["tokens"], prompt_mask)
 
     def logprobs(p):
-        model = nnx.merge(graphdef, p)
-        return ppo.response_logprobs(model.logits(ppo.response_hidden(model, *inputs, prompt_len)), response, 1.0)[0]
+        return ppo.response_read(nnx.merge(graphdef, p), *inputs, prompt_len, 1.0)[0]
 
     kl = jnp.where(response_mask, logprobs(params) - logprobs(ref_params), 0.0).sum(-1)
     if rm_prompt is not None:
         rm_tokens, rm_mask = rm_prompt
         inputs = inputs_of(jnp.concatenate([rm_tokens.astype(response.dtype), response], axis=1), rm_mask)
-    rm = nnx.merge(rm_graphdef, rm_params)
-    h, _ = rm.trunk(*inputs)
-    return {"kl": kl, "rm_raw": rm.score(h, prompt_len + sample["lengths"] - 1)}  # read at the last response token
-
-
-def heldout_nll(graphdef, params, tokens):
-    """Mean next-token loss of a batch of pretraining windows (the alignment tax's measure)."""
-    return lm_loss(nnx.merge(graphdef, params), tokens)[0]
-
-
-def rm_scores(rm_graphdef, rm_params, tokens, mask):
-    """Raw RM scores of left-padded (prompt + response) rows, read at the last slot (EOS)."""
-    h, _ = nnx.merge(rm_graphdef, rm_params).trunk(tokens, positions_from_mask(mask), mask)
-    return nnx.merge(rm_graphdef, rm_params).score(h, jnp.full(tokens.shape[:1], tokens.shape[1] - 1))
+    # Read at the last response token (EOS when the response ended), as in training.
+    return {"kl": kl, "rm_raw": rm_scores(nnx.merge(rm_graphdef, rm_params), *inputs, prompt_len + sample["lengths"] - 1)}
 
 
 # ---------------------------------------------------------------- host side
@@ -204,15 +199,11 @@ def sample_policy(generate, score, params, ref_params, rm_params, prompts, token
 
 def rm_text_scores(rm_graphdef, rm_params, norm, tokenizer, items, ec: EvalConfig, mesh) -> np.ndarray:
     """Normalised RM scores of (prompt, response) texts, each encoded as the RM's training data is."""
-    seqs = [tokenizer.encode_prompt(p) + tokenizer.encode_response(y) for p, y in items]
-    seq_len = -(-max(len(s) for s in seqs) // 32) * 32  # one length for all batches: one compile
-    score = jax.jit(lambda p, t, m: rm_scores(rm_graphdef, p, t, m))
-    scores = []
-    for chunk, n in _batches(seqs, ec.batch_size):
-        tokens, mask = left_pad(chunk, tokenizer.pad_id, seq_len)
-        batch = sharding.put_global({"tokens": tokens, "mask": mask}, mesh)
-        scores += sharding.to_host(score(rm_params, batch["tokens"], batch["mask"]))[:n].tolist()
-    return (np.asarray(scores) - norm["mean"]) / norm["std"]
+    lengths = [len(tokenizer.encode_prompt(p)) + len(tokenizer.encode_response(y)) for p, y in items]
+    score_texts = make_score_texts(rm_graphdef, mesh, tokenizer, auto_seq_len(lengths),
+                                   ec.batch_size)
+    raw = score_texts(rm_params, [p for p, _ in items], [y for _, y in items])
+    return (np.asarray(raw, np.float64) - norm["mean"]) / norm["std"]
 
 
 def rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows, ec: EvalConfig, mesh, samples=None) -> dict:
@@ -252,8 +243,6 @@ def rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows, ec: EvalCo
 def sample_draws(generate, params, tokenizer, prompts, n: int, prompt_len, ec: EvalConfig, mesh,
                  rng) -> list[list[str]]:
     """n raw samples per prompt (duplicates and blanks kept), in sampling order, as the compare stage draws them."""
-    from instructgpt_jax.sft import generate_texts
-
     texts, _ = generate_texts(generate, params, tokenizer, [p for p in prompts for _ in range(n)], prompt_len,
                               ec.batch_size, rng, mesh)
     return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
@@ -278,13 +267,6 @@ def fitted_prompt_len(tokenizer, prompts: dict, prefix: str, ec: EvalConfig) -> 
     return min(-(-longest // 16) * 16, ec.prompt_len)
 
 
-def mesh_and_shardings(mesh_cfg):
-    """(mesh, fn(model config) -> param shardings) for loading checkpoints straight into their shards."""
-    mesh = sharding.make_mesh(mesh_cfg.shape)
-    rules = tuple(tuple(r) for r in mesh_cfg.rules)
-    return mesh, lambda cfg: sharding.param_shardings(abstract_model(cfg)[1], mesh, rules)
-
-
 def stage_finals(workdir: str) -> dict:
     """Last logged value of every metric of every stage folder (e.g. sft/loss, rm/accuracy)."""
     out = {}
@@ -301,14 +283,6 @@ def stage_finals(workdir: str) -> dict:
 def run(config, workdir: str) -> dict:
     """Evaluate every policy of `config.eval.policies` (and `prompted`) under `workdir`; writes W/eval/*.jsonl and
     W/summary.json."""
-    from instructgpt_jax import reward
-    from instructgpt_jax.compare import pick_distinct
-    from instructgpt_jax.config_base import mesh_config
-    from instructgpt_jax.data import corpus as corpus_lib
-    from instructgpt_jax.data.formats import write_jsonl
-    from instructgpt_jax.data.world import make_world
-    from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
-
     ec = eval_config(config.eval)
     world = make_world(config.world)
     tokenizer = make_tokenizer(config.world.tokenizer)
@@ -320,9 +294,9 @@ def run(config, workdir: str) -> dict:
         raise FileNotFoundError(f"no checkpoint for policies {missing}: run those stages first")
 
     rm_dir = os.path.join(workdir, ec.reward_model)
-    norm = reward.load_reward_norm(rm_dir)
+    norm = load_reward_norm(rm_dir)
     mesh_cfg = config.eval.get("mesh") or mesh_config()
-    mesh, shardings = mesh_and_shardings(mesh_cfg)
+    mesh, shardings = checkpoint.mesh_and_shardings(mesh_cfg)
 
     text = corpus_lib.load_corpus(ec.corpus, heldout_fraction=ec.corpus_heldout_fraction)
     heldout_ids = np.asarray(tokenizer.encode(text.heldout), np.int32)
@@ -333,7 +307,6 @@ def run(config, workdir: str) -> dict:
     rm_cfg, rm_graphdef, rm_params, _ = checkpoint.load_model(rm_dir, shardings=shardings)
     ref_cfg, graphdef, ref_params, _ = checkpoint.load_model(folders[ec.reference], shardings=shardings)
     check_vocab(tokenizer, ref_cfg.vocab_size)
-    nll = jax.jit(lambda p, t: heldout_nll(graphdef, p, t))
     generate = make_generate(graphdef, sample_cfg)
     prompts = {split: [r["prompt"] for r in rs] for split, rs in rows.items()}
     prefixes = {name: ec.prompt_prefix if name == ec.prompted_name else "" for name in folders}
@@ -375,9 +348,8 @@ def run(config, workdir: str) -> dict:
                     for r, y, b, gd, sc, k, n, w in zip(rows[split], s["response"], baseline[split], gold, rm, s["kl"],
                                                          s["length"], wins))
             if folder not in pretrain_losses:  # the prompted policy has its base model's parameters
-                losses = [nll(params, sharding.put_global({"t": corpus_lib.eval_windows(
-                    heldout_ids, i, ec.batch_size, ec.heldout_seq_len)}, mesh)["t"]) for i in range(ec.heldout_batches)]
-                pretrain_losses[folder] = float(np.mean(sharding.to_host(losses)))
+                pretrain_losses[folder] = heldout_loss(graphdef, params, heldout_ids, ec.batch_size,
+                                                       ec.heldout_seq_len, ec.heldout_batches, mesh)
             figures["pretrain_loss"] = pretrain_losses[folder]
         results[name] = figures
         log.info("eval %s: win rate %.3f, gold %.3f, KL %.2f", name, figures["win_rate"], figures["gold"], figures["kl"])
@@ -423,7 +395,6 @@ def write_results_text(workdir: str, summary: dict) -> None:
 
 def write_summary(workdir: str, summary: dict) -> None:
     """W/summary.json, written atomically (a reader never sees half a file), merged with what is there."""
-    from instructgpt_jax.data.formats import write_json
 
     path = os.path.join(workdir, "summary.json")
     old = {}

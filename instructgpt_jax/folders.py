@@ -21,6 +21,7 @@ import contextlib
 import copy
 import datetime
 import fcntl
+import glob
 import hashlib
 import json
 import logging
@@ -29,7 +30,10 @@ import socket
 import time
 
 from instructgpt_jax import checkpoint
+from instructgpt_jax.data.benchmarks import is_benchmark, split_source
 from instructgpt_jax.model import GPTConfig
+from instructgpt_jax.presets import PRESETS, get_preset
+from instructgpt_jax.tokenizer import make_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +66,6 @@ def read_input(path: str, key: str, policy: bool = False) -> dict:
 
 def preset_name(cfg: GPTConfig) -> str | None:
     """The first preset with `cfg`'s architecture (presets.py order: 'gpt2' before its alias 'gpt2-small')."""
-    from instructgpt_jax.presets import PRESETS, get_preset
-
     return next((name for name in PRESETS if get_preset(name).architecture() == cfg.architecture()), None)
 
 
@@ -93,9 +95,6 @@ def inferred(config, key: str, scalar_head: bool = False, policy: bool = True):
 
 def check_given(config, given: set, key: str) -> None:
     """Values typed on the command line (`given`: dotted config keys) that contradict `config.<key>`'s checkpoint."""
-    from instructgpt_jax.presets import get_preset
-    from instructgpt_jax.tokenizer import make_tokenizer
-
     if not config.get(key) or not {"model.preset", "data.tokenizer"} & given:
         return
     meta = read_input(config[key], key)
@@ -122,10 +121,6 @@ def input_digests(config) -> dict:
     those (the files it matches, with their names). A plain path counts only as a file: stage folders
     (`init_from`) are checked through their checkpoints, not here.
     """
-    import glob
-
-    from instructgpt_jax.data.benchmarks import is_benchmark, split_source
-
     out = {}
     for key, value in _flat(config.to_dict()).items():
         if not (isinstance(value, str) and value):

@@ -38,7 +38,10 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from instructgpt_jax import checkpoint
+from instructgpt_jax.data.formats import write_json
 from instructgpt_jax.model import GPTConfig
+from instructgpt_jax.reward import load_reward_norm
+from instructgpt_jax.tokenizer import TOKENIZERS, make_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +179,6 @@ def config_from_hf(hf_config: dict, source: str = "config.json") -> GPTConfig:
 def _tokenizer(name: str | None):
     """Special ids of a tokenizer name: the class attributes of 'byte' / 'gpt2' (no BPE tables are loaded),
     or the tokenizer of a folder holding tokenizer.json."""
-    from instructgpt_jax.tokenizer import TOKENIZERS, make_tokenizer
-
     if name is None:
         return None
     return TOKENIZERS[name] if name in TOKENIZERS else make_tokenizer(name)
@@ -441,16 +442,12 @@ def export_hf(hf_dir: str, workdir: str) -> dict:
     cfg, _, params, meta = checkpoint.load_model(workdir)
     step, tokenizer = meta["step"], meta.get("tokenizer")
     if cfg.scalar_head:
-        from instructgpt_jax.reward import load_reward_norm
-
         has_norm = os.path.isfile(os.path.join(workdir, "reward_norm.json"))
         norm = load_reward_norm(workdir) if has_norm else {"mean": 0.0, "std": 1.0}
         bias = float(params["score_bias"])
         params = {**params, "score_bias": np.zeros((), np.float32)}
     save_hf(cfg, params, hf_dir, tokenizer=tokenizer)
     if cfg.scalar_head:
-        from instructgpt_jax.data.formats import write_json
-
         write_json(os.path.join(hf_dir, "reward_norm.json"), {
             "mean": norm["mean"] - bias, "std": norm["std"], "score_bias": bias, "our_mean": norm["mean"],
             "source": os.path.join(workdir, "reward_norm.json") if has_norm else None,

@@ -121,3 +121,15 @@ def progress(total: int, initial: int, desc: str):
     disable = jax.process_index() != 0 or os.environ.get("TQDM_DISABLE") == "1"
     return tqdm(total=total, initial=initial, desc=desc, disable=disable, file=sys.stderr, dynamic_ncols=True,
                 mininterval=1.0)
+
+
+def final_figures(workdir: str, stage: str, base: bool = True) -> dict:
+    """Each metric's last value in `workdir/metrics.jsonl`, plus (`base`) the step-0 figures as `<name>_base`."""
+    out = {}
+    for row in read_metrics(workdir):
+        for key, value in row.items():
+            if key.startswith(f"{stage}/"):
+                out[key] = value
+                if base and row["step"] == 0:
+                    out[f"{key}_base"] = value
+    return out

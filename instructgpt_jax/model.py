@@ -392,3 +392,9 @@ def count_params(cfg: GPTConfig) -> int:
 
 def merge(graphdef, params) -> GPT:
     return nnx.merge(graphdef, params)
+
+
+def packed_key_mask(segment_ids: jax.Array) -> jax.Array:
+    """(B, T, T) block-diagonal key mask of packed rows: a token sees only its own segment (0 = padding)."""
+    seg = segment_ids
+    return (seg[:, :, None] == seg[:, None, :]) & (seg[:, None, :] > 0)

@@ -37,6 +37,11 @@ import time
 
 import jax
 
+from instructgpt_jax import evaluate, report, rounds, stages, tables, train
+from instructgpt_jax.config_base import separate_rm
+from instructgpt_jax.data import formats
+from instructgpt_jax.folders import move_aside
+
 log = logging.getLogger(__name__)
 
 STAGES = ("world", "pretrain", "sft", "compare", "rm", "ppo", "ppo_ptx", "eval", "report")
@@ -46,15 +51,8 @@ MARKER = "pipeline_stage.json"
 FOUND = "found a finished checkpoint"  # the marker note of a W/pretrain the pipeline did not train (import-hf)
 
 
-def separate_rm(config) -> bool:
-    """Whether the RM (and so PPO's value model) has its own preset, `config.rm_model`, not the policy's."""
-    return bool(config.get("rm_model")) and config.rm_model != config.model
-
-
 def stage_names(config) -> list[str]:
     """STAGES, with the stages of rounds 2..config.rounds before eval."""
-    from instructgpt_jax import rounds
-
     if config.rounds < 1:
         raise ValueError(f"config.rounds={config.rounds}; expected >= 1")
     first = list(STAGES[:-len(DERIVED)])
@@ -65,8 +63,6 @@ def stage_names(config) -> list[str]:
 
 def stage_configs(config, workdir: str) -> dict:
     """Each stage's config with its input paths under `workdir` filled in (copies; `config` is untouched)."""
-    from instructgpt_jax import rounds
-
     w = lambda *p: os.path.join(workdir, *p)  # noqa: E731
     out = {}
     for stage in ("world", "pretrain", "sft", "compare", "rm", "ppo", "ppo_ptx"):
@@ -169,8 +165,6 @@ def lineages(fingerprints: dict, names) -> dict:
 
 def _move_aside(workdir: str, stage: str) -> str | None:
     """Move a finished stage's folder out of the way of a fresh run (a linked one is only unlinked)."""
-    from instructgpt_jax.folders import move_aside
-
     path = os.path.join(workdir, stage)
     if os.path.islink(path):
         os.unlink(path)
@@ -182,43 +176,25 @@ def run_stage(stage: str, cfg, workdir: str):
     """Run one stage; returns what its `run` returns."""
     stage_dir = os.path.join(workdir, stage)
     if stage.startswith("round_"):
-        from instructgpt_jax import rounds
-
         return rounds.run_stage(stage, cfg, workdir)
     if stage == "world":
-        from instructgpt_jax.data import formats
-
         return formats.write_world(cfg, stage_dir)
     if stage in ("pretrain", "rm_pretrain"):
-        from instructgpt_jax import pretrain
-
-        return pretrain.run(cfg, stage_dir)
+        return stages.pretrain.run(cfg, stage_dir)
     if stage in ("sft", "rm_sft"):
-        from instructgpt_jax import sft
-
-        return sft.run(cfg, stage_dir)
+        return stages.sft.run(cfg, stage_dir)
     if stage == "compare":
-        from instructgpt_jax import compare
-
-        return compare.run(cfg, stage_dir)
+        return stages.compare.run(cfg, stage_dir)
     if stage == "rm":
-        from instructgpt_jax import reward
-
-        return reward.run(cfg, stage_dir)
+        return stages.rm.run(cfg, stage_dir)
     if stage in ("ppo", "ppo_ptx"):
-        from instructgpt_jax import ppo
-
-        return ppo.run(cfg, stage_dir)
+        return stages.ppo.run(cfg, stage_dir)
     if stage == "eval":
-        from instructgpt_jax import evaluate, rounds
-
         summary = evaluate.run(cfg, workdir)
         summary["rounds"] = rounds.round_figures(workdir, cfg.rounds, summary)
         if jax.process_index() == 0:
             evaluate.write_summary(workdir, {"rounds": summary["rounds"]})
         return summary
-    from instructgpt_jax import report
-
     return report.run(workdir)
 
 
@@ -231,9 +207,7 @@ def read_marker(workdir: str, stage: str) -> dict | None:
 
 
 def _write_marker(workdir: str, stage: str, marker: dict) -> None:
-    from instructgpt_jax.data.formats import write_json
-
-    write_json(os.path.join(workdir, stage, MARKER), marker)
+    formats.write_json(os.path.join(workdir, stage, MARKER), marker)
 
 
 def _link(src_run: str, workdir: str, stage: str) -> None:
@@ -318,8 +292,6 @@ def run(config, workdir: str, reuse_from: str | None = None) -> dict:
 def closing(workdir: str, summary: dict) -> str:
     """What the pipeline ends with: the results table of report.md (policies x metrics; after a smoke run's
     pulse line) and where summary.json and report.md are. The whole summary is in summary.json, not here."""
-    from instructgpt_jax import tables
-
     lines = []
     if summary.get("policies"):
         lines += [tables.pulse_line(workdir), tables.results_table(summary)]
@@ -338,20 +310,16 @@ def _sync(name: str) -> None:
 
 
 def _finished_elsewhere(stage_dir: str) -> bool:
-    from instructgpt_jax import train
-
     return os.path.isdir(os.path.join(stage_dir, "checkpoints")) and train.is_complete(stage_dir)
 
 
 def _add_wall_times(workdir: str, names: list[str]) -> dict:
     """Merge each stage's wall time (from its marker, also for skipped stages) into W/summary.json."""
-    from instructgpt_jax.evaluate import write_summary
-
     times = {s: m["seconds"] for s in names if (m := read_marker(workdir, s)) is not None}
     if not os.path.exists(os.path.join(workdir, "summary.json")):
         return {"wall_time_s": times}
     if jax.process_index() == 0:
-        write_summary(workdir, {"wall_time_s": times})
+        evaluate.write_summary(workdir, {"wall_time_s": times})
     with open(os.path.join(workdir, "summary.json")) as f:
         return json.load(f)
 

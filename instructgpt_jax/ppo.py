@@ -6,7 +6,7 @@ The KL term is paid per token (reward -beta * kl_t at every response token, + th
 the last one), advantages come from GAE over the variable-length responses, and each minibatch step takes
 one gradient of  clipped policy loss + vf_coef * clipped value loss + ptx_coef * LM loss on a pretraining
 minibatch (the paper's gamma is `ptx_coef` here, since `gamma` is GAE's discount). beta is fixed or follows
-the adaptive controller of Ziegler et al. 2019. rollout.py samples and scores; ppo_loop.py runs the stage.
+the adaptive controller of Ziegler et al. 2019. rollout.py scores the samples; stages/ppo.py runs the stage.
 
 Every loss is a mean over real (unmasked) response tokens of the minibatch. The value model is a separate
 GPT with a scalar head (initialised from the RM, as in the paper) or, with `shared_trunk`, a scalar head on
@@ -206,18 +206,36 @@ def response_hidden(model, tokens, positions, attention_mask, prompt_len: int):
     return h[:, prompt_len - 1:]
 
 
-def ppo_loss(policy_graphdef, value_graphdef, cfg: PPOConfig, prompt_len: int, params, value_params, mb, ptx_tokens):
-    """Total loss of one minibatch and its statistics. `value_graphdef=None` means a shared trunk."""
+def response_read(model, tokens, positions, attention_mask, prompt_len: int, temperature: float):
+    """(logprobs, entropy, hidden) (B, N[, D]) of the response tokens tokens[:, P:] under `model`: the policy
+    read of the rollout's old logprobs, the reference's, the update's new ones and evaluation's KL."""
+    h = response_hidden(model, tokens, positions, attention_mask, prompt_len)
+    logprobs, entropy = response_logprobs(model.logits(h), tokens[:, prompt_len:], temperature)
+    return logprobs, entropy, h
+
+
+def policy_forward(policy_graphdef, value_graphdef, params, value_params, tokens, positions, attention_mask,
+                   prompt_len: int, temperature: float):
+    """(policy model, logprobs, entropy, values), each (B, N), of the sampled responses: the one forward of the
+    policy and value model, so the rollout's old logprobs and the update's new ones are computed identically.
+    `value_graphdef=None` means a shared trunk (the value head on the policy's hidden states)."""
     shared = value_graphdef is None
     policy = nnx.merge(policy_graphdef, {**params, **value_params} if shared else params)
-    inputs = (mb["tokens"], mb["positions"], mb["attention_mask"])
-    h = response_hidden(policy, *inputs, prompt_len)
-    logprobs, entropy = response_logprobs(policy.logits(h), mb["tokens"][:, prompt_len:], cfg.temperature)
+    inputs = (tokens, positions, attention_mask)
+    logprobs, entropy, h = response_read(policy, *inputs, prompt_len, temperature)
     if shared:
         values = policy.score(h)
     else:
         value = nnx.merge(value_graphdef, value_params)
         values = value.score(response_hidden(value, *inputs, prompt_len))
+    return policy, logprobs, entropy, values
+
+
+def ppo_loss(policy_graphdef, value_graphdef, cfg: PPOConfig, prompt_len: int, params, value_params, mb, ptx_tokens):
+    """Total loss of one minibatch and its statistics. `value_graphdef=None` means a shared trunk."""
+    policy, logprobs, entropy, values = policy_forward(policy_graphdef, value_graphdef, params, value_params,
+                                                       mb["tokens"], mb["positions"], mb["attention_mask"],
+                                                       prompt_len, cfg.temperature)
     mask = mb["response_mask"]
     pg, pg_stats = policy_loss(logprobs, mb["logprobs"], mb["advantages"], mask, cfg.clip)
     vf, vf_stats = value_loss(values, mb["values"], mb["returns"], mask, cfg.vf_clip)
@@ -301,9 +319,3 @@ def make_update(policy_graphdef, value_graphdef, cfg: PPOConfig, prompt_len: int
         return jax.jit(fn, donate_argnums=0)
     return jax.jit(fn, out_shardings=(state_shardings, None), donate_argnums=0)
 
-
-def run(config, workdir: str) -> dict:
-    """`instructgpt ppo`: train PPO / PPO-ptx into `workdir` (see ppo_loop.run)."""
-    from instructgpt_jax import ppo_loop  # the loop imports this module's math
-
-    return ppo_loop.run(config, workdir)

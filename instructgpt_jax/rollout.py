@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from instructgpt_jax import ppo
+from instructgpt_jax.reward import rm_scores
 from instructgpt_jax.model import positions_from_mask
 
 
@@ -36,22 +37,11 @@ def score(policy_graphdef, value_graphdef, ref_graphdef, reward_graphdef, cfg: p
     positions = positions_from_mask(attention_mask)
     inputs = (sample["tokens"], positions, attention_mask)
 
-    shared = value_graphdef is None
-    policy = nnx.merge(policy_graphdef, {**params, **value_params} if shared else params)
-    h = ppo.response_hidden(policy, *inputs, P)
-    logprobs, entropy = ppo.response_logprobs(policy.logits(h), response, cfg.temperature)
-    if shared:
-        values = policy.score(h)
-    else:
-        value = nnx.merge(value_graphdef, value_params)
-        values = value.score(ppo.response_hidden(value, *inputs, P))
-    ref = nnx.merge(ref_graphdef, ref_params)
-    ref_logprobs, _ = ppo.response_logprobs(ref.logits(ppo.response_hidden(ref, *inputs, P)), response, cfg.temperature)
-
+    _, logprobs, entropy, values = ppo.policy_forward(policy_graphdef, value_graphdef, params, value_params,
+                                                      *inputs, P, cfg.temperature)
+    ref_logprobs, _, _ = ppo.response_read(nnx.merge(ref_graphdef, ref_params), *inputs, P, cfg.temperature)
     # The RM reads its scalar head at the last response token (EOS when the response ended), as in training.
-    rm = nnx.merge(reward_graphdef, reward_params)
-    h_rm, _ = rm.trunk(*inputs)
-    raw_scores = rm.score(h_rm, P + sample["lengths"] - 1)
+    raw_scores = rm_scores(nnx.merge(reward_graphdef, reward_params), *inputs, P + sample["lengths"] - 1)
     scores = (raw_scores - reward_norm[0]) / reward_norm[1]
     ended = jnp.any((response == eos_id) & response_mask, axis=-1)
     penalised = scores - cfg.eos_penalty * (~ended).astype(jnp.float32)

@@ -30,6 +30,13 @@ import os
 import jax
 import ml_collections
 
+from instructgpt_jax import metrics, reward, stages, train
+from instructgpt_jax.config_base import separate_rm
+from instructgpt_jax.data.batching import split_val
+from instructgpt_jax.data.formats import write_json, write_jsonl
+from instructgpt_jax.data.world import gold_judge
+from instructgpt_jax.tokenizer import make_tokenizer
+
 KINDS = ("compare", "rm", "ppo")
 
 
@@ -66,8 +73,6 @@ def stage_configs(config, workdir: str) -> dict:
         raise ValueError("config.rounds > 1 needs a labelling budget: set config.comparisons_per_round > 0 "
                          "(config.compare.data.num_prompts = 0 means every prompt, leaving none for round 2)")
     w = lambda *p: os.path.join(workdir, *p)  # noqa: E731
-    from instructgpt_jax.pipeline import separate_rm
-
     separate = separate_rm(config)  # round 1's RM started from its own SFT network, rm_sft
     out = {}
     for r in range(2, config.rounds + 1):
@@ -108,29 +113,22 @@ def run_stage(stage: str, cfg, workdir: str):
     stage_dir = os.path.join(workdir, stage)
     kind = os.path.basename(stage)
     if kind == "compare":
-        from instructgpt_jax import compare
-
         d = cfg.compare.data
         available = len(_read_lines(d.prompts))
         if available < d.first_prompt + d.num_prompts:  # equal budgets are the point of the comparison
             raise ValueError(f"{d.prompts} has {available} prompts; {stage} needs prompts {d.first_prompt}.."
                              f"{d.first_prompt + d.num_prompts - 1} (lower config.comparisons_per_round or "
                              "config.rounds, or raise config.world.scale)")
-        figures = compare.run(cfg.compare, stage_dir)
+        figures = stages.compare.run(cfg.compare, stage_dir)
         return {**figures, **accumulate(list(cfg.previous), os.path.join(stage_dir, "rm.jsonl"), cfg.val_fraction,
                                         cfg.seed, stage_dir)}
     if kind == "rm":
-        from instructgpt_jax import reward
-        from instructgpt_jax.data.formats import write_json
-
         stale = stale_accuracy(cfg.rm, cfg.stale_rm, {"": cfg.rm.data.val, "_all": cfg.fresh})
         if jax.process_index() == 0:
             write_json(os.path.join(stage_dir, "stale_rm.json"), stale)
-        return {**stale, **reward.run(cfg.rm, stage_dir)}
+        return {**stale, **stages.rm.run(cfg.rm, stage_dir)}
     if kind == "ppo":
-        from instructgpt_jax import ppo
-
-        return ppo.run(cfg, stage_dir)
+        return stages.ppo.run(cfg, stage_dir)
     raise ValueError(f"unknown round stage {stage!r}; expected round_<r>/{{{','.join(KINDS)}}}")
 
 
@@ -142,9 +140,6 @@ def _read_lines(path: str) -> list[str]:
 def accumulate(previous: list[str], fresh: str, val_fraction: float, seed: int, out_dir: str) -> dict:
     """rm_train.jsonl (earlier rounds' comparisons + this round's but a held-out part), rm_val.jsonl (that part)
     and samples.jsonl (this round's responses as {"prompt", "response"}: the RM's normalisation samples)."""
-    from instructgpt_jax.data.formats import write_jsonl
-    from instructgpt_jax.sft import split_val
-
     older = [json.loads(line) for path in previous for line in _read_lines(path)]
     new = [json.loads(line) for line in _read_lines(fresh)]
     train, val = split_val(new, val_fraction, seed, fresh)
@@ -159,19 +154,15 @@ def accumulate(previous: list[str], fresh: str, val_fraction: float, seed: int, 
 
 def stale_accuracy(rm_cfg, rm_dir: str, paths: dict) -> dict:
     """The RM of `rm_dir` on K-wise RM JSONL files: {rm/stale_accuracy<suffix>, ...} for each (suffix, path)."""
-    from instructgpt_jax import reward, train
-    from instructgpt_jax.data.world import gold_judge
-    from instructgpt_jax.tokenizer import make_tokenizer
-
     d = rm_cfg.data
     tokenizer = make_tokenizer(d.tokenizer)
     model_cfg = train.model_config(rm_cfg.model, scalar_head=True)
-    sets = {suffix: reward.read_comparisons(path, d, tokenizer, model_cfg.vocab_size) for suffix, path in paths.items()}
-    seq_len = reward.fit_seq_len([r for records in sets.values() for r in records], tokenizer, rm_cfg.train.seq_len,
+    sets = {suffix: stages.rm.read_comparisons(path, d, tokenizer, model_cfg.vocab_size) for suffix, path in paths.items()}
+    seq_len = stages.rm.fit_seq_len([r for records in sets.values() for r in records], tokenizer, rm_cfg.train.seq_len,
                                  model_cfg.n_positions)
     setup = train.make_setup(model_cfg, rm_cfg.mesh, train.make_optimizer(rm_cfg.optim, 1))
     params = train.params_from(setup, rm_dir)
-    score_texts = reward.make_score_texts(setup, tokenizer, seq_len, rm_cfg.eval.batch_rows)
+    score_texts = reward.make_score_texts(setup.graphdef, setup.mesh, tokenizer, seq_len, rm_cfg.eval.batch_rows)
     gold = gold_judge(rm_cfg.eval.gold_judge)
     out = {"rm/stale_from": rm_dir}
     with jax.set_mesh(setup.mesh):
@@ -192,8 +183,6 @@ def _read_json(path: str) -> dict:
 
 
 def _last(workdir: str, stage: str, key: str):
-    from instructgpt_jax import metrics
-
     values = [row[key] for row in metrics.read_metrics(os.path.join(workdir, stage)) if key in row]
     return values[-1] if values else None
 

@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from instructgpt_jax.model import GPT, GPTConfig, init_cache, positions_from_mask
+from instructgpt_jax import checkpoint, metrics, sharding
+from instructgpt_jax.data.batching import left_pad
+from instructgpt_jax.model import GPT, init_cache, positions_from_mask
+from instructgpt_jax.tokenizer import make_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -169,25 +171,9 @@ def make_generate(graphdef, sample_cfg: SampleConfig):
     return jax.jit(generate)
 
 
-def left_pad(rows: list[list[int]], pad_id: int, length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens (B, L) int32, mask (B, L) bool) with each row right-aligned: the layout `make_generate` takes."""
-    length = length or max(len(r) for r in rows)
-    tokens = np.full((len(rows), length), pad_id, np.int32)
-    mask = np.zeros((len(rows), length), bool)
-    for i, row in enumerate(rows):
-        if not 0 < len(row) <= length:
-            raise ValueError(f"prompt {i} has {len(row)} tokens; expected 1 to {length}")
-        tokens[i, length - len(row):] = row
-        mask[i, length - len(row):] = True
-    return tokens, mask
-
-
 def sample_cli(workdir: str, prompts: list[str], max_new_tokens: int = 64, temperature: float = 0.0,
                seed: int = 0) -> dict:
     """`instructgpt sample --workdir W/sft --prompt ...`: responses of a stage's newest params."""
-    from instructgpt_jax import checkpoint
-    from instructgpt_jax.tokenizer import make_tokenizer
-
     if not prompts:
         raise ValueError("give at least one --prompt")
     if not all(p.strip() for p in prompts):
@@ -206,3 +192,42 @@ def sample_cli(workdir: str, prompts: list[str], max_new_tokens: int = 64, tempe
         for i, p in enumerate(prompts)
     ]
     return {"workdir": workdir, "step": step, "samples": samples}
+
+
+def generate_texts(generate, params, tokenizer, prompts: list[str], prompt_len: int, batch_size: int, rng,
+                   mesh=None, desc: str = "") -> tuple[list[str], np.ndarray]:
+    """(response texts, response lengths in tokens) of `generate` (sampling.make_generate) for each prompt.
+
+    Prompts go in fixed batches of `batch_size` rows left-padded to `prompt_len` (one compiled shape);
+    the last batch is filled with copies of its first prompt, whose samples are discarded. With `desc`, a
+    progress bar counts the samples.
+    """
+    bar = metrics.progress(len(prompts), 0, desc) if desc else None
+    texts, lengths = [], []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        rows = [tokenizer.encode_prompt(p) for p in chunk + [chunk[0]] * (batch_size - len(chunk))]
+        tokens, mask = left_pad(rows, tokenizer.pad_id, prompt_len)
+        inputs = {"prompt_tokens": tokens, "prompt_mask": mask}
+        if mesh is not None:
+            inputs = sharding.put_global(inputs, mesh)
+        out = sharding.to_host(generate(params, inputs["prompt_tokens"], inputs["prompt_mask"], jax.random.fold_in(rng, start)))
+        for i in range(len(chunk)):
+            texts.append(tokenizer.decode(out["response"][i][out["response_mask"][i]]))
+            lengths.append(int(out["lengths"][i]))
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    return texts, np.asarray(lengths)
+
+
+def pick_distinct(texts: list[str], k: int) -> list[str]:
+    """The first k distinct non-blank texts, in sampling order (read_rm rejects duplicates and blanks)."""
+    out = []
+    for text in texts:
+        if text.strip() and text not in out:
+            out.append(text)
+            if len(out) == k:
+                break
+    return out

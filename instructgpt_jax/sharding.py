@@ -148,12 +148,16 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
                 f"batch field {key!r} has {global_rows} rows, not divisible by data x fsdp = {n} "
                 f"(mesh {dict(mesh.shape)}); choose a batch size that is a multiple of {n}"
             )
-        sharding = batch_sharding(mesh, value.ndim)
-        if jax.process_count() == 1:
-            out[key] = jax.device_put(value, sharding)
-        else:
-            out[key] = jax.make_array_from_process_local_data(sharding, value)
+        out[key] = put_local(value, batch_sharding(mesh, value.ndim))
     return out
+
+
+def put_local(value: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """Place this process's part of a global array (its rows along the sharded axis): `device_put` on one
+    host, `make_array_from_process_local_data` across several."""
+    if jax.process_count() == 1:
+        return jax.device_put(value, sharding)
+    return jax.make_array_from_process_local_data(sharding, value)
 
 
 def check_divisible(batch_size: int, mesh: Mesh, what: str = "batch_size") -> None:

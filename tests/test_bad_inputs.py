@@ -23,6 +23,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from instructgpt_jax import cli, folders
+from instructgpt_jax import stages
 
 SMOKE_PT = ["--config", "configs/pretrain.py:smoke", "--config.train.steps=2", "--config.train.log_every=1",
             "--config.train.eval_every=100", "--config.train.eval_batches=1", "--config.train.tensorboard=False",
@@ -50,7 +51,7 @@ def stock(tmp_path_factory):
 
     from flax import nnx
 
-    from instructgpt_jax import checkpoint, config_base, hf, pretrain
+    from instructgpt_jax import checkpoint, config_base, hf
     from instructgpt_jax.data import formats
     from instructgpt_jax.model import make_model
     from instructgpt_jax.presets import get_preset
@@ -59,7 +60,7 @@ def stock(tmp_path_factory):
     cfg = config_base.load_config("configs/pretrain.py:smoke")
     cfg.train.update({"steps": 2, "log_every": 1, "eval_every": 100, "eval_batches": 1, "tensorboard": False})
     cfg.optim.warmup_steps = 1
-    pretrain.run(cfg, str(root / "pretrain"))
+    stages.pretrain.run(cfg, str(root / "pretrain"))
     hf.export_hf(str(root / "hf"), str(root / "pretrain"))
     rm_cfg = get_preset("nano", scalar_head=True)
     manager = checkpoint.make_manager(str(root / "rm" / "checkpoints"))

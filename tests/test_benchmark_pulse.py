@@ -11,6 +11,7 @@ import pytest
 
 from instructgpt_jax import hf
 from instructgpt_jax.config_base import load_config
+from instructgpt_jax import stages
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -68,7 +69,6 @@ def pythia_folder(root):
 
 @pytest.mark.slow  # ~70 s on 2 busy cores: three stages compile
 def test_tldr_pythia_pulse(tmp_path):
-    from instructgpt_jax import ppo, reward, sft
 
     sft_data, comparisons = tldr_files(tmp_path)
     pretrain = str(tmp_path / "pretrain")
@@ -82,7 +82,7 @@ def test_tldr_pythia_pulse(tmp_path):
     config.train.update({"steps": 6, "batch_size": 8, "log_every": 3, "eval_every": 6, "checkpoint_every": 6,
                          "tensorboard": False})
     config.mesh.shape = (8, 1, 1)
-    sft.run(config, str(tmp_path / "sft"))
+    stages.sft.run(config, str(tmp_path / "sft"))
     rows = [json.loads(line) for line in open(tmp_path / "sft" / "metrics.jsonl")]
     assert any(np.isfinite(r.get("sft/loss", np.nan)) for r in rows)
 
@@ -94,7 +94,7 @@ def test_tldr_pythia_pulse(tmp_path):
     config.train.update({"steps": 4, "batch_size": 8, "log_every": 2, "eval_every": 4, "checkpoint_every": 4,
                          "tensorboard": False})
     config.mesh.shape = (8, 1, 1)
-    reward.run(config, str(tmp_path / "rm"))
+    stages.rm.run(config, str(tmp_path / "rm"))
     assert os.path.isfile(tmp_path / "rm" / "reward_norm.json")
 
     config = load_config(os.path.join(ROOT, "configs/ppo.py:smoke"))
@@ -106,7 +106,7 @@ def test_tldr_pythia_pulse(tmp_path):
     config.train.update({"iterations": 2, "log_every": 1, "eval_every": 2, "checkpoint_every": 2, "tensorboard": False})
     config.eval.update({"gold_judge": "", "batches": 1, "heldout_batches": 1})
     config.mesh.shape = (8, 1, 1)
-    ppo.run(config, str(tmp_path / "ppo"))
+    stages.ppo.run(config, str(tmp_path / "ppo"))
     rows = [json.loads(line) for line in open(tmp_path / "ppo" / "metrics.jsonl")]
     assert any(np.isfinite(r.get("ppo/score", np.nan)) for r in rows)
 

@@ -7,6 +7,7 @@ import pytest
 from instructgpt_jax.data import benchmarks
 from instructgpt_jax.data.formats import DataError, read_ppo, read_rm, read_sft
 from instructgpt_jax.tokenizer import make_tokenizer
+from instructgpt_jax import stages
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -128,10 +129,9 @@ def test_reward_stage_reads_benchmarks(tmp_path):
     """The RM stage's reader takes a prefixed path as it takes JSONL (config.data.train='hh:...')."""
     import ml_collections
 
-    from instructgpt_jax import reward
 
     d = ml_collections.ConfigDict({"k_max": 9, "max_prompt_tokens": 128, "max_response_tokens": 64, "overflow": "error"})
-    records = reward.read_comparisons("hh:" + write_parquet(tmp_path / "hh.parquet", [HH]), d, BYTE, 264)
+    records = stages.rm.read_comparisons("hh:" + write_parquet(tmp_path / "hh.parquet", [HH]), d, BYTE, 264)
     assert records[0]["responses"] == [" An apple.", " No."]
 
 

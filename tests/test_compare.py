@@ -7,16 +7,18 @@ import os
 import numpy as np
 import pytest
 
-from instructgpt_jax import compare, config_base, metrics
+from instructgpt_jax import config_base, metrics
 from instructgpt_jax.data import formats
 from instructgpt_jax.data.world import gold_score
 from instructgpt_jax.tokenizer import make_tokenizer
+from instructgpt_jax import sampling
+from instructgpt_jax import stages
 from stage_inputs import world_and_checkpoint
 
 
 def test_pick_distinct_keeps_sampling_order_and_skips_blanks():
-    assert compare.pick_distinct(["a", "b", "a", " ", "", "c", "d"], 3) == ["a", "b", "c"]
-    assert compare.pick_distinct(["a", "a"], 4) == ["a"]
+    assert sampling.pick_distinct(["a", "b", "a", " ", "", "c", "d"], 3) == ["a", "b", "c"]
+    assert sampling.pick_distinct(["a", "a"], 4) == ["a"]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def _config(root, **compare_overrides):
 
 
 def test_writes_kwise_jsonl_the_rm_reader_accepts(inputs, tmp_path):
-    figures = compare.run(_config(inputs), str(tmp_path))
+    figures = stages.compare.run(_config(inputs), str(tmp_path))
     path = str(tmp_path / "rm.jsonl")
     records = list(formats.read_rm(path, make_tokenizer("byte"), k_max=9))  # validates distinctness and rankings
     raw = [json.loads(line) for line in open(path)]
@@ -58,7 +60,7 @@ def test_writes_kwise_jsonl_the_rm_reader_accepts(inputs, tmp_path):
         assert 0 <= r["labeler"] < 40
     assert 0.0 <= figures["compare/labeler_agreement"] <= 1.0
     mtime = os.path.getmtime(path)
-    assert compare.run(_config(inputs), str(tmp_path)) == figures  # a finished stage is not redone
+    assert stages.compare.run(_config(inputs), str(tmp_path)) == figures  # a finished stage is not redone
     assert os.path.getmtime(path) == mtime
     events = {tag: value for step, tag, value in metrics.read_tensorboard(str(tmp_path)) if step == 0}
     assert set(events) == set(figures)  # TensorBoard gets the figures too
@@ -66,14 +68,14 @@ def test_writes_kwise_jsonl_the_rm_reader_accepts(inputs, tmp_path):
 
 
 def test_fixed_k(inputs, tmp_path):
-    compare.run(_config(inputs, k_min=3, k_max=3, extra_samples=3), str(tmp_path))
+    stages.compare.run(_config(inputs, k_min=3, k_max=3, extra_samples=3), str(tmp_path))
     records = list(formats.read_rm(str(tmp_path / "rm.jsonl"), k_max=9))
     assert records and all(len(r["responses"]) == 3 for r in records)
 
 
 def test_bad_k_range_names_the_keys(inputs, tmp_path):
     with pytest.raises(ValueError, match=r"k_min \(5\) <= k_max \(4\)"):
-        compare.run(_config(inputs, k_min=5, k_max=4), str(tmp_path))
+        stages.compare.run(_config(inputs, k_min=5, k_max=4), str(tmp_path))
 
 
 def test_first_prompt_skips_and_mix_policy_samples_a_share(inputs, tmp_path):
@@ -84,7 +86,7 @@ def test_first_prompt_skips_and_mix_policy_samples_a_share(inputs, tmp_path):
     shutil.copytree(inputs / "sft", other)
     config = _config(inputs, mix_fraction=0.5)
     config.data.first_prompt, config.mix_policy = 16, str(other)
-    figures = compare.run(config, str(tmp_path / "out"))
+    figures = stages.compare.run(config, str(tmp_path / "out"))
     raw = [json.loads(line) for line in open(tmp_path / "out" / "rm.jsonl")]
     prompts = [json.loads(line)["prompt"] for line in open(inputs / "world" / "rm_prompts.jsonl")]
     assert raw and {r["prompt"] for r in raw} <= set(prompts[16:32])

@@ -18,7 +18,8 @@ import pytest
 from instructgpt_jax import checkpoint, config_base, evaluate, train
 from instructgpt_jax.data import formats
 from instructgpt_jax.presets import get_preset
-from instructgpt_jax.sampling import SampleConfig, left_pad, make_generate
+from instructgpt_jax.data.batching import left_pad
+from instructgpt_jax.sampling import SampleConfig, make_generate
 from instructgpt_jax.tokenizer import make_tokenizer
 
 POLICY_FIELDS = ("gold", "rm_score", "win_rate", "kl", "pretrain_loss", "alignment_tax", "length", "refusal_rate",
@@ -184,7 +185,7 @@ def test_rm_accuracy_on_given_samples_uses_the_first_k(workdir):
     world = make_world(config.world)
     ec = evaluate.eval_config(config.eval)
     rows = evaluate._read_eval(str(w / "world" / "eval.jsonl"), ec.rm_prompts)
-    mesh, shardings = evaluate.mesh_and_shardings(config_base.mesh_config())
+    mesh, shardings = checkpoint.mesh_and_shardings(config_base.mesh_config())
     _, rm_graphdef, rm_params, _ = checkpoint.load_model(str(w / "rm"), shardings=shardings)
     norm = {"mean": 0.0, "std": 1.0}
     samples = [["yes", "no"], ["one", "two", "three", "four", "five"], ["a"], ["x", "y", "z", "w"]]

@@ -8,7 +8,6 @@ that patches Orbax's meta-file write (the last item written before the folder is
 the process or raise ENOSPC there; everything else is the unmodified CLI.
 """
 
-import json
 import os
 import signal
 import subprocess

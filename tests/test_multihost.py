@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from instructgpt_jax import checkpoint, metrics
+from instructgpt_jax import stages
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = ["--config.mesh.shape=(2, 2, 2)", "--config.train.steps=4", "--config.train.log_every=2",
@@ -72,16 +73,15 @@ def _assert_same_run(single_dir, multi_dir, stage: str):
 @pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_two_processes_sft_equal_one(tmp_path):
     """SFT, the target: 4 steps from a pretrained checkpoint on the world's demonstrations, 2 x 4 devices vs 8."""
-    from instructgpt_jax import pretrain, sft
     from instructgpt_jax.config_base import load_config
     from instructgpt_jax.data import formats
 
     formats.write_world(load_config("configs/world.py:smoke"), str(tmp_path / "world"))
-    pretrain.run(_load_config(os.path.join(ROOT, "configs/pretrain.py:smoke"), OVERRIDES), str(tmp_path / "pretrain"))
+    stages.pretrain.run(_load_config(os.path.join(ROOT, "configs/pretrain.py:smoke"), OVERRIDES), str(tmp_path / "pretrain"))
     spec = "configs/sft.py:smoke"
     overrides = OVERRIDES + [f"--config.init_from={tmp_path / 'pretrain'}",
                              f"--config.data.train={tmp_path / 'world' / 'sft.jsonl'}"]
-    sft.run(_load_config(os.path.join(ROOT, spec), overrides), str(tmp_path / "single"))
+    stages.sft.run(_load_config(os.path.join(ROOT, spec), overrides), str(tmp_path / "single"))
     _multihost(tmp_path, ["sft", "--config", spec, *overrides, "--workdir", str(tmp_path / "multi")])
     _assert_same_run(str(tmp_path / "single"), str(tmp_path / "multi"), "sft")
     # The evaluation too: validation loss, and greedy / temperature-1 samples judged by the gold judge.
@@ -94,9 +94,8 @@ def test_two_processes_sft_equal_one(tmp_path):
 @pytest.mark.slow
 def test_two_processes_pretrain_equal_one(tmp_path):
     spec = "configs/pretrain.py:smoke"
-    from instructgpt_jax import pretrain
 
-    pretrain.run(_load_config(os.path.join(ROOT, spec), OVERRIDES), str(tmp_path / "single"))
+    stages.pretrain.run(_load_config(os.path.join(ROOT, spec), OVERRIDES), str(tmp_path / "single"))
     _multihost(tmp_path, ["pretrain", "--config", spec, *OVERRIDES, "--workdir", str(tmp_path / "multi")])
     _assert_same_run(str(tmp_path / "single"), str(tmp_path / "multi"), "pretrain")
     assert json.loads((tmp_path / "multi" / "config.json").read_text())["mesh"]["shape"] == [2, 2, 2]

@@ -13,6 +13,7 @@ import pytest
 
 from instructgpt_jax import pipeline
 from instructgpt_jax.config_base import apply_overrides, load_config
+from instructgpt_jax import stages
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = ("win_rate", "gold", "rm_score", "kl", "pretrain_loss", "alignment_tax", "length", "refusal_rate",
@@ -211,7 +212,6 @@ def test_smoke_rm_beats_chance_where_judging_is_easy(smoke, tmp_path):
     labeler-ranked candidates (W/world/rm.jsonl: references, lapses, near misses, refusals), agrees with
     held-out labeler rankings of the families a judge checks by looking (constraints, replies, harmful
     requests) well above chance. The smoke pipeline's own RM (10 steps on 64 compared prompts) is a pulse."""
-    from instructgpt_jax import reward
     from instructgpt_jax.data import judge
 
     workdir, _, _ = smoke
@@ -224,7 +224,7 @@ def test_smoke_rm_beats_chance_where_judging_is_easy(smoke, tmp_path):
     apply_overrides(config, {"init_from": str(workdir / "sft"), "data.train": str(tmp_path / "train.jsonl"),
                              "data.val": str(tmp_path / "val.jsonl"), "train.steps": 80, "train.eval_every": 80,
                              "train.checkpoint_every": 80, "train.tensorboard": False, "optim.lr": 3e-3})
-    figures = reward.run(config, str(tmp_path / "rm"))
+    figures = stages.rm.run(config, str(tmp_path / "rm"))
     assert figures["rm/accuracy"] > 0.65, figures
 
 

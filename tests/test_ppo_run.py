@@ -11,10 +11,11 @@ import numpy as np
 import optax
 import pytest
 
-from instructgpt_jax import checkpoint, config_base, ppo, ppo_loop, train
+from instructgpt_jax import checkpoint, config_base, ppo, train
 from instructgpt_jax.data import world as world_lib
 from instructgpt_jax.data.formats import write_jsonl
 from instructgpt_jax.presets import get_preset
+from instructgpt_jax.stages import ppo as ppo_stage
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -76,7 +77,7 @@ def test_run_writes_metrics_evaluations_and_checkpoints(stages, tmp_path):
     config = _config(stages)
     config.train.update({"iterations": 2, "checkpoint_every": 1})
     workdir = str(tmp_path / "run")
-    result = ppo.run(config, workdir)
+    result = ppo_stage.run(config, workdir)
     rows = _rows(workdir)
     assert [r["step"] for r in rows if "ppo/score" in r] == [1, 2]
     assert [r["step"] for r in rows if "ppo/gold_score" in r] == [0, 2]  # 0 = the SFT policy
@@ -90,7 +91,7 @@ def test_run_writes_metrics_evaluations_and_checkpoints(stages, tmp_path):
     assert step == 2 and meta["beta"] != 0.02  # the adaptive controller moved beta; the checkpoint keeps it
     cfg, _, params, _ = checkpoint.load_model(workdir)  # the policy, readable as any stage's model
     assert not cfg.scalar_head and "score_kernel" not in params
-    assert ppo.run(config, workdir) == result  # a finished run returns its last evaluation at once
+    assert ppo_stage.run(config, workdir) == result  # a finished run returns its last evaluation at once
 
 
 @pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
@@ -103,7 +104,7 @@ def test_reward_and_value_models_larger_than_the_policy(stages, tmp_path):
     config.init_value = config.reward_model = str(big)
     config.train.update({"iterations": 2, "checkpoint_every": 2})
     workdir = str(tmp_path / "run")
-    result = ppo.run(config, workdir)
+    result = ppo_stage.run(config, workdir)
     assert np.isfinite(result["ppo/eval_score"]) and result["ppo/eval_kl"] != 0.0
     stored = checkpoint.make_manager(os.path.join(workdir, "checkpoints")).item_metadata(2)["value_params"]
     assert stored["score_kernel"].shape == (get_preset("tiny").n_embd,)  # the value model is the tiny RM
@@ -111,7 +112,7 @@ def test_reward_and_value_models_larger_than_the_policy(stages, tmp_path):
     assert policy_cfg.n_embd == get_preset("nano").n_embd
     # A larger reward network beside a policy-sized value model (init_value = SFT): two headed networks.
     nano, tiny = get_preset("nano"), get_preset("tiny")
-    setup = ppo_loop.make_setup(nano, config.mesh, ppo.ppo_config(config.ppo), 80, optax.sgd(0.0), optax.sgd(0.0),
+    setup = ppo_stage.make_setup(nano, config.mesh, ppo.ppo_config(config.ppo), 80, optax.sgd(0.0), optax.sgd(0.0),
                                 value_cfg=nano, reward_cfg=tiny)
     assert setup.headed.model_cfg.n_embd == nano.n_embd and setup.rewarder.model_cfg.n_embd == tiny.n_embd
     assert setup.abstract["value_params"]["score_kernel"].shape == (nano.n_embd,)
@@ -119,19 +120,19 @@ def test_reward_and_value_models_larger_than_the_policy(stages, tmp_path):
     config = _config(stages, shared_trunk=True)
     config.init_value = str(big)
     with pytest.raises(ValueError, match=r"shared_trunk needs the value model \(init_value\) to have the policy's"):
-        ppo.run(config, str(tmp_path / "run3"))
+        ppo_stage.run(config, str(tmp_path / "run3"))
 
 
 @pytest.mark.slow
 def test_resume_after_a_crash_is_exact(stages, tmp_path):
     config = _config(stages)
     full = str(tmp_path / "full")
-    result = ppo.run(config, full)
+    result = ppo_stage.run(config, full)
     # A crash right after the iteration-2 checkpoint: resume from it and finish.
     cut = str(tmp_path / "cut")
     shutil.copytree(full, cut)
     shutil.rmtree(os.path.join(cut, "checkpoints", "4"))
-    assert ppo.run(config, cut) == result
+    assert ppo_stage.run(config, cut) == result
     assert [_strip(r) for r in _rows(cut)] == [_strip(r) for r in _rows(full)]
     for x, y in zip(jax.tree.leaves(checkpoint.load_model(full)[2]), jax.tree.leaves(checkpoint.load_model(cut)[2])):
         np.testing.assert_array_equal(x, y)
@@ -141,13 +142,13 @@ def test_bad_configs_name_the_key(stages, tmp_path):
     config = _config(stages)
     config.init_policy = ""
     with pytest.raises(ValueError, match=r"config\.init_policy is empty"):
-        ppo.run(config, str(tmp_path))
+        ppo_stage.run(config, str(tmp_path))
     config = _config(stages, max_new_tokens=200)
     with pytest.raises(ValueError, match=r"config\.data\.prompt_len=80 \+ config\.ppo\.max_new_tokens=200 exceeds"):
-        ppo.run(config, str(tmp_path))
+        ppo_stage.run(config, str(tmp_path))
     config = _config(stages, rollout_batch=12, minibatches=2)
     with pytest.raises(ValueError, match=r"rows per minibatch must be divisible by data x fsdp = 8"):
-        ppo.run(config, str(tmp_path))
+        ppo_stage.run(config, str(tmp_path))
     config = _config(stages, ptx_batch_size=4)
     with pytest.raises(ValueError, match=r"config\.ppo\.ptx_batch_size=4 must be divisible by data x fsdp = 8"):
-        ppo.run(config, str(tmp_path))
+        ppo_stage.run(config, str(tmp_path))

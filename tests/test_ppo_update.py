@@ -11,9 +11,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from instructgpt_jax import config_base, ppo, ppo_loop, sharding, train
+from instructgpt_jax import config_base, ppo, sharding, train
 from instructgpt_jax.model import GPTConfig
-from instructgpt_jax.sampling import left_pad
+from instructgpt_jax.data.batching import left_pad
+from instructgpt_jax import stages
 
 CFG = GPTConfig(vocab_size=64, n_positions=32, n_layer=1, n_head=2, n_embd=32)
 P, N, B = 8, 8, 16
@@ -27,7 +28,7 @@ def _setup(cfg: ppo.PPOConfig, shape=(1, 1, 1), tx=None, vtx=None):
     optim.eps = 1e-6  # see test_sharding: keeps Adam's first step from amplifying summation-order noise
     tx = tx or train.make_optimizer(optim, 100)
     vtx = vtx or train.make_optimizer(optim, 100)
-    return ppo_loop.make_setup(CFG, config_base.mesh_config(shape), cfg, P, tx, vtx, devices=jax.devices()[:n])
+    return stages.ppo.make_setup(CFG, config_base.mesh_config(shape), cfg, P, tx, vtx, devices=jax.devices()[:n])
 
 
 def _random(setup_part, seed):
@@ -41,7 +42,7 @@ def _random(setup_part, seed):
 def _params(setup, cfg):
     """policy (seed 0), value (seed 1), ref (seed 2: a different model, so KL is not 0), reward (seed 3)."""
     value = _random(setup.headed, 1)
-    value = {k: value[k] for k in ppo_loop.HEAD} if cfg.shared_trunk else value
+    value = {k: value[k] for k in stages.ppo.HEAD} if cfg.shared_trunk else value
     return _random(setup.headless, 0), value, _random(setup.headless, 2), _random(setup.headed, 3)
 
 
@@ -55,7 +56,7 @@ def _prompts(seed=0):
 @functools.cache
 def _world(cfg: ppo.PPOConfig, shape=(1, 1, 1)):
     setup = _setup(cfg, shape)
-    return setup, ppo_loop.make_programs(setup, EOS, PAD, NORM), _params(setup, cfg)
+    return setup, stages.ppo.make_programs(setup, EOS, PAD, NORM), _params(setup, cfg)
 
 
 def _fresh(cfg, shape=(1, 1, 1)):
@@ -163,7 +164,7 @@ def test_update_gradient_equals_grad_of_hand_written_loss():
     setup = _setup(cfg, tx=_record_grads(), vtx=_record_grads())
     policy, value = _fresh(BASE)
     update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, cfg, P, setup.policy_tx, setup.value_tx)
-    state = ppo_loop.init_state(setup, *_fresh(BASE))
+    state = stages.ppo.init_state(setup, *_fresh(BASE))
     new_state, metrics = update(state, data, ptx, jax.random.key(0))
     assert 0 < float(metrics["clipfrac"][0]) < 1 and 0 < float(metrics["vf_clipfrac"][0]) < 1
     hand = jax.jit(functools.partial(_hand_loss, setup, cfg))
@@ -182,7 +183,7 @@ def test_lr_zero_leaves_params_and_gives_zero_approxkl():
     policy, value = _fresh(BASE)
     before = jax.device_get((policy, value))
     update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, BASE, P, setup.policy_tx, setup.value_tx)
-    state, metrics = update(ppo_loop.init_state(setup, policy, value), data, None, jax.random.key(0))
+    state, metrics = update(stages.ppo.init_state(setup, policy, value), data, None, jax.random.key(0))
     for a, b in zip(jax.tree.leaves(jax.device_get((state["params"], state["value_params"]))), jax.tree.leaves(before)):
         np.testing.assert_array_equal(a, b)
     assert metrics["approxkl"].shape == (BASE.epochs * BASE.minibatches,)
@@ -196,9 +197,9 @@ def test_lr_zero_leaves_params_and_gives_zero_approxkl():
 def _one_iteration(shape, cfg):
     setup, programs, (policy, value, ref, reward) = _world(cfg, shape)
     with jax.set_mesh(setup.mesh):
-        state = ppo_loop.init_state(setup, *_fresh(cfg, shape))
+        state = stages.ppo.init_state(setup, *_fresh(cfg, shape))
         batch = sharding.shard_batch(_prompts(5), setup.mesh)
-        state, sample, stats, metrics, _ = ppo_loop.iteration(programs, state, ref, reward, batch, None, jax.random.key(3))
+        state, sample, stats, metrics, _ = stages.ppo.iteration(programs, state, ref, reward, batch, None, jax.random.key(3))
         return jax.device_get((state, sample, stats, metrics)), programs
 
 
@@ -213,7 +214,7 @@ def test_sharded_update_equals_single_device():
         update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, cfg, P, setup.policy_tx, setup.value_tx,
                                  setup.shardings, lambda ndim: sharding.batch_sharding(setup.mesh, ndim))
         with jax.set_mesh(setup.mesh):
-            state = ppo_loop.init_state(setup, policy, value)
+            state = stages.ppo.init_state(setup, policy, value)
             if shape != (1, 1, 1):
                 assert state["params"]["h"][0]["mlp"]["c_fc_kernel"].sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
             state, metrics = update(state, sharding.shard_batch(data, setup.mesh), None, jax.random.key(3))
@@ -230,10 +231,10 @@ def test_params_move_and_nothing_recompiles():
     # The same cache key as _fresh's call: built outside the mesh context, as the stage runner builds it.
     setup, programs, (policy, value, ref, reward) = _world(BASE, (1, 1, 1))
     with jax.set_mesh(setup.mesh):
-        state = ppo_loop.init_state(setup, *_fresh(BASE))
+        state = stages.ppo.init_state(setup, *_fresh(BASE))
         for it in range(3):
             batch = sharding.shard_batch(_prompts(it), setup.mesh)
-            state, *_ = ppo_loop.iteration(programs, state, ref, reward, batch, None, jax.random.key(it))
+            state, *_ = stages.ppo.iteration(programs, state, ref, reward, batch, None, jax.random.key(it))
     assert int(state["step"]) == 3
     assert not np.allclose(jax.device_get(state["params"]["wte"]["embedding"]), jax.device_get(policy["wte"]["embedding"]))
     for name in ("generate", "score", "update"):
@@ -243,7 +244,7 @@ def test_params_move_and_nothing_recompiles():
 def test_shared_trunk_value_head_trains_the_trunk():
     cfg = dataclasses.replace(BASE, shared_trunk=True)
     setup = _setup(cfg)
-    assert setup.value_graphdef is None and set(setup.abstract["value_params"]) == set(ppo_loop.HEAD)
+    assert setup.value_graphdef is None and set(setup.abstract["value_params"]) == set(stages.ppo.HEAD)
     (state, _, stats, metrics), _ = _one_iteration((1, 1, 1), cfg)
     assert np.isfinite(metrics["value_loss"]).all() and np.isfinite(stats["value_mean"])
     _, _, (policy, head, _, _) = _world(cfg)
@@ -258,7 +259,7 @@ def test_shared_trunk_value_head_trains_the_trunk():
 def test_frozen_models_in_bfloat16():
     """bf16 reference and reward model: half the memory, scores and KL within bf16 rounding of float32."""
     setup, programs, (policy, value, ref, reward) = _world(BASE)
-    cast = ppo_loop.frozen(dataclasses.replace(setup, cfg=dataclasses.replace(BASE, frozen_dtype="bfloat16")), (ref, reward))
+    cast = stages.ppo.frozen(dataclasses.replace(setup, cfg=dataclasses.replace(BASE, frozen_dtype="bfloat16")), (ref, reward))
     assert {x.dtype for x in jax.tree.leaves(cast)} == {jnp.dtype(jnp.bfloat16)}
     sample, data, _ = _rollout(BASE)
     mask = jnp.asarray(_prompts(0)["prompt_mask"])

@@ -7,11 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from instructgpt_jax import config_base, train
 from instructgpt_jax.model import GPTConfig, make_model
 from instructgpt_jax.pretrain import lm_loss, pretrain_loss
+from instructgpt_jax import stages
 
 CFG = GPTConfig(vocab_size=264, n_positions=64, n_layer=2, n_head=2, n_embd=32)
 
@@ -108,10 +108,9 @@ def load_config(path, arg=None):
 @pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_short_real_run_lowers_heldout_loss(tmp_path):
     """60 steps of the smoke config on Shakespeare: held-out loss falls well below uniform (ln 264 = 5.58)."""
-    from instructgpt_jax import pretrain
 
     config = load_config("configs/pretrain.py", "smoke")
     config.train.tensorboard = False
-    result = pretrain.run(config, str(tmp_path))
+    result = stages.pretrain.run(config, str(tmp_path))
     assert result["pretrain/heldout_loss"] < 3.5
     assert train.is_complete(str(tmp_path))

@@ -16,6 +16,8 @@ from instructgpt_jax import config_base, reward, sharding, train
 from instructgpt_jax.data import batching
 from instructgpt_jax.model import GPT, GPTConfig, make_model
 from instructgpt_jax.tokenizer import make_tokenizer
+from instructgpt_jax.data import packing
+from instructgpt_jax import stages
 from stage_inputs import world_and_checkpoint
 
 CFG = GPTConfig(vocab_size=264, n_positions=64, n_layer=2, n_head=2, n_embd=32, scalar_head=True)
@@ -121,7 +123,7 @@ def test_one_trunk_forward_of_k_responses_per_prompt(monkeypatch):
 
 def _packed(examples, rows=10, seq_len=96, multiple=2):
     """The packed batch of all `examples` (one step) and the padded batch of the same prompts."""
-    batches, steps = reward.packed_rm_batches(examples, TOK, rows, seq_len, seed=0, epochs=1.0, multiple=multiple)
+    batches, steps = packing.packed_rm_batches(examples, TOK, rows, seq_len, seed=0, epochs=1.0, multiple=multiple)
     assert steps == 1, "the examples should fit one packed step"
     return batches(0), batching.rm_batch(examples, TOK, seq_len, k_max=max(len(e["responses"]) for e in examples))
 
@@ -168,7 +170,7 @@ def test_score_texts_packs_without_changing_a_score():
     rng = np.random.default_rng(10)
     prompts = [f"p{i}" for i in range(70)]
     responses = ["ab" * int(rng.integers(0, 12)) for _ in range(70)]
-    score_texts = reward.make_score_texts(setup, TOK, 64, batch_rows=2)  # 2 rows of 64, <= 8 segments a call
+    score_texts = reward.make_score_texts(setup.graphdef, setup.mesh, TOK, 64, batch_rows=2)  # 2 rows of 64, <= 8 segments a call
     got = score_texts(params, prompts, responses)
     alone = jax.jit(lambda ids: model.score(model.trunk(ids)[0])[0, -1])
     want = [float(alone(jnp.asarray([TOK.encode_prompt(p) + TOK.encode_response(y)]))) for p, y in zip(prompts, responses)]
@@ -180,7 +182,7 @@ def test_pack_prompts_keeps_prompts_whole_and_rows_within_the_budget():
     rng = np.random.default_rng(9)
     lengths = [rng.integers(5, 40, size=rng.integers(2, 10)).tolist() for _ in range(200)]
     order = rng.permutation(200)
-    batches = reward.pack_prompts(lengths, order, rows=12, seq_len=64)
+    batches = packing.pack_prompts(lengths, order, rows=12, seq_len=64)
     assert [i for b in batches for i in b] == order.tolist()  # every prompt once, in order
     for b in batches:
         rows = sft_rows([n for i in b for n in lengths[i]], 64)
@@ -188,11 +190,11 @@ def test_pack_prompts_keeps_prompts_whole_and_rows_within_the_budget():
     for b, nxt in zip(batches, batches[1:]):  # greedy: the next prompt would not have fitted
         assert sft_rows([n for i in b + nxt[:1] for n in lengths[i]], 64) > 12
     with pytest.raises(ValueError, match="packed_rows=2"):
-        reward.pack_prompts([[60, 60, 60]], [0], rows=2, seq_len=64)
+        packing.pack_prompts([[60, 60, 60]], [0], rows=2, seq_len=64)
 
 
 def sft_rows(lengths, seq_len):
-    from instructgpt_jax.sft import pack_rows
+    from instructgpt_jax.data.packing import pack_rows
 
     return len(pack_rows(lengths, seq_len, range(len(lengths))))
 
@@ -312,10 +314,10 @@ def test_stage_resumes_to_identical_params_and_normalises_sft_samples(stage_inpu
     from instructgpt_jax import checkpoint
 
     config = _stage_config(stage_inputs, 6, **{"train.checkpoint_every": 4, "norm.gain": True})
-    first = reward.run(config, str(tmp_path))
+    first = stages.rm.run(config, str(tmp_path))
     full = checkpoint.load_model(str(tmp_path))[2]
     shutil.rmtree(tmp_path / "checkpoints" / "6")  # as if the run had died after its step-4 checkpoint
-    reward.run(config, str(tmp_path))
+    stages.rm.run(config, str(tmp_path))
     cfg, _, resumed, meta = checkpoint.load_model(str(tmp_path))
     for x, y in zip(jax.tree.leaves(full), jax.tree.leaves(resumed)):
         np.testing.assert_array_equal(x, y)
@@ -327,7 +329,7 @@ def test_stage_resumes_to_identical_params_and_normalises_sft_samples(stage_inpu
     # mean 0 and, with the gain, std 1 after normalisation.
     norm = reward.load_reward_norm(str(tmp_path))
     setup = train.make_setup(cfg, config.mesh, optax.sgd(0.0))
-    score_texts = reward.make_score_texts(setup, TOK, meta["seq_len"], 64)
+    score_texts = reward.make_score_texts(setup.graphdef, setup.mesh, TOK, meta["seq_len"], 64)
     records = [json.loads(line) for line in open(stage_inputs / "world" / "rm.jsonl")]
     samples = [(r["prompt"], y) for r in records for y in r["responses"]][:config.norm.num_responses]
     raw = score_texts(jax.device_put(resumed, setup.shardings["params"]), [p for p, _ in samples], [y for _, y in samples])

@@ -11,7 +11,8 @@ from flax import nnx
 
 from instructgpt_jax import checkpoint
 from instructgpt_jax.model import GPTConfig, abstract_model, positions_from_mask
-from instructgpt_jax.sampling import (SampleConfig, decode_step, filter_logits, left_pad, make_generate, prefill,
+from instructgpt_jax.data.batching import left_pad
+from instructgpt_jax.sampling import (SampleConfig, decode_step, filter_logits, make_generate, prefill,
                                       sample_cli)
 
 CFG = GPTConfig(vocab_size=61, n_positions=32, n_layer=2, n_head=2, n_embd=32)

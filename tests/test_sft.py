@@ -15,6 +15,8 @@ from instructgpt_jax import checkpoint, config_base, sft, sharding, train
 from instructgpt_jax.data import batching
 from instructgpt_jax.model import GPTConfig, make_model
 from instructgpt_jax.tokenizer import make_tokenizer
+from instructgpt_jax.data import packing
+from instructgpt_jax import stages
 from stage_inputs import world_and_checkpoint
 
 CFG = GPTConfig(vocab_size=264, n_positions=128, n_layer=2, n_head=2, n_embd=32)
@@ -47,7 +49,7 @@ def test_sft_loss_is_cross_entropy_of_response_tokens_only():
 
 def test_pack_rows_places_every_example_once_within_the_row():
     lengths = [30, 50, 20, 64, 10, 5, 40]
-    rows = sft.pack_rows(lengths, 64, [3, 0, 1, 2, 4, 5, 6])
+    rows = packing.pack_rows(lengths, 64, [3, 0, 1, 2, 4, 5, 6])
     assert sorted(i for row in rows for i in row) == list(range(7))
     assert [i for row in rows for i in row] == [3, 0, 1, 2, 4, 5, 6]
     assert all(sum(lengths[i] for i in row) <= 64 for row in rows)
@@ -57,10 +59,10 @@ def test_pack_rows_places_every_example_once_within_the_row():
 def test_packed_rows_give_the_same_losses_as_separate_examples():
     """Block-diagonal attention and per-example positions: packing changes no example's token losses."""
     model = make_model(CFG, seed=2)
-    encoded = sft.encode_examples(EXAMPLES, TOK)
-    rows = sft.pack_rows([len(p) + len(r) for p, r in encoded], 96, range(len(EXAMPLES)))
+    encoded = packing.encode_examples(EXAMPLES, TOK)
+    rows = packing.pack_rows([len(p) + len(r) for p, r in encoded], 96, range(len(EXAMPLES)))
     assert len(rows) < len(EXAMPLES)  # something is actually packed
-    packed = sft.packed_batch(encoded, rows, 96, TOK.pad_id)
+    packed = packing.packed_batch(encoded, rows, 96, TOK.pad_id)
     unpacked = batching.sft_batch(EXAMPLES, TOK, 64)
     sums = []
     for batch in (packed, unpacked):
@@ -80,9 +82,9 @@ def _config(steps, batch_size=8):
 
 
 def _packed_batch(batch_size=8):
-    encoded = sft.encode_examples(EXAMPLES, TOK)
-    rows = sft.pack_rows([len(p) + len(r) for p, r in encoded], 64, range(len(EXAMPLES)))
-    return sft.packed_batch(encoded, (rows * batch_size)[:batch_size], 64, TOK.pad_id)
+    encoded = packing.encode_examples(EXAMPLES, TOK)
+    rows = packing.pack_rows([len(p) + len(r) for p, r in encoded], 64, range(len(EXAMPLES)))
+    return packing.packed_batch(encoded, (rows * batch_size)[:batch_size], 64, TOK.pad_id)
 
 
 @pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
@@ -131,7 +133,7 @@ def test_stage_writes_base_and_final_figures_and_resumes_exactly(stage_inputs, t
     config.data.train = str(stage_inputs / "world" / "sft.jsonl")
     config.train.update(steps=6, checkpoint_every=4, eval_every=6, tensorboard=False)
     config.eval.update(num_prompts=8, batch_size=8, max_new_tokens=8, val_batches=1)
-    first = sft.run(config, str(tmp_path))
+    first = stages.sft.run(config, str(tmp_path))
     for key in ("sft/val_loss", "sft/gold_score", "sft/gold_score_t1", "sft/loss"):
         assert np.isfinite(first[key]), key
     for key in ("sft/val_loss_base", "sft/gold_score_base", "sft/gold_score_t1_base"):
@@ -141,7 +143,7 @@ def test_stage_writes_base_and_final_figures_and_resumes_exactly(stage_inputs, t
 
     full = checkpoint.load_model(str(tmp_path))[2]
     shutil.rmtree(tmp_path / "checkpoints" / "6")  # as if the run had died after its step-4 checkpoint
-    assert sft.run(config, str(tmp_path))["sft/val_loss"] == first["sft/val_loss"]
+    assert stages.sft.run(config, str(tmp_path))["sft/val_loss"] == first["sft/val_loss"]
     resumed = checkpoint.load_model(str(tmp_path))[2]
     for x, y in zip(jax.tree.leaves(full), jax.tree.leaves(resumed)):
         np.testing.assert_array_equal(x, y)
@@ -153,4 +155,4 @@ def test_missing_init_from_names_the_config_key():
     config = config_base.load_config("configs/sft.py:smoke")
     config.data.train = "x.jsonl"
     with pytest.raises(ValueError, match="config.init_from is empty"):
-        sft.run(config, "/nonexistent")
+        stages.sft.run(config, "/nonexistent")

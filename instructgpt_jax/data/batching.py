@@ -18,13 +18,16 @@ import functools
 import numpy as np
 
 
-def left_pad(seqs, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens, mask), each (N, length): sequences right-aligned, pad_id and False before them."""
+def left_pad(seqs, pad_id: int, length: int | None = None, allow_empty: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens (N, L) int32, mask (N, L) bool): sequences right-aligned, pad_id and False before them; the
+    layout `sampling.make_generate` takes. L = `length`, or the longest sequence. An empty sequence is an
+    error unless `allow_empty` (an RM batch's missing responses)."""
+    length = length or max(len(s) for s in seqs)
     tokens = np.full((len(seqs), length), pad_id, np.int32)
     mask = np.zeros((len(seqs), length), bool)
     for i, seq in enumerate(seqs):
-        if len(seq) > length:
-            raise ValueError(f"sequence {i} has {len(seq)} tokens, more than the batch length {length}")
+        if len(seq) > length or not (seq or allow_empty):
+            raise ValueError(f"sequence {i} has {len(seq)} tokens; expected {0 if allow_empty else 1} to {length}")
         if seq:
             tokens[i, length - len(seq):] = seq
             mask[i, length - len(seq):] = True
@@ -132,7 +135,7 @@ def sft_batch(examples, tokenizer, seq_len: int) -> dict:
     """{'tokens','positions','attention_mask','loss_mask'} (B, T) from {"prompt","response"} dicts."""
     prompts = [tokenizer.encode_prompt(ex["prompt"]) for ex in examples]
     responses = [tokenizer.encode_response(ex["response"]) for ex in examples]
-    tokens, mask = left_pad([p + r for p, r in zip(prompts, responses)], seq_len, tokenizer.pad_id)
+    tokens, mask = left_pad([p + r for p, r in zip(prompts, responses)], tokenizer.pad_id, seq_len)
     loss_mask = np.zeros_like(mask)
     for b, r in enumerate(responses):
         loss_mask[b, seq_len - len(r):] = True   # left padding: the response is the last len(r) tokens
@@ -179,7 +182,7 @@ def rm_batch(examples, tokenizer, seq_len: int, k_max: int) -> dict:
         prompt = tokenizer.encode_prompt(ex["prompt"])
         seqs = [prompt + tokenizer.encode_response(r) for r in ex["responses"]]
         seqs += [seqs[0]] * (k_max - k)
-        tokens[b], mask[b] = left_pad(seqs, seq_len, tokenizer.pad_id)
+        tokens[b], mask[b] = left_pad(seqs, tokenizer.pad_id, seq_len, allow_empty=True)
         k_mask[b, :k] = True
         ranks[b, :k] = ex["ranks"]
     return {"tokens": tokens, "positions": positions_from_mask(mask), "attention_mask": mask,
@@ -201,7 +204,7 @@ def rm_batches(examples, tokenizer, batch_size: int, seq_len: int, k_max: int, s
 
 def ppo_batch(prompts, tokenizer, prompt_len: int) -> tuple[dict, list[str]]:
     """({'prompt_tokens','prompt_mask'} (B, P) left-padded, the prompt strings kept on the host)."""
-    tokens, mask = left_pad([tokenizer.encode_prompt(p) for p in prompts], prompt_len, tokenizer.pad_id)
+    tokens, mask = left_pad([tokenizer.encode_prompt(p) for p in prompts], tokenizer.pad_id, prompt_len)
     return {"prompt_tokens": tokens, "prompt_mask": mask}, list(prompts)
 
 
@@ -212,3 +215,12 @@ def ppo_batches(prompts, tokenizer, batch_size: int, prompt_len: int, seed: int,
     check_lengths([len(tokenizer.encode_prompt(p)) for p in prompts], prompt_len, "PPO prompts")
     return Batches(len(prompts), batch_size, seed,
                    lambda idx: ppo_batch([prompts[i] for i in idx], tokenizer, prompt_len), process_index, process_count)
+
+
+def split_val(examples: list, val_fraction: float, seed: int, what: str) -> tuple[list, list]:
+    """(train, val): a seeded `val_fraction` of the examples held out, at least one of each."""
+    n_val = max(1, round(len(examples) * val_fraction))
+    if len(examples) - n_val < 1:
+        raise ValueError(f"{what}: {len(examples)} examples cannot give both a training and a validation split")
+    order = np.random.default_rng([seed, 17]).permutation(len(examples))
+    return [examples[i] for i in order[n_val:]], [examples[i] for i in order[:n_val]]

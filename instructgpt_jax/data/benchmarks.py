@@ -36,7 +36,7 @@ import glob
 import json
 import os
 
-from instructgpt_jax.data.formats import BENCHMARK_PREFIXES, DataError, _jsonl_records, _string
+from instructgpt_jax.data.records import BENCHMARK_PREFIXES, DataError, jsonl_records, string_field
 
 PREFIXES = BENCHMARK_PREFIXES
 TLDR_FORMAT = "SUBREDDIT: r/{subreddit}\n\nTITLE: {title}\n\nPOST: {post}\n\nTL;DR:"
@@ -113,13 +113,13 @@ def rows(path: str):
     elif path.endswith(".parquet"):
         yield from _parquet_rows(path)
     else:
-        yield from _jsonl_records(path)
+        yield from jsonl_records(path)
 
 
 # ---------------------------------------------------------------- TL;DR
 
 def _text(where: str, value, field: str) -> str:
-    return _string(where, {field: value}, field)
+    return string_field(where, {field: value}, field)
 
 
 def _field(where: str, record: dict, key: str, name: str) -> str:
@@ -168,8 +168,8 @@ def _tldr_sft(where, record, tokenizer, budget) -> dict:
     if record.get("summary") is None and record.get("summaries") is not None:
         raise DataError(where, "summary", "missing: a TL;DR comparison record; SFT reads the TL;DR SFT layout "
                         "{subreddit, title, post, summary}")
-    fields = {k: _string(where, record, k) for k in ("subreddit", "title", "post")}
-    summary = _string(where, record, "summary")
+    fields = {k: string_field(where, record, k) for k in ("subreddit", "title", "post")}
+    summary = string_field(where, record, "summary")
     meta = {k: v for k, v in record.items() if k not in ("subreddit", "title", "post", "summary")}
     return {"prompt": tldr_query(where, fields, tokenizer, budget), "response": " " + summary, "meta": meta}
 
@@ -203,7 +203,7 @@ def _tldr_prompt(where, record, tokenizer, budget) -> dict:
         if not isinstance(info, dict):
             raise DataError(where, "info", f"expected an object, got {type(info).__name__}")
         return {"prompt": tldr_query(where, _post_fields(where, info, "info."), tokenizer, budget)}
-    fields = {k: _string(where, record, k) for k in ("subreddit", "title", "post")}
+    fields = {k: string_field(where, record, k) for k in ("subreddit", "title", "post")}
     return {"prompt": tldr_query(where, fields, tokenizer, budget)}
 
 
@@ -232,7 +232,7 @@ def hh_split(where: str, chosen: str, rejected: str) -> tuple[str, str, str]:
 
 
 def _hh(where, record, kind) -> dict:
-    prompt, chosen, rejected = hh_split(where, _string(where, record, "chosen"), _string(where, record, "rejected"))
+    prompt, chosen, rejected = hh_split(where, string_field(where, record, "chosen"), string_field(where, record, "rejected"))
     if kind == "sft":
         return {"prompt": prompt, "response": chosen}
     if kind == "ppo":

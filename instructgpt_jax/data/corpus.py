@@ -16,6 +16,7 @@ import re
 import zlib
 
 from instructgpt_jax.data.batching import eval_windows, lm_windows, process_slice  # noqa: F401 (re-exported)
+from instructgpt_jax.data import web
 from instructgpt_jax.data.formats import read_text
 
 
@@ -72,8 +73,6 @@ def shakespeare(heldout_fraction: float = 0.05) -> Corpus:
 def web_and_shakespeare(seed: int, heldout_fraction: float = 0.05) -> Corpus:
     """The embedded world's pretraining mix: Shakespeare and as many bytes of the world's web (web.py), each
     split interleaved chunk by chunk; the web's held-out text is its own stream, never trained on."""
-    from instructgpt_jax.data import web
-
     plays = shakespeare(heldout_fraction)
     return Corpus(train=web.interleave(web.web_text(seed, len(plays.train)), plays.train),
                   heldout=web.interleave(web.web_text(seed, len(plays.heldout), web.HELDOUT_STREAM), plays.heldout))

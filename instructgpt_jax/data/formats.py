@@ -24,51 +24,12 @@ import tempfile
 
 import numpy as np
 
+from instructgpt_jax.data import benchmarks
+from instructgpt_jax.data import world as world_lib
+from instructgpt_jax.data.records import BENCHMARK_PREFIXES, DataError, jsonl_records, string_field
 from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
 
 log = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """A bad record: the message starts with "file:line: field 'name':" so the fix is one click away."""
-
-    def __init__(self, where: str, field: str | None, message: str):
-        self.where, self.field = where, field
-        super().__init__(f"{where}: field {field!r}: {message}" if field else f"{where}: {message}")
-
-
-# ---------------------------------------------------------------- record streams
-
-def _jsonl_records(path: str):
-    """(location, record) per non-blank line; bytes that are not UTF-8 survive as surrogates for _string."""
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                record = json.loads(raw.rstrip(b"\r\n").decode("utf-8", errors="surrogateescape"))
-            except json.JSONDecodeError as e:
-                raise DataError(where, None, f"invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(record, dict):
-                raise DataError(where, None, f"expected a JSON object, got {type(record).__name__}")
-            yield where, record
-
-
-def _string(where: str, record: dict, field: str) -> str:
-    """The non-empty, valid UTF-8 string in `record[field]`."""
-    if field not in record:
-        raise DataError(where, field, "missing")
-    value = record[field]
-    if not isinstance(value, str):
-        raise DataError(where, field, f"expected a string, got {type(value).__name__}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise DataError(where, field, "not valid UTF-8") from None
-    if not value.strip():
-        raise DataError(where, field, "empty")
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,17 +102,10 @@ def _start(path: str, tokenizer, model_vocab_size: int | None):
             raise DataError(path, "tokenizer", str(e)) from None
 
 
-# Benchmark layouts named by a path prefix ("tldr:PATH", "hh:PATH"), converted to the records above by
-# data/benchmarks.py; their records carry "meta" (TL;DR's worker, batch, ...), which read_rm and read_sft keep.
-BENCHMARK_PREFIXES = ("tldr:", "hh:")
-
-
 def _records(path: str, kind: str, limits: "_Limits"):
     """(location, record) of a JSONL file in the formats above, or of a prefixed benchmark source."""
     if not path.startswith(BENCHMARK_PREFIXES):
-        return _jsonl_records(path)
-    from instructgpt_jax.data import benchmarks   # imported here: it imports this module
-
+        return jsonl_records(path)
     return benchmarks.records(path, kind, limits.tokenizer, limits.max_prompt_tokens)
 
 
@@ -163,8 +117,8 @@ def read_sft(path: str, tokenizer=None, *, max_prompt_tokens=None, max_response_
     limits = _Limits(tokenizer, max_prompt_tokens, max_response_tokens, overflow)
     _start(path, tokenizer, model_vocab_size)
     for where, record in _records(path, "sft", limits):
-        prompt = limits.prompt(where, _string(where, record, "prompt"))
-        out = {"prompt": prompt, "response": limits.response(where, "response", _string(where, record, "response"))}
+        prompt = limits.prompt(where, string_field(where, record, "prompt"))
+        out = {"prompt": prompt, "response": limits.response(where, "response", string_field(where, record, "response"))}
         yield {**out, "meta": record["meta"]} if "meta" in record and path.startswith(BENCHMARK_PREFIXES) else out
 
 
@@ -173,7 +127,7 @@ def read_ppo(path: str, tokenizer=None, *, max_prompt_tokens=None, overflow="err
     limits = _Limits(tokenizer, max_prompt_tokens, None, overflow)
     _start(path, tokenizer, model_vocab_size)
     for where, record in _records(path, "ppo", limits):
-        yield limits.prompt(where, _string(where, record, "prompt"))
+        yield limits.prompt(where, string_field(where, record, "prompt"))
 
 
 def ranking_to_ranks(ranking, k: int, where: str = "<ranking>") -> list[int]:
@@ -210,9 +164,9 @@ def read_rm(path: str, tokenizer=None, *, k_max: int = 9, max_prompt_tokens=None
     limits = _Limits(tokenizer, max_prompt_tokens, max_response_tokens, overflow)
     _start(path, tokenizer, model_vocab_size)
     for where, record in _records(path, "rm", limits):
-        prompt = limits.prompt(where, _string(where, record, "prompt"))
+        prompt = limits.prompt(where, string_field(where, record, "prompt"))
         if "responses" not in record and "chosen" in record:
-            chosen, rejected = _string(where, record, "chosen"), _string(where, record, "rejected")
+            chosen, rejected = string_field(where, record, "chosen"), string_field(where, record, "rejected")
             if chosen == rejected:
                 raise DataError(where, "rejected", "duplicate response: same text as 'chosen'")
             yield {"prompt": prompt, "responses": [limits.response(where, "chosen", chosen),
@@ -226,7 +180,7 @@ def read_rm(path: str, tokenizer=None, *, k_max: int = 9, max_prompt_tokens=None
             raise DataError(where, "responses", f"expected a list, got {type(responses).__name__}")
         if not 2 <= len(responses) <= k_max:
             raise DataError(where, "responses", f"K={len(responses)} responses, need 2 <= K <= k_max={k_max}")
-        texts = [_string(where, {f"responses[{i}]": r}, f"responses[{i}]") for i, r in enumerate(responses)]
+        texts = [string_field(where, {f"responses[{i}]": r}, f"responses[{i}]") for i, r in enumerate(responses)]
         first = {}
         for i, text in enumerate(texts):
             if text in first:
@@ -264,7 +218,7 @@ def read_text(source: str, *, data_dir: str | None = None, field: str = "text"):
     if not is_tfds and not os.path.exists(source):
         raise FileNotFoundError(f"{source}: no such file (pretraining sources: 'shakespeare', a JSONL path, "
                                 "or 'tfds:name[/config]:split')")
-    for where, record in _tfds_records(source, data_dir) if is_tfds else _jsonl_records(source):
+    for where, record in _tfds_records(source, data_dir) if is_tfds else jsonl_records(source):
         if field not in record:
             raise DataError(where, field, f"missing (record has {sorted(record)})")
         text = record[field]
@@ -273,7 +227,7 @@ def read_text(source: str, *, data_dir: str | None = None, field: str = "text"):
                 text = bytes(text).decode("utf-8")
             except UnicodeDecodeError:
                 raise DataError(where, field, "not valid UTF-8") from None
-        yield _string(where, {field: text}, field)
+        yield string_field(where, {field: text}, field)
 
 
 # ---------------------------------------------------------------- writers
@@ -306,8 +260,6 @@ def write_world(cfg, out_dir: str) -> dict[str, str]:
     ppo.jsonl, eval.jsonl and eval_heldout.jsonl (with "family" and "reference" for analysis), plus
     world.json with the resolved config. The same config and seed give byte-identical files.
     """
-    from instructgpt_jax.data import world as world_lib   # formats stays importable without the world
-
     world = world_lib.make_world(cfg)
     c = world.config
     tokenizer = make_tokenizer(c.tokenizer)

@@ -29,15 +29,18 @@ import ml_collections
 import numpy as np
 
 from instructgpt_jax import checkpoint, metrics, sharding
-from instructgpt_jax.sft import auto_seq_len, final_figures, generate_texts
+from instructgpt_jax import folders
+from instructgpt_jax.data import formats, labelers
+from instructgpt_jax.data import world as world_lib
+from instructgpt_jax.data.packing import auto_seq_len
+from instructgpt_jax.sampling import SampleConfig, generate_texts, make_generate, pick_distinct
+from instructgpt_jax.tokenizer import make_tokenizer
 
 log = logging.getLogger(__name__)
 
 
 def load_world(config):
     """The world whose labelers rank: `config.world` (a world.json), else world.json beside the prompts."""
-    from instructgpt_jax.data import world as world_lib
-
     path = config.world or os.path.join(os.path.dirname(os.path.abspath(config.data.prompts)), "world.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no world.json; the simulated labelers need the world's config "
@@ -46,27 +49,11 @@ def load_world(config):
         return world_lib.make_world(json.load(f)["config"])
 
 
-def pick_distinct(texts: list[str], k: int) -> list[str]:
-    """The first k distinct non-blank texts, in sampling order (read_rm rejects duplicates and blanks)."""
-    out = []
-    for text in texts:
-        if text.strip() and text not in out:
-            out.append(text)
-            if len(out) == k:
-                break
-    return out
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Write `workdir/rm.jsonl` and `workdir/metrics.jsonl`; returns the compare/* figures.
 
     A workdir that already has rm.jsonl (written atomically, so complete) is left as it is.
     """
-    from instructgpt_jax.data import formats, labelers
-    from instructgpt_jax.model import abstract_model
-    from instructgpt_jax.sampling import SampleConfig, make_generate
-    from instructgpt_jax.tokenizer import make_tokenizer
-
     c = config.compare
     if not config.policy:
         raise ValueError("config.policy is empty; expected the SFT stage folder (e.g. W/sft)")
@@ -74,8 +61,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise ValueError("config.data.prompts is empty; expected prompt JSONL (e.g. W/world/rm_prompts.jsonl)")
     if not 2 <= c.k_min <= c.k_max or c.extra_samples < 0:
         raise ValueError(f"config.compare: need 2 <= k_min ({c.k_min}) <= k_max ({c.k_max}) and extra_samples >= 0")
-    from instructgpt_jax import folders
-
     folders.read_input(config.policy, "policy", policy=True)
     if config.mix_policy:
         folders.read_input(config.mix_policy, "mix_policy", policy=True)
@@ -83,12 +68,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     folders.check_rerun(workdir, config, "compare", finished=os.path.exists(out_path))
     if os.path.exists(out_path):
         log.info("compare: %s exists; nothing to do", out_path)
-        return final_figures(workdir, "compare", base=False)
+        return metrics.final_figures(workdir, "compare", base=False)
     world = load_world(config)
 
-    mesh = sharding.make_mesh(config.mesh.shape)
-    rules = tuple(tuple(r) for r in config.mesh.rules)
-    shardings = lambda cfg: sharding.param_shardings(abstract_model(cfg)[1], mesh, rules)  # noqa: E731
+    mesh, shardings = checkpoint.mesh_and_shardings(config.mesh)
     model_cfg, graphdef, params, meta = checkpoint.load_model(config.policy, shardings=shardings)
     tokenizer = make_tokenizer(meta.get("tokenizer", "byte"))
     prompts = list(formats.read_ppo(config.data.prompts, tokenizer, max_prompt_tokens=config.data.max_prompt_tokens,

@@ -1,4 +1,4 @@
-"""The PPO / PPO-ptx stage: load the SFT policy, value model and frozen models, then iterate
+"""The PPO / PPO-ptx stage (InstructGPT stage 3): load the SFT policy, value model and frozen models, then iterate
 generate -> score -> update, with metrics, evaluation, checkpoints and exact resume.
 
   instructgpt ppo --config configs/ppo.py:ptx --workdir W/ppo_ptx
@@ -23,12 +23,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
 from instructgpt_jax import checkpoint, folders, metrics, ppo, rollout, sharding, train
+from instructgpt_jax.data import batching, formats
+from instructgpt_jax.data import corpus as corpus_lib
+from instructgpt_jax.data.world import gold_judge
 from instructgpt_jax.model import GPTConfig
-from instructgpt_jax.pretrain import lm_loss
+from instructgpt_jax.pretrain import heldout_loss
+from instructgpt_jax.reward import load_reward_norm
 from instructgpt_jax.sampling import SampleConfig, make_generate
+from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -175,20 +179,8 @@ def iteration(programs: Programs, state: dict, ref_params, reward_params, batch:
     return state, sample, stats, update_metrics, times
 
 
-def _put(value: np.ndarray, mesh, spec) -> jax.Array:
-    s = jax.sharding.NamedSharding(mesh, spec)
-    if jax.process_count() == 1:
-        return jax.device_put(value, s)
-    return jax.make_array_from_process_local_data(s, value)
-
-
 def run(config, workdir: str) -> dict:
     """Train PPO (ptx_coef 0) or PPO-ptx into `workdir`; returns the final evaluation's metrics."""
-    from instructgpt_jax import reward
-    from instructgpt_jax.data import batching, formats
-    from instructgpt_jax.data import corpus as corpus_lib
-    from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
-
     cfg, t = ppo.ppo_config(config.ppo), config.train
     for key in ("init_policy", "init_value", "reward_model"):
         if not config[key]:
@@ -220,8 +212,6 @@ def run(config, workdir: str) -> dict:
     # This host's rows of each fixed evaluation batch (the gold score averages this host's responses).
     eval_batches = [batching.ppo_batch(batching.process_slice(eval_prompts[i * cfg.rollout_batch:(i + 1) * cfg.rollout_batch]),
                                        tokenizer, P) for i in range(n_eval)]
-    from instructgpt_jax.data.world import gold_judge
-
     gold = gold_judge(config.eval.gold_judge)
 
     train_ids = heldout_ids = None
@@ -233,7 +223,7 @@ def run(config, workdir: str) -> dict:
     if cfg.ptx_coef > 0 and train_ids is None:
         raise ValueError("config.ppo.ptx_coef > 0 needs a pretraining corpus: set config.data.corpus.source")
 
-    norm = reward.load_reward_norm(config.reward_model)
+    norm = load_reward_norm(config.reward_model)
     steps = t.iterations * cfg.epochs * cfg.minibatches
     # The value and reward networks may be larger than the policy (as the paper's 6B RM for its 1.3B policy):
     # their architectures come from the checkpoints they start from (one meta read per folder: usually both W/rm).
@@ -254,12 +244,11 @@ def run(config, workdir: str) -> dict:
         if cfg.ptx_coef == 0:
             return None
         n = cfg.epochs * cfg.minibatches
-        windows = corpus_lib.lm_windows(train_ids, it, n * cfg.ptx_batch_size, cfg.ptx_seq_len, seed=t.seed)
+        windows = batching.lm_windows(train_ids, it, n * cfg.ptx_batch_size, cfg.ptx_seq_len, seed=t.seed)
         windows = windows.reshape(n, cfg.ptx_batch_size, cfg.ptx_seq_len)
         per_host = cfg.ptx_batch_size // jax.process_count()
-        return _put(windows[:, jax.process_index() * per_host:(jax.process_index() + 1) * per_host], mesh, ptx_spec)
-
-    heldout_loss = jax.jit(lambda params, tokens: lm_loss(nnx.merge(setup.ref_graphdef, params), tokens)[0])
+        return sharding.put_local(windows[:, jax.process_index() * per_host:(jax.process_index() + 1) * per_host],
+                                  jax.sharding.NamedSharding(mesh, ptx_spec))
 
     def evaluate(state, ref_params, reward_params) -> dict:
         """Fixed prompts, fixed keys: differences between evaluations come from the policy alone."""
@@ -283,9 +272,8 @@ def run(config, workdir: str) -> dict:
         if out["gold"]:
             row["ppo/gold_score"] = np.mean(out["gold"])
         if heldout_ids is not None:
-            losses = [heldout_loss(state["params"], jnp.asarray(corpus_lib.eval_windows(
-                heldout_ids, i, cfg.ptx_batch_size, cfg.ptx_seq_len))) for i in range(config.eval.heldout_batches)]
-            row["ppo/pretrain_loss"] = np.mean(jax.device_get(losses))
+            row["ppo/pretrain_loss"] = heldout_loss(setup.ref_graphdef, state["params"], heldout_ids,
+                                                    cfg.ptx_batch_size, cfg.ptx_seq_len, config.eval.heldout_batches)
         return {k: float(v) for k, v in row.items()}
 
     with jax.set_mesh(mesh):

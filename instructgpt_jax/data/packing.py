@@ -1,0 +1,163 @@
+"""Packing: several (prompt, response) examples per row of a fixed length, each attending to itself only.
+
+A packed row lays its examples out right-aligned, one after another, each with its own positions and a
+segment id (1, 2, ...; 0 is padding); model.packed_key_mask turns the segment ids into a block-diagonal
+attention mask. SFT packs demonstrations greedily (`pack_rows`, `packed_batches`); the reward model packs
+whole prompts, each with its K responses as segments, so a step still holds every pair of a prompt
+(`pack_prompts`, `packed_rm_batches`); scoring packs (prompt, response) texts as segments read at their
+last token (`pack_segments`). Every batch function is a pure function of the step (exact resume).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from instructgpt_jax.data import batching
+
+
+def encode_examples(examples, tokenizer) -> list[tuple[list[int], list[int]]]:
+    return [(tokenizer.encode_prompt(ex["prompt"]), tokenizer.encode_response(ex["response"])) for ex in examples]
+
+
+def auto_seq_len(lengths, n_positions: int | None = None, multiple: int = 16) -> int:
+    """The longest sequence rounded up to a multiple of 16 (one compiled shape, little padding), at most the
+    model's `n_positions` (a longer sequence is an error)."""
+    longest = max(lengths)
+    seq_len = -(-longest // multiple) * multiple
+    seq_len = seq_len if n_positions is None else min(seq_len, n_positions)
+    if longest > seq_len:
+        raise ValueError(f"the longest sequence has {longest} tokens, more than the model's n_positions={n_positions}")
+    return seq_len
+
+
+def pack_rows(lengths, seq_len: int, order) -> list[list[int]]:
+    """Greedy packing in `order`: append examples to the current row while they fit, else start a new row."""
+    rows, row, used = [], [], 0
+    for i in order:
+        if used + lengths[i] > seq_len and row:
+            rows.append(row)
+            row, used = [], 0
+        row.append(int(i))
+        used += lengths[i]
+    rows.append(row)
+    return rows
+
+
+def packed_batch(encoded, rows, seq_len: int, pad_id: int) -> dict:
+    """Rows of several examples each, right-aligned like batching.sft_batch, with segment ids 1, 2, ..."""
+    B = len(rows)
+    out = {"tokens": np.full((B, seq_len), pad_id, np.int32), "positions": np.zeros((B, seq_len), np.int32),
+           "attention_mask": np.zeros((B, seq_len), bool), "loss_mask": np.zeros((B, seq_len), bool),
+           "segment_ids": np.zeros((B, seq_len), np.int32)}
+    for b, row in enumerate(rows):
+        t = seq_len - sum(len(encoded[i][0]) + len(encoded[i][1]) for i in row)
+        for s, i in enumerate(row, 1):
+            prompt, response = encoded[i]
+            n = len(prompt) + len(response)
+            out["tokens"][b, t:t + n] = prompt + response
+            out["positions"][b, t:t + n] = np.arange(n)
+            out["attention_mask"][b, t:t + n] = True
+            out["loss_mask"][b, t + len(prompt):t + n] = True
+            out["segment_ids"][b, t:t + n] = s
+            t += n
+    return out
+
+
+def packed_batches(encoded, batch_size: int, seq_len: int, seed: int, epochs: float, pad_id: int):
+    """(batches(step), steps): each epoch a fresh seeded order packed greedily; a pure function of step."""
+    lengths = [len(p) + len(r) for p, r in encoded]
+    rows = []
+    for epoch in range(max(1, math.ceil(epochs))):
+        rows += pack_rows(lengths, seq_len, batching.epoch_order(len(encoded), seed, epoch))
+    per_epoch = len(rows) / max(1, math.ceil(epochs))
+    steps = max(1, math.ceil(epochs * per_epoch / batch_size))
+
+    def batches(step: int) -> dict:
+        idx = (step * batch_size + np.arange(batch_size)) % len(rows)
+        return packed_batch(encoded, batching.process_slice([rows[i] for i in idx]), seq_len, pad_id)
+
+    return batches, steps
+
+
+def pack_prompts(seg_lengths: list[list[int]], order, rows: int, seq_len: int) -> list[list[int]]:
+    """Batches of whole prompts taken in `order`: a prompt joins the current batch while its responses'
+    segments (prompt + response each), appended row by row as `pack_rows` lays them out, fit in `rows`."""
+
+    def extend(n_rows, used, lengths):  # rows in use and tokens used in the last one, after appending `lengths`
+        for n in lengths:
+            n_rows, used = (n_rows, used + n) if used + n <= seq_len else (n_rows + 1, n)
+        return n_rows, used
+
+    batches, batch, fill = [], [], (0, seq_len)
+    for i in order:
+        new = extend(*fill, seg_lengths[i])
+        if new[0] > rows and batch:
+            batches.append(batch)
+            batch, new = [], extend(0, seq_len, seg_lengths[i])
+        if new[0] > rows:
+            raise ValueError(f"one prompt's {len(seg_lengths[i])} responses need {new[0]} rows of {seq_len} tokens, "
+                             f"more than config.rm.packed_rows={rows}; raise it")
+        batch.append(int(i))
+        fill = new
+    batches.append(batch)
+    return batches
+
+
+def pack_segments(encoded, layout, rows: int, seq_len: int, pad_id: int, max_segments: int) -> dict:
+    """Packed rows (`packed_batch`, `rows` of them) of the (prompt ids, response ids) segments `encoded`
+    laid out as `layout` (lists of indices into `encoded` per row), with seg_row / seg_end (max_segments,),
+    the row and last token of encoded[j] at j."""
+    out = packed_batch(encoded, layout + [[]] * (rows - len(layout)), seq_len, pad_id)
+    del out["loss_mask"]
+    seg_row, seg_end = np.zeros(max_segments, np.int32), np.zeros(max_segments, np.int32)
+    for row, members in enumerate(layout):
+        t = seq_len - sum(len(encoded[j][0]) + len(encoded[j][1]) for j in members)  # right-aligned, as packed_batch
+        for j in members:
+            t += len(encoded[j][0]) + len(encoded[j][1])
+            seg_row[j], seg_end[j] = row, t - 1
+    return {**out, "seg_row": seg_row, "seg_end": seg_end}
+
+
+def packed_rm_batch(records, encoded, prompt_ids, rows: int, seq_len: int, pad_id: int, max_prompts: int,
+                    max_segments: int, k_max: int) -> dict:
+    """The packed batch (`packed_scores`) of records `prompt_ids`; padding rows, segments and prompt slots
+    are empty (no key, dropped slot, k_mask False)."""
+    flat = [encoded[p][k] for p in prompt_ids for k in range(len(encoded[p]))]
+    out = pack_segments(flat, pack_rows([len(a) + len(b) for a, b in flat], seq_len, range(len(flat))), rows,
+                        seq_len, pad_id, max_segments)
+    seg_slot = np.full(max_segments, max_prompts * k_max, np.int32)
+    k_mask, ranks = np.zeros((max_prompts, k_max), bool), np.full((max_prompts, k_max), -1, np.int32)
+    s = 0
+    for slot, p in enumerate(prompt_ids):
+        k = len(records[p]["responses"])
+        seg_slot[s:s + k] = slot * k_max + np.arange(k)
+        k_mask[slot, :k], ranks[slot, :k] = True, records[p]["ranks"]
+        s += k
+    return {**out, "seg_slot": seg_slot, "k_mask": k_mask, "ranks": ranks}
+
+
+def packed_rm_batches(records: list, tokenizer, rows: int, seq_len: int, seed: int, epochs: float, multiple: int):
+    """(batches(step), steps) of packed K-wise batches: each epoch a fresh seeded prompt order packed by
+    `pack_prompts`; prompt and segment slots are sized to the fullest batch (rounded up to `multiple`,
+    the batch's split over devices), so every step has one shape. A pure function of step (exact resume)."""
+    encoded = [[(tokenizer.encode_prompt(r["prompt"]), tokenizer.encode_response(y)) for y in r["responses"]]
+               for r in records]
+    batching.check_lengths([len(a) + len(b) for e in encoded for a, b in e], seq_len, "RM responses")
+    seg_lengths = [[len(a) + len(b) for a, b in e] for e in encoded]
+    n_epochs = max(1, math.ceil(epochs))
+    plan = [b for e in range(n_epochs) for b in pack_prompts(seg_lengths, batching.epoch_order(len(records), seed, e),
+                                                              rows, seq_len)]
+    steps = max(1, math.ceil(epochs * len(plan) / n_epochs))
+    up = lambda n: -(-n // multiple) * multiple  # noqa: E731
+    max_prompts = up(max(len(b) for b in plan))
+    max_segments = up(max(sum(len(seg_lengths[p]) for p in b) for b in plan))
+    k_max = max(len(s) for s in seg_lengths)
+
+    def batches(step: int) -> dict:
+        batch = packed_rm_batch(records, encoded, plan[step % len(plan)], rows, seq_len, tokenizer.pad_id,
+                                max_prompts, max_segments, k_max)
+        return {k: batching.process_slice(v) for k, v in batch.items()}
+
+    return batches, steps
