@@ -8,11 +8,11 @@ W/round_<r>/ and has three stages, each resumable like every other pipeline stag
 
 - compare: K samples per fresh RM prompt (prompts (r-1)*B .. r*B-1 of W/world/rm_prompts.jsonl, B =
   `comparisons_per_round`) from round r-1's policy (W/ppo_ptx, then W/round_<r-1>/ppo), a share
-  `round_sft_mix` of them from SFT, ranked by the simulated labelers (compare.run). Then rm_train.jsonl =
+  `round_sft_mix` of them from SFT, ranked by the simulated labelers (stages.compare.run). Then rm_train.jsonl =
   every earlier round's comparisons + this round's minus a held-out part, rm_val.jsonl = that part (each
   comparison exactly once over the two), samples.jsonl = this round's responses.
 - rm: first the previous round's RM is scored on this round's comparisons (stale_rm.json: its pairwise
-  accuracy on the newest policy's samples, i.e. how stale it had become), then reward.run on rm_train.jsonl
+  accuracy on the newest policy's samples, i.e. how stale it had become), then stages.rm.run on rm_train.jsonl
   from SFT (`round_rm_init` "sft") or from the previous RM ("previous"), validated on rm_val.jsonl (the
   same held-out pairs, so stale and new accuracy compare), normalised on samples.jsonl (the current
   policy's samples score mean 0, as SFT's did in round 1).

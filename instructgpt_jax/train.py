@@ -165,7 +165,7 @@ def jit_train_step(setup: Setup, loss_fn, batch_example: dict):
 
 
 class Bookkeeper:
-    """What every training loop shares (this file's `run` and ppo_loop.run): the checkpoint manager and
+    """What every training loop shares (this file's `run` and stages.ppo.run): the checkpoint manager and
     metric writer of `workdir`, config.json, the log / checkpoint / eval cadence of `config.train`, and the
     stop with the bad step and the last good checkpoint. `unit` names a step in messages ("step", "iteration")."""
 

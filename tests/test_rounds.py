@@ -168,7 +168,7 @@ def test_two_rounds_end_to_end_and_resume_after_a_kill_in_round_2(tmp_path_facto
     assert pipeline.read_marker(str(w), "round_2/ppo") is None and (w / "round_2" / "ppo" / "checkpoints" / "3").exists()
 
     monkeypatch.setattr(checkpoint, "save", real_save)
-    caplog.set_level("INFO", logger="instructgpt_jax.ppo_loop")
+    caplog.set_level("INFO", logger="instructgpt_jax.stages.ppo")
     summary = pipeline.run(config, str(w))
     out = capsys.readouterr().out
     for stage in (*pipeline.STAGES[:-2], "round_2/compare", "round_2/rm"):
