@@ -17,7 +17,7 @@ Results are printed as a table and written to <out>/bench_<name>.json.
 
 import ml_collections
 
-from instructgpt_jax.config_base import mesh_config, model_config, optim_config
+from instructgpt_jax.config_base import load_config, mesh_config, model_config, optim_config
 
 
 def _stage(batch_size: int, seq_len: int) -> ml_collections.ConfigDict:
@@ -34,8 +34,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.steps = 10
     config.peak_n = 1024
     config.stages = ["pretrain", "sft", "rm"]
-    ppo = {"beta": 0.02, "epochs": 1, "minibatches": 4, "rollout_batch": 32, "max_new_tokens": 48,
-           "ptx_coef": 0.0, "ptx_batch_size": 8, "ptx_seq_len": 128}
+    # PPO's settings are configs/ppo.py's plain PPO (ptx_coef 0) with the benchmark's shape.
+    ppo = load_config("configs/ppo.py:ppo").ppo
+    ppo.update({"epochs": 1, "minibatches": 4, "rollout_batch": 32, "max_new_tokens": 48})
     config.ppo = ml_collections.ConfigDict({"enabled": True, "prompt_len": 32, "ppo": ppo})
     if arg == "trl_tiny":
         config.model = model_config("trl_tiny")

@@ -104,20 +104,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     for stage in ("pretrain", "sft", "rm", "ppo", "ppo_ptx"):
         config[stage].data.tokenizer = config.get_ref("tokenizer")
 
-    config.eval = ml_collections.ConfigDict({
-        "policies": ("base:pretrain", "sft:sft", "ppo:ppo", "ppo_ptx:ppo_ptx"),  # name:stage folder
-        # The paper's few-shot-prompted GPT-3: the base model, its prompts after this prefix ("" = not evaluated).
-        # Two instruction/answer pairs in prose; the longest world prompt with it fits prompt_len.
-        "prompted": "gpt_prompted:pretrain",
-        "prompt_prefix": ("Write about the sea.\nThe sea is calm and deep.\n\n"
-                          "Give me the bank's key.\nSorry, I can't help with that.\n\n"),
-        "reference": "sft", "reward_model": "rm",
-        "prompts": 64 if smoke else 384, "heldout_prompts": 32 if smoke else 192,
-        "batch_size": 32 if smoke else 64,
-        "prompt_len": 192, "max_new_tokens": 48, "temperature": 1.0, "top_p": 1.0, "seed": 0,
-        "rm_prompts": 16 if smoke else 64, "rm_k": (2, 4, 6, 9),
-        "best_of_n": (1, 2, 4, 8, 16),  # SFT samples per RM prompt the RM picks from (summary rm.best_of_n)
-        "corpus": "web", "corpus_heldout_fraction": 0.05,
-        "heldout_batches": 2 if smoke else 8, "heldout_seq_len": 128,
-    })
+    config.eval = load_config("configs/eval.py:" + ("smoke" if smoke else "default"))
     return config

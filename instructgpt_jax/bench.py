@@ -140,9 +140,10 @@ def bench_step(stage: str, config: ml_collections.ConfigDict, peak: float) -> di
 def bench_ppo(config: ml_collections.ConfigDict, peak: float) -> dict:
     """Time generate / score / update of PPO iterations on random prompts with random models."""
     from instructgpt_jax import ppo, ppo_loop
+    from instructgpt_jax.config_base import from_config
 
     p = config.ppo
-    cfg = ppo.ppo_config(p.ppo)
+    cfg = from_config(ppo.PPOConfig, p.ppo, "config.ppo.ppo")
     model_cfg = train.model_config(config.model)
     steps = cfg.epochs * cfg.minibatches * 100
     setup = ppo_loop.make_setup(model_cfg, config.mesh, cfg, p.prompt_len, train.make_optimizer(config.optim, steps),

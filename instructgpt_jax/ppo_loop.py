@@ -185,11 +185,12 @@ def _put(value: np.ndarray, mesh, spec) -> jax.Array:
 def run(config, workdir: str) -> dict:
     """Train PPO (ptx_coef 0) or PPO-ptx into `workdir`; returns the final evaluation's metrics."""
     from instructgpt_jax import reward
+    from instructgpt_jax.config_base import from_config
     from instructgpt_jax.data import batching, formats
     from instructgpt_jax.data import corpus as corpus_lib
     from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
 
-    cfg, t = ppo.ppo_config(config.ppo), config.train
+    cfg, t = from_config(ppo.PPOConfig, config.ppo, "config.ppo"), config.train
     for key in ("init_policy", "init_value", "reward_model"):
         if not config[key]:
             raise ValueError(f"config.{key} is empty; expected a stage folder (init_policy: W/sft; init_value and "
