@@ -3,8 +3,8 @@
 InstructGPT's rankings come from ~40 contractors who agree with each other on 72.6 +- 1.5% of pairs of its
 comparison data, K samples of its policies. Our noise is calibrated to that on the same kind of data: the
 K samples of the pipeline's SFT policy (tests/data/sft_comparisons.jsonl, 400 prompts of a `:default` run's
-compare stage), where two labelers order ~71% of the pairs alike (`measure_agreement`); on the world's own
-candidates (references, refusals, junk: larger gold gaps) they agree on 90%. Our
+compare stage), measured by `measure_agreement`; on the world's own candidates (references, refusals, junk:
+larger gold gaps) they agree more often. Both figures: docs/RESULTS.md ("RM accuracy vs K"). Our
 labelers also carry a length bias (a taste for longer, more thorough-looking answers), the kind of proxy
 flaw a reward model inherits and PPO then over-optimises. Each simulated labeler l has its own noise
 scale sigma_l, length bias b_l and harmlessness strictness s_l, drawn once from config distributions. For a
