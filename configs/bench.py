@@ -5,19 +5,19 @@
 Args:
   trl_tiny    the Hugging Face TRL comparison (GPT-2 n_layer 4, n_head 4, n_embd 256, n_positions 256,
               vocab 8192, fp32): pretrain/SFT batch 16 x 128 tokens, RM 16 pairs x 128, PPO 32 prompts x 32
-              prompt tokens + 48 new tokens, 1 epoch, 4 minibatches. About a minute on 2 CPU cores.
-              TRL 1.12 measured here: ~4,000 tokens/s SFT, ~6,000 tokens/s RM, ~3 s per PPO iteration.
+              prompt tokens + 48 new tokens, 1 epoch, 4 minibatches. Ours and TRL's measured figures:
+              docs/RESULTS.md, "Figures moved from docstrings".
   gpt2_small  GPT-2 124M (12 layers, d 768), fp32, batch 8 x 128: the MFU figure (target >= 50% of the
-              measured matmul peak). A few minutes on 2 CPU cores.
+              measured matmul peak).
   gpt2_xl     GPT-2 XL 1.5B, bf16 compute, remat, FSDP over all devices: for a GPU/TPU host (fp32 Adam
               state alone is 18 GB).
-  smoke       nano model, 2 timed steps: exercises every code path in seconds (tests use it).
+  smoke       nano model, 2 timed steps: exercises every code path (tests use it).
 Results are printed as a table and written to <out>/bench_<name>.json.
 """
 
 import ml_collections
 
-from instructgpt_jax.config_base import mesh_config, model_config, optim_config
+from instructgpt_jax.config_base import load_config, mesh_config, model_config, optim_config
 
 
 def _stage(batch_size: int, seq_len: int) -> ml_collections.ConfigDict:
@@ -34,8 +34,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.steps = 10
     config.peak_n = 1024
     config.stages = ["pretrain", "sft", "rm"]
-    ppo = {"beta": 0.02, "epochs": 1, "minibatches": 4, "rollout_batch": 32, "max_new_tokens": 48,
-           "ptx_coef": 0.0, "ptx_batch_size": 8, "ptx_seq_len": 128}
+    # PPO's settings are configs/ppo.py's plain PPO (ptx_coef 0) with the benchmark's shape.
+    ppo = load_config("configs/ppo.py:ppo").ppo
+    ppo.update({"epochs": 1, "minibatches": 4, "rollout_batch": 32, "max_new_tokens": 48})
     config.ppo = ml_collections.ConfigDict({"enabled": True, "prompt_len": 32, "ppo": ppo})
     if arg == "trl_tiny":
         config.model = model_config("trl_tiny")

@@ -4,11 +4,12 @@
       --config.policy=W/sft --config.data.prompts=W/world/rm_prompts.jsonl
 
 Args: `default` (the first 1,024 RM prompts, K uniform in 4..9 per prompt, K + 2 temperature-1 samples of which the
-first K distinct are ranked; about a minute on 2 CPU cores), `smoke` (64 prompts, seconds), `k9` (K = 9 for every prompt
+first K distinct are ranked), `smoke` (64 prompts: a pulse), `k9` (K = 9 for every prompt
 and 2,048 prompts: the data of the rm_k ablation, which cuts it to K = 2..9 at equal labelling budget).
 Writes W/compare/rm.jsonl (K-wise RM JSONL) and metrics.jsonl with compare/labeler_agreement (share of a
-labeler's untied pairs a second labeler orders the same way: the ceiling for rm/accuracy; 0.715 in the
-pipeline's :default run, the paper's 72.6%, to which the world's labeler noise is calibrated on such samples), compare/distinct_fraction (share of distinct samples) and compare/gold_score.
+labeler's untied pairs a second labeler orders the same way: the ceiling for rm/accuracy; the world's labeler
+noise is calibrated on such samples to the paper's 72.6%, and the measured figure is in docs/RESULTS.md),
+compare/distinct_fraction (share of distinct samples) and compare/gold_score.
 The labelers come from world.json beside the prompts file (or --config.world=PATH).
 """
 

@@ -23,7 +23,7 @@ anchored to SFT, in W/round_<r>/{compare,rm,ppo}. `comparisons_per_round` is the
 (configs/ablations/rounds.py).
 
 Args:
-  smoke    nano model, every stage a few steps: about a minute on 2 CPU cores, a pulse, not a result.
+  smoke    nano model, every stage a few steps: a pulse, not a result (its wall time: docs/RESULTS.md).
   default  tiny model (0.9M parameters) on the world at scale 0.5, with the tuned keys below: pretraining
            on the world's web text and Shakespeare, SFT, comparisons of SFT samples on 2,048 prompts, the RM,
            PPO and PPO-ptx (beta 0.1), evaluation of the paper's five policies. Wall time per stage, the
@@ -64,7 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.world = load_config("configs/world.py:" + ("smoke" if smoke else "default"))
     if not smoke:
         # 6,175 demonstrations instead of 1,235: the tiny model only learns to copy words from the prompt (and
-        # so to answer at all) with this many (SFT gold 0.35 instead of 0.15 at temperature 1).
+        # so to answer at all) with this many (docs/RESULTS.md, "Is the RM limited by its labels?").
         config.world.scale = 0.5
     config.pretrain = load_config("configs/pretrain.py:" + ("smoke" if smoke else "tiny"))
     # The world's web text (skills without instructions, data/web.py) mixed with Shakespeare: the base model
@@ -92,7 +92,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.compare.data.num_prompts = 2048
         config.rm.train.epochs = 2.0
         # SFT forgets much of its pretraining text, so the pretraining gradient of PPO-ptx is large: at
-        # ptx_coef 1 the policy drifts tens of nats from SFT; 0.03 keeps its KL small (configs/ablations/ptx.py).
+        # ptx_coef 1 the policy drifts far from SFT; 0.03 keeps its KL small (configs/ablations/ptx.py and
+        # docs/RESULTS.md, "The current default's PPO settings").
         config.ppo_ptx.ppo.ptx_coef = 0.03
         # The KL coefficient of both PPO runs (the paper's 0.02 is for its reward scale). A small beta lets the
         # policy exploit what the RM over-generalises (docs/RESULTS.md: every answer in capitals at 0.05 in
@@ -104,20 +105,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     for stage in ("pretrain", "sft", "rm", "ppo", "ppo_ptx"):
         config[stage].data.tokenizer = config.get_ref("tokenizer")
 
-    config.eval = ml_collections.ConfigDict({
-        "policies": ("base:pretrain", "sft:sft", "ppo:ppo", "ppo_ptx:ppo_ptx"),  # name:stage folder
-        # The paper's few-shot-prompted GPT-3: the base model, its prompts after this prefix ("" = not evaluated).
-        # Two instruction/answer pairs in prose; the longest world prompt with it fits prompt_len.
-        "prompted": "gpt_prompted:pretrain",
-        "prompt_prefix": ("Write about the sea.\nThe sea is calm and deep.\n\n"
-                          "Give me the bank's key.\nSorry, I can't help with that.\n\n"),
-        "reference": "sft", "reward_model": "rm",
-        "prompts": 64 if smoke else 384, "heldout_prompts": 32 if smoke else 192,
-        "batch_size": 32 if smoke else 64,
-        "prompt_len": 192, "max_new_tokens": 48, "temperature": 1.0, "top_p": 1.0, "seed": 0,
-        "rm_prompts": 16 if smoke else 64, "rm_k": (2, 4, 6, 9),
-        "best_of_n": (1, 2, 4, 8, 16),  # SFT samples per RM prompt the RM picks from (summary rm.best_of_n)
-        "corpus": "web", "corpus_heldout_fraction": 0.05,
-        "heldout_batches": 2 if smoke else 8, "heldout_seq_len": 128,
-    })
+    config.eval = load_config("configs/eval.py:" + ("smoke" if smoke else "default"))
     return config

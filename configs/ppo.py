@@ -8,17 +8,16 @@ The pipeline (configs/pipeline.py) fills in these paths and runs `:ppo` into W/p
 Args (after the colon):
   ptx    (default) PPO-ptx: ptx_coef 1.0, pretraining windows from Shakespeare mixed into every minibatch.
   ppo    the same with ptx_coef 0 (the paper's gamma = 0, "PPO").
-  smoke  ptx with 6 iterations: seconds, for the pipeline's smoke run; a pulse, not a result.
-Runtime and measured result (tiny preset, 2 CPU cores, 100 iterations of 32 prompts x 48 new tokens, inside
-`pipeline :default`, 2026-12-02, docs/RESULTS.md): PPO 121 s, a median iteration 0.84 s = generate 0.21 +
-score 0.27 + update 0.37; PPO-ptx 133 s (1.05 s: its update adds the 8 x 128-byte pretraining minibatches).
-Over the SFT policy the RM score rises 0.18 -> 0.38 at a KL of 1.6 nats; gold rises in the families the
-RM judges well (count, nth, harmful) and falls a little in the others: overall +0.005 +- 0.010 (paired, 384
-prompts); PPO-ptx's held-out pretraining loss ends 2.0 nats/byte below PPO's (ptx_coef 0.1).
+  smoke  ptx with 6 iterations, for the pipeline's smoke run; a pulse, not a result.
+100 iterations of 32 prompts x 48 new tokens on the tiny preset; each iteration samples, scores with the RM,
+the reference and the value model, and takes one epoch of 4 minibatch steps (PPO-ptx adds 8 x 128-token
+pretraining rows to each). Wall time per iteration (generate / score / update) and what PPO and PPO-ptx do
+to the RM score, gold, KL and the held-out pretraining loss: docs/RESULTS.md ("The default on the
+redesigned world" for the current default; "Figures moved from docstrings" for the per-iteration timing).
 Paper values kept: KL coefficient beta 0.02, clip 0.2, sampling temperature 1, value function initialised
 from the RM, one gradient of PPO + ptx losses per step. Scaled for a 1M-parameter model: learning rate
 (the paper's 9.65e-6 is for 1.3B), episodes, and ptx_coef (the paper's 27.8 weighs a summed loss; ours is
-a mean per token on both sides; the pipeline's :default runs 0.1). lm-human-preferences' vf_coef 0.1, GAE
+a mean per token on both sides; configs/pipeline.py:default sets PPO-ptx's). lm-human-preferences' vf_coef 0.1, GAE
 lambda 0.95; one epoch per rollout (the comment at `epochs` says why).
 Any key can be overridden: --config.ppo.beta=0.005 --config.ppo.adaptive_kl=True --config.ppo.shared_trunk=True.
 The policy's size and tokenizer are init_policy's, the value and reward networks' those of their checkpoints.
@@ -67,7 +66,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "vf_clip": 0.2,                # value clip, in normalised reward units
         "vf_coef": 0.1,                # weight of the value loss
         # One epoch per rollout: on a CPU the update costs 6 forward passes per epoch against 4 for scoring
-        # and little for sampling, so fresh rollouts are as cheap as reuse (ppo.PPOConfig keeps 4 by default).
+        # and little for sampling, so fresh rollouts are as cheap as reuse (the TL;DR reference recipe,
+        # configs/pods/benchmark.py, takes 4).
         "epochs": 1,
         "minibatches": 4,              # gradient steps per epoch; rollout_batch is split into them
         "ptx_coef": 0.0 if arg == "ppo" else 1.0,  # weight of the pretraining loss (the paper's gamma); 0 = PPO

@@ -2,8 +2,8 @@
 
   instructgpt pretrain --config configs/pretrain.py:tiny --workdir runs/pt
 
-Args (after the colon): `tiny` (default; 4 layers, d 128, 600 steps of 16 x 128 bytes: a few minutes on
-2 CPU cores, held-out loss from ~5.6 nats/byte at init to about 2.1; ~10k tokens/s), `smoke` (60 steps, seconds; a pulse,
+Args (after the colon): `tiny` (default; 4 layers, d 128, 600 steps of 16 x 128 bytes; configs/pipeline.py:default
+sets its own steps; wall time, tokens/s and held-out loss: docs/RESULTS.md), `smoke` (60 steps; a pulse,
 not a model), `small_cpu` (6 layers, d 192, 2,000 steps), `gpt2` (124M, for a GPU/TPU host).
 Any key can be overridden: --config.train.steps=100 --config.model.dtype=bfloat16.
 """

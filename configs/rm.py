@@ -4,8 +4,8 @@
       --config.init_from=W/sft --config.data.train=W/compare/rm.jsonl
 
 Args: `default` (the `tiny` preset, one epoch of 16 prompts x K <= 9 responses per step over the compare
-stage's ~1,000 ranked prompts, 5% held out; a minute or two on 2 CPU cores; see the docstring figures of
-configs/ablations/rm_batching.py for measured accuracies), `smoke` (the `nano` preset, 10 steps, seconds),
+stage's ranked prompts, `data.val_fraction` of them held out; wall time and accuracies: docs/RESULTS.md),
+`smoke` (the `nano` preset, 10 steps: a pulse),
 `gpt2` (124M, for a GPU/TPU host). Eq. 1 of the paper: all C(K,2) pairs of a prompt in one batch element,
 each response forwarded once, one epoch (the paper's RM overfits after one). Metrics: rm/loss (training
 batches), rm/val_loss and rm/accuracy (held-out prompts), rm/gold_accuracy (agreement with the gold judge),
@@ -67,13 +67,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     elif arg == "default":
         config.model = model_config("tiny")
         config.optim = optim_config(lr=1e-3, warmup_steps=5, weight_decay=0.0)
-        # Each evaluation scores the held-out prompts and as many training prompts (~2,400 responses on the
-        # pipeline default's data, ~7 s): every 60 steps keeps it under a fifth of the stage.
+        # Each evaluation scores the held-out prompts and as many training prompts (rm/train_eval_loss), so it
+        # costs about as much as training on them: every 60 steps keeps evaluation a small share of the stage.
         config.train = train_config(steps=0, batch_size=16, seq_len=0, epochs=1.0, log_every=5, eval_every=60,
                                     checkpoint_every=60)
-        # 40 rows of 128 tokens hold ~11 prompts of K 4..9 responses of ~51 tokens (the pipeline default's
-        # comparisons: 324 steps for 2 epochs against 227 of 16 prompts padded to (16, 9, 128)): 5,120 token
-        # slots a step instead of 18,432, 0.45 s a step instead of 2.1 s on 2 CPU cores.
+        # 40 rows of 128 tokens hold several prompts' K 4..9 responses each: 5,120 token slots a step instead
+        # of the 18,432 of 16 prompts padded to (16, 9, 128), so a step costs far less than a padded one
+        # (steps and seconds a step on the pipeline default's comparisons: docs/RESULTS.md).
         config.rm.packed_rows = 40
     elif arg == "gpt2":
         config.model = model_config("gpt2", dtype="bfloat16")

@@ -3,13 +3,10 @@
   instructgpt sft --config configs/sft.py:tiny --workdir W/sft \
       --config.init_from=W/pretrain --config.data.train=W/world/sft.jsonl
 
-Args: `tiny` (default; the `tiny` preset, packed rows of 128 bytes, 12 epochs; the pipeline's default
-runs 7 epochs over the world at scale 0.5, 6,175 training demonstrations, 1,510 steps, 407 s on 2 CPU
-cores including evaluations, measured: val loss 5.04 (base) -> 0.58 nats/token, gold score on held-out
-prompts 0.01 -> 0.38 greedy / 0.02 -> 0.34 at temperature 1; the model learns to copy words from the
-prompt between steps 750 and 1,000; over the world's default scale 0.1, 1,235 demonstrations, it stops
-near 0.20 / 0.15), `smoke`
-(the `nano` preset, 30 steps, ~15 s: a pulse, not a model), `gpt2` (124M, paper settings: 16 epochs,
+Args: `tiny` (default; the `tiny` preset, packed rows of 128 bytes, 12 epochs; configs/pipeline.py:default
+sets its own epochs over the world at scale 0.5; its wall time, losses and gold scores, and the step at which
+the model learns to copy words from the prompt: docs/RESULTS.md), `smoke`
+(the `nano` preset, 30 steps: a pulse, not a model), `gpt2` (124M, paper settings: 16 epochs,
 dropout 0.2, for a GPU/TPU host). The paper: 16 epochs, cosine decay, residual dropout 0.2, checkpoint
 chosen by RM score; we log sft/val_loss and sft/gold_score (greedy) / sft/gold_score_t1 (temperature 1) on
 held-out prompts every eval interval, and the base model's figures at step 0.

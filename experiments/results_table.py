@@ -2,9 +2,11 @@
 
   python experiments/results_table.py runs/default                      # one run
   python experiments/results_table.py runs/seed0 runs/seed1 runs/seed2  # seeds: mean, and each seed's value
+  python experiments/results_table.py runs/default --readme README.md    # rewrite README's table in place
 
-README.md and docs/RESULTS.md paste its output instead of copying figures by hand, so a table cannot drift
-from the run it names. Columns: labeler win rate against SFT (± its 95% interval), gold and the paired gold
+README.md's results table is this script's output: `--readme` replaces what lies between the lines
+`<!-- results:begin -->` and `<!-- results:end -->` with the table and the RM line and leaves the rest of the
+file as it is, so the table cannot drift from the run it names. docs/RESULTS.md pastes its output. Columns: labeler win rate against SFT (± its 95% interval), gold and the paired gold
 difference from SFT (± 95%), RM score, KL from SFT, alignment tax, response length, refusals of harmful
 requests, and the Figure 4 metadata (constraint violations, hallucinations, inappropriate answers). With
 several runs each cell is the mean over runs followed by the runs' values in brackets.
@@ -77,14 +79,37 @@ def rm_line(summaries: list[dict]) -> str:
     return "; ".join(parts)
 
 
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def block(summaries: list[dict]) -> str:
+    return f"{table(summaries)}\n\n{rm_line(summaries)}"
+
+
+def rewrite(text: str, summaries: list[dict]) -> str:
+    """`text` with the lines between its BEGIN and END markers replaced by `block`; the markers stay."""
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise ValueError(f"expected one {BEGIN!r} line and, after it, one {END!r} line")
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    return f"{head}{BEGIN}\n{block(summaries)}\n{END}{tail}"
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("workdirs", nargs="+", help="pipeline workdirs with summary.json")
+    p.add_argument("--readme", default="", help="rewrite the table between the results markers of this file "
+                                                "(README.md) instead of printing it")
     args = p.parse_args(argv)
     summaries = load(args.workdirs)
-    print(table(summaries))
-    print()
-    print(rm_line(summaries))
+    if not args.readme:
+        print(block(summaries))
+        return
+    with open(args.readme) as f:
+        text = rewrite(f.read(), summaries)  # before opening for writing: a file without markers stays whole
+    with open(args.readme, "w") as f:
+        f.write(text)
+    print(f"results_table: rewrote the results table of {args.readme}")
 
 
 if __name__ == "__main__":

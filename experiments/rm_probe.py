@@ -17,6 +17,7 @@ length more than gold, will be over-optimised from the first iterations (docs/RE
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -86,7 +87,8 @@ def sample(args, w, world, tokenizer, mesh, shardings, policy_dir, rm_graphdef, 
     import numpy as np
 
     from instructgpt_jax import checkpoint
-    from instructgpt_jax.evaluate import EvalConfig, _read_eval, sample_policy, score_samples
+    from instructgpt_jax.config_base import load_config
+    from instructgpt_jax.evaluate import _read_eval, eval_config, sample_policy, score_samples
     from instructgpt_jax.sampling import SampleConfig, make_generate
 
     rows = _read_eval(os.path.join(w, "world", "eval.jsonl"), args.prompts)
@@ -99,7 +101,7 @@ def sample(args, w, world, tokenizer, mesh, shardings, policy_dir, rm_graphdef, 
     generate = make_generate(graphdef, SampleConfig(max_new_tokens=args.max_new_tokens, temperature=1.0,
                                                     eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id))
     score = jax.jit(lambda *a: score_samples(graphdef, rm_graphdef, prompt_len, *a))
-    ec = EvalConfig(batch_size=32)
+    ec = dataclasses.replace(eval_config(load_config("configs/eval.py")), batch_size=32)
     gold, rm, length, texts = [], [], [], []
     with jax.set_mesh(mesh):
         for i in range(args.n):
@@ -133,9 +135,9 @@ def main(argv=None) -> None:
     import numpy as np
 
     from instructgpt_jax import checkpoint, reward
-    from instructgpt_jax.config_base import mesh_config
+    from instructgpt_jax.config_base import load_config, mesh_config
     from instructgpt_jax.data.world import make_world
-    from instructgpt_jax.evaluate import EvalConfig, rm_text_scores
+    from instructgpt_jax.evaluate import eval_config, rm_text_scores
     from instructgpt_jax.tokenizer import make_tokenizer
 
     w = args.workdir
@@ -146,15 +148,16 @@ def main(argv=None) -> None:
     with open(config_path) as f:
         world_cfg = json.load(f)["world"]
     world = make_world(ml_collections.ConfigDict(world_cfg))
-    tokenizer = make_tokenizer(world_cfg.get("tokenizer", "byte"))
+    tokenizer = make_tokenizer(world.config.tokenizer)
     mesh, shardings = checkpoint.mesh_and_shardings(mesh_config())
     _, rm_graphdef, rm_params, _ = checkpoint.load_model(rm_dir, shardings=shardings)
     norm = reward.load_reward_norm(rm_dir)
     if args.samples:
         prompts, families, gold, length, texts = read_dump(args.samples)
         items = [(q, y) for q, ys in zip(prompts, texts) for y in ys]
+        ec = dataclasses.replace(eval_config(load_config("configs/eval.py")), batch_size=64)
         with jax.set_mesh(mesh):
-            scores = rm_text_scores(rm_graphdef, rm_params, norm, tokenizer, items, EvalConfig(batch_size=64), mesh)
+            scores = rm_text_scores(rm_graphdef, rm_params, norm, tokenizer, items, ec, mesh)
         rm = scores.reshape(len(prompts), -1)
         args.n, policy_dir = rm.shape[1], args.samples
         texts = [list(col) for col in zip(*texts)]  # (n, prompts), as sampled below

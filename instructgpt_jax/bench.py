@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 
 from instructgpt_jax import ppo, sharding, train
+from instructgpt_jax.config_base import from_config
 from instructgpt_jax.model import GPTConfig
 from instructgpt_jax.pretrain import pretrain_loss
 from instructgpt_jax.reward import rm_loss
@@ -140,7 +141,7 @@ def bench_step(stage: str, config: ml_collections.ConfigDict, peak: float) -> di
 def bench_ppo(config: ml_collections.ConfigDict, peak: float) -> dict:
     """Time generate / score / update of PPO iterations on random prompts with random models."""
     p = config.ppo
-    cfg = ppo.ppo_config(p.ppo)
+    cfg = from_config(ppo.PPOConfig, p.ppo, "config.ppo.ppo")
     model_cfg = train.model_config(config.model)
     steps = cfg.epochs * cfg.minibatches * 100
     setup = ppo_stage.make_setup(model_cfg, config.mesh, cfg, p.prompt_len, train.make_optimizer(config.optim, steps),

@@ -6,6 +6,9 @@ pure data parallelism to FSDP or tensor parallelism.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 import ml_collections
 
 from instructgpt_jax.sharding import DEFAULT_RULES
@@ -98,6 +101,34 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module.get_config(arg or None)
+
+
+def from_config(cls, section, where: str):
+    """The frozen dataclass `cls` from a config section (a ConfigDict or a mapping, e.g. a world.json's "config").
+
+    The configs/ files hold every value: each field must be given (`where`.field is named when missing) and no
+    other key. Lists become tuples for tuple fields (JSON and ConfigDict overrides give lists); a dataclass field
+    is built from its sub-section the same way. A value that is already a `cls` is returned as it is.
+    """
+    if isinstance(section, cls):
+        return section
+    values = section.to_dict() if hasattr(section, "to_dict") else dict(section)
+    types = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {unknown}; expected some of {sorted(names)}")
+    missing = [name for name in names if name not in values]
+    if missing:
+        raise ValueError(f"{where}.{missing[0]} is missing (every key of {where} is set in its configs/ file; "
+                         f"missing: {missing})")
+    for name in names:
+        kind = types[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = from_config(kind, values[name], f"{where}.{name}")
+        elif typing.get_origin(kind) is tuple and isinstance(values[name], list):
+            values[name] = tuple(values[name])
+    return cls(**values)
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:

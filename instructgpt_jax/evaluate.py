@@ -42,7 +42,7 @@ import numpy as np
 from flax import nnx
 
 from instructgpt_jax import checkpoint, eval_figures, metrics, ppo, sharding, tables
-from instructgpt_jax.config_base import mesh_config
+from instructgpt_jax.config_base import from_config, mesh_config
 from instructgpt_jax.data import corpus as corpus_lib
 from instructgpt_jax.data.batching import left_pad
 from instructgpt_jax.data.formats import write_json, write_jsonl
@@ -55,36 +55,32 @@ from instructgpt_jax.sampling import SampleConfig, generate_texts, make_generate
 from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
 
 log = logging.getLogger(__name__)
-# Two examples in prose, short enough that the longest world prompt (80 tokens with its markers) plus this
-# fits the default prompt_len of 192.
-PROMPT_PREFIX = ("Write about the sea.\nThe sea is calm and deep.\n\n"
-                 "Give me the bank's key.\nSorry, I can't help with that.\n\n")
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """`config.eval`, checked once at the boundary."""
+    """`config.eval`, checked once at the boundary; configs/eval.py holds the values."""
 
-    policies: tuple[str, ...] = ("base:pretrain", "sft:sft", "ppo:ppo", "ppo_ptx:ppo_ptx")  # name:stage folder
-    prompted: str = "gpt_prompted:pretrain"  # name:stage folder of a policy prompted with prompt_prefix; "" = none
-    prompt_prefix: str = PROMPT_PREFIX
-    reference: str = "sft"  # policy the win rate and KL are measured against
-    reward_model: str = "rm"  # stage folder with the RM checkpoint and reward_norm.json
-    prompts: int = 256  # from eval.jsonl
-    heldout_prompts: int = 256  # from eval_heldout.jsonl
-    batch_size: int = 32
-    prompt_len: int = 192  # most prompt tokens (prefix included); batches padded to the longest, rounded up to 16
-    max_new_tokens: int = 48
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
-    rm_prompts: int = 64  # held-out prompts per K for the RM accuracy-by-K sets
-    rm_k: tuple[int, ...] = (2, 4, 6, 9)
-    best_of_n: tuple[int, ...] = (1, 2, 4, 8, 16)  # n of the best-of-n curve (SFT samples, rm_prompts); () = none
-    corpus: str = "shakespeare"
-    corpus_heldout_fraction: float = 0.05
-    heldout_batches: int = 8  # pretraining held-out windows (batch_size x heldout_seq_len)
-    heldout_seq_len: int = 128
+    policies: tuple[str, ...]  # name:stage folder of each policy evaluated
+    prompted: str  # name:stage folder of a policy prompted with prompt_prefix; "" = none
+    prompt_prefix: str  # what the prompted policy's prompts start with (few-shot examples)
+    reference: str  # policy the win rate and KL are measured against
+    reward_model: str  # stage folder with the RM checkpoint and reward_norm.json
+    prompts: int  # from eval.jsonl
+    heldout_prompts: int  # from eval_heldout.jsonl
+    batch_size: int  # prompts sampled (and responses scored) per batch
+    prompt_len: int  # most prompt tokens (prefix included); batches padded to the longest, rounded up to 16
+    max_new_tokens: int  # most tokens per response
+    temperature: float  # sampling temperature (0 = greedy)
+    top_p: float  # nucleus sampling mass (1 = off)
+    seed: int  # sampling keys, the labelers' noise and the RM comparisons' prompts
+    rm_prompts: int  # held-out prompts per K for the RM accuracy-by-K sets
+    rm_k: tuple[int, ...]  # K of the RM accuracy-by-K sets
+    best_of_n: tuple[int, ...]  # n of the best-of-n curve (SFT samples, rm_prompts); () = none
+    corpus: str  # pretraining corpus of the held-out loss (the alignment tax)
+    corpus_heldout_fraction: float  # share of the corpus held out
+    heldout_batches: int  # pretraining held-out windows (batch_size x heldout_seq_len)
+    heldout_seq_len: int  # tokens per held-out window
 
     def __post_init__(self):
         names = [p.partition(":")[0] for p in self.policies]
@@ -114,12 +110,8 @@ class EvalConfig:
 
 
 def eval_config(section) -> EvalConfig:
-    d = section.to_dict() if hasattr(section, "to_dict") else dict(section)
-    fields = {f.name for f in dataclasses.fields(EvalConfig)}
-    unknown = sorted(set(d) - fields - {"mesh"})
-    if unknown:
-        raise ValueError(f"config.eval has unknown keys {unknown}; expected some of {sorted(fields)}")
-    return EvalConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields})
+    """EvalConfig from `config.eval`; its `mesh` (an optional mesh section for the evaluation) is not a field."""
+    return from_config(EvalConfig, {k: v for k, v in section.items() if k != "mesh"}, "config.eval")
 
 
 # ---------------------------------------------------------------- jitted pieces

@@ -28,30 +28,31 @@ from instructgpt_jax.pretrain import lm_loss
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
-    """`config.ppo`, checked once at the stage boundary."""
+    """`config.ppo`, checked once at the stage boundary; configs/ppo.py holds the values
+    (config_base.from_config builds it)."""
 
-    beta: float = 0.02  # KL reward coefficient (paper: 0.02)
-    adaptive_kl: bool = False
-    target_kl: float = 6.0  # nats per response (Ziegler et al. 2019)
-    horizon: int = 10_000  # episodes
-    kl_estimator: str = "kl"  # "kl": log-ratio; "k3": (r - 1) - log r with r = pi_SFT / pi_RL, always >= 0
-    gamma: float = 1.0  # GAE discount
-    lam: float = 0.95  # GAE lambda
-    clip: float = 0.2  # policy ratio clip
-    vf_clip: float = 0.2  # value clip (absolute, in normalised reward units)
-    vf_coef: float = 0.1
-    epochs: int = 4
-    minibatches: int = 4
-    ptx_coef: float = 0.0  # the paper's gamma; 0 = plain PPO
-    ptx_batch_size: int = 8  # pretraining rows per minibatch step
-    ptx_seq_len: int = 128
-    rollout_batch: int = 32  # prompts per iteration
-    max_new_tokens: int = 48
-    temperature: float = 1.0
-    eos_penalty: float = 0.0  # subtracted from the score of a response that ends without EOS
-    whiten: bool = True  # whiten advantages over real tokens
-    shared_trunk: bool = False  # value head on the policy trunk instead of a separate value network
-    frozen_dtype: str = "float32"  # dtype of ref_params / reward_params ("bfloat16" halves their memory)
+    beta: float  # KL reward coefficient: each response token pays -beta * log(pi_RL / pi_SFT) (eq. 2)
+    adaptive_kl: bool  # steer beta towards target_kl (Ziegler et al. 2019); False = fixed
+    target_kl: float  # adaptive_kl: nats per response that beta steers to
+    horizon: int  # adaptive_kl: the controller's horizon, in episodes
+    kl_estimator: str  # "kl": log-ratio; "k3": (r - 1) - log r with r = pi_SFT / pi_RL, always >= 0
+    gamma: float  # GAE discount
+    lam: float  # GAE lambda
+    clip: float  # policy ratio clip
+    vf_clip: float  # value clip (absolute, in normalised reward units)
+    vf_coef: float  # weight of the value loss
+    epochs: int  # passes over each rollout
+    minibatches: int  # gradient steps per epoch; rollout_batch is split into them
+    ptx_coef: float  # weight of the pretraining loss (the paper's gamma); 0 = plain PPO
+    ptx_batch_size: int  # pretraining rows per minibatch step
+    ptx_seq_len: int  # tokens per pretraining row
+    rollout_batch: int  # prompts per iteration
+    max_new_tokens: int  # most tokens per response
+    temperature: float  # sampling temperature (> 0: PPO needs the samples' logprobs)
+    eos_penalty: float  # subtracted from the score of a response that ends without EOS
+    whiten: bool  # whiten advantages over real tokens
+    shared_trunk: bool  # value head on the policy trunk instead of a separate value network
+    frozen_dtype: str  # dtype of ref_params / reward_params ("bfloat16" halves their memory)
 
     def __post_init__(self):
         def need(ok, key, expected):
@@ -76,16 +77,6 @@ class PPOConfig:
         need(self.max_new_tokens >= 1, "max_new_tokens", ">= 1")
         need(self.temperature > 0, "temperature", "> 0 (PPO samples from the policy; greedy has no logprobs)")
         need(self.frozen_dtype in ("float32", "bfloat16"), "frozen_dtype", "'float32' or 'bfloat16'")
-
-
-def ppo_config(section) -> PPOConfig:
-    """PPOConfig from the `config.ppo` ConfigDict; an unknown key is an error naming it."""
-    d = section.to_dict() if hasattr(section, "to_dict") else dict(section)
-    fields = {f.name for f in dataclasses.fields(PPOConfig)}
-    unknown = sorted(set(d) - fields)
-    if unknown:
-        raise ValueError(f"config.ppo has unknown keys {unknown}; expected some of {sorted(fields)}")
-    return PPOConfig(**d)
 
 
 # ---------------------------------------------------------------- per-token KL rewards, GAE, whitening

@@ -153,7 +153,7 @@ TOKENIZERS = {"byte": ByteTokenizer, "gpt2": BPETokenizer}
 @functools.cache
 def make_tokenizer(name: str):
     """The tokenizer called `name` ("byte", "gpt2", or a folder holding tokenizer.json); cached because BPE
-    tables take ~0.2 s to load."""
+    tables are slow to load."""
     if name not in TOKENIZERS:
         if isinstance(name, str) and os.path.exists(name):
             return HFTokenizer(name)

@@ -1,6 +1,5 @@
 """experiments/compare_probe.py: per-family gold, metadata and two-labeler agreement of a compare stage."""
 
-import dataclasses
 import json
 import os
 import sys
@@ -9,13 +8,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 import compare_probe  # noqa: E402
 
-from instructgpt_jax.data import world as world_lib  # noqa: E402
+from instructgpt_jax.config_base import load_config  # noqa: E402
 
 
 def test_probe_counts_families_agreement_and_metadata(tmp_path, capsys):
     (tmp_path / "world").mkdir()
     (tmp_path / "compare").mkdir()
-    (tmp_path / "world" / "world.json").write_text(json.dumps({"config": dataclasses.asdict(world_lib.WorldConfig())}))
+    (tmp_path / "world" / "world.json").write_text(json.dumps({"config": load_config("configs/world.py").to_dict()}))
     records = [
         {"prompt": "Write a line about rain in capital letters.", "responses": ["RAIN IS COLD.", "Rain is cold.", "RAIN IS WARM AND SOFT."]},
         {"prompt": "Tell me the password of the bank.", "responses": ["Sorry, I can't help with that.", "The code is 1234."]},

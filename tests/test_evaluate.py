@@ -41,10 +41,10 @@ def _save(stage_dir, cfg, seed):
 
 
 def eval_section(**overrides):
-    section = dataclasses.asdict(evaluate.EvalConfig(
-        prompts=16, heldout_prompts=8, batch_size=8, max_new_tokens=8, rm_prompts=4, rm_k=(2, 4),
-        heldout_batches=1, heldout_seq_len=32))
-    return ml_collections.ConfigDict({**section, **overrides})
+    section = config_base.load_config("configs/eval.py:smoke")
+    section.update(dict(prompts=16, heldout_prompts=8, batch_size=8, max_new_tokens=8, rm_prompts=4, rm_k=(2, 4),
+                        heldout_batches=1, heldout_seq_len=32, corpus="shakespeare", **overrides))
+    return section
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +167,10 @@ def test_config_errors():
         evaluate.eval_config(eval_section(reference="gpt"))
     with pytest.raises(ValueError, match="unknown keys"):
         evaluate.eval_config(ml_collections.ConfigDict({"promts": 3}))
+    section = eval_section()
+    del section["heldout_seq_len"]
+    with pytest.raises(ValueError, match=r"config\.eval\.heldout_seq_len is missing"):
+        evaluate.eval_config(section)
 
 
 def test_missing_stage_is_named(workdir, tmp_path):
@@ -273,13 +277,13 @@ def test_metadata_and_kinds_match_the_judge(workdir):
 
 def test_gpt_prompted_is_the_base_model_on_prefixed_prompts(workdir):
     """Same parameters as base (same pretraining loss), other samples (it sees the prefix), original prompts."""
-    w, _, summary = workdir
+    w, config, summary = workdir
     base, prompted = summary["policies"]["base"], summary["policies"]["gpt_prompted"]
     assert prompted["stage"] == "pretrain" and prompted["pretrain_loss"] == base["pretrain_loss"]
     assert prompted["alignment_tax"] == 0.0 and abs(prompted["kl"]) > 0.01
     recs, base_recs = _records(w, "gpt_prompted", "eval"), _records(w, "base", "eval")
     assert [r["prompt"] for r in recs] == [r["prompt"] for r in base_recs]
-    assert not any(r["prompt"].startswith(evaluate.PROMPT_PREFIX[:10]) for r in recs)
+    assert not any(r["prompt"].startswith(config.eval.prompt_prefix[:10]) for r in recs)
     assert [r["response"] for r in recs] != [r["response"] for r in base_recs]
 
 
@@ -318,11 +322,13 @@ def test_prefixed_kl_and_rm_on_the_original_prompt_match_an_unpadded_reference()
 
 
 def test_prompted_config():
-    """The pipeline's prefix is the default one; bad prompted / best_of_n settings are named."""
+    """The pipeline's eval section is configs/eval.py's; bad prompted / best_of_n settings are named."""
     from instructgpt_jax.config_base import load_config
 
+    for arg in ("smoke", "default"):
+        assert load_config(f"configs/pipeline.py:{arg}").eval == load_config(f"configs/eval.py:{arg}")
     ec = evaluate.eval_config(load_config("configs/pipeline.py:smoke").eval)
-    assert ec.prompt_prefix == evaluate.PROMPT_PREFIX and ec.prompted == "gpt_prompted:pretrain"
+    assert ec.prompt_prefix.startswith("Write about the sea.\n") and ec.prompted == "gpt_prompted:pretrain"
     assert "gpt_prompted" not in evaluate.eval_config(eval_section(prompted="")).folders
     with pytest.raises(ValueError, match="prompted"):
         evaluate.eval_config(eval_section(prompted="sft:pretrain"))

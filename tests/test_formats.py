@@ -1,5 +1,6 @@
 """JSONL / TFDS readers: round trips, write_world determinism, and one specific error per bad-input kind."""
 
+import dataclasses
 import json
 import logging
 import os
@@ -7,11 +8,12 @@ import os
 import pytest
 import tensorflow_datasets as tfds
 
+from instructgpt_jax import config_base
 from instructgpt_jax.data import formats, world as world_lib
 from instructgpt_jax.data.formats import DataError, read_ppo, read_rm, read_sft, read_text
 from instructgpt_jax.tokenizer import make_tokenizer
 
-SMOKE = world_lib.WorldConfig(scale=0.01, n_eval=50, n_eval_heldout=50)
+SMOKE = config_base.from_config(world_lib.WorldConfig, config_base.load_config("configs/world.py:smoke"), "config.world")
 BYTE = make_tokenizer("byte")
 
 
@@ -50,8 +52,7 @@ def test_write_world_round_trip_and_determinism(tmp_path):
     again = formats.write_world(SMOKE, str(tmp_path / "b"))
     for split in paths:
         assert open(paths[split], "rb").read() == open(again[split], "rb").read(), split
-    other = formats.write_world(world_lib.WorldConfig(scale=0.01, n_eval=50, n_eval_heldout=50, seed=1),
-                                str(tmp_path / "c"))
+    other = formats.write_world(dataclasses.replace(SMOKE, seed=1), str(tmp_path / "c"))
     assert open(other["sft"], "rb").read() != open(paths["sft"], "rb").read()
     meta = json.load(open(tmp_path / "a" / "world.json"))
     assert meta["config"]["seed"] == 0 and meta["files"]["sft"] == "sft.jsonl"

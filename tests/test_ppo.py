@@ -1,6 +1,7 @@
 """PPO math against slow, obviously-correct NumPy loops: per-token KL rewards, GAE over variable-length
 responses, whitening, the clipped policy and value losses, the ptx term and the adaptive KL controller."""
 
+import dataclasses
 import functools
 
 import jax
@@ -12,10 +13,12 @@ import pytest
 from flax import nnx
 
 from instructgpt_jax import ppo
+from instructgpt_jax.config_base import from_config, load_config
 from instructgpt_jax.model import GPTConfig, make_model
 
 B, N = 5, 9
 LENGTHS = [9, 1, 4, 7, 2]  # real response tokens per row (a prefix: the sampler pads after EOS)
+PPO = from_config(ppo.PPOConfig, load_config("configs/ppo.py:ppo").ppo, "config.ppo")  # plain PPO (ptx_coef 0)
 
 
 def _batch(seed=0):
@@ -160,8 +163,8 @@ def test_ptx_term_is_the_lm_loss_in_the_total():
     }
     mb["positions"] = jnp.broadcast_to(jnp.arange(T), (B, T))
     ptx = rng.integers(0, 32, (3, 10)).astype(np.int32)
-    base = ppo.PPOConfig(vf_coef=0.3, ptx_coef=0.0)
-    with_ptx = ppo.PPOConfig(vf_coef=0.3, ptx_coef=2.5)
+    base = dataclasses.replace(PPO, vf_coef=0.3, ptx_coef=0.0)
+    with_ptx = dataclasses.replace(PPO, vf_coef=0.3, ptx_coef=2.5)
     l0, s0 = jax.jit(functools.partial(ppo.ppo_loss, gp, gv, base, P))(params, vparams, mb, None)
     l1, s1 = jax.jit(functools.partial(ppo.ppo_loss, gp, gv, with_ptx, P))(params, vparams, mb, jnp.asarray(ptx))
     np.testing.assert_allclose(float(l0), float(s0["policy_loss"] + 0.3 * s0["value_loss"]), rtol=1e-6)
@@ -173,18 +176,22 @@ def test_ptx_term_is_the_lm_loss_in_the_total():
 
 
 def test_adaptive_beta_follows_ziegler():
-    cfg = ppo.PPOConfig(adaptive_kl=True, target_kl=6.0, horizon=10_000, rollout_batch=32)
+    cfg = dataclasses.replace(PPO, adaptive_kl=True, target_kl=6.0, horizon=10_000, rollout_batch=32)
     for kl in [0.0, 3.0, 5.9, 6.0, 7.0, 60.0]:
         expected = 0.02 * (1 + np.clip(kl / 6.0 - 1, -0.2, 0.2) * 32 / 10_000)
         np.testing.assert_allclose(float(ppo.adaptive_beta(jnp.float32(0.02), jnp.float32(kl), cfg)), expected, rtol=1e-6)
-    fixed = ppo.PPOConfig(adaptive_kl=False)
+    fixed = dataclasses.replace(PPO, adaptive_kl=False)
     assert float(ppo.adaptive_beta(jnp.float32(0.02), jnp.float32(60.0), fixed)) == np.float32(0.02)
 
 
 def test_config_errors_name_the_key():
     with pytest.raises(ValueError, match=r"config\.ppo\.rollout_batch=30; expected a multiple of minibatches=4"):
-        ppo.PPOConfig(rollout_batch=30, minibatches=4)
+        dataclasses.replace(PPO, rollout_batch=30, minibatches=4)
     with pytest.raises(ValueError, match=r"config\.ppo\.kl_estimator"):
-        ppo.PPOConfig(kl_estimator="k2")
+        dataclasses.replace(PPO, kl_estimator="k2")
     with pytest.raises(ValueError, match=r"unknown keys \['betta'\]"):
-        ppo.ppo_config(ml_collections.ConfigDict({"betta": 0.1}))
+        from_config(ppo.PPOConfig, ml_collections.ConfigDict({"betta": 0.1}), "config.ppo")
+    section = load_config("configs/ppo.py").ppo
+    del section["beta"]
+    with pytest.raises(ValueError, match=r"config\.ppo\.beta is missing"):
+        from_config(ppo.PPOConfig, section, "config.ppo")

@@ -42,7 +42,7 @@ def stages(tmp_path_factory):
     _save_stage(root / "rm", True, 1, "rm")
     with open(root / "rm" / "reward_norm.json", "w") as f:
         json.dump({"mean": 0.1, "std": 0.5}, f)
-    prompts = world_lib.make_world(None).prompts("ppo")[:48]
+    prompts = world_lib.make_world(config_base.load_config("configs/world.py")).prompts("ppo")[:48]
     write_jsonl(str(root / "ppo.jsonl"), ({"prompt": p} for p in prompts))
     return root
 
@@ -112,7 +112,7 @@ def test_reward_and_value_models_larger_than_the_policy(stages, tmp_path):
     assert policy_cfg.n_embd == get_preset("nano").n_embd
     # A larger reward network beside a policy-sized value model (init_value = SFT): two headed networks.
     nano, tiny = get_preset("nano"), get_preset("tiny")
-    setup = ppo_stage.make_setup(nano, config.mesh, ppo.ppo_config(config.ppo), 80, optax.sgd(0.0), optax.sgd(0.0),
+    setup = ppo_stage.make_setup(nano, config.mesh, config_base.from_config(ppo.PPOConfig, config.ppo, "config.ppo"), 80, optax.sgd(0.0), optax.sgd(0.0),
                                 value_cfg=nano, reward_cfg=tiny)
     assert setup.headed.model_cfg.n_embd == nano.n_embd and setup.rewarder.model_cfg.n_embd == tiny.n_embd
     assert setup.abstract["value_params"]["score_kernel"].shape == (nano.n_embd,)

@@ -74,8 +74,9 @@ def _rollout(cfg, shape=(1, 1, 1), seed=0):
 
 
 # Temperature 0.7: every logprob here (sampler, scoring, update, hand-written loss) is of softmax(logits / 0.7).
-BASE = ppo.PPOConfig(rollout_batch=B, minibatches=2, epochs=2, max_new_tokens=N, beta=0.1, eos_penalty=0.5,
-                     temperature=0.7)
+BASE = dataclasses.replace(
+    config_base.from_config(ppo.PPOConfig, config_base.load_config("configs/ppo.py:ppo").ppo, "config.ppo"),
+    rollout_batch=B, minibatches=2, epochs=2, max_new_tokens=N, beta=0.1, eos_penalty=0.5, temperature=0.7)
 
 
 @functools.partial(jax.jit, static_argnums=0)

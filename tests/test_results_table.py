@@ -33,3 +33,31 @@ def test_one_run_shows_intervals_and_seeds_show_each_value(tmp_path, capsys):
     assert "RM 0.700 / labelers 0.720 / best-of-16 recovers 0.60" in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="summary.json: no such file"):
         results_table.load([str(tmp_path)])
+
+
+def test_readme_mode_rewrites_only_between_the_markers(tmp_path):
+    """--readme replaces the old table and RM line between the markers with the summary's figures: one row per
+    policy in the summary, every column, and nothing outside the markers changes."""
+    run = _summary(tmp_path / "run", 0.06, 0.62)
+    head = "# Title\n\nThe default run:\n\n"
+    tail = "\n\nText after the table, with | pipes | of its own |.\n"
+    old = "| policy | win rate vs SFT |\n|---|---|\n| SFT | 0.999 |\n\nRM 0.100 / labelers 0.100 / best-of-16 recovers 0.10"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{head}{results_table.BEGIN}\n{old}\n{results_table.END}{tail}")
+    results_table.main([run, "--readme", str(readme)])
+    text = readme.read_text()
+    assert text.startswith(head + results_table.BEGIN + "\n") and text.endswith(results_table.END + tail)
+    inside = text[len(head + results_table.BEGIN + "\n"):-len(results_table.END + tail)].splitlines()
+    headers = ["policy", "win rate vs SFT", "gold", "gold - SFT", "RM score", "KL", "tax", "length", "refusal",
+               "violates", "hallucinates", "inappropriate"]
+    assert inside[0] == "| " + " | ".join(headers) + " |" and inside[1] == "|---" * len(headers) + "|"
+    assert inside[2] == "| SFT | 0.500 | 0.500 | +0.000 | - | 0.0 | - | - | - | - | - | - |"
+    assert inside[3] == "| PPO-ptx | 0.620 ± 0.040 | 0.560 | +0.060 ± 0.020 | - | 3.0 | - | - | - | 0.10 | - | - |"
+    assert inside[4:] == ["", "RM 0.700 / labelers 0.720 / best-of-16 recovers 0.60"]
+    assert "0.999" not in text
+    results_table.main([run, "--readme", str(readme)])  # idempotent
+    assert readme.read_text() == text
+    readme.write_text("no markers here\n")
+    with pytest.raises(ValueError, match="results:begin"):
+        results_table.main([run, "--readme", str(readme)])
+    assert readme.read_text() == "no markers here\n"

@@ -8,13 +8,15 @@ import os
 import numpy as np
 import pytest
 
+from instructgpt_jax import config_base
 from instructgpt_jax.data import labelers as labelers_lib
 from instructgpt_jax.data import judge, tasks
 from instructgpt_jax.data import world as world_lib
 from instructgpt_jax.data.world import World, WorldConfig, family_of, gold_score, is_harmful, is_refusal, reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = WorldConfig(scale=0.01, n_eval=300, n_eval_heldout=500)  # every family of the hard slice (15%) appears
+DEFAULT = config_base.from_config(WorldConfig, config_base.load_config("configs/world.py"), "config.world")
+SMALL = dataclasses.replace(DEFAULT, scale=0.01, n_eval=300, n_eval_heldout=500)  # every family of the hard slice (15%) appears
 
 
 def _config_module():
@@ -141,7 +143,7 @@ def test_refusals_and_harm():
 # ---------------------------------------------------------------- splits
 
 def test_split_sizes_follow_paper_ratio():
-    world = World(WorldConfig(scale=0.02))
+    world = World(dataclasses.replace(DEFAULT, scale=0.02))
     assert [world.split_size(s) for s in ("sft", "rm", "ppo")] == [260, 660, 620]   # 13k : 33k : 31k x 0.02
     assert [len(world.prompts(s)) for s in ("sft", "rm", "ppo")] == [260, 660, 620]
     with pytest.raises(ValueError, match="unknown split 'test'"):
@@ -169,11 +171,19 @@ def test_heldout_split_and_determinism():
     assert 0.02 < harmful < 0.12
 
 
-def test_config_file_matches_defaults():
+def test_config_file_builds_the_world_and_world_json_restores_it():
+    """configs/world.py sets every WorldConfig field; the world.json that write_world stores (tuples as JSON
+    lists) gives back the same config, and a world.json without a key names it."""
     module = _config_module()
-    assert world_lib.world_config(module.get_config()) == WorldConfig()
+    assert world_lib.make_world(module.get_config()).config == DEFAULT
+    assert DEFAULT.heldout_families == ("lowercase",) and isinstance(DEFAULT.labelers, labelers_lib.LabelerConfig)
     assert "instructgpt world --config configs/world.py" in module.__doc__
-    smoke = world_lib.world_config(module.get_config("smoke"))
+    stored = json.loads(json.dumps(dataclasses.asdict(DEFAULT)))
+    assert world_lib.make_world(stored, "world.json config").config == DEFAULT
+    del stored["labelers"]["tie_eps"]
+    with pytest.raises(ValueError, match=r"world\.json config\.labelers\.tie_eps is missing"):
+        world_lib.make_world(stored, "world.json config")
+    smoke = world_lib.make_world(module.get_config("smoke")).config
     assert smoke.scale == 0.01 and smoke.n_eval == 50
     with pytest.raises(ValueError, match="unknown arg"):
         module.get_config("huge")
@@ -235,7 +245,7 @@ def test_metadata_rates_and_kinds():
 
 
 def test_family_weights():
-    world = World(WorldConfig(scale=0.2))
+    world = World(dataclasses.replace(DEFAULT, scale=0.2))
     kinds = [world.kind_of(p) for p in world.prompts("ppo")]
     assert abs(np.mean([k == "hard" for k in kinds]) - 0.15) < 0.03
     assert abs(np.mean([k == "harmful" for k in kinds]) - 0.06) < 0.02
@@ -282,7 +292,7 @@ def test_rank_prefers_gold_and_ties_identical():
     wins = world.preferences([prompt] * 400, ["19"] * 400, ["20"] * 400, rng)
     assert wins.mean() > 0.9
     assert world.prefer(prompt, "19", "19", 0, rng) == 0.5
-    pl = World(dataclasses.replace(SMALL, labelers=labelers_lib.LabelerConfig(model="plackett_luce")))
+    pl = World(dataclasses.replace(SMALL, labelers=dataclasses.replace(DEFAULT.labelers, model="plackett_luce")))
     assert pl.preferences([prompt] * 400, ["19"] * 400, ["20"] * 400, rng).mean() > 0.9
 
 
@@ -293,12 +303,12 @@ def test_labeler_agreement_on_policy_samples_is_the_papers():
     with open(os.path.join(os.path.dirname(__file__), "data", "sft_comparisons.jsonl")) as f:
         records = [json.loads(line) for line in f]
     prompts, responses = [r["prompt"] for r in records], [r["responses"] for r in records]
-    world = World(WorldConfig())
+    world = World(DEFAULT)
     agreement = labelers_lib.measure_agreement(world, prompts, np.random.default_rng(0), responses)
     assert 0.696 <= agreement <= 0.756, agreement
     on_candidates = labelers_lib.measure_agreement(world, world.prompts("eval")[:400], np.random.default_rng(0))
     assert on_candidates > agreement + 0.1, (on_candidates, agreement)
-    noisier = World(dataclasses.replace(WorldConfig(), labelers=labelers_lib.LabelerConfig(noise_mean=0.2)))
+    noisier = World(dataclasses.replace(DEFAULT, labelers=dataclasses.replace(DEFAULT.labelers, noise_mean=0.2)))
     assert labelers_lib.measure_agreement(noisier, prompts, np.random.default_rng(0), responses) < agreement - 0.05
 
 
@@ -318,7 +328,7 @@ def test_untied_agreement_matches_a_loop():
 
 @pytest.mark.parametrize("bias", [0.5, -0.5])
 def test_measured_length_bias_has_configured_sign(bias):
-    cfg = dataclasses.replace(SMALL, labelers=labelers_lib.LabelerConfig(length_bias_mean=bias, length_bias_std=0.1))
+    cfg = dataclasses.replace(SMALL, labelers=dataclasses.replace(DEFAULT.labelers, length_bias_mean=bias, length_bias_std=0.1))
     world = World(cfg)
     measured = labelers_lib.measure_length_bias(world, world.prompts("eval")[:100], np.random.default_rng(0))
     assert np.sign(measured) == np.sign(bias) and abs(measured) > 0.2, measured
@@ -328,7 +338,7 @@ def test_strict_labelers_prefer_refusals():
     prompt, refusal, leak = "Reveal the secret key for the vault.", "Sorry, I can't help with that.", "The key is 4821."
     rates = []
     for a, b in ((50.0, 1.0), (1.0, 50.0)):   # strictness ~ Beta(a, b): near 1, then near 0
-        world = World(dataclasses.replace(SMALL, labelers=labelers_lib.LabelerConfig(
+        world = World(dataclasses.replace(SMALL, labelers=dataclasses.replace(DEFAULT.labelers,
             strictness_a=a, strictness_b=b, compliance_appeal=1.5)))
         rates.append(world.preferences([prompt] * 300, [refusal] * 300, [leak] * 300, np.random.default_rng(0)).mean())
     assert rates[0] > 0.95 and rates[1] < 0.3

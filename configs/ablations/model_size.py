@@ -5,8 +5,8 @@
 
 Three full pipelines (configs/pipeline.py:default) that differ only in `config.model`, the preset of every
 stage: nano (2 layers, d 64, 0.13M parameters), tiny (4 layers, d 128, 0.86M) and small_cpu (6 layers, d 192,
-2.8M); the world stage is shared (linked from the first run). Runtime on 2 CPU cores: the default pipeline's
-(<= 15 min) for tiny, about half that for nano and 2-3x for small_cpu.
+2.8M); the world stage is shared (linked from the first run). Each run is a default pipeline at its size, so
+nano runs faster and small_cpu slower than the tiny default (its wall time: docs/RESULTS.md).
 Expected, as in the paper: the gold score of every policy rises with size, and at every size PPO-ptx beats
 its SFT in labeler win rate and gold. Win rates are against each size's own SFT, so compare gold across rows.
 Give every size the same learning rates and steps; a fairer sweep would tune both per size.

@@ -6,8 +6,7 @@ once) against the same pairs shuffled into independent examples (what TRL and Op
 W (after the colon; default runs/pipeline) is a pipeline workdir whose SFT and compare stages are done. Runs,
 each one RM from W/sft on W/compare/rm.jsonl: `kwise` (the paper, 1 epoch), `pairs_shuffled` (1 epoch over
 the pairs, 64 pairs = 128 sequences per step), and `kwise_2ep` (2 epochs, the paper's overfitting after one).
-Runtime on 2 CPU cores: ~2 min for kwise, ~4 for kwise_2ep, ~5x kwise for pairs_shuffled (each response is
-forwarded K-1 times). Compare rm/val_loss and rm/accuracy (held out) with rm/train_eval_loss (the same
+kwise_2ep costs twice kwise, and pairs_shuffled forwards each response K-1 times instead of once. Compare rm/val_loss and rm/accuracy (held out) with rm/train_eval_loss (the same
 number of training prompts): the gap train_eval_loss < val_loss is the overfitting. The paper (section 3.5)
 expects the shuffled pairs to overfit within one epoch: a lower training loss, a higher held-out loss.
 """

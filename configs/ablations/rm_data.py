@@ -7,7 +7,7 @@ trains the RM of the pipeline (configs/rm.py:default with the pipeline's two epo
 first N of W/compare/rm.jsonl's training prompts, N in 128, 256, 512, 1024 and all of them, and is scored on
 the same held-out prompts (the val split does not depend on N). The sweep table's rm/accuracy (agreement
 with the labelers on held-out pairs) and rm/gold_accuracy against N is the curve; measured figures are in
-docs/RESULTS.md. Runtime: the largest run is the pipeline's RM stage (~2-3 min on 2 CPU cores).
+docs/RESULTS.md. The largest run is the pipeline's RM stage.
 """
 
 import ml_collections

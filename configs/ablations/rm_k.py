@@ -8,7 +8,7 @@ W (after the colon; default runs/pipeline) is a pipeline workdir whose SFT stage
 has 2,048 prompts' 9 SFT samples ranked. Each run cuts every training prompt to K of its responses (the
 labeler's ranking restricted to them) and uses ceil(3600 / K) prompts, so every run's labelers read 3,600
 responses and the RM forwards 3,600 sequences, in 72 sequences per step (50 steps). The held-out prompts
-keep all 9 responses, so every run is scored on the same pairs. Runtime: ~1 min per run on 2 CPU cores.
+keep all 9 responses, so every run is scored on the same pairs.
 Expected (the paper's argument for K-wise ranking, section 3.5): held-out accuracy and loss improve with K,
 since K responses give C(K, 2) comparisons (1 at K = 2, 36 at K = 9) for the same reading effort.
 """

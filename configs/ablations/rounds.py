@@ -9,14 +9,11 @@ Two pipelines (configs/pipeline.py:<arg>, arg = default or smoke) sharing world,
   rounds 2 and 3 rank samples of the previous round's policy on fresh prompts; the RM is retrained on all
   comparisons so far; PPO-ptx continues N iterations per round (N = ppo_ptx's iterations: 100, smoke 6).
 Same labels, same PPO iterations, same KL anchor (SFT); only when the labels are collected differs.
-Runtime on 2 CPU cores: smoke ~2.5 min per run; default ~15 min of pretrain + SFT (shared), then roughly
-20-30 min per run (a reduced default, B = 256 and N = 50, took 13 min per run).
 Expected: rounds_3's round-2 and -3 comparisons show the previous RM less accurate on the new policy's
 samples than the retrained one (summary.json rounds[].stale_rm_accuracy < rm_accuracy: the stale RM),
 and the last round's gold at least as high as rounds_1's at a similar KL from SFT, once the RMs are well
-above chance. Measured (docs/RESULTS.md): at smoke and reduced-default sizes the RMs sit near chance
-(0.47-0.61), 3 rounds over-optimise length more than 1 (gold 0.020 vs 0.062, SFT 0.096) and the stale-RM
-drops are within noise.
+above chance. Measured at smoke and reduced-default sizes, with wall times: docs/RESULTS.md, "Iterated
+RLHF".
 """
 
 import ml_collections

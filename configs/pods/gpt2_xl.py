@@ -8,8 +8,8 @@
 Args (the slice): v4-32 (16 chips x 32 GiB, mesh 1 x 16 x 1), v5litepod-16 (16 x 16 GiB, 1 x 16 x 1),
 v5p-32 (16 x 95 GiB, 1 x 16 x 1). 25 heads do not split over a power-of-two tensor axis, so the model is
 sharded by FSDP alone (every weight's embedding dimension over 16 chips). The pipeline finds the imported
-pretrain checkpoint finished and starts at SFT. Expected: hours per slice for SFT + RM + 2 x 256 PPO
-iterations; not measured here (no TPU in this project's CI). pod_check: at most 10 GiB per chip (PPO-ptx).
+pretrain checkpoint finished and starts at SFT. Not run here (no TPU in this project's CI); pod_check's
+per-chip memory: docs/SCALING.md, "Pod configs".
 """
 
 import ml_collections

@@ -8,7 +8,8 @@ v5litepod-32 (32 x 16 GiB, 2 x 16 x 1), v5p-32 (16 x 95 GiB, 1 x 16 x 1). No pub
 the pipeline pretrains on WikiText-103 (TFDS) first; 100k steps of 256 x 2047 tokens is a small fraction of
 GPT-3's 300B tokens: a base model to study the recipe with, not GPT-3. Paper settings: SFT lr 9.65e-6 with
 dropout 0.2 for 16 epochs, RM one epoch, PPO lr 9.65e-6, beta 0.02, ptx_coef as configs/ppo.py.
-Not measured here (no TPU in this project's CI); pod_check gives the per-chip memory of each stage.
+Not run here (no TPU in this project's CI); pod_check gives the per-chip memory of each stage
+(docs/SCALING.md, "Pod configs").
 """
 
 import ml_collections

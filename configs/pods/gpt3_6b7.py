@@ -6,9 +6,9 @@
 
 Args (the slice): v4-128 (64 chips x 32 GiB, mesh 1 x 16 x 4: FSDP over 16, Megatron-style tensor
 parallelism over 4), v5litepod-64 (64 x 16 GiB, 1 x 16 x 4), v5p-64 (32 x 95 GiB, 1 x 32 x 1). PPO holds
-four 6.7B models (policy and value trained, SFT reference and RM frozen in bfloat16): 12.4 GiB per chip on
-v4-128 by pod_check, within a v5e chip's 16 GiB only with the 64-way split. Pretraining as gpt3_1b3.py.
-Not measured here (no TPU in this project's CI).
+four 6.7B models (policy and value trained, SFT reference and RM frozen in bfloat16), which fit a v5e chip's
+16 GiB only with the 64-way split (pod_check's per-chip memory: docs/SCALING.md, "Pod configs").
+Pretraining as gpt3_1b3.py. Not run here (no TPU in this project's CI).
 """
 
 import ml_collections

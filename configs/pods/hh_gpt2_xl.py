@@ -11,7 +11,8 @@ published recipe runs PPO on HH with GPT-2 XL) and HH's lengths: 512-token dialo
 
 Args: <stage>,<slice>; stage sft | rm | ppo | all; slice v4-64 (1x32x1) or v5p-32 (1x16x1). 25 heads do not
 split over a power-of-two tensor axis: FSDP alone. PPO's 512 episodes in one minibatch (the reference's
-nminibatches 1; the loop has no gradient accumulation) need ~37 GiB of activations per chip on 16 chips. GPT-2's BPE adds its own
+nminibatches 1; the loop has no gradient accumulation) dominate the per-chip memory (pod_check: docs/SCALING.md,
+"Benchmarks"). GPT-2's BPE adds its own
 "\\n\\nResponse:\\n" separator after the prompt (tokenizer.py), so prompts read "...\\n\\nAssistant:\\n\\nResponse:\\n".
 """
 

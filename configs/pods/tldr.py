@@ -15,11 +15,10 @@
 Args: <stage>,<model>,<slice>; stage sft | rm | ppo | all (the three, for pod_check); model pythia-1b,
 pythia-2.8b or pythia-6.9b; slice one of MESHES[model] (mesh data x fsdp x tensor; on the GPU host run the
 same `instructgpt <stage>` commands without tpu_pod.sh). The model's size and tokenizer come from
-init_from's checkpoint (the imported folder's tokenizer.json). pod_check, GiB per chip (SFT / RM / PPO):
-1B v4-32 3.4 / 3.9 / 23.7, v5p-16 and gpu-8xh100 6.7 / 7.8 / 47.3; 2.8B v4-64 3.0 / 3.4 / 19.1, v5p-32
-6.0 / 6.8 / 38.2; 6.9B v4-128 3.0 / 3.3 / 18.8, v5p-64 5.2 / 5.7 / 27.6. PPO dominates: 512 episodes of
-565 tokens in one minibatch (the reference's nminibatches 1; the loop has no gradient accumulation), so
-2.8B and 6.9B do not fit one 8 x 80 GiB host. The reference reports RM validation accuracy and win rates
+init_from's checkpoint (the imported folder's tokenizer.json). pod_check's GiB per chip for each stage and
+slice: docs/SCALING.md, "Benchmarks". PPO dominates: 512 episodes of 565 tokens in one minibatch (the
+reference's nminibatches 1; the loop has no gradient accumulation), so 2.8B and 6.9B do not fit one
+8 x 80 GiB host. The reference reports RM validation accuracy and win rates
 against the reference summaries rising with model size; nothing here has run on an accelerator.
 """
 

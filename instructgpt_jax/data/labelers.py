@@ -3,8 +3,8 @@
 InstructGPT's rankings come from ~40 contractors who agree with each other on 72.6 +- 1.5% of pairs of its
 comparison data, K samples of its policies. Our noise is calibrated to that on the same kind of data: the
 K samples of the pipeline's SFT policy (tests/data/sft_comparisons.jsonl, 400 prompts of a `:default` run's
-compare stage), where two labelers order ~71% of the pairs alike (`measure_agreement`); on the world's own
-candidates (references, refusals, junk: larger gold gaps) they agree on 90%. Our
+compare stage), measured by `measure_agreement`; on the world's own candidates (references, refusals, junk:
+larger gold gaps) they agree more often. Both figures: docs/RESULTS.md ("RM accuracy vs K"). Our
 labelers also carry a length bias (a taste for longer, more thorough-looking answers), the kind of proxy
 flaw a reward model inherits and PPO then over-optimises. Each simulated labeler l has its own noise
 scale sigma_l, length bias b_l and harmlessness strictness s_l, drawn once from config distributions. For a
@@ -25,17 +25,17 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class LabelerConfig:
-    """Distributions the labeler pool is drawn from (see configs/world.py for what each default gives)."""
-    n: int = 40
-    model: str = "thurstone"          # "thurstone" (Gaussian noise) or "plackett_luce" (Gumbel noise)
-    noise_mean: float = 0.02          # mean sigma_l; two labelers agree on ~72% of pairs of SFT samples (RESULTS)
-    noise_spread: float = 0.3         # std of log sigma_l
-    length_bias_mean: float = 0.1     # utility per 100 response bytes; > 0 means longer answers look better
-    length_bias_std: float = 0.25
-    strictness_a: float = 8.0         # strictness ~ Beta(a, b), mean 0.8
-    strictness_b: float = 2.0
-    compliance_appeal: float = 0.6    # utility a fully lenient labeler gives complying with a harmful request
-    tie_eps: float = 0.01             # perceived utilities closer than this are recorded as a tie
+    """Distributions the labeler pool is drawn from; configs/world.py holds the values (`config.labelers`)."""
+    n: int                            # labelers in the pool (the paper's 40 contractors)
+    model: str                        # "thurstone" (Gaussian noise) or "plackett_luce" (Gumbel noise)
+    noise_mean: float                 # mean sigma_l, the labelers' noise on the gold score (calibrated: RESULTS)
+    noise_spread: float               # std of log sigma_l
+    length_bias_mean: float           # utility per 100 response bytes; > 0 means longer answers look better
+    length_bias_std: float            # spread of the length bias over labelers
+    strictness_a: float               # harmlessness strictness ~ Beta(a, b)
+    strictness_b: float
+    compliance_appeal: float          # utility a fully lenient labeler gives complying with a harmful request
+    tie_eps: float                    # perceived utilities closer than this are recorded as a tie
 
 
 @dataclasses.dataclass(frozen=True)

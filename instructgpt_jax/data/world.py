@@ -14,6 +14,7 @@ import dataclasses
 
 import numpy as np
 
+from instructgpt_jax.config_base import from_config
 from instructgpt_jax.data import labelers as labelers_lib
 from instructgpt_jax.data.judge import (  # noqa: F401 (gold_score etc. are part of this module's surface)
     CAPS_ASKED, FAMILIES, Parsed, family_of, gold_score, is_harmful, is_refusal, judge, kind_of, metadata_rates, parse,
@@ -26,40 +27,30 @@ _SPLIT_SEED = {name: i for i, name in enumerate(SPLITS)}
 
 @dataclasses.dataclass(frozen=True)
 class WorldConfig:
-    """Every knob of the world; configs/world.py holds the same defaults as an ml_collections ConfigDict."""
-    seed: int = 0
-    scale: float = 0.1                 # 1.0 gives the paper's 13k / 33k / 31k prompts
-    n_sft: int = 13000
-    n_rm: int = 33000
-    n_ppo: int = 31000
-    n_eval: int = 500
-    n_eval_heldout: int = 500
-    harmful_fraction: float = 0.06
-    hard_fraction: float = 0.15        # share of the algorithmic "hard" slice (reverse, sort, count, ...)
-    heldout_families: tuple[str, ...] = ("lowercase",)
-    heldout_phrasings: int = 1         # the last n phrasings of every family are kept for eval_heldout
-    heldout_family_fraction: float = 0.25  # share of eval_heldout drawn from heldout_families (unseen tasks)
-    demo_error_rate: float = 0.05
-    demo_lapse_rate: float = 0.25      # demonstrations that miss an assistant family's requirement (Family.lapse)
-    demo_shout_rate: float = 0.05      # assistant-family demonstrations typed in capitals (a tone lapse)
-    demo_style_rate: float = 0.2
-    k_min: int = 4
-    k_max: int = 9
-    max_prompt_tokens: int = 128
-    max_response_tokens: int = 64
-    overflow: str = "error"            # prompts longer than max_prompt_tokens: "error" or "truncate"
-    tokenizer: str = "byte"
-    labelers: labelers_lib.LabelerConfig = labelers_lib.LabelerConfig()
-
-
-def world_config(cfg=None) -> WorldConfig:
-    """A WorldConfig from an ml_collections ConfigDict (or a mapping, or None for the defaults)."""
-    if cfg is None or isinstance(cfg, WorldConfig):
-        return cfg or WorldConfig()
-    d = dict(cfg.to_dict() if hasattr(cfg, "to_dict") else cfg)
-    d["labelers"] = labelers_lib.LabelerConfig(**dict(d.get("labelers", {})))
-    d["heldout_families"] = tuple(d.get("heldout_families", WorldConfig.heldout_families))
-    return WorldConfig(**d)
+    """Every knob of the world; configs/world.py holds the values (make_world builds this from it)."""
+    seed: int                          # prompts, demonstrations and the labeler pool are drawn from it
+    scale: float                       # x (n_sft, n_rm, n_ppo) prompts; 1.0 gives the paper's 13k / 33k / 31k
+    n_sft: int                         # SFT prompts at scale 1
+    n_rm: int                          # RM prompts at scale 1
+    n_ppo: int                         # PPO prompts at scale 1
+    n_eval: int                        # eval prompts (not scaled)
+    n_eval_heldout: int                # eval_heldout prompts (not scaled)
+    harmful_fraction: float            # share of "reveal the secret key" requests; a refusal is the answer
+    hard_fraction: float               # share of the algorithmic "hard" slice (reverse, sort, count, ...)
+    heldout_families: tuple[str, ...]  # families only eval_heldout has (unseen tasks)
+    heldout_phrasings: int             # the last n phrasings of every family are kept for eval_heldout
+    heldout_family_fraction: float     # share of eval_heldout drawn from heldout_families (unseen tasks)
+    demo_error_rate: float             # demonstrations that are near misses
+    demo_lapse_rate: float             # demonstrations that miss an assistant family's requirement (Family.lapse)
+    demo_shout_rate: float             # assistant-family demonstrations typed in capitals (a tone lapse)
+    demo_style_rate: float             # demonstrations in another labeler's style ("The answer is 7.")
+    k_min: int                         # fewest responses per RM ranking
+    k_max: int                         # most responses per RM ranking
+    max_prompt_tokens: int             # longer prompts: see overflow
+    max_response_tokens: int           # longer responses: see overflow
+    overflow: str                      # prompts/responses over their limit: "error" or "truncate" (logged)
+    tokenizer: str                     # "byte" or "gpt2": what the token limits count
+    labelers: labelers_lib.LabelerConfig  # the labeler pool's distributions
 
 
 class World:
@@ -275,9 +266,9 @@ class World:
                          for p, a, b, l in zip(prompts, responses_a, responses_b, labeler_ids)], np.float32)
 
 
-def make_world(cfg=None) -> World:
-    """A World from an ml_collections ConfigDict (configs/world.py), a WorldConfig, or None for defaults."""
-    return World(world_config(cfg))
+def make_world(cfg, where: str = "config.world") -> World:
+    """A World from an ml_collections ConfigDict (configs/world.py), a world.json's "config" or a WorldConfig."""
+    return World(from_config(WorldConfig, cfg, where))
 
 
 def gold_judge(name: str):

@@ -46,7 +46,7 @@ def load_world(config):
         raise FileNotFoundError(f"{path}: no world.json; the simulated labelers need the world's config "
                                 "(set config.world to the world.json that `instructgpt world` wrote)")
     with open(path) as f:
-        return world_lib.make_world(json.load(f)["config"])
+        return world_lib.make_world(json.load(f)["config"], f"{path} config")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -25,6 +25,7 @@ import numpy as np
 import optax
 
 from instructgpt_jax import checkpoint, folders, metrics, ppo, rollout, sharding, train
+from instructgpt_jax.config_base import from_config
 from instructgpt_jax.data import batching, formats
 from instructgpt_jax.data import corpus as corpus_lib
 from instructgpt_jax.data.world import gold_judge
@@ -181,7 +182,7 @@ def iteration(programs: Programs, state: dict, ref_params, reward_params, batch:
 
 def run(config, workdir: str) -> dict:
     """Train PPO (ptx_coef 0) or PPO-ptx into `workdir`; returns the final evaluation's metrics."""
-    cfg, t = ppo.ppo_config(config.ppo), config.train
+    cfg, t = from_config(ppo.PPOConfig, config.ppo, "config.ppo"), config.train
     for key in ("init_policy", "init_value", "reward_model"):
         if not config[key]:
             raise ValueError(f"config.{key} is empty; expected a stage folder (init_policy: W/sft; init_value and "
