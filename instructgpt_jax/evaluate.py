@@ -304,6 +304,7 @@ def run(config, workdir: str) -> dict:
     from instructgpt_jax import reward
     from instructgpt_jax.compare import pick_distinct
     from instructgpt_jax.config_base import mesh_config
+    from instructgpt_jax.data import batching
     from instructgpt_jax.data import corpus as corpus_lib
     from instructgpt_jax.data.formats import write_jsonl
     from instructgpt_jax.data.world import make_world
@@ -375,7 +376,7 @@ def run(config, workdir: str) -> dict:
                     for r, y, b, gd, sc, k, n, w in zip(rows[split], s["response"], baseline[split], gold, rm, s["kl"],
                                                          s["length"], wins))
             if folder not in pretrain_losses:  # the prompted policy has its base model's parameters
-                losses = [nll(params, sharding.put_global({"t": corpus_lib.eval_windows(
+                losses = [nll(params, sharding.put_global({"t": batching.eval_windows(
                     heldout_ids, i, ec.batch_size, ec.heldout_seq_len)}, mesh)["t"]) for i in range(ec.heldout_batches)]
                 pretrain_losses[folder] = float(np.mean(sharding.to_host(losses)))
             figures["pretrain_loss"] = pretrain_losses[folder]

@@ -388,7 +388,3 @@ def abstract_model(cfg: GPTConfig):
 def count_params(cfg: GPTConfig) -> int:
     _, state = abstract_model(cfg)
     return sum(int(x.size) for x in jax.tree.leaves(state))
-
-
-def merge(graphdef, params) -> GPT:
-    return nnx.merge(graphdef, params)

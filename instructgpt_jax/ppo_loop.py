@@ -254,7 +254,7 @@ def run(config, workdir: str) -> dict:
         if cfg.ptx_coef == 0:
             return None
         n = cfg.epochs * cfg.minibatches
-        windows = corpus_lib.lm_windows(train_ids, it, n * cfg.ptx_batch_size, cfg.ptx_seq_len, seed=t.seed)
+        windows = batching.lm_windows(train_ids, it, n * cfg.ptx_batch_size, cfg.ptx_seq_len, seed=t.seed)
         windows = windows.reshape(n, cfg.ptx_batch_size, cfg.ptx_seq_len)
         per_host = cfg.ptx_batch_size // jax.process_count()
         return _put(windows[:, jax.process_index() * per_host:(jax.process_index() + 1) * per_host], mesh, ptx_spec)
@@ -283,7 +283,7 @@ def run(config, workdir: str) -> dict:
         if out["gold"]:
             row["ppo/gold_score"] = np.mean(out["gold"])
         if heldout_ids is not None:
-            losses = [heldout_loss(state["params"], jnp.asarray(corpus_lib.eval_windows(
+            losses = [heldout_loss(state["params"], jnp.asarray(batching.eval_windows(
                 heldout_ids, i, cfg.ptx_batch_size, cfg.ptx_seq_len))) for i in range(config.eval.heldout_batches)]
             row["ppo/pretrain_loss"] = np.mean(jax.device_get(losses))
         return {k: float(v) for k, v in row.items()}

@@ -53,7 +53,7 @@ def heldout_loss(setup: train.Setup, params, heldout_ids: np.ndarray, batch_size
     """Mean next-token loss over `n_batches` fixed windows of the held-out split (deterministic)."""
     from flax import nnx
 
-    from instructgpt_jax.data import corpus as corpus_lib
+    from instructgpt_jax.data import batching
 
     @jax.jit
     def loss_of(params, tokens):
@@ -61,7 +61,7 @@ def heldout_loss(setup: train.Setup, params, heldout_ids: np.ndarray, batch_size
 
     losses = []
     for i in range(n_batches):
-        tokens = corpus_lib.eval_windows(heldout_ids, i, batch_size, seq_len)
+        tokens = batching.eval_windows(heldout_ids, i, batch_size, seq_len)
         losses.append(float(loss_of(params, jnp.asarray(tokens))))
     return float(np.mean(losses))
 
@@ -69,6 +69,7 @@ def heldout_loss(setup: train.Setup, params, heldout_ids: np.ndarray, batch_size
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Pretrain into `workdir`; returns {'pretrain/heldout_loss': ...} of the final params."""
     # Data modules are imported here, not at the top: importing `lm_loss` (SFT, PPO) needs no corpus.
+    from instructgpt_jax.data import batching
     from instructgpt_jax.data import corpus as corpus_lib
     from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
 
@@ -92,8 +93,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     sharding.check_divisible(t.batch_size, setup.mesh, "config.train.batch_size")
 
     def batches(step: int) -> dict:
-        tokens = corpus_lib.lm_windows(train_ids, step, t.batch_size, t.seq_len + 1, seed=t.seed)
-        return {"tokens": corpus_lib.process_slice(tokens)}
+        tokens = batching.lm_windows(train_ids, step, t.batch_size, t.seq_len + 1, seed=t.seed)
+        return {"tokens": batching.process_slice(tokens)}
 
     def evaluate(state, step):
         return {"pretrain/heldout_loss": heldout_loss(setup, state["params"], heldout_ids, t.batch_size, t.seq_len + 1, t.eval_batches)}

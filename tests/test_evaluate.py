@@ -145,7 +145,8 @@ def test_identical_policies_give_identical_figures(workdir):
 
 def test_samples_files_agree_with_summary(workdir):
     w, _, summary = workdir
-    from instructgpt_jax.data.world import is_harmful, is_refusal
+    from instructgpt_jax.data.judge import is_harmful
+    from instructgpt_jax.data.judging import is_refusal
 
     for name, figures in summary["policies"].items():
         recs = [json.loads(line) for line in (w / "eval" / f"{name}.jsonl").read_text().splitlines()]

@@ -11,7 +11,9 @@ import pytest
 from instructgpt_jax.data import labelers as labelers_lib
 from instructgpt_jax.data import judge, tasks
 from instructgpt_jax.data import world as world_lib
-from instructgpt_jax.data.world import World, WorldConfig, family_of, gold_score, is_harmful, is_refusal, reference
+from instructgpt_jax.data.judge import family_of, gold_score, is_harmful, reference
+from instructgpt_jax.data.judging import is_refusal
+from instructgpt_jax.data.world import World, WorldConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = WorldConfig(scale=0.01, n_eval=300, n_eval_heldout=500)  # every family of the hard slice (15%) appears

@@ -96,10 +96,6 @@ class Batches:
         if self.n == 0:
             raise ValueError("no examples to batch")
 
-    @property
-    def steps_per_epoch(self) -> float:
-        return self.n / self.batch_size
-
     def indices(self, step: int) -> np.ndarray:
         """This host's example indices for global batch `step`."""
         return process_slice(global_indices(self.n, self.batch_size, step, self.seed),
@@ -109,21 +105,6 @@ class Batches:
         return self.collate(self.indices(step))
 
     __call__ = __getitem__   # train.run takes `batches(step)`
-
-    def iterate(self, start_step: int = 0):
-        """Batches from `start_step` on, forever (epochs follow each other)."""
-        step = start_step
-        while True:
-            yield self[step]
-            step += 1
-
-
-def lm_batches(ids: np.ndarray, batch_size: int, seq_len: int, seed: int, process_index=None,
-               process_count=None) -> Batches:
-    """{'tokens': (B, seq_len) int32} corpus windows (lm_windows, host-sliced); the step shifts by one itself."""
-    ids = np.asarray(ids)
-    return Batches(_n_windows(ids, seq_len), batch_size, seed,
-                   lambda idx: {"tokens": _windows(ids, idx, seq_len)}, process_index, process_count)
 
 
 # ---------------------------------------------------------------- SFT
