@@ -109,12 +109,16 @@ def packed_batches(encoded, batch_size: int, seq_len: int, seed: int, epochs: fl
     return batches, steps
 
 
+# Salt of the order split_val holds examples out in (with the run's seed).
+VAL_STREAM = 17
+
+
 def split_val(examples: list, val_fraction: float, seed: int, what: str) -> tuple[list, list]:
     """(train, val): a seeded `val_fraction` of the examples held out, at least one of each."""
     n_val = max(1, round(len(examples) * val_fraction))
     if len(examples) - n_val < 1:
         raise ValueError(f"{what}: {len(examples)} examples cannot give both a training and a validation split")
-    order = np.random.default_rng([seed, 17]).permutation(len(examples))
+    order = np.random.default_rng([seed, VAL_STREAM]).permutation(len(examples))
     return [examples[i] for i in order[n_val:]], [examples[i] for i in order[:n_val]]
 
 
