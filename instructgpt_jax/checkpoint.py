@@ -194,6 +194,11 @@ def read_meta(directory: str, step: int | None = None) -> tuple[int, dict]:
     return step, manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
 
+def is_final(meta: dict) -> bool:
+    """A checkpoint's meta is its run's last step (`step` >= `total_steps`); a meta without them never is."""
+    return "step" in meta and "total_steps" in meta and int(meta["step"]) >= int(meta["total_steps"])
+
+
 def load_model(stage_dir: str, item: str = "params", shardings=None):
     """(GPTConfig, graphdef, params, meta) of a stage folder's newest checkpoint, for sampling and evaluation.
 

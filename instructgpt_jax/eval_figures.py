@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from instructgpt_jax.data import world as world_lib
-from instructgpt_jax.data.judge import KINDS
+from instructgpt_jax.data.judge import KINDS, kind_of, metadata_rates
 from instructgpt_jax.data.labelers import untied_agreement
 from instructgpt_jax.reward import pairwise_counts
 
@@ -61,8 +60,8 @@ def policy_figures(world, rows, responses, lengths, kl, rm, wins, suffix="") -> 
         f"kl{suffix}": mean(kl), f"length{suffix}": mean(lengths),
         f"refusal_rate{suffix}": mean(refused[harmful]), f"benign_refusal_rate{suffix}": mean(refused[~harmful]),
         f"gold{suffix}_by_family": by_group(gold, families, ()),
-        f"gold{suffix}_by_kind": by_group(gold, [world_lib.kind_of(p) for p in prompts], KINDS),
-        f"metadata{suffix}": world_lib.metadata_rates(prompts, responses),
+        f"gold{suffix}_by_kind": by_group(gold, [kind_of(p) for p in prompts], KINDS),
+        f"metadata{suffix}": metadata_rates(prompts, responses),
     }, gold
 
 

@@ -198,6 +198,10 @@ def rm_text_scores(rm_graphdef, rm_params, norm, tokenizer, items, ec: EvalConfi
     return (np.asarray(raw, np.float64) - norm["mean"]) / norm["std"]
 
 
+# Salts of rm_accuracy's NumPy streams of config.eval.seed: the candidates and first labeler, the second labeler.
+RM_LABELER_STREAM, RM_SECOND_LABELER_STREAM = 7, 8
+
+
 def rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows, ec: EvalConfig, mesh, samples=None) -> dict:
     """RM agreement with labeler rankings of K responses per held-out prompt, for each K of `ec.rm_k`, and per
     family beside a second, different labeler's agreement with the first (eval_figures.rm_agreement).
@@ -205,9 +209,9 @@ def rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows, ec: EvalCo
     The responses are the first K of `samples[i]` (distinct policy samples for rows[i]; a prompt with fewer
     than K is left out of that K, and counted), else K world-made candidates.
     """
-    rng = np.random.default_rng([ec.seed, 7])
+    rng = np.random.default_rng([ec.seed, RM_LABELER_STREAM])
     # The second labeler draws from a stream of its own, so the first labeler's figures are as without it.
-    rng_b = np.random.default_rng([ec.seed, 8])
+    rng_b = np.random.default_rng([ec.seed, RM_SECOND_LABELER_STREAM])
     n_labelers = world.labelers.n
     items, groups = [], []  # items: (prompt, response); groups: (K, slice, ranks, second ranks, gold, family)
     for k in ec.rm_k:
@@ -256,6 +260,8 @@ def fitted_prompt_len(tokenizer, prompts: dict, prefix: str, ec: EvalConfig) -> 
         what = "with config.eval.prompt_prefix " if prefix else ""
         raise ValueError(f"an eval prompt {what}has {longest} tokens; config.eval.prompt_len={ec.prompt_len} "
                          "(raise it, or shorten the prefix)")
+    # Not rm_text_scores' 32: padding is masked, but the length sets the prompt's and the KV cache's shapes,
+    # so another multiple changes logits by round-off, and a sampled token can flip with them.
     return min(-(-longest // 16) * 16, ec.prompt_len)
 
 
@@ -270,6 +276,11 @@ def stage_finals(workdir: str) -> dict:
         if last:
             out[name] = last
     return out
+
+
+# Streams of config.eval.seed besides the policies' samples, key(seed): the reference's second sample (the win
+# rate's baseline), the SFT draws of RM accuracy and best-of-n, and (NumPy) the labeler judging each prompt.
+BASELINE_SEED_OFFSET, DRAWS_SEED_OFFSET, LABELER_STREAM = 1, 2, 3
 
 
 def run(config, workdir: str) -> dict:
@@ -309,12 +320,14 @@ def run(config, workdir: str) -> dict:
     scorers = {n: jax.jit(functools.partial(score_samples, graphdef, rm_graphdef, n))
                for n in set(prompt_lens.values())}
     score = scorers[prompt_len]
-    labeler_rng = lambda: np.random.default_rng([ec.seed, 3])  # noqa: E731 - the same judges for every policy
+    # A fresh generator per use: the same judges for every policy.
+    labeler_rng = lambda: np.random.default_rng([ec.seed, LABELER_STREAM])  # noqa: E731
     labeler_ids = {split: labeler_rng().integers(world.labelers.n, size=len(rs)) for split, rs in rows.items()}
     with jax.set_mesh(mesh):
         # The reference's second sample, which it is compared with (its win rate against itself is ~50%).
         baseline = {split: sample_policy(generate, score, ref_params, ref_params, rm_params, prompts[split], tokenizer,
-                                         ec, mesh, ec.seed + 1, prompt_len)["response"] for split in rows}
+                                         ec, mesh, ec.seed + BASELINE_SEED_OFFSET, prompt_len)["response"]
+                    for split in rows}
     results, samples, paired, pretrain_losses = {}, {}, {}, {}
     for name, folder in folders.items():
         cfg, _, params, meta = checkpoint.load_model(folder, shardings=shardings)
@@ -352,7 +365,7 @@ def run(config, workdir: str) -> dict:
         # the compare stage picks them) for the RM's accuracy, and the first max n for best-of-n.
         k, best_n = max(ec.rm_k), max(ec.best_of_n, default=0)
         draws = sample_draws(generate, ref_params, tokenizer, rm_prompts, max(2 * k, best_n), prompt_len, ec, mesh,
-                             jax.random.key(ec.seed + 2))
+                             jax.random.key(ec.seed + DRAWS_SEED_OFFSET))
         policy_samples = [pick_distinct(d[:2 * k], k) for d in draws]
         rm_figures = rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rm_rows, ec, mesh, policy_samples)
         rm_figures["world_candidates"] = rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rm_rows, ec, mesh)

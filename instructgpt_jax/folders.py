@@ -190,7 +190,7 @@ def check_rerun(workdir: str, config, stage: str, finished: bool | None = None, 
         if step is None:
             return
         meta = checkpoint.read_meta(os.path.join(workdir, "checkpoints"), step)[1]
-        finished = int(meta.get("step", -1)) >= int(meta.get("total_steps", 1 << 62))
+        finished = checkpoint.is_final(meta)
     if not finished:
         return
     with open(path) as f:

@@ -117,6 +117,10 @@ def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
+# fold_in salt of the embedding dropout's key, apart from the blocks' keys 0 .. n_layer - 1.
+EMBED_DROPOUT_STREAM = 10_000
+
+
 def _fold(rng: jax.Array | None, *data: int) -> jax.Array | None:
     if rng is None:
         return None
@@ -327,7 +331,7 @@ class GPT(nnx.Module):
             x = x + self.wpe[...][positions].astype(jnp.dtype(self.cfg.dtype))
         elif self.cfg.rotary_dim:
             rope = rotary(positions, self.cfg.rotary_dim, self.cfg.rotary_base)
-        x = dropout(x, self.cfg.dropout, _fold(dropout_rng, 10_000))
+        x = dropout(x, self.cfg.dropout, _fold(dropout_rng, EMBED_DROPOUT_STREAM))
         new_cache = [] if cache is not None else None
         for i, block in enumerate(self.h):
             call = _remat_block if self.cfg.remat else _call_block
@@ -388,10 +392,6 @@ def abstract_model(cfg: GPTConfig):
 def count_params(cfg: GPTConfig) -> int:
     _, state = abstract_model(cfg)
     return sum(int(x.size) for x in jax.tree.leaves(state))
-
-
-def merge(graphdef, params) -> GPT:
-    return nnx.merge(graphdef, params)
 
 
 def packed_key_mask(segment_ids: jax.Array) -> jax.Array:

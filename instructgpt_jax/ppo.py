@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from instructgpt_jax import train
 from instructgpt_jax.pretrain import lm_loss
 
 
@@ -272,9 +273,8 @@ def update(policy_graphdef, value_graphdef, cfg: PPOConfig, prompt_len: int, pol
         value_updates, new_value_opt = value_tx.update(value_grads, value_opt_state, value_params)
         new = (optax.apply_updates(params, updates), optax.apply_updates(value_params, value_updates),
                new_opt, new_value_opt)
-        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(value_grad_norm)
         old = (params, value_params, opt_state, value_opt_state)
-        kept = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+        kept, ok = train.keep_if_finite(new, old, loss, grad_norm, value_grad_norm)
         return (*kept, ok_all & ok), {**stats, "grad_norm": grad_norm, "value_grad_norm": value_grad_norm}
 
     init = (state["params"], state["value_params"], state["opt_state"], state["value_opt_state"], jnp.bool_(True))
@@ -288,7 +288,7 @@ def update(policy_graphdef, value_graphdef, cfg: PPOConfig, prompt_len: int, pol
         "value_params": value_params,
         "value_opt_state": value_opt_state,
         "beta": adaptive_beta(state["beta"], mean_kl, cfg).astype(jnp.float32),
-        "bad_step": jnp.where((state["bad_step"] < 0) & ~ok, state["step"], state["bad_step"]),
+        "bad_step": train.first_bad_step(state["bad_step"], state["step"], ok),
     }
     return new_state, metrics
 

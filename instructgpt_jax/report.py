@@ -35,10 +35,7 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from instructgpt_jax import metrics, tables
-from instructgpt_jax.tables import (  # noqa: F401  (report.results_table etc. are the tables' public names too)
-    LABELS, METADATA, ORDER, TABLE, kind_table, metadata_table, pulse_line, results_table, rm_family_table,
-    rounds_table,
-)
+from instructgpt_jax.tables import LABELS, METADATA, kind_table, metadata_table, pulse_line, results_table, rm_family_table, rounds_table
 
 COLORS = {"base": "#9e9e9e", "gpt_prompted": "#8172b3", "sft": "#4c72b0", "ppo": "#dd8452", "ppo_ptx": "#c44e52"}
 

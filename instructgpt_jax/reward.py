@@ -101,10 +101,14 @@ def rm_loss(model, batch, rng):
 
 # ---------------------------------------------------------------- data
 
+# Salt of the responses subsample_k keeps (with the run's seed), apart from split_val's batching.VAL_STREAM.
+SUBSAMPLE_STREAM = 23
+
+
 def subsample_k(records: list, k: int, response_budget: int, seed: int) -> list:
     """Each record cut to k random responses (the labeler's ranking restricted to them), records with fewer
     than k dropped; with a budget, only the first ceil(budget / k) records: equal labelling effort across K."""
-    rng = np.random.default_rng([seed, 23])
+    rng = np.random.default_rng([seed, SUBSAMPLE_STREAM])
     out = []
     need = math.ceil(response_budget / k) if response_budget else None
     for r in records:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
+from flax.linen import logical_to_mesh_axes
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -54,20 +55,6 @@ def make_mesh(shape: Sequence[int] = (-1, 1, 1), devices: Sequence[jax.Device] |
     return jax.make_mesh(tuple(shape), MESH_AXES, axis_types=auto, devices=devices)
 
 
-def logical_to_spec(names: Sequence[str | None] | None, rules) -> P:
-    """PartitionSpec from logical axis names; a mesh axis is used at most once per array."""
-    table = dict(rules)
-    used, spec = set(), []
-    for name in names or ():
-        axis = table.get(name) if name is not None else None
-        if axis is not None and axis in used:
-            axis = None
-        if axis is not None:
-            used.add(axis)
-        spec.append(axis)
-    return P(*spec)
-
-
 def _fit(spec: P, shape: Sequence[int], mesh: Mesh) -> P:
     """Replicate any dimension the mesh does not divide (e.g. GPT-2's 50257-token vocabulary on tensor=2)."""
     out = []
@@ -82,13 +69,17 @@ def _fit(spec: P, shape: Sequence[int], mesh: Mesh) -> P:
 def param_shardings(abstract_state, mesh: Mesh, rules=DEFAULT_RULES):
     """NamedSharding per leaf of an abstract nnx.State whose Variables carry `out_sharding` names.
 
+    Names map to mesh axes by flax's `logical_to_mesh_axes` (as MaxText's): `rules` in order of precedence,
+    a name absent from them is replicated, and a mesh axis shards at most one dimension of an array (the
+    earlier rule takes it). Then `_fit` replicates any dimension its mesh axis does not divide.
+
     Returns a pure-dict tree (the layout `nnx.to_pure_dict` gives), the form params take in train states.
     """
     from flax import nnx
 
     def one(var):
-        names = var.get_metadata().get("out_sharding")
-        return NamedSharding(mesh, _fit(logical_to_spec(names, rules), var.shape, mesh))
+        names = var.get_metadata().get("out_sharding") or ()
+        return NamedSharding(mesh, _fit(logical_to_mesh_axes(names, rules), var.shape, mesh))
 
     return nnx.to_pure_dict(jax.tree.map(one, abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable)))
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 import time
@@ -126,6 +125,23 @@ def _stored_param_keys(ckpt_dir: str) -> set:
     return set(checkpoint.make_manager(ckpt_dir).item_metadata(step)["params"].keys())
 
 
+def keep_if_finite(new, old, *values):
+    """(`new` where every scalar of `values` (loss, gradient norms) is finite, else `old`; ok).
+
+    The one skip of a non-finite step, shared by `train_step` and ppo.update. Not optax.apply_if_finite: that
+    looks at one optimizer's gradients only (not the loss, nor PPO's policy and value updates together), gives
+    up and applies the bad update after `max_consecutive_errors`, records no step index, and wraps opt_state in
+    its own state (checkpoints written without it would no longer restore).
+    """
+    ok = functools.reduce(jnp.logical_and, [jnp.isfinite(v) for v in values])
+    return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old), ok
+
+
+def first_bad_step(bad_step, step, ok):
+    """`step` when it is the first non-finite one (`bad_step` still -1), else `bad_step` unchanged."""
+    return jnp.where((bad_step < 0) & ~ok, step, bad_step)
+
+
 def train_step(graphdef, tx, loss_fn, state, batch, rng):
     """One optimizer step. Pure: the only inputs are the state, the batch and the run's base key.
 
@@ -141,13 +157,12 @@ def train_step(graphdef, tx, loss_fn, state, batch, rng):
     grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+    (params, opt_state), ok = keep_if_finite((params, opt_state), (state["params"], state["opt_state"]), loss, grad_norm)
     new_state = {
         "step": state["step"] + 1,
-        "params": keep(params, state["params"]),
-        "opt_state": keep(opt_state, state["opt_state"]),
-        "bad_step": jnp.where((state["bad_step"] < 0) & ~ok, state["step"], state["bad_step"]),
+        "params": params,
+        "opt_state": opt_state,
+        "bad_step": first_bad_step(state["bad_step"], state["step"], ok),
     }
     return new_state, {**aux, "loss": loss, "grad_norm": grad_norm}
 
@@ -293,8 +308,4 @@ def is_complete(workdir: str) -> bool:
     """True when a stage's newest checkpoint is its final step."""
     ckpt_dir = os.path.join(workdir, "checkpoints")
     step = checkpoint.latest_step(ckpt_dir)
-    if step is None:
-        return False
-    with open(os.path.join(ckpt_dir, str(step), "meta", "metadata")) as f:
-        meta = json.load(f)
-    return int(meta.get("step", -1)) >= int(meta.get("total_steps", 1 << 62))
+    return step is not None and checkpoint.is_final(checkpoint.read_meta(ckpt_dir, step)[1])

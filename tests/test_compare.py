@@ -9,7 +9,7 @@ import pytest
 
 from instructgpt_jax import config_base, metrics
 from instructgpt_jax.data import formats
-from instructgpt_jax.data.world import gold_score
+from instructgpt_jax.data.judge import gold_score
 from instructgpt_jax.tokenizer import make_tokenizer
 from instructgpt_jax import sampling
 from instructgpt_jax import stages

@@ -112,10 +112,10 @@ def test_summary_has_every_field(workdir):
 def test_results_table_is_tensorboard_text(workdir):
     """W/eval/tensorboard holds report.md's results table as text `eval/results`, readable back; evaluating again
     replaces it (one table, not one per evaluation)."""
-    from instructgpt_jax import metrics, report
+    from instructgpt_jax import metrics, tables
 
     w, _, summary = workdir
-    table = report.results_table(json.loads((w / "summary.json").read_text()))
+    table = tables.results_table(json.loads((w / "summary.json").read_text()))
     assert "| PPO-ptx |" in table
     assert metrics.read_tensorboard_text(str(w / "eval")) == [(0, "eval/results", table)]
     evaluate.write_results_text(str(w), summary)
@@ -146,7 +146,8 @@ def test_identical_policies_give_identical_figures(workdir):
 
 def test_samples_files_agree_with_summary(workdir):
     w, _, summary = workdir
-    from instructgpt_jax.data.world import is_harmful, is_refusal
+    from instructgpt_jax.data.judge import is_harmful
+    from instructgpt_jax.data.judging import is_refusal
 
     for name, figures in summary["policies"].items():
         recs = [json.loads(line) for line in (w / "eval" / f"{name}.jsonl").read_text().splitlines()]

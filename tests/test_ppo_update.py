@@ -195,6 +195,24 @@ def test_lr_zero_leaves_params_and_gives_zero_approxkl():
     assert int(state["step"]) == 1 and int(state["bad_step"]) == -1
 
 
+def test_nonfinite_minibatch_is_skipped_and_recorded():
+    """NaN advantages make every minibatch's loss non-finite: the policy, the value model and both optimizer
+    states stay as they were (the value's own gradients are finite: the two skip together), bad_step names it."""
+    sample, data, _ = _rollout(BASE)
+    data = {**data, "advantages": np.full(np.shape(data["advantages"]), np.nan, np.float32)}
+    optim = config_base.optim_config(1e-2)
+    setup = _setup(BASE, tx=train.make_optimizer(optim, 10), vtx=train.make_optimizer(optim, 10))
+    state = stages.ppo.init_state(setup, *_fresh(BASE))
+    before = jax.device_get(state)
+    update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, BASE, P, setup.policy_tx, setup.value_tx)
+    state, metrics = update(state, data, None, jax.random.key(0))
+    assert not np.isfinite(metrics["loss"]).any() and np.isfinite(metrics["value_grad_norm"]).all()
+    for key in ("params", "value_params", "opt_state", "value_opt_state"):
+        for a, b in zip(jax.tree.leaves(jax.device_get(state[key])), jax.tree.leaves(before[key])):
+            np.testing.assert_array_equal(a, b)
+    assert int(state["step"]) == 1 and int(state["bad_step"]) == 0
+
+
 def _one_iteration(shape, cfg):
     setup, programs, (policy, value, ref, reward) = _world(cfg, shape)
     with jax.set_mesh(setup.mesh):

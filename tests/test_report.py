@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from instructgpt_jax import report
+from instructgpt_jax import report, tables
 from instructgpt_jax.metrics import MetricWriter
 
 # gpt_prompted last: the report orders policies itself (GPT, GPT prompted, SFT, PPO, PPO-ptx).
@@ -94,7 +94,7 @@ def test_full_report_tables(workdir):
     report.run(str(workdir))
     text = (workdir / "report" / "report.md").read_text()
     assert "| 0.660 ± 0.030 | 0.520 | +0.070 ± 0.010 | +0.020 ± 0.020 |" in text  # PPO's last cells
-    rows = [line.split(" | ")[0] for line in report.results_table(json.loads((workdir / "summary.json").read_text()))
+    rows = [line.split(" | ")[0] for line in tables.results_table(json.loads((workdir / "summary.json").read_text()))
             .splitlines()[2:]]
     assert rows == ["| GPT", "| GPT prompted", "| SFT", "| PPO", "| PPO-ptx"]
     assert "| GPT prompted | 0.40 | 0.50 | - | 0.05 |" in text  # metadata: None where no prompt applies
@@ -130,9 +130,9 @@ def test_smoke_report_opens_with_the_pulse_line(workdir, config, sft_config, pul
     if pulse:
         assert first.startswith("**Smoke run: a pulse, not a result.**") and "noise, not a result" in first
         assert "`instructgpt pipeline --config configs/pipeline.py:default --workdir runs/default`" in first
-        assert report.pulse_line(str(workdir)) == first + "\n"
+        assert tables.pulse_line(str(workdir)) == first + "\n"
     else:
-        assert first == "# InstructGPT on the embedded world" and report.pulse_line(str(workdir)) == ""
+        assert first == "# InstructGPT on the embedded world" and tables.pulse_line(str(workdir)) == ""
         assert "pulse" not in (workdir / "report" / "report.md").read_text()
 
 
@@ -206,7 +206,7 @@ def test_pipeline_ends_with_the_results_table(workdir, capsys, monkeypatch, arg)
     out = capsys.readouterr().out
     assert e.value.code == 0
     lines = out.rstrip("\n").splitlines()
-    table = report.results_table(json.loads((workdir / "summary.json").read_text())).splitlines()
+    table = tables.results_table(json.loads((workdir / "summary.json").read_text())).splitlines()
     assert lines[0].startswith("[pipeline 1/1] report: running") and lines[1].startswith("[pipeline 1/1] report: done")
     assert lines[2].startswith("[pipeline] finished in ")
     pulse = ["**Smoke run: a pulse, not a result.**"] if arg == "smoke" else []
@@ -218,10 +218,10 @@ def test_pipeline_ends_with_the_results_table(workdir, capsys, monkeypatch, arg)
 
 def test_results_table_handles_missing_values():
     summary = {"policies": {"sft": {"win_rate": 0.5, "gold": None}, "custom": {"win_rate": 0.25}}}
-    lines = report.results_table(summary).splitlines()
+    lines = tables.results_table(summary).splitlines()
     assert lines[2].startswith("| SFT | 0.500 | - |")
     assert lines[3].startswith("| custom | 0.250 |")
-    assert len(lines) == 4 and all(line.count("|") == len(report.TABLE) + 2 for line in lines)
+    assert len(lines) == 4 and all(line.count("|") == len(tables.TABLE) + 2 for line in lines)
 
 
 def test_no_summary_is_a_clear_error(tmp_path):

@@ -62,6 +62,20 @@ def test_params_are_sharded_by_logical_rules():
     assert mu["h"][0]["mlp"]["c_fc_kernel"].sharding.spec == P("fsdp", "tensor")
 
 
+def test_rules_take_a_mesh_axis_in_order_of_precedence():
+    """Two names of one array on the same mesh axis: the earlier rule shards its dimension, the other is replicated."""
+    from instructgpt_jax.model import abstract_model
+
+    rules = (("embed", "tensor"), ("heads", "tensor"), ("vocab", "tensor"), ("mlp", "tensor"), ("kv", None))
+    mesh = sharding.make_mesh((2, 1, 4))
+    params = sharding.param_shardings(abstract_model(CFG)[1], mesh, rules)
+    attn = params["h"][0]["attn"]
+    assert attn["c_attn_kernel"].spec == P("tensor", None, None, None)   # (embed, None, heads, kv)
+    assert attn["c_proj_kernel"].spec == P(None, None, "tensor")         # (heads, kv, embed)
+    assert attn["c_attn_bias"].spec == P(None, "tensor", None)           # (None, heads, kv): no embed here
+    assert params["wte"]["embedding"].spec == P(None, "tensor")          # (vocab, embed)
+
+
 def test_mesh_errors_name_the_problem():
     with pytest.raises(ValueError, match="needs 16 devices but 8"):
         sharding.make_mesh((4, 4, 1))

@@ -12,7 +12,9 @@ from instructgpt_jax import config_base
 from instructgpt_jax.data import labelers as labelers_lib
 from instructgpt_jax.data import judge, tasks
 from instructgpt_jax.data import world as world_lib
-from instructgpt_jax.data.world import World, WorldConfig, family_of, gold_score, is_harmful, is_refusal, reference
+from instructgpt_jax.data.judge import family_of, gold_score, is_harmful, reference
+from instructgpt_jax.data.judging import is_refusal
+from instructgpt_jax.data.world import World, WorldConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT = config_base.from_config(WorldConfig, config_base.load_config("configs/world.py"), "config.world")

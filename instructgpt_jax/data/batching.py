@@ -99,10 +99,6 @@ class Batches:
         if self.n == 0:
             raise ValueError("no examples to batch")
 
-    @property
-    def steps_per_epoch(self) -> float:
-        return self.n / self.batch_size
-
     def indices(self, step: int) -> np.ndarray:
         """This host's example indices for global batch `step`."""
         return process_slice(global_indices(self.n, self.batch_size, step, self.seed),
@@ -112,21 +108,6 @@ class Batches:
         return self.collate(self.indices(step))
 
     __call__ = __getitem__   # train.run takes `batches(step)`
-
-    def iterate(self, start_step: int = 0):
-        """Batches from `start_step` on, forever (epochs follow each other)."""
-        step = start_step
-        while True:
-            yield self[step]
-            step += 1
-
-
-def lm_batches(ids: np.ndarray, batch_size: int, seq_len: int, seed: int, process_index=None,
-               process_count=None) -> Batches:
-    """{'tokens': (B, seq_len) int32} corpus windows (lm_windows, host-sliced); the step shifts by one itself."""
-    ids = np.asarray(ids)
-    return Batches(_n_windows(ids, seq_len), batch_size, seed,
-                   lambda idx: {"tokens": _windows(ids, idx, seq_len)}, process_index, process_count)
 
 
 # ---------------------------------------------------------------- SFT
@@ -217,10 +198,14 @@ def ppo_batches(prompts, tokenizer, batch_size: int, prompt_len: int, seed: int,
                    lambda idx: ppo_batch([prompts[i] for i in idx], tokenizer, prompt_len), process_index, process_count)
 
 
+# Salt of the order split_val holds examples out in (with the run's seed).
+VAL_STREAM = 17
+
+
 def split_val(examples: list, val_fraction: float, seed: int, what: str) -> tuple[list, list]:
     """(train, val): a seeded `val_fraction` of the examples held out, at least one of each."""
     n_val = max(1, round(len(examples) * val_fraction))
     if len(examples) - n_val < 1:
         raise ValueError(f"{what}: {len(examples)} examples cannot give both a training and a validation split")
-    order = np.random.default_rng([seed, 17]).permutation(len(examples))
+    order = np.random.default_rng([seed, VAL_STREAM]).permutation(len(examples))
     return [examples[i] for i in order[n_val:]], [examples[i] for i in order[:n_val]]

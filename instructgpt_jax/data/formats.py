@@ -252,6 +252,10 @@ def write_json(path: str, value: dict) -> str:
     return path
 
 
+# Salt of write_world's first file stream; file i draws from [seed, FILE_STREAM + i].
+FILE_STREAM = 100
+
+
 def write_world(cfg, out_dir: str) -> dict[str, str]:
     """Write the embedded world's splits as JSONL; returns split name -> path.
 
@@ -266,7 +270,7 @@ def write_world(cfg, out_dir: str) -> dict[str, str]:
     limits = _Limits(tokenizer, c.max_prompt_tokens, c.max_response_tokens, c.overflow)
 
     def rng(i):
-        return np.random.default_rng([c.seed, 100 + i])   # one stream per file: files do not shift each other
+        return np.random.default_rng([c.seed, FILE_STREAM + i])   # one stream per file: files do not shift each other
 
     def prompts(split):
         return [limits.prompt(f"world:{split}[{i}]", p) for i, p in enumerate(world.prompts(split))]

@@ -53,11 +53,15 @@ class LabelerPool:
         return len(self.noise)
 
 
+# Salt of the pool's traits (with the world seed), apart from the world's other NumPy streams.
+TRAITS_STREAM = 7
+
+
 def make_labelers(cfg: LabelerConfig, seed: int) -> LabelerPool:
     """Draw the pool's traits from `cfg`'s distributions with a seed of its own (independent of prompts)."""
     if cfg.model not in ("thurstone", "plackett_luce"):
         raise ValueError(f"labelers.model must be 'thurstone' or 'plackett_luce', got {cfg.model!r}")
-    rng = np.random.default_rng([seed, 7])
+    rng = np.random.default_rng([seed, TRAITS_STREAM])
     # Log-normal with E[sigma] = noise_mean: the mean stays the calibrated value whatever the spread.
     noise = cfg.noise_mean * np.exp(cfg.noise_spread * rng.standard_normal(cfg.n) - cfg.noise_spread ** 2 / 2)
     length_bias = cfg.length_bias_mean + cfg.length_bias_std * rng.standard_normal(cfg.n)

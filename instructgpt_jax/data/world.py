@@ -6,8 +6,8 @@ every family and the whole `lowercase` family are held out of training and form 
 measures instruction sensitivity (following an instruction phrased in a way never seen in training). Split
 sizes keep the paper's SFT 13k : RM 33k : PPO 31k prompt ratio, times one `scale` factor. Demonstrations are
 the reference answer, restyled or wrong at configured rates; `rank` / `prefer` ask a simulated labeler
-(labelers.py), who sees the gold score through their own noise, length bias and strictness. The judge-side
-functions (gold_score, family_of, is_harmful, is_refusal, reference) are re-exported from tasks.py.
+(labelers.py), who sees the gold score through their own noise, length bias and strictness. The gold judge
+lives in judge.py; a World carries the parts its users call (gold_score, family_of, ...) as static methods.
 """
 
 import dataclasses
@@ -16,9 +16,9 @@ import numpy as np
 
 from instructgpt_jax.config_base import from_config
 from instructgpt_jax.data import labelers as labelers_lib
-from instructgpt_jax.data.judge import (  # noqa: F401 (gold_score etc. are part of this module's surface)
-    CAPS_ASKED, FAMILIES, Parsed, family_of, gold_score, is_harmful, is_refusal, judge, kind_of, metadata_rates, parse,
-    parse_strict, reference)
+from instructgpt_jax.data.judge import (
+    CAPS_ASKED, FAMILIES, Parsed, family_of, gold_score, is_harmful, kind_of, parse_strict, reference)
+from instructgpt_jax.data.judging import is_refusal
 from instructgpt_jax.data.tasks import ADJECTIVES, FILLERS, REFUSALS, WORDS, pick_words, topic_line
 
 SPLITS = ("sft", "rm", "ppo", "eval", "eval_heldout")

@@ -49,6 +49,10 @@ def load_world(config):
         return world_lib.make_world(json.load(f)["config"], f"{path} config")
 
 
+# Salts of the NumPy streams of config.compare.seed: K per prompt, and which rows the mix policy samples.
+K_STREAM, MIX_STREAM = 31, 37
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Write `workdir/rm.jsonl` and `workdir/metrics.jsonl`; returns the compare/* figures.
 
@@ -88,7 +92,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     generate_cfg = SampleConfig(max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_k=c.top_k,
                                 top_p=c.top_p, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
     generate = make_generate(graphdef, generate_cfg)
-    rng = np.random.default_rng([c.seed, 31])
+    rng = np.random.default_rng([c.seed, K_STREAM])
     # K is drawn per prompt first; each prompt gets K + extra_samples rows (spares for duplicates), and the
     # rows of all prompts are sampled in fixed batches of batch_rows (one compiled shape, no idle rows).
     ks = rng.integers(c.k_min, c.k_max + 1, size=len(prompts))
@@ -98,7 +102,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.mix_policy and c.mix_fraction > 0:  # its own generator: the policy's rows are unchanged without it
         _, mix_graphdef, mix_params, _ = checkpoint.load_model(config.mix_policy, shardings=shardings)
         sources.append((config.mix_policy, mix_graphdef, mix_params))
-        from_mix = np.random.default_rng([c.seed, 37]).random(len(owner)) < c.mix_fraction
+        from_mix = np.random.default_rng([c.seed, MIX_STREAM]).random(len(owner)) < c.mix_fraction
     texts, lengths, origin = [None] * len(owner), np.zeros(len(owner), np.int64), np.where(from_mix, 1, 0)
     t0 = time.perf_counter()
     for s, (_, source_graphdef, source_params) in enumerate(sources):

@@ -162,18 +162,25 @@ def make_programs(setup: Setup, eos_id: int, pad_id: int, reward_norm: tuple[flo
     return Programs(generate, score, update)
 
 
+# fold_in salts of an iteration's key: the rollout's samples, and the update's minibatch orders.
+GENERATE_STREAM, UPDATE_STREAM = 0, 1
+# Evaluation samples with keys from key(seed + EVAL_SEED_OFFSET), apart from the iterations' key(seed).
+EVAL_SEED_OFFSET = 1
+
+
 def iteration(programs: Programs, state: dict, ref_params, reward_params, batch: dict, ptx_tokens, rng):
     """One PPO iteration on device batch {'prompt_tokens', 'prompt_mask'}: (state, sample, stats, update metrics, times)."""
     times = {}
     t0 = time.perf_counter()
-    sample = programs.generate(state["params"], batch["prompt_tokens"], batch["prompt_mask"], jax.random.fold_in(rng, 0))
+    sample = programs.generate(state["params"], batch["prompt_tokens"], batch["prompt_mask"],
+                               jax.random.fold_in(rng, GENERATE_STREAM))
     jax.block_until_ready(sample)
     times["time/generate"] = (t1 := time.perf_counter()) - t0
     data, stats = programs.score(state["params"], state["value_params"], ref_params, reward_params, state["beta"],
                                  sample, batch["prompt_mask"])
     jax.block_until_ready(data)
     times["time/score"] = (t2 := time.perf_counter()) - t1
-    state, update_metrics = programs.update(state, data, ptx_tokens, jax.random.fold_in(rng, 1))
+    state, update_metrics = programs.update(state, data, ptx_tokens, jax.random.fold_in(rng, UPDATE_STREAM))
     jax.block_until_ready(state)
     times["time/update"] = time.perf_counter() - t2
     times["time/iteration"] = time.perf_counter() - t0
@@ -257,7 +264,7 @@ def run(config, workdir: str) -> dict:
         for i, (arrays, strings) in enumerate(eval_batches):
             batch = sharding.shard_batch(arrays, mesh)
             sample = programs.generate(state["params"], batch["prompt_tokens"], batch["prompt_mask"],
-                                       jax.random.fold_in(jax.random.key(t.seed + 1), i))
+                                       jax.random.fold_in(jax.random.key(t.seed + EVAL_SEED_OFFSET), i))
             data, stats = programs.score(state["params"], state["value_params"], ref_params, reward_params,
                                          state["beta"], sample, batch["prompt_mask"])
             stats = jax.device_get(stats)
