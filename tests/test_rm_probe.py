@@ -6,6 +6,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,6 +36,17 @@ def test_probe_figures_match_loops():
     assert np.isclose(rm_probe.within_corr(gold, gold), 1.0)
 
 
+def test_best_of_k_curve_matches_disjoint_groups():
+    rng = np.random.default_rng(1)
+    gold, rm = rng.random((6, 8)), rng.standard_normal((6, 8))
+    curve = rm_probe.probe(gold, rm, np.ones((6, 8)))["best_of_k"]
+    assert list(curve) == [1, 2, 4, 8]
+    for k, value in curve.items():  # the RM's pick in each disjoint group of k samples, averaged
+        picks = [gold[i][g * k + max(range(k), key=lambda j: rm[i][g * k + j])] for i in range(6) for g in range(8 // k)]
+        assert np.isclose(value, np.mean(picks))
+    assert np.isclose(curve[1], gold.mean()) and np.isclose(curve[8], rm_probe.probe(gold, rm, np.ones((6, 8)))["best_of_n"])
+
+
 def test_probe_runs_on_a_pipeline_workdir(tmp_path_factory, tmp_path, capsys):
     workdir, _, _ = smoke_workdir(tmp_path_factory)
     out = tmp_path / "probe.json"
@@ -45,3 +57,35 @@ def test_probe_runs_on_a_pipeline_workdir(tmp_path_factory, tmp_path, capsys):
     assert figures["all"]["best_of_n"] <= figures["all"]["oracle"]
     assert sum(f["prompts"] for f in figures["by_family"].values()) == 32
     assert "best-of-2" in capsys.readouterr().out
+
+
+def test_samples_mode_rescores_every_sample_of_a_dump(tmp_path_factory, tmp_path):
+    from instructgpt_jax import checkpoint, config_base, evaluate, reward
+    from instructgpt_jax.tokenizer import make_tokenizer
+
+    workdir, _, _ = smoke_workdir(tmp_path_factory)
+    dump, again = tmp_path / "dump.jsonl", tmp_path / "again.jsonl"
+    rm_probe.main(["--workdir", str(workdir), "--n", "2", "--prompts", "16", "--max_new_tokens", "8", "--dump", str(dump)])
+    rm_probe.main(["--workdir", str(workdir), "--samples", str(dump), "--dump", str(again)])
+    first = [json.loads(line) for line in dump.read_text().splitlines()]
+    second = [json.loads(line) for line in again.read_text().splitlines()]
+    assert len(first) == len(second) == 32
+    for a, b in zip(first, second):  # the same prompt, sample, response and gold, in the same order
+        assert {k: a[k] for k in ("prompt", "sample", "response", "gold", "length")} == \
+               {k: b[k] for k in ("prompt", "sample", "response", "gold", "length")}
+    # Each rescored sample is the RM's score of its own text (scored one at a time here: no batch to mix up).
+    mesh, shardings = checkpoint.mesh_and_shardings(config_base.mesh_config())
+    _, graphdef, params, _ = checkpoint.load_model(str(workdir / "rm"), shardings=shardings)
+    norm, tok = reward.load_reward_norm(str(workdir / "rm")), make_tokenizer("byte")
+    ec = evaluate.eval_config(config_base.load_config("configs/eval.py:smoke"))
+    for b in second[:6]:
+        alone = evaluate.rm_text_scores(graphdef, params, norm, tok, [(b["prompt"], b["response"])], ec, mesh)[0]
+        assert np.isclose(b["rm"], alone, atol=1e-4)
+
+    lines = dump.read_text().splitlines()
+    (tmp_path / "short.jsonl").write_text("\n".join(lines[:1] + lines[2:]) + "\n")  # prompt 0's sample 1 missing
+    with pytest.raises(SystemExit, match=r"short.jsonl: prompts have different numbers of samples \[1, 2\]"):
+        rm_probe.main(["--workdir", str(workdir), "--samples", str(tmp_path / "short.jsonl")])
+    (tmp_path / "gap.jsonl").write_text("\n".join(lines[:2] + lines[3:]) + "\n")  # prompt 1's sample 0 missing
+    with pytest.raises(SystemExit, match="gap.jsonl:3: sample 1 does not follow sample 1 of the same prompt"):
+        rm_probe.main(["--workdir", str(workdir), "--samples", str(tmp_path / "gap.jsonl")])
