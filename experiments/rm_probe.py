@@ -82,7 +82,8 @@ def read_dump(path: str):
 
 
 def sample(args, w, world, tokenizer, mesh, shardings, policy_dir, rm_graphdef, rm_params, norm):
-    """Draw args.n samples per eval prompt from the policy; gold, RM score, length and texts, each (n, prompts)."""
+    """Draw args.n samples per eval prompt from the policy: prompts, families, and gold, RM score, length and
+    texts, each (prompts, n), as read_dump returns them."""
     import jax
     import numpy as np
 
@@ -112,7 +113,8 @@ def sample(args, w, world, tokenizer, mesh, shardings, policy_dir, rm_graphdef, 
             length.append(s["length"])
             texts.append(list(s["response"]))
             print(f"rm_probe: sample {i + 1}/{args.n}", file=sys.stderr)
-    return prompts, families, gold, rm, length, texts
+    as_array = lambda x: np.asarray(x, np.float64).T  # noqa: E731 - (n, prompts) -> (prompts, n)
+    return prompts, families, as_array(gold), as_array(rm), as_array(length), [list(t) for t in zip(*texts)]
 
 
 def main(argv=None) -> None:
@@ -132,7 +134,6 @@ def main(argv=None) -> None:
 
     import jax
     import ml_collections
-    import numpy as np
 
     from instructgpt_jax import checkpoint, reward
     from instructgpt_jax.config_base import load_config, mesh_config
@@ -160,12 +161,9 @@ def main(argv=None) -> None:
             scores = rm_text_scores(rm_graphdef, rm_params, norm, tokenizer, items, ec, mesh)
         rm = scores.reshape(len(prompts), -1)
         args.n, policy_dir = rm.shape[1], args.samples
-        texts = [list(col) for col in zip(*texts)]  # (n, prompts), as sampled below
-        gold, rm, length = gold.T, rm.T, length.T
     else:
         prompts, families, gold, rm, length, texts = sample(args, w, world, tokenizer, mesh, shardings, policy_dir,
                                                             rm_graphdef, rm_params, norm)
-    gold, rm, length = (np.asarray(x, np.float64).T for x in (gold, rm, length))
     out = {"rm": rm_dir, "policy": policy_dir, "n": args.n, "all": probe(gold, rm, length),
            "by_family": {f: probe(gold[families == f], rm[families == f], length[families == f])
                          for f in sorted(set(families))}}
@@ -185,7 +183,7 @@ def main(argv=None) -> None:
             for j, prompt in enumerate(prompts):
                 for i in range(args.n):
                     f.write(json.dumps({"prompt": prompt, "family": str(families[j]), "sample": i,
-                                        "response": texts[i][j], "gold": float(gold[j, i]), "rm": float(rm[j, i]),
+                                        "response": texts[j][i], "gold": float(gold[j, i]), "rm": float(rm[j, i]),
                                         "length": float(length[j, i])}) + "\n")
 
 

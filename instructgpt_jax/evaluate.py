@@ -191,9 +191,7 @@ def sample_policy(generate, score, params, ref_params, rm_params, prompts, token
 
 def rm_text_scores(rm_graphdef, rm_params, norm, tokenizer, items, ec: EvalConfig, mesh) -> np.ndarray:
     """Normalised RM scores of (prompt, response) texts, each encoded as the RM's training data is."""
-    lengths = [len(tokenizer.encode_prompt(p)) + len(tokenizer.encode_response(y)) for p, y in items]
-    score_texts = make_score_texts(rm_graphdef, mesh, tokenizer, auto_seq_len(lengths),
-                                   ec.batch_size)
+    score_texts = make_score_texts(rm_graphdef, mesh, tokenizer, None, ec.batch_size)
     raw = score_texts(rm_params, [p for p, _ in items], [y for _, y in items])
     return (np.asarray(raw, np.float64) - norm["mean"]) / norm["std"]
 
@@ -260,9 +258,9 @@ def fitted_prompt_len(tokenizer, prompts: dict, prefix: str, ec: EvalConfig) -> 
         what = "with config.eval.prompt_prefix " if prefix else ""
         raise ValueError(f"an eval prompt {what}has {longest} tokens; config.eval.prompt_len={ec.prompt_len} "
                          "(raise it, or shorten the prefix)")
-    # Not rm_text_scores' 32: padding is masked, but the length sets the prompt's and the KV cache's shapes,
-    # so another multiple changes logits by round-off, and a sampled token can flip with them.
-    return min(-(-longest // 16) * 16, ec.prompt_len)
+    # Rounded up to 16 and no further: padding is masked, but the length sets the prompt's and the KV cache's
+    # shapes, so another length changes logits by round-off, and a sampled token can flip with them.
+    return auto_seq_len([longest], ec.prompt_len)
 
 
 def stage_finals(workdir: str) -> dict:

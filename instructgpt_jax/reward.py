@@ -32,7 +32,7 @@ from flax import nnx
 
 from instructgpt_jax import sharding
 from instructgpt_jax.data import batching
-from instructgpt_jax.data.packing import pack_rows, pack_segments
+from instructgpt_jax.data.packing import auto_seq_len, pack_rows, pack_segments
 from instructgpt_jax.model import packed_key_mask
 
 log = logging.getLogger(__name__)
@@ -138,11 +138,11 @@ def shuffled_pairs(records: list) -> list:
 
 # ---------------------------------------------------------------- scoring, evaluation, normalisation
 
-def make_score_texts(graphdef, mesh, tokenizer, seq_len: int, batch_rows: int):
+def make_score_texts(graphdef, mesh, tokenizer, seq_len: int | None, batch_rows: int):
     """score_texts(params, prompts, responses) -> raw rewards (N,) as numpy: the RM read of texts, used by the
     RM stage, evaluation and the probes. The (prompt, response) sequences, each encoded as the RM's training
     data is, are packed as segments of `batch_rows` rows of seq_len per call (at most 4 * batch_rows
-    segments: one compiled shape)."""
+    segments: one compiled shape); `seq_len=None` fits each call's longest sequence (packing.auto_seq_len)."""
 
     @jax.jit
     def score(params, batch):
@@ -153,8 +153,9 @@ def make_score_texts(graphdef, mesh, tokenizer, seq_len: int, batch_rows: int):
         if not encoded:
             return np.zeros(0, np.float32)
         lengths = [len(a) + len(b) for a, b in encoded]
-        batching.check_lengths(lengths, seq_len, "scored sequences")
-        layout = pack_rows(lengths, seq_len, range(len(encoded)))
+        row_len = seq_len or auto_seq_len(lengths)
+        batching.check_lengths(lengths, row_len, "scored sequences")
+        layout = pack_rows(lengths, row_len, range(len(encoded)))
         cap = batch_rows * max(4, -(-max(map(len, layout)) // batch_rows))
         out = []
         while layout:
@@ -165,7 +166,7 @@ def make_score_texts(graphdef, mesh, tokenizer, seq_len: int, batch_rows: int):
             chunk, layout = layout[:n_rows], layout[n_rows:]
             first = chunk[0][0]
             local = [[j - first for j in row] for row in chunk]
-            batch = pack_segments(encoded[first:first + n_segs], local, batch_rows, seq_len, tokenizer.pad_id, cap)
+            batch = pack_segments(encoded[first:first + n_segs], local, batch_rows, row_len, tokenizer.pad_id, cap)
             out.append(np.asarray(sharding.to_host(score(params, sharding.put_global(batch, mesh))))[:n_segs])
         return np.concatenate(out)
 
