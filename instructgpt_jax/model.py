@@ -33,7 +33,7 @@ from flax import nnx
 # (`sharding.init_sharded`: jit(init, out_shardings) derived from eval_shape), as MaxText does.
 flax.config.update("flax_always_shard_variable", False)
 
-Cache = list  # per layer: {"k": (B, S, H, K), "v": (B, S, H, K)}
+Cache = list  # per layer: {"k": (B, H, S, K), "v": (B, H, S, K)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,20 +218,27 @@ class CausalSelfAttention(nnx.Module):
 
     def __call__(self, x, key_mask, query_slots, layer_cache, cache_index, rope, rng):
         cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
-        qkv = jnp.einsum("btd,dshk->sbthk", x, self.c_attn_kernel[...].astype(dt))
-        qkv = qkv + self.c_attn_bias[...].astype(dt)[:, None, None]
-        q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, T, H, K)
+        # (B, T, 3, H, K): x times the kernel as stored, so no step transposes a weight (the "sbthk" output
+        # order made XLA:CPU copy a transposed kernel in every decode step).
+        qkv = jnp.einsum("btd,dshk->btshk", x, self.c_attn_kernel[...].astype(dt)) + self.c_attn_bias[...].astype(dt)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each (B, T, H, K)
         if rope is not None:  # rotate before caching: cached keys already carry their positions
             q, k = apply_rotary(q, rope), apply_rotary(k, rope)
+        scale = jnp.sqrt(cfg.head_dim).astype(jnp.float32)
         new_cache = None
-        if layer_cache is not None:
-            # Decoding: write this segment's keys/values at cache_index and attend to the whole cache.
-            k = jax.lax.dynamic_update_slice_in_dim(layer_cache["k"], k.astype(layer_cache["k"].dtype), cache_index, 1)
-            v = jax.lax.dynamic_update_slice_in_dim(layer_cache["v"], v.astype(layer_cache["v"].dtype), cache_index, 1)
-            new_cache = {"k": k, "v": v}
-            k, v = k.astype(dt), v.astype(dt)
-        S = k.shape[1]
-        att = jnp.einsum("bthk,bshk->bhts", q, k).astype(jnp.float32) / jnp.sqrt(cfg.head_dim).astype(jnp.float32)
+        if layer_cache is None:
+            S = k.shape[1]
+            att = jnp.einsum("bthk,bshk->bhts", q, k).astype(jnp.float32) / scale
+        else:
+            # Decoding: write this segment's keys/values at cache_index and attend to the whole cache. The cache
+            # is (B, H, S, K): each head's keys are contiguous, so the one-query attention of a decode step is
+            # a batched (1, K) x (K, S) product instead of a strided gather (5x faster on a CPU at trl_tiny).
+            put = lambda c, x: jax.lax.dynamic_update_slice_in_dim(c, x.transpose(0, 2, 1, 3).astype(c.dtype),  # noqa: E731
+                                                                   cache_index, 2)
+            new_cache = {"k": put(layer_cache["k"], k), "v": put(layer_cache["v"], v)}
+            k, v = new_cache["k"].astype(dt), new_cache["v"].astype(dt)
+            S = k.shape[2]
+            att = jnp.einsum("bthk,bhsk->bhts", q, k).astype(jnp.float32) / scale
         # Causality is by slot (index in the padded sequence / cache), padding by the key mask.
         causal = query_slots[:, None] >= jnp.arange(S)[None, :]  # (T, S)
         # A (B, T, S) key mask gives each query its own keys: packed sequences attend within their segment.
@@ -240,7 +247,7 @@ class CausalSelfAttention(nnx.Module):
         att = jnp.where(allowed, att, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(att, axis=-1).astype(dt)
         probs = dropout(probs, cfg.dropout, _fold(rng, 0))
-        y = jnp.einsum("bhts,bshk->bthk", probs, v)
+        y = jnp.einsum("bhts,bshk->bthk" if layer_cache is None else "bhts,bhsk->bthk", probs, v)
         y = jnp.einsum("bthk,hkd->btd", y, self.c_proj_kernel[...].astype(dt)) + self.c_proj_bias[...].astype(dt)
         return dropout(y, cfg.dropout, _fold(rng, 1)), new_cache
 
@@ -322,7 +329,7 @@ class GPT(nnx.Module):
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(T) + cache_index, (B, T))
         if key_mask is None:
-            S = T if cache is None else cache[0]["k"].shape[1]
+            S = T if cache is None else cache[0]["k"].shape[2]
             key_mask = jnp.ones((B, S), bool)
         query_slots = jnp.arange(T) + cache_index
         x = self.wte(tokens)
@@ -371,7 +378,7 @@ _remat_block = nnx.remat(_call_block)
 def init_cache(cfg: GPTConfig, batch: int, max_len: int, dtype: str | None = None) -> Cache:
     """Zero KV cache for `max_len` slots; dtype defaults to the compute dtype."""
     dt = jnp.dtype(dtype or cfg.dtype)
-    shape = (batch, max_len, cfg.n_head, cfg.head_dim)
+    shape = (batch, cfg.n_head, max_len, cfg.head_dim)
     return [{"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt)} for _ in range(cfg.n_layer)]
 
 

@@ -8,7 +8,8 @@ continue per row (a row with n real prompt tokens feeds its t-th new token at po
 row samples exactly what it would unpadded. Padding slots are hidden from attention by the key mask.
 
 Decoding is greedy at temperature 0; otherwise it samples from softmax(logits / temperature) after the
-top-k, then the top-p (nucleus) filter. `logprobs` are the log-probabilities of the sampled tokens under
+top-k, then the top-p (nucleus) filter, by inverting the cumulative distribution with one uniform number per
+row (`inverse_cdf`). `logprobs` are the log-probabilities of the sampled tokens under
 the temperature-scaled but *unfiltered* distribution, log_softmax(logits / temperature): the quantity PPO
 recomputes from a forward pass over the same tokens (at temperature 0 they are under the plain softmax).
 After a row's EOS the remaining response tokens are `pad_id`; `response_mask` is True up to and including
@@ -91,16 +92,51 @@ def filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
     return logits
 
 
+def inverse_cdf(rng: jax.Array, probs: jax.Array) -> jax.Array:
+    """One index per row of `probs` (B, V), drawn with probability probs / probs.sum() by inverting the CDF.
+
+    One uniform number per row instead of a Gumbel number per vocabulary entry (jax.random.categorical): on
+    a CPU the V random draws cost ~10x the whole pick (docs/RESULTS.md, "The decode loop"). The cumulative
+    sum runs in two levels, over blocks of about sqrt(V) entries and then inside the chosen block, so the work is
+    O(V) and each float32 partial sum adds up at most ~sqrt(V) terms. A zero-probability entry is never
+    picked: it does not move the cumulative sum, and the pick is the first entry whose sum exceeds u.
+    """
+    B, V = probs.shape
+    bs = 1 << (max(1, int(np.sqrt(V))).bit_length() - 1)  # a power of two near sqrt(V): divides most vocabularies
+    nb = -(-V // bs)
+    blocks = (probs if nb * bs == V else jnp.pad(probs, ((0, 0), (0, nb * bs - V)))).reshape(B, nb, bs)
+    block_mass = blocks.sum(-1)
+    block_cdf = jnp.cumsum(block_mass, axis=-1)
+    u = jax.random.uniform(rng, (B, 1), jnp.float32) * block_cdf[:, -1:]
+    # Rounding can leave u at or above the last partial sum: the pick is then the last entry with mass.
+    block = jnp.minimum((block_cdf <= u).sum(-1), _last_nonzero(block_mass))
+    # The mass before the chosen block is the previous partial sum itself (not block_cdf - block_mass, which
+    # rounds differently), so u >= before and a zero-mass entry at the block's start is never the pick.
+    exclusive = jnp.pad(block_cdf[:, :-1], ((0, 0), (1, 0)))
+    before = jnp.take_along_axis(exclusive, block[:, None], axis=-1)
+    inner = jnp.take_along_axis(blocks, block[:, None, None], axis=1)[:, 0]
+    index = jnp.minimum((before + jnp.cumsum(inner, axis=-1) <= u).sum(-1), _last_nonzero(inner))
+    return (block * bs + index).astype(jnp.int32)
+
+
+def _last_nonzero(x: jax.Array) -> jax.Array:
+    """Index of the last entry > 0 of each row of x (B, n)."""
+    return x.shape[-1] - 1 - jnp.argmax(x[:, ::-1] > 0, axis=-1)
+
+
 def sample_token(rng: jax.Array, logits: jax.Array, cfg: SampleConfig):
     """(token (B,) int32, logprob (B,) float32 under the temperature-scaled, unfiltered distribution)."""
     if cfg.temperature == 0.0:
-        token = jnp.argmax(logits, axis=-1)
+        token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
         logprobs = jax.nn.log_softmax(logits, axis=-1)
     else:
         scaled = logits / cfg.temperature
         logprobs = jax.nn.log_softmax(scaled, axis=-1)
-        token = jax.random.categorical(rng, filter_logits(scaled, cfg.top_k, cfg.top_p), axis=-1)
-    token = token.astype(jnp.int32)
+        if cfg.top_k or cfg.top_p < 1.0:
+            probs = jax.nn.softmax(filter_logits(scaled, cfg.top_k, cfg.top_p), axis=-1)
+        else:
+            probs = jnp.exp(logprobs)
+        token = inverse_cdf(rng, probs)
     return token, jnp.take_along_axis(logprobs, token[:, None], axis=-1)[:, 0]
 
 

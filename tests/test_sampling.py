@@ -12,8 +12,8 @@ from flax import nnx
 from instructgpt_jax import checkpoint
 from instructgpt_jax.model import GPTConfig, abstract_model, positions_from_mask
 from instructgpt_jax.data.batching import left_pad
-from instructgpt_jax.sampling import (SampleConfig, decode_step, filter_logits, make_generate, prefill,
-                                      sample_cli)
+from instructgpt_jax.sampling import (SampleConfig, decode_step, filter_logits, inverse_cdf, make_generate, prefill,
+                                      sample_cli, sample_token)
 
 CFG = GPTConfig(vocab_size=61, n_positions=32, n_layer=2, n_head=2, n_embd=32)
 P, N = 7, 6
@@ -123,6 +123,47 @@ def test_filter_logits_against_numpy():
     np.testing.assert_array_equal(kept(filter_logits(logits, 0, 0.6)), [[1, 0, 1, 0], [0, 0, 1, 1]])
     np.testing.assert_array_equal(kept(filter_logits(logits, 0, 0.85)), [[1, 0, 1, 1], [0, 1, 1, 1]])
     np.testing.assert_array_equal(kept(filter_logits(logits, 3, 0.5)), [[1, 0, 0, 0], [0, 0, 1, 1]])
+
+
+def test_inverse_cdf_draws_follow_the_distribution():
+    """200,000 draws per row: every frequency within 5 standard errors of its probability, zero-mass entries
+    (filtered, or a whole block of them, or the last entries) never drawn, for vocabularies that do and do not
+    split into whole blocks."""
+    rng = np.random.default_rng(0)
+    n = 200_000
+    for V in (8, 61, 264, 1000):
+        logits = rng.normal(0, 2, (3, V))
+        logits[0, : V // 3] = -np.inf  # a run of zero-mass entries, whole blocks of them for the larger V
+        logits[1, -1] = -np.inf  # the last entry
+        logits[2, ::2] = -np.inf  # every other entry
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        keys = jax.random.split(jax.random.key(V), n)
+        draws = np.asarray(jax.jit(jax.vmap(lambda k: inverse_cdf(k, jnp.asarray(probs, jnp.float32))))(keys))
+        for row in range(3):
+            freq = np.bincount(draws[:, row], minlength=V) / n
+            assert freq[probs[row] == 0].sum() == 0, (V, row)
+            se = np.sqrt(probs[row] * (1 - probs[row]) / n)
+            np.testing.assert_array_less(np.abs(freq - probs[row]), 5 * se + 1e-9, err_msg=f"V={V} row {row}")
+
+
+def test_sample_token_samples_the_filtered_tempered_distribution():
+    """top-k then top-p, at temperature 0.7: the draws' frequencies equal the renormalised kept mass (NumPy)."""
+    logits = np.log(np.array([[0.05, 0.3, 0.1, 0.25, 0.2, 0.1]]))
+    cfg = SampleConfig(max_new_tokens=1, temperature=0.7, top_k=4, top_p=0.8, eos_id=1, pad_id=0)
+    scaled = logits[0] / 0.7
+    p = np.exp(scaled - scaled.max()) / np.exp(scaled - scaled.max()).sum()
+    order = np.argsort(-p)[:4]  # top-k 4
+    mass = p[order] / p[order].sum()
+    keep = order[: int(np.searchsorted(np.cumsum(mass), 0.8) + 1)]  # smallest prefix reaching 0.8
+    ref = np.zeros(6)
+    ref[keep] = p[keep] / p[keep].sum()
+    n = 100_000
+    tokens, logprobs = jax.jit(jax.vmap(lambda k: sample_token(k, jnp.asarray(logits, jnp.float32), cfg)))(
+        jax.random.split(jax.random.key(0), n))
+    freq = np.bincount(np.asarray(tokens)[:, 0], minlength=6) / n
+    np.testing.assert_array_less(np.abs(freq - ref), 5 * np.sqrt(ref * (1 - ref) / n) + 1e-9)
+    np.testing.assert_allclose(np.asarray(logprobs)[:, 0], np.log(p)[np.asarray(tokens)[:, 0]], rtol=0, atol=1e-5)
 
 
 def test_logprobs_are_temperature_scaled_unfiltered(model_and_params):
