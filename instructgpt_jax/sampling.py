@@ -70,10 +70,12 @@ def prefill(model: GPT, prompt_tokens: jax.Array, prompt_mask: jax.Array, cache_
     return logits, cache, key_mask, prompt_mask.sum(-1).astype(jnp.int32)
 
 
-def decode_step(model: GPT, token: jax.Array, position: jax.Array, slot, cache, key_mask: jax.Array):
-    """Feed one token per row (B,) at position (B,) into cache slot `slot`; logits (B, V) float32 of the next."""
+def decode_step(model: GPT, token: jax.Array, position: jax.Array, slot, cache, key_mask: jax.Array,
+                unembedding: jax.Array | None = None):
+    """Feed one token per row (B,) at position (B,) into cache slot `slot`; logits (B, V) float32 of the next.
+    `unembedding`: model.unembedding(), computed once before the loop."""
     h, cache = model.trunk(token[:, None], position[:, None], key_mask, cache=cache, cache_index=slot)
-    return model.logits(h)[:, 0].astype(jnp.float32), cache
+    return model.logits(h, unembedding)[:, 0].astype(jnp.float32), cache
 
 
 def filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
@@ -184,6 +186,7 @@ def make_generate(graphdef, sample_cfg: SampleConfig):
             "cache": cache,
         }
         state = emit(state, logits)
+        unembedding = model.unembedding()
 
         def cond(state):
             return (state["t"] < N) & ~jnp.all(state["finished"])
@@ -191,7 +194,8 @@ def make_generate(graphdef, sample_cfg: SampleConfig):
         def body(state):
             # Feed the token sampled at step t - 1: slot P + t - 1, position n_real + t - 1.
             t = state["t"]
-            logits, cache = decode_step(model, state["token"], n_real + t - 1, P + t - 1, state["cache"], key_mask)
+            logits, cache = decode_step(model, state["token"], n_real + t - 1, P + t - 1, state["cache"], key_mask,
+                                        unembedding)
             return emit({**state, "cache": cache}, logits)
 
         state = jax.lax.while_loop(cond, body, state)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from instructgpt_jax.model import GPTConfig, abstract_model, positions_from_mask
+from instructgpt_jax.model import GPTConfig, abstract_model, dropout, positions_from_mask
 
 CFG = GPTConfig(vocab_size=53, n_positions=32, n_layer=2, n_head=4, n_embd=32, scalar_head=True)
 
@@ -94,6 +94,20 @@ def test_dropout_only_with_a_key():
     a, b = forward(cfg, params, tokens, mask, k1), forward(cfg, params, tokens, mask, k2)
     assert np.abs(a - plain).max() > 1e-3 and np.abs(a - b).max() > 1e-3
     np.testing.assert_array_equal(forward(cfg, params, tokens, mask, k1), a)  # same key, same mask
+
+
+def test_dropout_rate_and_mean():
+    """A million entries: the dropped share is the rate (0.1 -> 6554 / 2^16) within 5 standard errors, kept
+    entries are scaled so the mean is kept, and different keys drop different entries."""
+    x = jnp.ones((1000, 1001), jnp.float32)  # an odd size: the last 32-bit word is half used
+    y = np.asarray(dropout(x, 0.1, jax.random.key(0)))
+    rate = 6554 / 65536
+    se = np.sqrt(rate * (1 - rate) / y.size)
+    assert abs((y == 0).mean() - rate) < 5 * se
+    np.testing.assert_allclose(np.unique(y), [0.0, 65536 / (65536 - 6554)], rtol=1e-6)
+    assert abs(y.mean() - 1.0) < 5 * se / (1 - rate)
+    z = np.asarray(dropout(x, 0.1, jax.random.key(1)))
+    assert ((y == 0) != (z == 0)).mean() > 0.1
 
 
 def test_scalar_head_index():
