@@ -12,7 +12,14 @@ Args:
   gpt2_xl     GPT-2 XL 1.5B, bf16 compute, remat, FSDP over all devices: for a GPU/TPU host (fp32 Adam
               state alone is 18 GB).
   smoke       nano model, 2 timed steps: exercises every code path (tests use it).
-Results are printed as a table and written to <out>/bench_<name>.json.
+Results are printed as a table and written to <out>/bench_<name>.json. Besides tokens/s and MFU, each step row
+has its floor (model FLOPs / the measured XLA matmul peak: the step's time at the peak) and `x floor` (step
+time / floor = 1 / MFU); the PPO iteration has a floor for each of generate, score and update. The header
+gives torch's fp32 matmul peak beside XLA's (null without torch): the limit TRL runs against.
+`config.real_lengths` (trl_tiny, smoke) adds a block timing the SFT and RM steps on the embedded world's own
+data (generated in a temporary folder at real_lengths.world.scale), padded vs packed as the stages lay it
+out: padding share, real (non-padding) tokens/s and epoch time of each layout, and the PPO prompts' lengths
+against prompt_len (instructgpt_jax/bench_lengths.py says how each figure is counted).
 """
 
 import ml_collections
@@ -35,9 +42,27 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.peak_n = 1024
     config.stages = ["pretrain", "sft", "rm"]
     # PPO's settings are configs/ppo.py's plain PPO (ptx_coef 0) with the benchmark's shape.
-    ppo = load_config("configs/ppo.py:ppo").ppo
+    ppo_config = load_config("configs/ppo.py:ppo")
+    ppo = ppo_config.ppo
     ppo.update({"epochs": 1, "minibatches": 4, "rollout_batch": 32, "max_new_tokens": 48})
     config.ppo = ml_collections.ConfigDict({"enabled": True, "prompt_len": 32, "ppo": ppo})
+    # The embedded world's own lengths, padded vs packed, in the layouts of configs/sft.py:tiny and configs/rm.py.
+    world = load_config("configs/world.py:smoke")
+    world.scale = 0.1
+    sft, rm = load_config("configs/sft.py:tiny").train, load_config("configs/rm.py:default")
+    config.real_lengths = ml_collections.ConfigDict({
+        "enabled": True,               # the real-length block (gpt2_small and gpt2_xl turn it off)
+        "world": world,                # configs/world.py, generated in a temporary folder (scale 0.1: 1,300
+                                       # demonstrations, 3,300 K-wise comparisons, 3,100 PPO prompts)
+        "sft_seq_len": sft.seq_len,    # SFT row length, padded or packed; 0 = the longest example rounded up to 16
+        "sft_batch_size": sft.batch_size,  # SFT rows per step, padded (one demonstration each) or packed
+        "rm_seq_len": rm.train.seq_len,  # RM row length; 0 = the longest prompt + response rounded up to 16
+        "rm_batch_size": rm.train.batch_size,  # prompts per padded RM step, each (k_max, rm_seq_len)
+        "rm_packed_rows": rm.rm.packed_rows,   # rows of rm_seq_len per packed RM step
+        "ppo_prompt_len": ppo_config.data.prompt_len,  # configs/ppo.py's prompt_len: what a PPO run pads prompts to
+        "seed": 0,                     # order of the examples (the first batches of the epoch are timed)
+        "steps": 5,                    # timed steps per layout (after config.warmup)
+    })
     if arg == "trl_tiny":
         config.model = model_config("trl_tiny")
         config.pretrain, config.sft, config.rm = _stage(16, 128), _stage(16, 128), _stage(16, 128)
@@ -46,12 +71,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.pretrain, config.sft, config.rm = _stage(8, 128), _stage(8, 128), _stage(4, 128)
         config.steps, config.warmup = 5, 2
         config.ppo.enabled = False
+        config.real_lengths.enabled = False
     elif arg == "gpt2_xl":
         config.model = model_config("gpt2-xl", dtype="bfloat16", remat=True)
         config.mesh = mesh_config((1, -1, 1))
         config.pretrain, config.sft, config.rm = _stage(32, 1024), _stage(32, 1024), _stage(16, 1024)
         config.ppo.prompt_len = 256
         config.ppo.ppo.update({"rollout_batch": 64, "max_new_tokens": 256})
+        config.real_lengths.enabled = False
     elif arg == "smoke":
         config.model = model_config("nano")
         config.pretrain, config.sft, config.rm = _stage(8, 64), _stage(8, 64), _stage(8, 64)
@@ -59,6 +86,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.ppo.prompt_len = 16
         config.ppo.ppo.update({"rollout_batch": 16, "max_new_tokens": 8, "minibatches": 2, "ptx_coef": 0.5,
                                "ptx_batch_size": 8, "ptx_seq_len": 32})
+        config.real_lengths.world.scale = 0.01
+        config.real_lengths.update({"sft_batch_size": 8, "rm_batch_size": 8, "rm_packed_rows": 16, "steps": 2})
     else:
         raise ValueError(f"configs/bench.py: unknown arg {arg!r}; expected trl_tiny, gpt2_small, gpt2_xl or smoke")
     return config

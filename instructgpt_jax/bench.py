@@ -7,11 +7,18 @@ The numbers a researcher compares stacks by, measured the same way for each stag
   (lower + compile), compiled memory analysis (arguments, outputs, temporaries), median step time of N
   timed steps after warm-up, tokens/s, and the number of compilations after warm-up (must be 0);
 - for a PPO iteration: the real generate / score / update programs of ppo_stage.py, timed separately,
-  with generated tokens/s.
+  with generated tokens/s;
+- torch's fp32 matmul peak beside XLA's (an n x n by n x n matmul on torch's default threads), when torch
+  is installed: the limit the other stack (Hugging Face TRL) runs against, for comparing utilisations.
 Model FLOPs per token follow the PaLM appendix B convention: 6 * N_matmul + 12 * n_layer * d * T for a
 training token (forward + backward), where N_matmul counts every weight used in a matmul (the tied
 unembedding once, not the position table); 2 * N_matmul + 4 * n_layer * d * T for a forward-only token.
-Data are random tokens of the configured shapes: throughput does not depend on their values.
+A step's floor is its model FLOPs / the measured matmul peak: the time it would take at the peak, so
+`time_over_floor` = step time / floor = 1 / MFU says how far from it the step runs. PPO's three programs
+each get a floor from the forwards they run (`generate_flops`, `score_forwards`, `update_passes`).
+Data are random tokens of the configured shapes: throughput does not depend on their values. With
+`config.real_lengths`, bench_lengths.py adds each stage on the embedded world's own lengths (SFT
+demonstrations, K-wise comparisons, PPO prompts), padded vs packed, counting real tokens only.
 """
 
 from __future__ import annotations
@@ -28,13 +35,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from instructgpt_jax import ppo, sharding, train
+from instructgpt_jax import bench_lengths, ppo, sharding, train
 from instructgpt_jax.config_base import from_config
 from instructgpt_jax.model import GPTConfig
 from instructgpt_jax.pretrain import pretrain_loss
 from instructgpt_jax.reward import rm_loss
 from instructgpt_jax.sft import sft_loss
 from instructgpt_jax.stages import ppo as ppo_stage
+from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,59 @@ def forward_flops_per_token(cfg: GPTConfig, seq_len: int) -> float:
     return 2 * matmul_flops(cfg) + 4 * cfg.n_layer * cfg.n_embd * seq_len
 
 
+def forward_flops(passes) -> float:
+    """Model FLOPs of forward passes given as (config, tokens, seq_len): the seq_len a token attends over."""
+    return float(sum(n * forward_flops_per_token(cfg, T) for cfg, n, T in passes))
+
+
+def train_flops(passes) -> float:
+    """Model FLOPs of training passes (forward + backward) given as (config, tokens, seq_len)."""
+    return float(sum(n * train_flops_per_token(cfg, T) for cfg, n, T in passes))
+
+
+def generate_flops(cfg: GPTConfig, batch: int, prompt_len: int, max_new_tokens: int) -> float:
+    """sampling.make_generate's forwards: the prefill over the B x P prompt slots (attending over P), then
+    N - 1 decode steps of B tokens each attending over the cache of P + N - 1 slots (the prefill gives the
+    first token and the last one is never fed back). Every row counts at every step, as the loop runs
+    (finished rows still compute); a batch where every row ends early runs fewer steps."""
+    P, N = prompt_len, max_new_tokens
+    return forward_flops([(cfg, batch * P, P), (cfg, batch * (N - 1), P + N - 1)])
+
+
+def score_forwards(policy_cfg: GPTConfig, value_cfg: GPTConfig, reward_cfg: GPTConfig, cfg: ppo.PPOConfig,
+                   prompt_len: int) -> list:
+    """The forwards rollout.score runs over the B x (P + N) rollout tokens, as (config, tokens, seq_len): the
+    reference reads logits, the reward model a scalar head; the policy reads logits unless its old logprobs
+    are the sampler's (`sampler_logprobs`, which a shared trunk overrides: its forward gives the values); the
+    value model reads a scalar head unless `shared_trunk` (then a D x 1 head on the policy's hidden states,
+    2 D FLOPs a token, not counted)."""
+    T = prompt_len + cfg.max_new_tokens
+    n = cfg.rollout_batch * T
+    logits = dataclasses.replace(policy_cfg, scalar_head=False)
+    forwards = [(logits, n, T)]
+    # A PPOConfig without the field (older configs) always recomputes the logprobs.
+    if cfg.shared_trunk or not getattr(cfg, "sampler_logprobs", False):
+        forwards.append((logits, n, T))
+    if not cfg.shared_trunk:
+        forwards.append((dataclasses.replace(value_cfg, scalar_head=True), n, T))
+    return forwards + [(dataclasses.replace(reward_cfg, scalar_head=True), n, T)]
+
+
+def update_passes(policy_cfg: GPTConfig, value_cfg: GPTConfig, cfg: ppo.PPOConfig, prompt_len: int) -> list:
+    """ppo.update's training passes, as (config, tokens, seq_len): each epoch the policy and the value model
+    (none of its own with `shared_trunk`) over the B x (P + N) rollout tokens, plus with ptx_coef > 0 the
+    policy's LM loss on epochs x minibatches x ptx_batch_size rows of ptx_seq_len pretraining tokens."""
+    T = prompt_len + cfg.max_new_tokens
+    n = cfg.epochs * cfg.rollout_batch * T
+    passes = [(dataclasses.replace(policy_cfg, scalar_head=False), n, T)]
+    if not cfg.shared_trunk:
+        passes.append((dataclasses.replace(value_cfg, scalar_head=True), n, T))
+    if cfg.ptx_coef > 0:
+        ptx_tokens = cfg.epochs * cfg.minibatches * cfg.ptx_batch_size * cfg.ptx_seq_len
+        passes.append((dataclasses.replace(policy_cfg, scalar_head=False), ptx_tokens, cfg.ptx_seq_len))
+    return passes
+
+
 def measure_peak(mesh, dtype: str = "float32", n: int = 1024, reps: int = 10) -> float:
     """FLOP/s of a big matmul sharded over every device of the mesh (rows of A over all axes)."""
     devices = mesh.devices.size
@@ -68,6 +129,34 @@ def measure_peak(mesh, dtype: str = "float32", n: int = 1024, reps: int = 10) ->
         jax.block_until_ready(f(a, b))
         times.append(time.perf_counter() - t0)
     return 2 * n * n * n * devices / statistics.median(times)
+
+
+def measure_torch_peak(platform: str, n: int = 1024, reps: int = 10) -> tuple[float | None, str]:
+    """(FLOP/s, note) of torch's fp32 n x n by n x n matmul on the JAX platform's kind of device ("cpu": torch's
+    default thread count; "gpu": CUDA), timed as `measure_peak` (median of reps after one warm-up); (None, why)
+    without torch or without such a device in torch. A trap on cores another process is using: each matmul
+    waits for its slowest thread, so on a busy 2-core host this has read 2 GFLOP/s where idle cores give 160
+    (XLA's figure moves far less): compare peaks measured on idle cores."""
+    try:
+        import torch
+    except ImportError:
+        return None, "torch not installed"
+    device = {"cpu": "cpu", "gpu": "cuda"}.get(platform)
+    if device is None or (device == "cuda" and not torch.cuda.is_available()):
+        return None, f"torch has no {platform} device"
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    a, b = torch.ones(n, n, device=device), torch.ones(n, n, device=device)
+    with torch.inference_mode():
+        a @ b
+        sync()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            a @ b
+            sync()
+            times.append(time.perf_counter() - t0)
+    threads = f", {torch.get_num_threads()} threads" if device == "cpu" else ""
+    return 2 * n * n * n / statistics.median(times), f"torch {torch.__version__} fp32 {device}{threads}"
 
 
 def _memory(compiled) -> dict:
@@ -100,42 +189,50 @@ def _stage_batch(stage: str, b: ml_collections.ConfigDict, cfg: GPTConfig, rng: 
             "ranks": np.tile(np.arange(K, dtype=np.int32), (b.batch_size, 1))}
 
 
+def time_train_step(setup: train.Setup, loss_fn, batches: list[dict], warmup: int, steps: int) -> dict:
+    """Compile the real jitted train step for batches[0]'s shapes, run `warmup` steps, then time `steps` steps
+    cycling through `batches` (all on the devices before the clock starts): compile_s, median step_s, the
+    compilations after warm-up (must be 0) and the compiled program's memory."""
+    with jax.set_mesh(setup.mesh):
+        params = train.random_params(setup, 0)
+        state = {"step": jnp.int32(0), "params": params, "opt_state": setup.tx.init(params), "bad_step": jnp.int32(-1)}
+        state = jax.device_put(state, setup.shardings)
+        device_batches = [sharding.shard_batch(b, setup.mesh) for b in batches]
+        rng = jax.random.key(0)
+        step_fn = train.jit_train_step(setup, loss_fn, batches[0])
+        t0 = time.perf_counter()
+        compiled = step_fn.lower(state, device_batches[0], rng).compile()
+        compile_s = time.perf_counter() - t0
+        for i in range(warmup):
+            state, _ = step_fn(state, device_batches[i % len(batches)], rng)
+        jax.block_until_ready(state)
+        cache_before = step_fn._cache_size()
+        times = []
+        for i in range(steps):
+            t0 = time.perf_counter()
+            state, metrics = step_fn(state, device_batches[(warmup + i) % len(batches)], rng)
+            jax.block_until_ready(metrics["loss"])
+            times.append(time.perf_counter() - t0)
+        recompiles = step_fn._cache_size() - cache_before
+    return {"step_s": statistics.median(times), "compile_s": compile_s, "recompiles_after_warmup": recompiles,
+            **_memory(compiled)}
+
+
 def bench_step(stage: str, config: ml_collections.ConfigDict, peak: float) -> dict:
     """Compile and time one stage's train step; returns its row of the table."""
     b = config[stage]
     loss_fn = {"pretrain": pretrain_loss, "sft": sft_loss, "rm": rm_loss}[stage]
     model_cfg = train.model_config(config.model, scalar_head=stage == "rm")
-    tx = train.make_optimizer(config.optim, 1000)
-    setup = train.make_setup(model_cfg, config.mesh, tx)
+    setup = train.make_setup(model_cfg, config.mesh, train.make_optimizer(config.optim, 1000))
     host = _stage_batch(stage, b, model_cfg, np.random.RandomState(0))
-    with jax.set_mesh(setup.mesh):
-        params = train.random_params(setup, 0)
-        state = {"step": jnp.int32(0), "params": params, "opt_state": tx.init(params), "bad_step": jnp.int32(-1)}
-        state = jax.device_put(state, setup.shardings)
-        batch = sharding.shard_batch(host, setup.mesh)
-        rng = jax.random.key(0)
-        step_fn = train.jit_train_step(setup, loss_fn, host)
-        t0 = time.perf_counter()
-        compiled = step_fn.lower(state, batch, rng).compile()
-        compile_s = time.perf_counter() - t0
-        for _ in range(config.warmup):
-            state, _ = step_fn(state, batch, rng)
-        jax.block_until_ready(state)
-        cache_before = step_fn._cache_size()
-        times = []
-        for _ in range(config.steps):
-            t0 = time.perf_counter()
-            state, metrics = step_fn(state, batch, rng)
-            jax.block_until_ready(metrics["loss"])
-            times.append(time.perf_counter() - t0)
-        recompiles = step_fn._cache_size() - cache_before
-    step_s = statistics.median(times)
+    timing = time_train_step(setup, loss_fn, [host], config.warmup, config.steps)
     n_tokens = int(np.prod(host["tokens"].shape))
-    tokens_per_s = n_tokens / step_s
+    tokens_per_s = n_tokens / timing["step_s"]
     flops = train_flops_per_token(model_cfg, b.seq_len)
-    return {"stage": stage, "tokens_per_step": n_tokens, "step_s": step_s, "tokens_per_s": tokens_per_s,
-            "flops_per_token": flops, "mfu": tokens_per_s * flops / peak, "compile_s": compile_s,
-            "recompiles_after_warmup": recompiles, **_memory(compiled)}
+    floor_s = flops * n_tokens / peak
+    return {"stage": stage, "tokens_per_step": n_tokens, "tokens_per_s": tokens_per_s, "flops_per_token": flops,
+            "mfu": tokens_per_s * flops / peak, "floor_s": floor_s, "time_over_floor": timing["step_s"] / floor_s,
+            **timing}
 
 
 def bench_ppo(config: ml_collections.ConfigDict, peak: float) -> dict:
@@ -184,28 +281,70 @@ def bench_ppo(config: ml_collections.ConfigDict, peak: float) -> dict:
             generated.append(int(jax.device_get(sample["response_mask"]).sum()))
         after = [programs.generate._cache_size(), programs.score._cache_size(), programs.update._cache_size()]
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    policy_cfg, value_cfg = setup.model_cfg, setup.headed.model_cfg
+    flops = {"generate": generate_flops(policy_cfg, B, P, cfg.max_new_tokens),
+             "score": forward_flops(score_forwards(policy_cfg, value_cfg, setup.rewarder.model_cfg, cfg, P)),
+             "update": train_flops(update_passes(policy_cfg, value_cfg, cfg, P))}
+    floors = {}
+    for k, f in flops.items():
+        floors |= {f"{k}_flops": f, f"{k}_floor_s": f / peak, f"{k}_time_over_floor": med[f"time/{k}"] * peak / f}
     return {"stage": "ppo_iteration", "iteration_s": med["time/iteration"], "generate_s": med["time/generate"],
             "score_s": med["time/score"], "update_s": med["time/update"],
             "generated_tokens_per_s": statistics.median(generated) / med["time/generate"],
             "first_iteration_s_incl_compile": compile_s, "recompiles_after_warmup": sum(after) - sum(sizes),
             "rollout": f"{B} prompts x {P} tokens + {cfg.max_new_tokens} new, {cfg.epochs} epoch(s) x "
-                       f"{cfg.minibatches} minibatches, ptx_coef {cfg.ptx_coef}"}
+                       f"{cfg.minibatches} minibatches, ptx_coef {cfg.ptx_coef}", **floors}
+
+
+def bench_real_lengths(config: ml_collections.ConfigDict) -> dict:
+    """SFT and RM steps on the embedded world's own data, padded and packed (bench_lengths.py), and its PPO
+    prompts' lengths; a few timed steps per layout."""
+    r = config.real_lengths
+    tokenizer = make_tokenizer(r.world.tokenizer)
+    data = bench_lengths.read_world(r.world, tokenizer)
+    rows = []
+    for stage in ("sft", "rm"):
+        model_cfg = train.model_config(config.model, scalar_head=stage == "rm")
+        check_vocab(tokenizer, model_cfg.vocab_size)
+        setup = train.make_setup(model_cfg, config.mesh, train.make_optimizer(config.optim, 1000))
+        if stage == "sft":
+            layouts = bench_lengths.sft_layouts(data["sft"], tokenizer, r.sft_batch_size, r.sft_seq_len,
+                                                model_cfg.n_positions, r.seed, r.steps)
+        else:
+            layouts = bench_lengths.rm_layouts(data["rm"], tokenizer, r.rm_batch_size, r.rm_packed_rows, r.rm_seq_len,
+                                               model_cfg.n_positions, r.seed, r.steps,
+                                               setup.mesh.shape["data"] * setup.mesh.shape["fsdp"])
+        for layout in layouts:
+            log.info("bench %s: real lengths, %s %s", config.name, layout.stage, layout.layout)
+            timing = time_train_step(setup, layout.loss_fn, layout.batches, config.warmup, r.steps)
+            rows.append(bench_lengths.layout_row(layout, timing))
+    return {"world": {"scale": r.world.scale, **{k: len(v) for k, v in data.items()}}, "rows": rows,
+            "ppo_prompts": bench_lengths.prompt_figures(data["ppo"], tokenizer, config.ppo.prompt_len, r.ppo_prompt_len)}
 
 
 def format_table(result: dict) -> str:
+    torch_peak = (f"torch {result['torch_peak_flops'] / 1e9:.1f} GFLOP/s ({result['torch_peak_note']})"
+                  if result["torch_peak_flops"] else result["torch_peak_note"])
     lines = [f"bench {result['name']}: {result['devices']} x {result['platform']}, model {result['model']}, "
-             f"matmul peak {result['peak_flops'] / 1e9:.1f} GFLOP/s ({result['dtype']})",
-             "| stage | tokens/s | step (ms) | MFU | GFLOP/token | compile (s) | peak memory (MB) | recompiles |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"matmul peak XLA {result['peak_flops'] / 1e9:.1f} GFLOP/s ({result['dtype']}), {torch_peak}",
+             "| stage | tokens/s | step (ms) | floor (ms) | x floor | MFU | GFLOP/token | compile (s) | peak memory (MB) "
+             "| recompiles |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["steps"]:
-        lines.append(f"| {r['stage']} | {r['tokens_per_s']:,.0f} | {1e3 * r['step_s']:.1f} | {100 * r['mfu']:.1f}% | "
-                     f"{r['flops_per_token'] / 1e9:.4f} | {r['compile_s']:.1f} | "
-                     f"{r.get('peak_bytes', float('nan')) / 2**20:.1f} | {r['recompiles_after_warmup']} |")
+        lines.append(f"| {r['stage']} | {r['tokens_per_s']:,.0f} | {1e3 * r['step_s']:.1f} | {1e3 * r['floor_s']:.2f} | "
+                     f"{r['time_over_floor']:.1f} | {100 * r['mfu']:.1f}% | {r['flops_per_token'] / 1e9:.4f} | "
+                     f"{r['compile_s']:.1f} | {r.get('peak_bytes', float('nan')) / 2**20:.1f} | "
+                     f"{r['recompiles_after_warmup']} |")
     if "ppo" in result:
         r = result["ppo"]
+        floors = ", ".join(f"{k} {r[f'{k}_floor_s']:.4f} s (x{r[f'{k}_time_over_floor']:.1f})"
+                           for k in ("generate", "score", "update"))
         lines += ["", f"PPO iteration ({r['rollout']}): {r['iteration_s']:.3f} s = generate {r['generate_s']:.3f} + "
                       f"score {r['score_s']:.3f} + update {r['update_s']:.3f}; {r['generated_tokens_per_s']:,.0f} generated "
-                      f"tokens/s; recompiles after warm-up: {r['recompiles_after_warmup']}"]
+                      f"tokens/s; recompiles after warm-up: {r['recompiles_after_warmup']}",
+                  f"floors: {floors}"]
+    if "real_lengths" in result:
+        lines += [""] + bench_lengths.format_block(result["real_lengths"])
     return "\n".join(lines)
 
 
@@ -215,16 +354,22 @@ def run(config: ml_collections.ConfigDict, out_dir: str | None = None) -> dict:
     mesh = sharding.make_mesh(config.mesh.shape)
     with jax.set_mesh(mesh):
         peak = measure_peak(mesh, model_cfg.dtype if model_cfg.dtype != "float16" else "float32", config.peak_n)
-    result = {"name": config.name, "platform": jax.devices()[0].platform, "devices": jax.device_count(),
+    platform = jax.devices()[0].platform
+    torch_peak, torch_note = measure_torch_peak(platform, config.peak_n)
+    result = {"name": config.name, "platform": platform, "devices": jax.device_count(),
               "model": {k: v for k, v in dataclasses.asdict(model_cfg).items()
                         if k in ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")},
-              "dtype": model_cfg.dtype, "peak_flops": peak, "steps": []}
+              "dtype": model_cfg.dtype, "peak_flops": peak, "torch_peak_flops": torch_peak,
+              "torch_peak_note": torch_note, "steps": []}
     for stage in config.stages:
         log.info("bench %s: %s step", config.name, stage)
         result["steps"].append(bench_step(stage, config, peak))
     if config.ppo.enabled:
         log.info("bench %s: PPO iteration", config.name)
         result["ppo"] = bench_ppo(config, peak)
+    if config.real_lengths.enabled:
+        log.info("bench %s: real lengths", config.name)
+        result["real_lengths"] = bench_real_lengths(config)
     table = format_table(result)
     print(table)
     out_dir = out_dir or os.path.join("runs", "bench")

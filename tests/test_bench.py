@@ -1,15 +1,21 @@
-"""`instructgpt bench` code path on the smoke config: every stage row and the PPO split are produced.
+"""`instructgpt bench` code path on the smoke config: every stage row and the PPO split are produced; the FLOP
+counts behind the floors and the real-length arithmetic against hand-computed numbers.
 
 Speed is measured by the bench and written in notes, never asserted here.
 """
 
+import dataclasses
 import json
 import os
 
+import numpy as np
 import pytest
 
-from instructgpt_jax import bench
+from instructgpt_jax import bench, bench_lengths
+from instructgpt_jax.config_base import from_config
 from instructgpt_jax.model import GPTConfig
+from instructgpt_jax.ppo import PPOConfig
+from instructgpt_jax.tokenizer import make_tokenizer
 
 from test_pretrain import load_config
 
@@ -25,19 +31,124 @@ def test_flops_per_token_counts_matmul_weights():
     assert bench.matmul_flops(headed) == n - 800 + 8  # the RM reads a D x 1 head, never the unembedding
 
 
+# Whether the score may take the policy's old logprobs from the sampler (a PPOConfig field newer than this test).
+SAMPLER_LOGPROBS = "sampler_logprobs" in {f.name for f in dataclasses.fields(PPOConfig)}
+
+
+def _ppo_config(**changes) -> PPOConfig:
+    cfg = from_config(PPOConfig, load_config("configs/ppo.py", "ppo").ppo, "config.ppo")
+    return dataclasses.replace(cfg, **changes, **({"sampler_logprobs": False} if SAMPLER_LOGPROBS else {}))
+
+
+def test_ppo_flops_count_each_programs_forwards():
+    policy = GPTConfig(vocab_size=100, n_positions=32, n_layer=2, n_head=2, n_embd=8)
+    headed = dataclasses.replace(policy, scalar_head=True)
+    n, n_head = 2 * (256 + 512) + 800, 2 * (256 + 512) + 8  # matmul weights, as above; the head is D x 1
+    fwd = lambda m, T: 2 * m + 4 * 2 * 8 * T  # noqa: E731 - a forward token attending over T
+    trn = lambda m, T: 6 * m + 12 * 2 * 8 * T  # noqa: E731 - a training token
+    # B 4 prompts of P 6 tokens, N 3 new: prefill 24 tokens over 6, then 2 decode steps of 4 tokens over 8.
+    assert bench.generate_flops(policy, 4, 6, 3) == 24 * fwd(n, 6) + 8 * fwd(n, 8) == 162_816
+    cfg = _ppo_config(rollout_batch=4, max_new_tokens=3, epochs=2, minibatches=2, ptx_coef=1.0, ptx_batch_size=2,
+                      ptx_seq_len=5, shared_trunk=False)
+    # Score: 4 x 9 rollout tokens through the policy, the reference, the value model and the RM.
+    score = bench.forward_flops(bench.score_forwards(policy, policy, policy, cfg, 6))
+    assert score == 2 * 36 * fwd(n, 9) + 2 * 36 * fwd(n_head, 9) == 641_664
+    shared = dataclasses.replace(cfg, shared_trunk=True)
+    assert bench.forward_flops(bench.score_forwards(policy, policy, policy, shared, 6)) == 641_664 - 36 * fwd(n_head, 9)
+    if SAMPLER_LOGPROBS:  # the sampler's logprobs spare the policy forward, unless a shared trunk needs it for values
+        sampled = dataclasses.replace(cfg, sampler_logprobs=True)
+        assert bench.forward_flops(bench.score_forwards(policy, policy, policy, sampled, 6)) == 641_664 - 36 * fwd(n, 9)
+        sampled_shared = dataclasses.replace(shared, sampler_logprobs=True)
+        assert bench.forward_flops(bench.score_forwards(policy, policy, policy, sampled_shared, 6)) == (
+            641_664 - 36 * fwd(n_head, 9))
+    # Update: 2 epochs x 36 tokens of policy and value training, and 2 x 2 x 2 ptx rows of 5 tokens.
+    update = bench.train_flops(bench.update_passes(policy, headed, cfg, 6))
+    assert update == 72 * trn(n, 9) + 72 * trn(n_head, 9) + 40 * trn(n, 5) == 2_524_032
+    assert bench.train_flops(bench.update_passes(policy, headed, dataclasses.replace(cfg, ptx_coef=0.0), 6)) == (
+        72 * trn(n, 9) + 72 * trn(n_head, 9))
+    assert bench.train_flops(bench.update_passes(policy, headed, shared, 6)) == 72 * trn(n, 9) + 40 * trn(n, 5)
+
+
+def test_layout_figures_arithmetic():
+    # 3 steps of 100 slots holding 240 real tokens, 0.5 s a step.
+    assert bench_lengths.layout_figures(240, 3, 100, 0.5) == pytest.approx(
+        {"padding_share": 0.2, "real_tokens_per_step": 80, "real_tokens_per_s": 160, "epoch_s": 1.5})
+
+
+def _examples(n: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    return [{"prompt": "p" * int(rng.integers(1, 20)), "response": "r" * int(rng.integers(1, 30))} for _ in range(n)]
+
+
+def test_real_length_layouts_count_the_tokens_their_batches_hold():
+    tokenizer = make_tokenizer("byte")
+    examples = _examples(16)  # 2 padded steps of 8: the whole epoch is timed
+    padded, packed = bench_lengths.sft_layouts(examples, tokenizer, 8, 64, 256, 0, 10)
+    real = sum(len(tokenizer.encode_prompt(e["prompt"])) + len(tokenizer.encode_response(e["response"]))
+               for e in examples)
+    assert padded.real_tokens == packed.real_tokens == real
+    assert len(padded.batches) == padded.steps_per_epoch == 2
+    assert sum(b["attention_mask"].sum() for b in padded.batches) == real
+    # The epoch's packed rows hold every example once (its last step wraps round to the first rows).
+    rows = int(packed.steps_per_epoch * 8)
+    segment_ids = np.concatenate([b["segment_ids"] for b in packed.batches])[:rows]
+    assert rows < 16 and segment_ids.max(-1).sum() == 16 and (segment_ids > 0).sum() == real
+    def share(layout):
+        return bench_lengths.layout_figures(layout.real_tokens, layout.steps_per_epoch, layout.slots_per_step,
+                                            1.0)["padding_share"]
+
+    assert share(padded) == pytest.approx(1 - real / (16 * 64))
+    assert 0 <= share(packed) < share(padded) < 1
+
+    records = [{"prompt": e["prompt"], "responses": [e["response"], e["response"] + "x", "y"][:2 + i % 2],
+                "ranks": list(range(2 + i % 2))} for i, e in enumerate(examples[:8])]
+    rm_padded, rm_packed = bench_lengths.rm_layouts(records, tokenizer, 4, 8, 64, 256, 0, 10, 1)
+    batch_real = sum((b["attention_mask"] & b["k_mask"][:, :, None]).sum() for b in rm_padded.batches)
+    assert rm_padded.real_tokens == rm_packed.real_tokens == batch_real  # K-padding copies are not real tokens
+    assert rm_padded.shape == "4 x 3 x 64" and rm_padded.slots_per_step == 4 * 3 * 64
+    assert rm_packed.steps_per_epoch == len(rm_packed.batches)
+    assert sum(b["attention_mask"].sum() for b in rm_packed.batches) == batch_real
+
+
+def test_prompt_figures():
+    tokenizer = make_tokenizer("byte")  # encode_prompt adds 3 tokens: 4, 6 and 13 tokens
+    figures = bench_lengths.prompt_figures(["a", "abc", "abcdefghij"], tokenizer, 8, 16)
+    assert (figures["min"], figures["median"], figures["max"]) == (4, 6, 13)
+    assert figures["longer_than_prompt_len"] == pytest.approx(1 / 3) and figures["longer_than_stage_prompt_len"] == 0
+    assert figures["real_share_at_prompt_len"] == pytest.approx((4 + 6 + 8) / 24)
+    assert figures["real_share_at_stage_prompt_len"] == pytest.approx(23 / 48)
+
+
 @pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_smoke_bench_writes_every_figure(tmp_path):
     config = load_config("configs/bench.py", "smoke")
     config.steps = 1
+    config.real_lengths.steps = 1
     bench.run(config, str(tmp_path))
     result = json.load(open(os.path.join(tmp_path, "bench_smoke.json")))
     assert result["peak_flops"] > 0
+    assert result["torch_peak_flops"] is None or result["torch_peak_flops"] > 0
     assert [r["stage"] for r in result["steps"]] == ["pretrain", "sft", "rm"]
     for row in result["steps"]:
         assert row["tokens_per_s"] > 0 and 0 < row["mfu"] and row["compile_s"] > 0
+        assert row["floor_s"] > 0 and row["time_over_floor"] == pytest.approx(1 / row["mfu"])
         assert row["recompiles_after_warmup"] == 0
         assert row["peak_bytes"] > 0
     ppo = result["ppo"]
     assert ppo["recompiles_after_warmup"] == 0
     assert abs(ppo["generate_s"] + ppo["score_s"] + ppo["update_s"] - ppo["iteration_s"]) < 0.5 * ppo["iteration_s"] + 1e-3
-    assert "| pretrain |" in result["table"]
+    for k in ("generate", "score", "update"):
+        assert ppo[f"{k}_flops"] > 0 and ppo[f"{k}_floor_s"] > 0 and ppo[f"{k}_time_over_floor"] > 0
+    real = result["real_lengths"]
+    assert [(r["stage"], r["layout"]) for r in real["rows"]] == [
+        ("sft", "padded"), ("sft", "packed"), ("rm", "padded"), ("rm", "packed")]
+    for row in real["rows"]:
+        assert row["real_tokens_per_s"] > 0 and 0 <= row["padding_share"] < 1
+        assert row["recompiles_after_warmup"] == 0
+    for padded, packed in (real["rows"][:2], real["rows"][2:]):
+        assert packed["padding_share"] <= padded["padding_share"]
+    prompts = real["ppo_prompts"]
+    assert 0 < prompts["min"] <= prompts["median"] <= prompts["max"]
+    assert 0 < prompts["real_share_at_stage_prompt_len"] <= 1
+    for line in ("| pretrain |", "floors: generate", "| rm | packed |", "matmul peak XLA"):
+        assert line in result["table"]
