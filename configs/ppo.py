@@ -80,6 +80,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "whiten": True,                # whiten advantages over the real tokens of a rollout
         "shared_trunk": False,         # value head on the policy's trunk instead of a separate value network
         "frozen_dtype": "float32",     # dtype of the reference and reward models ("bfloat16" halves their memory)
+        # The rollout's old logprobs (and entropy) are the sampler's: the KV-cache decode computes the same
+        # log_softmax(logits / T) as a full forward (tests/test_sampling.py: within 1e-5 in float32), so
+        # scoring skips one of its four forwards. False recomputes them with a policy forward (as TRL does);
+        # with shared_trunk that forward runs anyway, for the values.
+        "sampler_logprobs": True,
     })
     config.train = ml_collections.ConfigDict({
         "iterations": 100,             # rollouts (sample, score, update); checkpoints count iterations

@@ -54,6 +54,7 @@ class PPOConfig:
     whiten: bool  # whiten advantages over real tokens
     shared_trunk: bool  # value head on the policy trunk instead of a separate value network
     frozen_dtype: str  # dtype of ref_params / reward_params ("bfloat16" halves their memory)
+    sampler_logprobs: bool  # the rollout's old logprobs and entropy from the sampler, not a policy forward
 
     def __post_init__(self):
         def need(ok, key, expected):
@@ -215,12 +216,14 @@ def policy_forward(policy_graphdef, value_graphdef, params, value_params, tokens
     policy = nnx.merge(policy_graphdef, {**params, **value_params} if shared else params)
     inputs = (tokens, positions, attention_mask)
     logprobs, entropy, h = response_read(policy, *inputs, prompt_len, temperature)
-    if shared:
-        values = policy.score(h)
-    else:
-        value = nnx.merge(value_graphdef, value_params)
-        values = value.score(response_hidden(value, *inputs, prompt_len))
+    values = policy.score(h) if shared else value_forward(value_graphdef, value_params, *inputs, prompt_len)
     return policy, logprobs, entropy, values
+
+
+def value_forward(value_graphdef, value_params, tokens, positions, attention_mask, prompt_len: int) -> jax.Array:
+    """Values (B, N) of the states that predict each response token, under a separate value network."""
+    value = nnx.merge(value_graphdef, value_params)
+    return value.score(response_hidden(value, tokens, positions, attention_mask, prompt_len))
 
 
 def ppo_loss(policy_graphdef, value_graphdef, cfg: PPOConfig, prompt_len: int, params, value_params, mb, ptx_tokens):

@@ -1,12 +1,13 @@
 """PPO rollouts: sample responses with the KV-cache sampler, then score them in one jitted pass.
 
 Sampling uses sampling.make_generate at the PPO temperature (1 by default). Scoring runs each model once
-over the sampled sequences (prompt left-padded, response right-padded after EOS): the policy gives the
-logprobs of the sampled tokens, the frozen reference (SFT) its ref_logprobs, the value model the values
-V(s_t) of the states that predict each response token, and the frozen reward model its scalar head at the
-last response token, normalised with the RM stage's reward_norm.json. Logprobs are recomputed by a full
-forward pass rather than taken from the sampler, so the "old" logprobs of the update come from the same
-computation as the new ones. Then per-token KL rewards, GAE and whitening (ppo.py), still on device.
+over the sampled sequences (prompt left-padded, response right-padded after EOS): the frozen reference (SFT)
+gives its ref_logprobs, the value model the values V(s_t) of the states that predict each response token,
+and the frozen reward model its scalar head at the last response token, normalised with the RM stage's
+reward_norm.json. The policy's own ("old") logprobs of the sampled tokens are the sampler's
+(`sampler_logprobs`, the default: the KV-cache decode computes the same log_softmax(logits / T) as a full
+forward, to float rounding), or with sampler_logprobs False a full policy forward recomputes them, the same
+computation as the update's new ones. Then per-token KL rewards, GAE and whitening (ppo.py), still on device.
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ def score(policy_graphdef, value_graphdef, ref_graphdef, reward_graphdef, cfg: p
     positions = positions_from_mask(attention_mask)
     inputs = (sample["tokens"], positions, attention_mask)
 
-    _, logprobs, entropy, values = ppo.policy_forward(policy_graphdef, value_graphdef, params, value_params,
-                                                      *inputs, P, cfg.temperature)
+    if cfg.sampler_logprobs and value_graphdef is not None:
+        logprobs, entropy = sample["logprobs"], sample["entropy"]
+        values = ppo.value_forward(value_graphdef, value_params, *inputs, P)
+    else:
+        _, logprobs, entropy, values = ppo.policy_forward(policy_graphdef, value_graphdef, params, value_params,
+                                                          *inputs, P, cfg.temperature)
     ref_logprobs, _, _ = ppo.response_read(nnx.merge(ref_graphdef, ref_params), *inputs, P, cfg.temperature)
     # The RM reads its scalar head at the last response token (EOS when the response ended), as in training.
     raw_scores = rm_scores(nnx.merge(reward_graphdef, reward_params), *inputs, P + sample["lengths"] - 1)

@@ -127,7 +127,8 @@ def _last_nonzero(x: jax.Array) -> jax.Array:
 
 
 def sample_token(rng: jax.Array, logits: jax.Array, cfg: SampleConfig):
-    """(token (B,) int32, logprob (B,) float32 under the temperature-scaled, unfiltered distribution)."""
+    """(token (B,) int32, logprob (B,) float32 and entropy (B,) float32 of the temperature-scaled, unfiltered
+    distribution)."""
     if cfg.temperature == 0.0:
         token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
         logprobs = jax.nn.log_softmax(logits, axis=-1)
@@ -139,14 +140,16 @@ def sample_token(rng: jax.Array, logits: jax.Array, cfg: SampleConfig):
         else:
             probs = jnp.exp(logprobs)
         token = inverse_cdf(rng, probs)
-    return token, jnp.take_along_axis(logprobs, token[:, None], axis=-1)[:, 0]
+    entropy = -jnp.sum(jnp.exp(logprobs) * logprobs, axis=-1)
+    return token, jnp.take_along_axis(logprobs, token[:, None], axis=-1)[:, 0], entropy
 
 
 def make_generate(graphdef, sample_cfg: SampleConfig):
     """fn(params, prompt_tokens (B, P) int32, prompt_mask (B, P) bool, rng) -> dict, jitted once.
 
     Returns {tokens (B, P + N): prompts (padding set to pad_id) then responses, response (B, N),
-    logprobs (B, N) float32, response_mask (B, N) bool, lengths (B,) int32}. Every row needs at least one
+    logprobs (B, N) float32, entropy (B, N) float32 (of each step's temperature-scaled distribution),
+    response_mask (B, N) bool, lengths (B,) int32}. Every row needs at least one
     real prompt token, and P + N - 1 <= n_positions (the last sampled token is never fed back).
     """
     N, cfg = sample_cfg.max_new_tokens, sample_cfg
@@ -163,7 +166,7 @@ def make_generate(graphdef, sample_cfg: SampleConfig):
         def emit(state, logits):
             """Sample step t's token from `logits` and record it; rows already finished record padding."""
             t, finished = state["t"], state["finished"]
-            token, logprob = sample_token(jax.random.fold_in(rng, t), logits, cfg)
+            token, logprob, entropy = sample_token(jax.random.fold_in(rng, t), logits, cfg)
             token = jnp.where(finished, cfg.pad_id, token)
             put = lambda a, x: jax.lax.dynamic_update_index_in_dim(a, x, t, axis=1)  # noqa: E731
             return {
@@ -172,6 +175,7 @@ def make_generate(graphdef, sample_cfg: SampleConfig):
                 "token": token,
                 "response": put(state["response"], token),
                 "logprobs": put(state["logprobs"], jnp.where(finished, 0.0, logprob)),
+                "entropy": put(state["entropy"], jnp.where(finished, 0.0, entropy)),
                 "response_mask": put(state["response_mask"], ~finished),
                 "finished": finished | (token == cfg.eos_id),
             }
@@ -182,6 +186,7 @@ def make_generate(graphdef, sample_cfg: SampleConfig):
             "finished": jnp.zeros((B,), bool),
             "response": jnp.full((B, N), cfg.pad_id, jnp.int32),
             "logprobs": jnp.zeros((B, N), jnp.float32),
+            "entropy": jnp.zeros((B, N), jnp.float32),
             "response_mask": jnp.zeros((B, N), bool),
             "cache": cache,
         }
@@ -204,6 +209,7 @@ def make_generate(graphdef, sample_cfg: SampleConfig):
             "tokens": jnp.concatenate([prompt, state["response"]], axis=1),
             "response": state["response"],
             "logprobs": state["logprobs"],
+            "entropy": state["entropy"],
             "response_mask": state["response_mask"],
             "lengths": state["response_mask"].sum(-1).astype(jnp.int32),
         }

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from instructgpt_jax import config_base, ppo, sharding, train
@@ -86,10 +87,13 @@ def _hidden(graphdef, params, tokens):
     return nnx.merge(graphdef, params).trunk(tokens)[0]
 
 
-def test_scoring_matches_unpadded_forward():
-    """logprobs, ref log-ratio, values and the RM score of each row, recomputed with no left padding."""
-    sample, data, stats = _rollout(BASE)
-    setup, _, (policy, value, ref, reward) = _world(BASE)
+@pytest.mark.parametrize("sampler_logprobs", [True, False])
+def test_scoring_matches_unpadded_forward(sampler_logprobs):
+    """logprobs, entropy, ref log-ratio, values and the RM score of each row, recomputed with no left padding,
+    whether the old logprobs come from the sampler or from a policy forward."""
+    cfg = dataclasses.replace(BASE, sampler_logprobs=sampler_logprobs)
+    sample, data, stats = _rollout(cfg)
+    setup, _, (policy, value, ref, reward) = _world(cfg)
     lengths = sample["lengths"]
     assert 1 <= lengths.min() and lengths.max() <= N and (lengths < N).any(), lengths  # some rows stop at EOS
     prompts = _prompts(0)
@@ -105,6 +109,8 @@ def test_scoring_matches_unpadded_forward():
         return np.asarray(jax.nn.log_softmax(logits / BASE.temperature))
 
     lp_all, ref_all = logprobs(policy), logprobs(ref)
+    entropy = -(np.exp(lp_all) * lp_all).sum(-1)
+    ent = []
     values_all = np.asarray(nnx.merge(setup.headed.graphdef, value).score(_hidden(setup.headed.graphdef, value, aligned)))
     rm_all = np.asarray(nnx.merge(setup.reward_graphdef, reward).score(_hidden(setup.reward_graphdef, reward, aligned)))
     for b in range(B):
@@ -116,12 +122,14 @@ def test_scoring_matches_unpadded_forward():
         np.testing.assert_allclose(data["kl"][b, :n], lp - ref_lp, atol=3e-5)
         np.testing.assert_allclose(data["values"][b, :n], values_all[b, before], atol=2e-5)
         np.testing.assert_allclose(data["scores"][b], (rm_all[b, len(rows[b]) - 1] - NORM[0]) / NORM[1], atol=2e-5)
+        ent.extend(entropy[b, before])
+    np.testing.assert_allclose(stats["rollout_entropy"], np.mean(ent), rtol=1e-5)
     assert not data["logprobs"][~sample["response_mask"]].any() and not data["kl"][~sample["response_mask"]].any()
     # The sampler drew from the same temperature-scaled distribution the scoring pass recomputes.
     np.testing.assert_allclose(data["logprobs"], sample["logprobs"], atol=2e-5)
     # summed per-token reward = score - eos_penalty (no EOS) - beta * sequence log-ratio
     ended = np.array([(sample["response"][b, :lengths[b]] == EOS).any() for b in range(B)])
-    expected_reward = data["scores"] - BASE.eos_penalty * ~ended - BASE.beta * data["kl"].sum(-1)
+    expected_reward = data["scores"] - cfg.eos_penalty * ~ended - cfg.beta * data["kl"].sum(-1)
     np.testing.assert_allclose(stats["reward"], expected_reward.mean(), atol=1e-5)
     np.testing.assert_allclose(stats["eos_fraction"], ended.mean())
     assert 0 < ended.mean() < 1

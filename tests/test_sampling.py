@@ -159,11 +159,12 @@ def test_sample_token_samples_the_filtered_tempered_distribution():
     ref = np.zeros(6)
     ref[keep] = p[keep] / p[keep].sum()
     n = 100_000
-    tokens, logprobs = jax.jit(jax.vmap(lambda k: sample_token(k, jnp.asarray(logits, jnp.float32), cfg)))(
+    tokens, logprobs, entropy = jax.jit(jax.vmap(lambda k: sample_token(k, jnp.asarray(logits, jnp.float32), cfg)))(
         jax.random.split(jax.random.key(0), n))
     freq = np.bincount(np.asarray(tokens)[:, 0], minlength=6) / n
     np.testing.assert_array_less(np.abs(freq - ref), 5 * np.sqrt(ref * (1 - ref) / n) + 1e-9)
     np.testing.assert_allclose(np.asarray(logprobs)[:, 0], np.log(p)[np.asarray(tokens)[:, 0]], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(entropy)[:, 0], -(p * np.log(p)).sum(), rtol=1e-5)  # unfiltered, tempered
 
 
 def test_logprobs_are_temperature_scaled_unfiltered(model_and_params):
@@ -174,8 +175,10 @@ def test_logprobs_are_temperature_scaled_unfiltered(model_and_params):
     out = make_generate(graphdef, cfg)(params, tokens, mask, jax.random.key(3))
     full_mask = np.concatenate([mask, out["response_mask"]], axis=1)
     logits = full_logits(model_and_params, out["tokens"], full_mask)[:, P - 1:-1] / 0.7
-    ref = np.take_along_axis(np.asarray(jax.nn.log_softmax(logits)), out["response"][..., None], -1)[..., 0]
+    log_p = np.asarray(jax.nn.log_softmax(logits))
+    ref = np.take_along_axis(log_p, out["response"][..., None], -1)[..., 0]
     np.testing.assert_allclose(out["logprobs"], ref, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(out["entropy"], -(np.exp(log_p) * log_p).sum(-1), rtol=0, atol=1e-5)
     # Each sampled token survived the filters: it is among the 5 most likely at its step.
     rank = (logits > np.take_along_axis(logits, out["response"][..., None], -1)).sum(-1)
     assert (rank < 5).all()
