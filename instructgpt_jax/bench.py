@@ -62,14 +62,27 @@ def forward_flops_per_token(cfg: GPTConfig, seq_len: int) -> float:
     return 2 * matmul_flops(cfg) + 4 * cfg.n_layer * cfg.n_embd * seq_len
 
 
+def _pass_flops(passes, per_weight: int, per_attention: int) -> float:
+    """Sum over passes (config, tokens, seq_len[, logit_tokens]): a model without a scalar head applies its
+    unembedding (V x D) to `logit_tokens` of its tokens only (default: all of them), as PPO's response reads
+    do (logits of the N response slots, the trunk over all T - 1 fed slots)."""
+    total = 0
+    for cfg, n, T, *logit in passes:
+        trunk = matmul_flops(dataclasses.replace(cfg, scalar_head=True)) - (0 if cfg.scalar_head else cfg.n_embd)
+        unembed = 0 if cfg.scalar_head else cfg.vocab_size * cfg.n_embd * (logit[0] if logit else n)
+        total += per_weight * (n * trunk + unembed) + per_attention * cfg.n_layer * cfg.n_embd * T * n
+    return float(total)
+
+
 def forward_flops(passes) -> float:
-    """Model FLOPs of forward passes given as (config, tokens, seq_len): the seq_len a token attends over."""
-    return float(sum(n * forward_flops_per_token(cfg, T) for cfg, n, T in passes))
+    """Model FLOPs of forward passes given as (config, tokens, seq_len[, logit_tokens]): seq_len is the length
+    a token attends over."""
+    return _pass_flops(passes, 2, 4)
 
 
 def train_flops(passes) -> float:
-    """Model FLOPs of training passes (forward + backward) given as (config, tokens, seq_len)."""
-    return float(sum(n * train_flops_per_token(cfg, T) for cfg, n, T in passes))
+    """Model FLOPs of training passes (forward + backward) given as (config, tokens, seq_len[, logit_tokens])."""
+    return _pass_flops(passes, 6, 12)
 
 
 def generate_flops(cfg: GPTConfig, batch: int, prompt_len: int, max_new_tokens: int) -> float:
@@ -83,30 +96,31 @@ def generate_flops(cfg: GPTConfig, batch: int, prompt_len: int, max_new_tokens: 
 
 def score_forwards(policy_cfg: GPTConfig, value_cfg: GPTConfig, reward_cfg: GPTConfig, cfg: ppo.PPOConfig,
                    prompt_len: int) -> list:
-    """The forwards rollout.score runs over the B x (P + N) rollout tokens, as (config, tokens, seq_len): the
-    reference reads logits, the reward model a scalar head; the policy reads logits unless its old logprobs
-    are the sampler's (`sampler_logprobs`, which a shared trunk overrides: its forward gives the values); the
-    value model reads a scalar head unless `shared_trunk` (then a D x 1 head on the policy's hidden states,
-    2 D FLOPs a token, not counted)."""
-    T = prompt_len + cfg.max_new_tokens
-    n = cfg.rollout_batch * T
+    """The forwards rollout.score runs, as (config, tokens, seq_len[, logit_tokens]): each model's trunk over
+    the B x (P + N - 1) fed slots (ppo.response_hidden); the reference's logits on the B x N response slots;
+    the policy's too unless its old logprobs are the sampler's (`sampler_logprobs`, which a shared trunk
+    overrides: its forward gives the values); the value model (none of its own with `shared_trunk`) and the
+    reward model read a D x 1 head."""
+    T = prompt_len + cfg.max_new_tokens - 1
+    n, logit_tokens = cfg.rollout_batch * T, cfg.rollout_batch * cfg.max_new_tokens
     logits = dataclasses.replace(policy_cfg, scalar_head=False)
-    forwards = [(logits, n, T)]
-    # A PPOConfig without the field (older configs) always recomputes the logprobs.
-    if cfg.shared_trunk or not getattr(cfg, "sampler_logprobs", False):
-        forwards.append((logits, n, T))
+    forwards = [(logits, n, T, logit_tokens)]
+    if cfg.shared_trunk or not cfg.sampler_logprobs:
+        forwards.append((logits, n, T, logit_tokens))
     if not cfg.shared_trunk:
         forwards.append((dataclasses.replace(value_cfg, scalar_head=True), n, T))
     return forwards + [(dataclasses.replace(reward_cfg, scalar_head=True), n, T)]
 
 
 def update_passes(policy_cfg: GPTConfig, value_cfg: GPTConfig, cfg: ppo.PPOConfig, prompt_len: int) -> list:
-    """ppo.update's training passes, as (config, tokens, seq_len): each epoch the policy and the value model
-    (none of its own with `shared_trunk`) over the B x (P + N) rollout tokens, plus with ptx_coef > 0 the
-    policy's LM loss on epochs x minibatches x ptx_batch_size rows of ptx_seq_len pretraining tokens."""
-    T = prompt_len + cfg.max_new_tokens
+    """ppo.update's training passes, as (config, tokens, seq_len[, logit_tokens]): each epoch the policy (logits
+    on the N response slots) and the value model (none of its own with `shared_trunk`) over the B x (P + N - 1)
+    fed slots, plus with ptx_coef > 0 the policy's LM loss on epochs x minibatches x ptx_batch_size rows of
+    ptx_seq_len pretraining tokens."""
+    T = prompt_len + cfg.max_new_tokens - 1
     n = cfg.epochs * cfg.rollout_batch * T
-    passes = [(dataclasses.replace(policy_cfg, scalar_head=False), n, T)]
+    logit_tokens = cfg.epochs * cfg.rollout_batch * cfg.max_new_tokens
+    passes = [(dataclasses.replace(policy_cfg, scalar_head=False), n, T, logit_tokens)]
     if not cfg.shared_trunk:
         passes.append((dataclasses.replace(value_cfg, scalar_head=True), n, T))
     if cfg.ptx_coef > 0:

@@ -31,42 +31,43 @@ def test_flops_per_token_counts_matmul_weights():
     assert bench.matmul_flops(headed) == n - 800 + 8  # the RM reads a D x 1 head, never the unembedding
 
 
-# Whether the score may take the policy's old logprobs from the sampler (a PPOConfig field newer than this test).
-SAMPLER_LOGPROBS = "sampler_logprobs" in {f.name for f in dataclasses.fields(PPOConfig)}
-
-
 def _ppo_config(**changes) -> PPOConfig:
     cfg = from_config(PPOConfig, load_config("configs/ppo.py", "ppo").ppo, "config.ppo")
-    return dataclasses.replace(cfg, **changes, **({"sampler_logprobs": False} if SAMPLER_LOGPROBS else {}))
+    return dataclasses.replace(cfg, **{"sampler_logprobs": False, **changes})
 
 
 def test_ppo_flops_count_each_programs_forwards():
     policy = GPTConfig(vocab_size=100, n_positions=32, n_layer=2, n_head=2, n_embd=8)
     headed = dataclasses.replace(policy, scalar_head=True)
-    n, n_head = 2 * (256 + 512) + 800, 2 * (256 + 512) + 8  # matmul weights, as above; the head is D x 1
+    layers, unembed, head = 2 * (256 + 512), 800, 8  # matmul weights, as above; the RM / value head is D x 1
+    n = layers + unembed
     fwd = lambda m, T: 2 * m + 4 * 2 * 8 * T  # noqa: E731 - a forward token attending over T
     trn = lambda m, T: 6 * m + 12 * 2 * 8 * T  # noqa: E731 - a training token
     # B 4 prompts of P 6 tokens, N 3 new: prefill 24 tokens over 6, then 2 decode steps of 4 tokens over 8.
     assert bench.generate_flops(policy, 4, 6, 3) == 24 * fwd(n, 6) + 8 * fwd(n, 8) == 162_816
     cfg = _ppo_config(rollout_batch=4, max_new_tokens=3, epochs=2, minibatches=2, ptx_coef=1.0, ptx_batch_size=2,
                       ptx_seq_len=5, shared_trunk=False)
-    # Score: 4 x 9 rollout tokens through the policy, the reference, the value model and the RM.
+    # Score: each model's trunk over the 4 x 8 fed slots (P + N - 1); the policy's and the reference's logits
+    # on the 4 x 3 response slots; the value model's and the RM's D x 1 head.
+    logits_read = 32 * fwd(layers, 8) + 12 * 2 * unembed
+    head_read = 32 * fwd(layers + head, 8)
     score = bench.forward_flops(bench.score_forwards(policy, policy, policy, cfg, 6))
-    assert score == 2 * 36 * fwd(n, 9) + 2 * 36 * fwd(n_head, 9) == 641_664
+    assert score == 2 * logits_read + 2 * head_read == 498_176
     shared = dataclasses.replace(cfg, shared_trunk=True)
-    assert bench.forward_flops(bench.score_forwards(policy, policy, policy, shared, 6)) == 641_664 - 36 * fwd(n_head, 9)
-    if SAMPLER_LOGPROBS:  # the sampler's logprobs spare the policy forward, unless a shared trunk needs it for values
-        sampled = dataclasses.replace(cfg, sampler_logprobs=True)
-        assert bench.forward_flops(bench.score_forwards(policy, policy, policy, sampled, 6)) == 641_664 - 36 * fwd(n, 9)
-        sampled_shared = dataclasses.replace(shared, sampler_logprobs=True)
-        assert bench.forward_flops(bench.score_forwards(policy, policy, policy, sampled_shared, 6)) == (
-            641_664 - 36 * fwd(n_head, 9))
-    # Update: 2 epochs x 36 tokens of policy and value training, and 2 x 2 x 2 ptx rows of 5 tokens.
+    assert bench.forward_flops(bench.score_forwards(policy, policy, policy, shared, 6)) == score - head_read
+    # The sampler's logprobs spare the policy forward, unless a shared trunk needs it for the values.
+    sampled = dataclasses.replace(cfg, sampler_logprobs=True)
+    assert bench.forward_flops(bench.score_forwards(policy, policy, policy, sampled, 6)) == score - logits_read
+    sampled_shared = dataclasses.replace(shared, sampler_logprobs=True)
+    assert bench.forward_flops(bench.score_forwards(policy, policy, policy, sampled_shared, 6)) == score - head_read
+    # Update: 2 epochs x 32 fed slots of policy (logits on 2 x 12 response slots) and value training, and
+    # 2 x 2 x 2 ptx rows of 5 tokens (logits on every token).
+    policy_train = 64 * trn(layers, 8) + 24 * 6 * unembed
     update = bench.train_flops(bench.update_passes(policy, headed, cfg, 6))
-    assert update == 72 * trn(n, 9) + 72 * trn(n_head, 9) + 40 * trn(n, 5) == 2_524_032
+    assert update == policy_train + 64 * trn(layers + head, 8) + 40 * trn(n, 5) == 2_093_568
     assert bench.train_flops(bench.update_passes(policy, headed, dataclasses.replace(cfg, ptx_coef=0.0), 6)) == (
-        72 * trn(n, 9) + 72 * trn(n_head, 9))
-    assert bench.train_flops(bench.update_passes(policy, headed, shared, 6)) == 72 * trn(n, 9) + 40 * trn(n, 5)
+        policy_train + 64 * trn(layers + head, 8))
+    assert bench.train_flops(bench.update_passes(policy, headed, shared, 6)) == policy_train + 40 * trn(n, 5)
 
 
 def test_layout_figures_arithmetic():
