@@ -65,7 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "clip": 0.2,                   # policy ratio clip
         "vf_clip": 0.2,                # value clip, in normalised reward units
         "vf_coef": 0.1,                # weight of the value loss
-        # One epoch per rollout: on a CPU the update costs 6 forward passes per epoch against 4 for scoring
+        # One epoch per rollout: on a CPU the update costs 6 forward passes per epoch against 3 for scoring
         # and little for sampling, so fresh rollouts are as cheap as reuse (the TL;DR reference recipe,
         # configs/pods/benchmark.py, takes 4).
         "epochs": 1,
@@ -82,8 +82,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "frozen_dtype": "float32",     # dtype of the reference and reward models ("bfloat16" halves their memory)
         # The rollout's old logprobs (and entropy) are the sampler's: the KV-cache decode computes the same
         # log_softmax(logits / T) as a full forward (tests/test_sampling.py: within 1e-5 in float32), so
-        # scoring skips one of its four forwards. False recomputes them with a policy forward (as TRL does);
-        # with shared_trunk that forward runs anyway, for the values.
+        # scoring skips one of its four forwards, as TRL 1.12 does (it reads them from generate's logits).
+        # False recomputes them with a policy forward; with shared_trunk that forward runs anyway, for the values.
         "sampler_logprobs": True,
     })
     config.train = ml_collections.ConfigDict({
