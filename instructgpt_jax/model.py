@@ -113,10 +113,10 @@ def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
     """Inverted dropout with an explicit key; `rng=None` (evaluation, sampling) is the identity.
 
     Each entry draws 16 random bits, two entries per 32-bit word of the generator, and is dropped when they
-    fall below round(rate * 2^16): on a CPU that is ~5x cheaper than jax.random.bernoulli (one float per
-    entry), whose draws took ~20% of a tiny-model SFT step (docs/RESULTS.md, "The decode loop and dropout").
-    The rate is thus a multiple of 2^-16 (0.1 -> 0.100006) and kept entries are scaled by 1 / (1 - that
-    rate), so E[dropout(x)] = x exactly.
+    fall below round(rate * 2^16): half the generator's work of one 32-bit draw per entry and much less than
+    jax.random.bernoulli's float per entry (what that bought: docs/RESULTS.md, "Speed"). The rate is thus a
+    multiple of 2^-16 (0.1 -> 0.100006) and kept entries are scaled by 1 / (1 - that rate), so
+    E[dropout(x)] = x exactly.
     """
     if rng is None or rate == 0.0:
         return x
@@ -243,7 +243,7 @@ class CausalSelfAttention(nnx.Module):
         else:
             # Decoding: write this segment's keys/values at cache_index and attend to the whole cache. The cache
             # is (B, H, S, K): each head's keys are contiguous, so the one-query attention of a decode step is
-            # a batched (1, K) x (K, S) product instead of a strided gather (5x faster on a CPU at trl_tiny).
+            # a batched (1, K) x (K, S) product instead of a strided gather (docs/RESULTS.md, "Speed").
             put = lambda c, x: jax.lax.dynamic_update_slice_in_dim(c, x.transpose(0, 2, 1, 3).astype(c.dtype),  # noqa: E731
                                                                    cache_index, 2)
             new_cache = {"k": put(layer_cache["k"], k), "v": put(layer_cache["v"], v)}

@@ -98,9 +98,9 @@ def inverse_cdf(rng: jax.Array, probs: jax.Array) -> jax.Array:
     """One index per row of `probs` (B, V), drawn with probability probs / probs.sum() by inverting the CDF.
 
     One uniform number per row instead of a Gumbel number per vocabulary entry (jax.random.categorical): on
-    a CPU the V random draws cost ~10x the whole pick (docs/RESULTS.md, "The decode loop"). The cumulative
-    sum runs in two levels, over blocks of about sqrt(V) entries and then inside the chosen block, so the work is
-    O(V) and each float32 partial sum adds up at most ~sqrt(V) terms. A zero-probability entry is never
+    a CPU the V random draws cost more than the rest of the pick (docs/RESULTS.md, "Speed"). The cumulative
+    sum runs in two levels, over blocks of about sqrt(V) entries and then inside the chosen block, so the
+    work is O(V) and each float32 partial sum adds up at most about sqrt(V) terms. A zero-probability entry is never
     picked: it does not move the cumulative sum, and the pick is the first entry whose sum exceeds u.
     """
     B, V = probs.shape
