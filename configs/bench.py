@@ -47,13 +47,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     ppo.update({"epochs": 1, "minibatches": 4, "rollout_batch": 32, "max_new_tokens": 48})
     config.ppo = ml_collections.ConfigDict({"enabled": True, "prompt_len": 32, "ppo": ppo})
     # The embedded world's own lengths, padded vs packed, in the layouts of configs/sft.py:tiny and configs/rm.py.
-    world = load_config("configs/world.py:smoke")
+    world = load_config("configs/world.py:default")  # the pipeline's world; only the scale differs
     world.scale = 0.1
     sft, rm = load_config("configs/sft.py:tiny").train, load_config("configs/rm.py:default")
     config.real_lengths = ml_collections.ConfigDict({
         "enabled": True,               # the real-length block (gpt2_small and gpt2_xl turn it off)
-        "world": world,                # configs/world.py, generated in a temporary folder (scale 0.1: 1,300
-                                       # demonstrations, 3,300 K-wise comparisons, 3,100 PPO prompts)
+        "world": world,                # configs/world.py, generated in a temporary folder
         "sft_seq_len": sft.seq_len,    # SFT row length, padded or packed; 0 = the longest example rounded up to 16
         "sft_batch_size": sft.batch_size,  # SFT rows per step, padded (one demonstration each) or packed
         "rm_seq_len": rm.train.seq_len,  # RM row length; 0 = the longest prompt + response rounded up to 16
