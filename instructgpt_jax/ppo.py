@@ -210,7 +210,8 @@ def response_read(model, tokens, positions, attention_mask, prompt_len: int, tem
 def policy_forward(policy_graphdef, value_graphdef, params, value_params, tokens, positions, attention_mask,
                    prompt_len: int, temperature: float):
     """(policy model, logprobs, entropy, values), each (B, N), of the sampled responses: the one forward of the
-    policy and value model, so the rollout's old logprobs and the update's new ones are computed identically.
+    policy and value model: the update's new logprobs, and with sampler_logprobs False the rollout's old ones,
+    so both are computed identically (by default the old ones are the sampler's, equal to float rounding).
     `value_graphdef=None` means a shared trunk (the value head on the policy's hidden states)."""
     shared = value_graphdef is None
     policy = nnx.merge(policy_graphdef, {**params, **value_params} if shared else params)
