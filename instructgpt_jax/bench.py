@@ -47,30 +47,35 @@ from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
 log = logging.getLogger(__name__)
 
 
+def trunk_weights(cfg: GPTConfig) -> int:
+    """Weights of the blocks used in matmuls: 4 D^2 attention + 2 D F MLP per layer."""
+    return cfg.n_layer * (4 * cfg.n_embd * cfg.n_embd + 2 * cfg.n_embd * cfg.mlp_dim)
+
+
 def matmul_flops(cfg: GPTConfig) -> int:
-    """Weights used in matmuls: 4 D^2 attention + 2 D F MLP per layer, plus the tied unembedding V D, or for
-    a scalar-head model (RM, value) the D x 1 head: it never computes logits, so V D would inflate its MFU."""
-    D = cfg.n_embd
-    return cfg.n_layer * (4 * D * D + 2 * D * cfg.mlp_dim) + (1 if cfg.scalar_head else cfg.vocab_size) * D
+    """Weights used in matmuls for every token: the blocks, plus the tied unembedding V D, or for a
+    scalar-head model (RM, value) the D x 1 head: it never computes logits, so V D would inflate its MFU."""
+    return trunk_weights(cfg) + (1 if cfg.scalar_head else cfg.vocab_size) * cfg.n_embd
 
 
 def train_flops_per_token(cfg: GPTConfig, seq_len: int) -> float:
-    return 6 * matmul_flops(cfg) + 12 * cfg.n_layer * cfg.n_embd * seq_len
+    return train_flops([(cfg, 1, seq_len)])
 
 
 def forward_flops_per_token(cfg: GPTConfig, seq_len: int) -> float:
-    return 2 * matmul_flops(cfg) + 4 * cfg.n_layer * cfg.n_embd * seq_len
+    return forward_flops([(cfg, 1, seq_len)])
 
 
 def _pass_flops(passes, per_weight: int, per_attention: int) -> float:
-    """Sum over passes (config, tokens, seq_len[, logit_tokens]): a model without a scalar head applies its
+    """Sum over passes (config, tokens, seq_len[, logit_tokens]): per_weight FLOPs per matmul weight and token,
+    per_attention per n_layer x D x attended slot and token. A model without a scalar head applies its
     unembedding (V x D) to `logit_tokens` of its tokens only (default: all of them), as PPO's response reads
     do (logits of the N response slots, the trunk over all T - 1 fed slots)."""
     total = 0
     for cfg, n, T, *logit in passes:
-        trunk = matmul_flops(dataclasses.replace(cfg, scalar_head=True)) - (0 if cfg.scalar_head else cfg.n_embd)
-        unembed = 0 if cfg.scalar_head else cfg.vocab_size * cfg.n_embd * (logit[0] if logit else n)
-        total += per_weight * (n * trunk + unembed) + per_attention * cfg.n_layer * cfg.n_embd * T * n
+        weights = n * trunk_weights(cfg)
+        weights += n * cfg.n_embd if cfg.scalar_head else cfg.vocab_size * cfg.n_embd * (logit[0] if logit else n)
+        total += per_weight * weights + per_attention * cfg.n_layer * cfg.n_embd * T * n
     return float(total)
 
 
