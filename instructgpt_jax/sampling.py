@@ -129,18 +129,16 @@ def _last_nonzero(x: jax.Array) -> jax.Array:
 def sample_token(rng: jax.Array, logits: jax.Array, cfg: SampleConfig):
     """(token (B,) int32, logprob (B,) float32 and entropy (B,) float32 of the temperature-scaled, unfiltered
     distribution)."""
+    scaled = logits if cfg.temperature == 0.0 else logits / cfg.temperature
+    logprobs = jax.nn.log_softmax(scaled, axis=-1)
+    probs = jnp.exp(logprobs)
     if cfg.temperature == 0.0:
         token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-        logprobs = jax.nn.log_softmax(logits, axis=-1)
+    elif cfg.top_k or cfg.top_p < 1.0:
+        token = inverse_cdf(rng, jax.nn.softmax(filter_logits(scaled, cfg.top_k, cfg.top_p), axis=-1))
     else:
-        scaled = logits / cfg.temperature
-        logprobs = jax.nn.log_softmax(scaled, axis=-1)
-        if cfg.top_k or cfg.top_p < 1.0:
-            probs = jax.nn.softmax(filter_logits(scaled, cfg.top_k, cfg.top_p), axis=-1)
-        else:
-            probs = jnp.exp(logprobs)
         token = inverse_cdf(rng, probs)
-    entropy = -jnp.sum(jnp.exp(logprobs) * logprobs, axis=-1)
+    entropy = -jnp.sum(probs * logprobs, axis=-1)
     return token, jnp.take_along_axis(logprobs, token[:, None], axis=-1)[:, 0], entropy
 
 
