@@ -45,6 +45,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # whole prompts until this many rows are full (train.batch_size unused). 0: (batch_size, k_max,
         # seq_len) batches, every prompt padded to k_max responses and every response to seq_len.
         "packed_rows": 0,
+        # With packed_rows: a prompt's K responses follow one copy of the prompt in a row, each attending to
+        # the prompt and itself only (data/packing.lay_row): the same scores and gradients from about half the
+        # tokens (docs/RESULTS.md, "Speed"). False: every response repeats its prompt (the pairs of TRL).
+        "share_prompt": True,
     })
     config.norm = ml_collections.ConfigDict({
         "gain": False,                 # False: bias only (InstructGPT); True: also std 1 (lm-human-preferences)
@@ -71,10 +75,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # costs about as much as training on them: every 60 steps keeps evaluation a small share of the stage.
         config.train = train_config(steps=0, batch_size=16, seq_len=0, epochs=1.0, log_every=5, eval_every=60,
                                     checkpoint_every=60)
-        # 40 rows of 128 tokens hold several prompts' K 4..9 responses each: 5,120 token slots a step instead
-        # of the 18,432 of 16 prompts padded to (16, 9, 128), so a step costs far less than a padded one
-        # (steps and seconds a step on the pipeline default's comparisons: docs/RESULTS.md).
-        config.rm.packed_rows = 40
+        # 20 rows of 128 tokens hold ~7.5 prompts' K 4..9 responses, each prompt laid once before its responses
+        # (rm.share_prompt): 2,560 token slots a step instead of the 18,432 of 16 prompts padded to
+        # (16, 9, 128), and the prompts a step of 40 rows without shared prompts held (steps and seconds a
+        # step on the pipeline default's comparisons: docs/RESULTS.md).
+        config.rm.packed_rows = 20
     elif arg == "gpt2":
         config.model = model_config("gpt2", dtype="bfloat16")
         config.data.tokenizer = "gpt2"

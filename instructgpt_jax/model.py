@@ -421,7 +421,13 @@ def count_params(cfg: GPTConfig) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(state))
 
 
-def packed_key_mask(segment_ids: jax.Array) -> jax.Array:
-    """(B, T, T) block-diagonal key mask of packed rows: a token sees only its own segment (0 = padding)."""
+def packed_key_mask(segment_ids: jax.Array, branch_ids: jax.Array | None = None) -> jax.Array:
+    """(B, T, T) block-diagonal key mask of packed rows: a token sees only its own segment (0 = padding).
+    With `branch_ids` (a shared prompt: 0, then 1, 2, ... for the responses that follow it in the segment),
+    a token sees its segment's prompt and its own branch only (data/packing.lay_row)."""
     seg = segment_ids
-    return (seg[:, :, None] == seg[:, None, :]) & (seg[:, None, :] > 0)
+    mask = (seg[:, :, None] == seg[:, None, :]) & (seg[:, None, :] > 0)
+    if branch_ids is not None:
+        br = branch_ids
+        mask &= (br[:, None, :] == 0) | (br[:, :, None] == br[:, None, :])
+    return mask

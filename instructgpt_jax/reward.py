@@ -32,7 +32,7 @@ from flax import nnx
 
 from instructgpt_jax import sharding
 from instructgpt_jax.data import batching
-from instructgpt_jax.data.packing import auto_seq_len, pack_rows, pack_segments
+from instructgpt_jax.data.packing import auto_seq_len, pack_segments, pack_units
 from instructgpt_jax.model import packed_key_mask
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,10 @@ def kwise_loss(scores: jax.Array, ranks: jax.Array, k_mask: jax.Array) -> tuple[
 
 def segment_scores(model, batch, dropout_rng=None) -> jax.Array:
     """Raw rewards (S,) of the segments of packed rows: tokens, positions, segment_ids (R, T); seg_row and
-    seg_end (S,), each segment's row and last token. One trunk forward; a token sees only its segment."""
-    return rm_scores(model, batch["tokens"], batch["positions"], packed_key_mask(batch["segment_ids"]),
+    seg_end (S,), each segment's row and last token. One trunk forward; a token sees only its segment (and
+    with branch_ids, of responses sharing a prompt, the prompt and its own response)."""
+    key_mask = packed_key_mask(batch["segment_ids"], batch.get("branch_ids"))
+    return rm_scores(model, batch["tokens"], batch["positions"], key_mask,
                      batch["seg_end"], rows=batch["seg_row"], dropout_rng=dropout_rng)
 
 
@@ -138,11 +140,12 @@ def shuffled_pairs(records: list) -> list:
 
 # ---------------------------------------------------------------- scoring, evaluation, normalisation
 
-def make_score_texts(graphdef, mesh, tokenizer, seq_len: int | None, batch_rows: int):
+def make_score_texts(graphdef, mesh, tokenizer, seq_len: int | None, batch_rows: int, share_prompt: bool = True):
     """score_texts(params, prompts, responses) -> raw rewards (N,) as numpy: the RM read of texts, used by the
     RM stage, evaluation and the probes. The (prompt, response) sequences, each encoded as the RM's training
     data is, are packed as segments of `batch_rows` rows of seq_len per call (at most 4 * batch_rows
-    segments: one compiled shape); `seq_len=None` fits each call's longest sequence (packing.auto_seq_len)."""
+    segments: one compiled shape); `seq_len=None` fits each call's longest sequence (packing.auto_seq_len).
+    `share_prompt`: consecutive texts with one prompt share a copy of it (packing.lay_row; same scores)."""
 
     @jax.jit
     def score(params, batch):
@@ -155,7 +158,7 @@ def make_score_texts(graphdef, mesh, tokenizer, seq_len: int | None, batch_rows:
         lengths = [len(a) + len(b) for a, b in encoded]
         row_len = seq_len or auto_seq_len(lengths)
         batching.check_lengths(lengths, row_len, "scored sequences")
-        layout = pack_rows(lengths, row_len, range(len(encoded)))
+        layout = pack_units(encoded, row_len, share_prompt)
         cap = batch_rows * max(4, -(-max(map(len, layout)) // batch_rows))
         out = []
         while layout:
@@ -166,7 +169,8 @@ def make_score_texts(graphdef, mesh, tokenizer, seq_len: int | None, batch_rows:
             chunk, layout = layout[:n_rows], layout[n_rows:]
             first = chunk[0][0]
             local = [[j - first for j in row] for row in chunk]
-            batch = pack_segments(encoded[first:first + n_segs], local, batch_rows, row_len, tokenizer.pad_id, cap)
+            batch = pack_segments(encoded[first:first + n_segs], local, batch_rows, row_len, tokenizer.pad_id, cap,
+                                  share_prompt)
             out.append(np.asarray(sharding.to_host(score(params, sharding.put_global(batch, mesh))))[:n_segs])
         return np.concatenate(out)
 

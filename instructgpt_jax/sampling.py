@@ -239,31 +239,39 @@ def sample_cli(workdir: str, prompts: list[str], max_new_tokens: int = 64, tempe
 
 
 def generate_texts(generate, params, tokenizer, prompts: list[str], prompt_len: int, batch_size: int, rng,
-                   mesh=None, desc: str = "") -> tuple[list[str], np.ndarray]:
+                   mesh=None, desc: str = "", bucket: int = 16) -> tuple[list[str], np.ndarray]:
     """(response texts, response lengths in tokens) of `generate` (sampling.make_generate) for each prompt.
 
-    Prompts go in fixed batches of `batch_size` rows left-padded to `prompt_len` (one compiled shape);
-    the last batch is filled with copies of its first prompt, whose samples are discarded. With `desc`, a
-    progress bar counts the samples.
+    Prompts go in fixed batches of `batch_size` rows, each batch of prompts of one length bucket (the length
+    rounded up to a multiple of `bucket`, at most `prompt_len`; 0 = every batch at `prompt_len`), left-padded
+    to it: a few compiled shapes, and a prefill and KV cache no longer than the batch needs. A bucket's last
+    batch is filled with copies of its first prompt, whose samples are discarded. The batch that starts at
+    position s of the bucket-sorted order samples with fold_in(rng, s). With `desc`, a progress bar counts the samples.
     """
     bar = metrics.progress(len(prompts), 0, desc) if desc else None
-    texts, lengths = [], []
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start:start + batch_size]
-        rows = [tokenizer.encode_prompt(p) for p in chunk + [chunk[0]] * (batch_size - len(chunk))]
-        tokens, mask = left_pad(rows, tokenizer.pad_id, prompt_len)
+    encoded = [tokenizer.encode_prompt(p) for p in prompts]
+    fit = lambda n: min(prompt_len, -(-n // bucket) * bucket) if bucket else prompt_len  # noqa: E731
+    order = sorted(range(len(prompts)), key=lambda i: (fit(len(encoded[i])), i))
+    texts, lengths = [None] * len(prompts), np.zeros(len(prompts), np.int64)
+    start = 0
+    while start < len(order):
+        width = fit(len(encoded[order[start]]))
+        chunk = [i for i in order[start:start + batch_size] if fit(len(encoded[i])) == width]
+        rows = [encoded[i] for i in chunk] + [encoded[chunk[0]]] * (batch_size - len(chunk))
+        tokens, mask = left_pad(rows, tokenizer.pad_id, width)
         inputs = {"prompt_tokens": tokens, "prompt_mask": mask}
         if mesh is not None:
             inputs = sharding.put_global(inputs, mesh)
         out = sharding.to_host(generate(params, inputs["prompt_tokens"], inputs["prompt_mask"], jax.random.fold_in(rng, start)))
-        for i in range(len(chunk)):
-            texts.append(tokenizer.decode(out["response"][i][out["response_mask"][i]]))
-            lengths.append(int(out["lengths"][i]))
+        for row, i in enumerate(chunk):
+            texts[i] = tokenizer.decode(out["response"][row][out["response_mask"][row]])
+            lengths[i] = int(out["lengths"][row])
+        start += len(chunk)
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:
         bar.close()
-    return texts, np.asarray(lengths)
+    return texts, lengths
 
 
 def pick_distinct(texts: list[str], k: int) -> list[str]:

@@ -121,19 +121,24 @@ def test_one_trunk_forward_of_k_responses_per_prompt(monkeypatch):
     assert calls == [(4 * 5, 40)]
 
 
-def _packed(examples, rows=10, seq_len=96, multiple=2):
+def _packed(examples, rows=10, seq_len=96, multiple=2, share_prompt=False):
     """The packed batch of all `examples` (one step) and the padded batch of the same prompts."""
-    batches, steps = packing.packed_rm_batches(examples, TOK, rows, seq_len, seed=0, epochs=1.0, multiple=multiple)
+    batches, steps = packing.packed_rm_batches(examples, TOK, rows, seq_len, seed=0, epochs=1.0, multiple=multiple,
+                                               share_prompt=share_prompt)
     assert steps == 1, "the examples should fit one packed step"
     return batches(0), batching.rm_batch(examples, TOK, seq_len, k_max=max(len(e["responses"]) for e in examples))
 
 
-def test_packed_batch_gives_the_padded_loss_and_gradient():
+@pytest.mark.parametrize("share_prompt", [False, True])
+def test_packed_batch_gives_the_padded_loss_and_gradient(share_prompt):
     """Packing responses as segments of shared rows changes no score: loss and gradient equal the padded
-    (B, K, T) batch's, each response seeing only its own segment at its own positions."""
+    (B, K, T) batch's, each response seeing only its own segment at its own positions (or, sharing its
+    prompt's one copy, that prompt and itself)."""
     examples = rm_examples(5, np.random.default_rng(7), 2, 5)
-    packed, padded = _packed(examples)
+    packed, padded = _packed(examples, share_prompt=share_prompt)
     assert packed["tokens"].shape == (10, 96) and padded["tokens"].size > 2 * packed["tokens"].size
+    unshared = _packed(examples)[0]["attention_mask"].sum()
+    assert packed["attention_mask"].sum() < 0.8 * unshared if share_prompt else ("branch_ids" not in packed)
     graphdef, params = nnx.split(make_model(LONG, seed=3))
     # The packed prompt order is the epoch's shuffle; the loss is a mean over prompts, so order is free.
     grads = []
@@ -146,10 +151,11 @@ def test_packed_batch_gives_the_padded_loss_and_gradient():
         np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-4)
 
 
-def test_packed_scores_are_each_response_forwarded_alone():
+@pytest.mark.parametrize("share_prompt", [False, True])
+def test_packed_scores_are_each_response_forwarded_alone(share_prompt):
     model = make_model(LONG, seed=1)
     examples = rm_examples(4, np.random.default_rng(8), 3, 5)
-    packed, _ = _packed(examples)
+    packed, _ = _packed(examples, share_prompt=share_prompt)
     scores = np.asarray(reward.packed_scores(model, {k: jnp.asarray(v) for k, v in packed.items()}))
     alone = jax.jit(lambda ids: model.score(model.trunk(ids)[0])[0, -1])
     order = [int(i) for i in batching.epoch_order(len(examples), 0, 0)]  # the packed prompt slots
@@ -168,7 +174,7 @@ def test_score_texts_packs_without_changing_a_score():
     params = nnx.split(model)[1]
     setup = train.make_setup(LONG, config_base.mesh_config((1, 1, 1)), optax.sgd(0.0), devices=jax.devices()[:1])
     rng = np.random.default_rng(10)
-    prompts = [f"p{i}" for i in range(70)]
+    prompts = [f"p{i // 4}" for i in range(70)]  # runs of one prompt share its copy, cut by rows and calls
     responses = ["ab" * int(rng.integers(0, 12)) for _ in range(70)]
     score_texts = reward.make_score_texts(setup.graphdef, setup.mesh, TOK, 64, batch_rows=2)  # 2 rows of 64, <= 8 segments a call
     got = score_texts(params, prompts, responses)
@@ -344,3 +350,24 @@ def test_bias_only_normalisation_keeps_the_scale():
     assert norm["std"] == 1.0
     np.testing.assert_allclose((raw - norm["mean"]).mean(), 0.0, atol=1e-12)
     np.testing.assert_allclose(reward.reward_norm(raw, gain=True)["std"], raw.std())
+
+
+def test_shared_prompt_units_cut_where_the_next_response_would_not_fit():
+    """A prompt's responses share one copy of it per row-sized unit; a unit that would overflow starts a new
+    one with the prompt again, and the scores of every layout equal each response forwarded alone."""
+    encoded = [([1] * 20, [2] * 15), ([1] * 20, [3] * 15), ([1] * 20, [4] * 15), ([5] * 10, [6] * 30)]
+    units = packing.shared_units(encoded, 64, share_prompt=True)
+    assert units == [[0, 1], [2], [3]]  # 20 + 15 + 15 = 50 fits 64; a third response (65) does not
+    assert [packing.unit_length(encoded, u) for u in units] == [50, 35, 40]
+    assert packing.shared_units(encoded, 64, share_prompt=False) == [[0], [1], [2], [3]]
+    model = make_model(LONG, seed=4)
+    examples = rm_examples(6, np.random.default_rng(11), 4, 8)
+    packed, _ = _packed(examples, rows=16, seq_len=64, share_prompt=True)
+    assert (packed["branch_ids"] > 1).any() and packed["tokens"].shape == (16, 64)
+    scores = np.asarray(reward.packed_scores(model, {k: jnp.asarray(v) for k, v in packed.items()}))
+    alone = jax.jit(lambda ids: model.score(model.trunk(ids)[0])[0, -1])
+    order = [int(i) for i in batching.epoch_order(len(examples), 0, 0)]
+    for slot, i in enumerate(order):
+        for k, y in enumerate(examples[i]["responses"]):
+            ids = jnp.asarray([TOK.encode_prompt(examples[i]["prompt"]) + TOK.encode_response(y)])
+            np.testing.assert_allclose(scores[slot, k], float(alone(ids)), rtol=1e-5, atol=1e-6)

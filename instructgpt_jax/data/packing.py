@@ -5,7 +5,9 @@ segment id (1, 2, ...; 0 is padding); model.packed_key_mask turns the segment id
 attention mask. SFT packs demonstrations greedily (`pack_rows`, `packed_batches`); the reward model packs
 whole prompts, each with its K responses as segments, so a step still holds every pair of a prompt
 (`pack_prompts`, `packed_rm_batches`); scoring packs (prompt, response) texts as segments read at their
-last token (`pack_segments`). Every batch function is a pure function of the step (exact resume).
+last token (`pack_segments`). With `share_prompt` (the RM's default), a prompt's responses follow one copy
+of the prompt in a row, each seeing the prompt and itself only (`lay_row`): the same scores from about half
+the tokens. Every batch function is a pure function of the step (exact resume).
 """
 
 from __future__ import annotations
@@ -45,24 +47,75 @@ def pack_rows(lengths, seq_len: int, order) -> list[list[int]]:
     return rows
 
 
-def packed_batch(encoded, rows, seq_len: int, pad_id: int) -> dict:
-    """Rows of several examples each, right-aligned like batching.sft_batch, with segment ids 1, 2, ..."""
+def lay_row(encoded, members, share_prompt: bool = False):
+    """The tokens of one packed row, unpadded: (tokens, positions, segment ids, branch ids, loss mask, ends),
+    `ends` the last token of each member. Each member (prompt ids, response ids) is a segment (ids 1, 2, ...)
+    with positions from 0. With `share_prompt`, a member whose prompt equals the previous member's joins its
+    segment: the prompt is laid once, then each response in turn with positions continuing the prompt's, and
+    branch ids (prompt 0, responses 1, 2, ...) keep the responses from seeing each other
+    (model.packed_key_mask), so each reads exactly what it would alone."""
+    tokens, positions, segs, branches, loss, ends = [], [], [], [], [], []
+    seg, branch, last_prompt = 0, 0, None
+    for j in members:
+        prompt, response = encoded[j]
+        if share_prompt and branch and list(prompt) == last_prompt:
+            branch += 1
+        else:
+            seg, branch, last_prompt = seg + 1, 1, list(prompt)
+            tokens += prompt
+            positions += range(len(prompt))
+            segs += [seg] * len(prompt)
+            branches += [0] * len(prompt)
+            loss += [False] * len(prompt)
+        tokens += response
+        positions += range(len(prompt), len(prompt) + len(response))
+        segs += [seg] * len(response)
+        branches += [branch] * len(response)
+        loss += [True] * len(response)
+        ends.append(len(tokens) - 1)
+    return tokens, positions, segs, branches, loss, ends
+
+
+def packed_batch(encoded, rows, seq_len: int, pad_id: int, share_prompt: bool = False) -> dict:
+    """Rows of several examples each (`lay_row`), right-aligned like batching.sft_batch, with segment ids
+    1, 2, ... (and branch_ids, with `share_prompt`)."""
     B = len(rows)
     out = {"tokens": np.full((B, seq_len), pad_id, np.int32), "positions": np.zeros((B, seq_len), np.int32),
            "attention_mask": np.zeros((B, seq_len), bool), "loss_mask": np.zeros((B, seq_len), bool),
            "segment_ids": np.zeros((B, seq_len), np.int32)}
+    if share_prompt:
+        out["branch_ids"] = np.zeros((B, seq_len), np.int32)
     for b, row in enumerate(rows):
-        t = seq_len - sum(len(encoded[i][0]) + len(encoded[i][1]) for i in row)
-        for s, i in enumerate(row, 1):
-            prompt, response = encoded[i]
-            n = len(prompt) + len(response)
-            out["tokens"][b, t:t + n] = prompt + response
-            out["positions"][b, t:t + n] = np.arange(n)
-            out["attention_mask"][b, t:t + n] = True
-            out["loss_mask"][b, t + len(prompt):t + n] = True
-            out["segment_ids"][b, t:t + n] = s
-            t += n
+        tokens, positions, segs, branches, loss, _ = lay_row(encoded, row, share_prompt)
+        t = seq_len - len(tokens)
+        out["tokens"][b, t:] = tokens
+        out["positions"][b, t:] = positions
+        out["attention_mask"][b, t:] = True
+        out["loss_mask"][b, t:] = loss
+        out["segment_ids"][b, t:] = segs
+        if share_prompt:
+            out["branch_ids"][b, t:] = branches
     return out
+
+
+def shared_units(encoded, seq_len: int, share_prompt: bool) -> list[list[int]]:
+    """`encoded` split into units that a row keeps together: without `share_prompt`, each (prompt, response);
+    with it, runs of consecutive members with the same prompt, cut where the next response would not fit in
+    seq_len with the prompt and the responses before it (the next unit lays the prompt again)."""
+    units, used, last = [], 0, None
+    for j, (prompt, response) in enumerate(encoded):
+        if share_prompt and units and list(prompt) == last and used + len(response) <= seq_len:
+            units[-1].append(j)
+            used += len(response)
+        else:
+            units.append([j])
+            used, last = len(prompt) + len(response), list(prompt)
+    return units
+
+
+def unit_length(encoded, unit) -> int:
+    """Tokens a unit of `shared_units` takes in a row: its prompt once, then every response."""
+    return len(encoded[unit[0]][0]) + sum(len(encoded[j][1]) for j in unit)
 
 
 def packed_batches(encoded, batch_size: int, seq_len: int, seed: int, epochs: float, pad_id: int):
@@ -82,8 +135,9 @@ def packed_batches(encoded, batch_size: int, seq_len: int, seed: int, epochs: fl
 
 
 def pack_prompts(seg_lengths: list[list[int]], order, rows: int, seq_len: int) -> list[list[int]]:
-    """Batches of whole prompts taken in `order`: a prompt joins the current batch while its responses'
-    segments (prompt + response each), appended row by row as `pack_rows` lays them out, fit in `rows`."""
+    """Batches of whole prompts taken in `order`: a prompt joins the current batch while its units
+    (`shared_units`: a response with its prompt, or several sharing one), appended row by row as `pack_rows`
+    lays them out, fit in `rows`."""
 
     def extend(n_rows, used, lengths):  # rows in use and tokens used in the last one, after appending `lengths`
         for n in lengths:
@@ -97,7 +151,7 @@ def pack_prompts(seg_lengths: list[list[int]], order, rows: int, seq_len: int) -
             batches.append(batch)
             batch, new = [], extend(0, seq_len, seg_lengths[i])
         if new[0] > rows:
-            raise ValueError(f"one prompt's {len(seg_lengths[i])} responses need {new[0]} rows of {seq_len} tokens, "
+            raise ValueError(f"one prompt's responses need {new[0]} rows of {seq_len} tokens, "
                              f"more than config.rm.packed_rows={rows}; raise it")
         batch.append(int(i))
         fill = new
@@ -105,28 +159,37 @@ def pack_prompts(seg_lengths: list[list[int]], order, rows: int, seq_len: int) -
     return batches
 
 
-def pack_segments(encoded, layout, rows: int, seq_len: int, pad_id: int, max_segments: int) -> dict:
+def pack_segments(encoded, layout, rows: int, seq_len: int, pad_id: int, max_segments: int,
+                  share_prompt: bool = False) -> dict:
     """Packed rows (`packed_batch`, `rows` of them) of the (prompt ids, response ids) segments `encoded`
     laid out as `layout` (lists of indices into `encoded` per row), with seg_row / seg_end (max_segments,),
-    the row and last token of encoded[j] at j."""
-    out = packed_batch(encoded, layout + [[]] * (rows - len(layout)), seq_len, pad_id)
+    the row and last token of encoded[j] at j. `share_prompt`: consecutive members with one prompt share it."""
+    out = packed_batch(encoded, layout + [[]] * (rows - len(layout)), seq_len, pad_id, share_prompt)
     del out["loss_mask"]
     seg_row, seg_end = np.zeros(max_segments, np.int32), np.zeros(max_segments, np.int32)
     for row, members in enumerate(layout):
-        t = seq_len - sum(len(encoded[j][0]) + len(encoded[j][1]) for j in members)  # right-aligned, as packed_batch
-        for j in members:
-            t += len(encoded[j][0]) + len(encoded[j][1])
-            seg_row[j], seg_end[j] = row, t - 1
+        tokens, *_, ends = lay_row(encoded, members, share_prompt)
+        start = seq_len - len(tokens)  # right-aligned, as packed_batch
+        for j, end in zip(members, ends):
+            seg_row[j], seg_end[j] = row, start + end
     return {**out, "seg_row": seg_row, "seg_end": seg_end}
 
 
+def pack_units(encoded, seq_len: int, share_prompt: bool) -> list[list[int]]:
+    """Rows (lists of indices into `encoded`, in order) of `shared_units` laid greedily by `pack_rows`."""
+    units = shared_units(encoded, seq_len, share_prompt)
+    rows = pack_rows([unit_length(encoded, u) for u in units], seq_len, range(len(units)))
+    return [[j for u in row for j in units[u]] for row in rows]
+
+
 def packed_rm_batch(records, encoded, prompt_ids, rows: int, seq_len: int, pad_id: int, max_prompts: int,
-                    max_segments: int, k_max: int) -> dict:
+                    max_segments: int, k_max: int, share_prompt: bool = False) -> dict:
     """The packed batch (`packed_scores`) of records `prompt_ids`; padding rows, segments and prompt slots
-    are empty (no key, dropped slot, k_mask False)."""
+    are empty (no key, dropped slot, k_mask False). `share_prompt`: a prompt's K responses follow one copy of
+    it (`lay_row`), about half the tokens of K (prompt, response) segments on the default's comparisons."""
     flat = [encoded[p][k] for p in prompt_ids for k in range(len(encoded[p]))]
-    out = pack_segments(flat, pack_rows([len(a) + len(b) for a, b in flat], seq_len, range(len(flat))), rows,
-                        seq_len, pad_id, max_segments)
+    out = pack_segments(flat, pack_units(flat, seq_len, share_prompt), rows, seq_len, pad_id, max_segments,
+                        share_prompt)
     seg_slot = np.full(max_segments, max_prompts * k_max, np.int32)
     k_mask, ranks = np.zeros((max_prompts, k_max), bool), np.full((max_prompts, k_max), -1, np.int32)
     s = 0
@@ -138,26 +201,28 @@ def packed_rm_batch(records, encoded, prompt_ids, rows: int, seq_len: int, pad_i
     return {**out, "seg_slot": seg_slot, "k_mask": k_mask, "ranks": ranks}
 
 
-def packed_rm_batches(records: list, tokenizer, rows: int, seq_len: int, seed: int, epochs: float, multiple: int):
+def packed_rm_batches(records: list, tokenizer, rows: int, seq_len: int, seed: int, epochs: float, multiple: int,
+                      share_prompt: bool = False):
     """(batches(step), steps) of packed K-wise batches: each epoch a fresh seeded prompt order packed by
     `pack_prompts`; prompt and segment slots are sized to the fullest batch (rounded up to `multiple`,
-    the batch's split over devices), so every step has one shape. A pure function of step (exact resume)."""
+    the batch's split over devices), so every step has one shape. A pure function of step (exact resume).
+    `share_prompt`: see `packed_rm_batch`."""
     encoded = [[(tokenizer.encode_prompt(r["prompt"]), tokenizer.encode_response(y)) for y in r["responses"]]
                for r in records]
     batching.check_lengths([len(a) + len(b) for e in encoded for a, b in e], seq_len, "RM responses")
-    seg_lengths = [[len(a) + len(b) for a, b in e] for e in encoded]
+    unit_lengths = [[unit_length(e, u) for u in shared_units(e, seq_len, share_prompt)] for e in encoded]
     n_epochs = max(1, math.ceil(epochs))
-    plan = [b for e in range(n_epochs) for b in pack_prompts(seg_lengths, batching.epoch_order(len(records), seed, e),
-                                                              rows, seq_len)]
+    plan = [b for e in range(n_epochs)
+            for b in pack_prompts(unit_lengths, batching.epoch_order(len(records), seed, e), rows, seq_len)]
     steps = max(1, math.ceil(epochs * len(plan) / n_epochs))
     up = lambda n: -(-n // multiple) * multiple  # noqa: E731
     max_prompts = up(max(len(b) for b in plan))
-    max_segments = up(max(sum(len(seg_lengths[p]) for p in b) for b in plan))
-    k_max = max(len(s) for s in seg_lengths)
+    max_segments = up(max(sum(len(encoded[p]) for p in b) for b in plan))
+    k_max = max(len(e) for e in encoded)
 
     def batches(step: int) -> dict:
         batch = packed_rm_batch(records, encoded, plan[step % len(plan)], rows, seq_len, tokenizer.pad_id,
-                                max_prompts, max_segments, k_max)
+                                max_prompts, max_segments, k_max, share_prompt)
         return {k: batching.process_slice(v) for k, v in batch.items()}
 
     return batches, steps
