@@ -360,6 +360,7 @@ def test_shared_prompt_units_cut_where_the_next_response_would_not_fit():
     assert units == [[0, 1], [2], [3]]  # 20 + 15 + 15 = 50 fits 64; a third response (65) does not
     assert [packing.unit_length(encoded, u) for u in units] == [50, 35, 40]
     assert packing.shared_units(encoded, 64, share_prompt=False) == [[0], [1], [2], [3]]
+    assert packing.shared_units(encoded[:2], 64, True, groups=[0, 1]) == [[0], [1]]  # two records, one prompt
     model = make_model(LONG, seed=4)
     examples = rm_examples(6, np.random.default_rng(11), 4, 8)
     packed, _ = _packed(examples, rows=16, seq_len=64, share_prompt=True)

@@ -130,7 +130,7 @@ def test_rounds_ablation_spends_equal_labels_and_ppo_iterations():
     assert list(runs) == ["rounds_1", "rounds_3"]
     labels = {n: c.rounds * c.comparisons_per_round for n, c in runs.items()}
     iterations = {n: c.rounds * c.ppo_ptx.train.iterations for n, c in runs.items()}
-    assert labels["rounds_1"] == labels["rounds_3"] == 3 * 64 and iterations["rounds_1"] == iterations["rounds_3"]
+    assert labels["rounds_1"] == labels["rounds_3"] == 3 * (64 // 3) and iterations["rounds_1"] == iterations["rounds_3"]
     summary = {"rounds": [{"round": 1, "gold": 0.1}, {"round": 3, "gold": 0.3}], "policies": {}}
     assert sweep.lookup(summary, "rounds.-1.gold") == 0.3 and sweep.lookup(summary, "rounds.5.gold") is None
     plan = [{"name": "a", "stage": "pipeline", "overrides": {"rounds": 3}}]

@@ -272,3 +272,21 @@ def test_sharded_equals_single_device(model_and_params):
         out = generate(sharded, batch["tokens"], batch["mask"], jax.random.key(0))
     np.testing.assert_array_equal(out["response"], ref["response"])
     np.testing.assert_allclose(out["logprobs"], ref["logprobs"], rtol=0, atol=1e-5)
+
+
+def test_generate_texts_buckets_prompts_by_length_without_changing_a_sample():
+    """Batches of one prompt-length bucket (a shorter prefill and cache) give every prompt, in its own
+    place, the greedy text it gets in one batch padded to the longest prompt."""
+    from instructgpt_jax.sampling import generate_texts
+    from instructgpt_jax.tokenizer import make_tokenizer
+
+    cfg = dataclasses.replace(CFG, vocab_size=264, n_positions=64)
+    graphdef, params = abstract_model(cfg)[0], random_params(cfg, seed=3)
+    tok = make_tokenizer("byte")
+    greedy = SampleConfig(max_new_tokens=N, temperature=0.0, eos_id=cfg.vocab_size, pad_id=tok.pad_id)
+    texts = ["a" * n for n in (3, 40, 17, 5, 33, 12, 1, 20)]
+    one_shape, _ = generate_texts(generator(graphdef, greedy), params, tok, texts, 48, 4, jax.random.key(0), bucket=0)
+    bucketed, lengths = generate_texts(generator(graphdef, greedy), params, tok, texts, 48, 4, jax.random.key(0))
+    assert bucketed == one_shape and lengths.tolist() == [N] * len(texts) and len(set(bucketed)) > 4
+    alone = [generate_texts(generator(graphdef, greedy), params, tok, [t], 48, 4, jax.random.key(0))[0][0] for t in texts[:3]]
+    assert alone == bucketed[:3]

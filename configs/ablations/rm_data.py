@@ -4,7 +4,8 @@
 
 W (after the colon; default runs/pipeline) is a pipeline workdir whose compare stage is done. Each run
 trains the RM of the pipeline (configs/rm.py:default with the pipeline's two epochs) from W/sft on the
-first N of W/compare/rm.jsonl's training prompts, N in 128, 256, 512, 1024 and all of them, and is scored on
+first N of W/compare/rm.jsonl's training prompts, N in 256, 512, 1,024, 2,048, 4,096 and all of them (7,370
+in the default), and is scored on
 the same held-out prompts (the val split does not depend on N). The sweep table's rm/accuracy (agreement
 with the labelers on held-out pairs) and rm/gold_accuracy against N is the curve; measured figures are in
 docs/RESULTS.md. The largest run is the pipeline's RM stage.
@@ -12,7 +13,7 @@ docs/RESULTS.md. The largest run is the pipeline's RM stage.
 
 import ml_collections
 
-SIZES = (128, 256, 512, 1024, 0)   # 0: every training prompt
+SIZES = (256, 512, 1024, 2048, 4096, 0)   # 0: every training prompt
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -21,7 +22,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.base = "configs/rm.py:default"
     config.runs = ml_collections.ConfigDict({
         f"prompts_{n or 'all'}": {"init_from": f"{workdir}/sft", "data": {"train": f"{workdir}/compare/rm.jsonl",
-                                  "max_prompts": n, "overflow": "truncate"}, "train": {"epochs": 2.0}}
+                                  "max_prompts": n, "overflow": "truncate"},
+                                  "train": {"epochs": 2.0, "eval_every": 250, "checkpoint_every": 250}}
         for n in SIZES
     }, sort_keys=False)
     return config

@@ -4,8 +4,9 @@
   python experiments/sweep.py --config configs/ablations/rounds.py --workdir runs/sweep_rounds
 
 Two pipelines (configs/pipeline.py:<arg>, arg = default or smoke) sharing world, pretrain and SFT (linked):
-- rounds_1: the labelers rank SFT samples on 3B RM prompts once; one RM; PPO-ptx for 3N iterations.
-- rounds_3: B prompts per round (B = compare's num_prompts: 1,024, smoke 64); round 1 ranks SFT samples,
+- rounds_1: the labelers rank SFT samples on 3B RM prompts once (the base pipeline's own budget: compare's
+  num_prompts, 8,192 in the default); one RM; PPO-ptx for 3N iterations.
+- rounds_3: B = a third of that per round (2,730; smoke 21); round 1 ranks SFT samples,
   rounds 2 and 3 rank samples of the previous round's policy on fresh prompts; the RM is retrained on all
   comparisons so far; PPO-ptx continues N iterations per round (N = ppo_ptx's iterations: 100, smoke 6).
 Same labels, same PPO iterations, same KL anchor (SFT); only when the labels are collected differs.
@@ -26,7 +27,7 @@ ROUNDS = 3
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     base = "configs/pipeline.py:" + (arg or "default")
     pipeline = load_config(base)
-    b, n = pipeline.compare.data.num_prompts, pipeline.ppo_ptx.train.iterations
+    b, n = pipeline.compare.data.num_prompts // ROUNDS, pipeline.ppo_ptx.train.iterations
     config = ml_collections.ConfigDict()
     config.base = base
     config.runs = ml_collections.ConfigDict({

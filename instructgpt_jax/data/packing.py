@@ -98,18 +98,20 @@ def packed_batch(encoded, rows, seq_len: int, pad_id: int, share_prompt: bool = 
     return out
 
 
-def shared_units(encoded, seq_len: int, share_prompt: bool) -> list[list[int]]:
+def shared_units(encoded, seq_len: int, share_prompt: bool, groups=None) -> list[list[int]]:
     """`encoded` split into units that a row keeps together: without `share_prompt`, each (prompt, response);
-    with it, runs of consecutive members with the same prompt, cut where the next response would not fit in
-    seq_len with the prompt and the responses before it (the next unit lays the prompt again)."""
+    with it, runs of consecutive members with the same prompt (and the same `groups` entry, e.g. the record
+    each came from), cut where the next response would not fit in seq_len with the prompt and the responses
+    before it (the next unit lays the prompt again)."""
     units, used, last = [], 0, None
     for j, (prompt, response) in enumerate(encoded):
-        if share_prompt and units and list(prompt) == last and used + len(response) <= seq_len:
+        key = (list(prompt), None if groups is None else groups[j])
+        if share_prompt and units and key == last and used + len(response) <= seq_len:
             units[-1].append(j)
             used += len(response)
         else:
             units.append([j])
-            used, last = len(prompt) + len(response), list(prompt)
+            used, last = len(prompt) + len(response), key
     return units
 
 
@@ -175,9 +177,9 @@ def pack_segments(encoded, layout, rows: int, seq_len: int, pad_id: int, max_seg
     return {**out, "seg_row": seg_row, "seg_end": seg_end}
 
 
-def pack_units(encoded, seq_len: int, share_prompt: bool) -> list[list[int]]:
+def pack_units(encoded, seq_len: int, share_prompt: bool, groups=None) -> list[list[int]]:
     """Rows (lists of indices into `encoded`, in order) of `shared_units` laid greedily by `pack_rows`."""
-    units = shared_units(encoded, seq_len, share_prompt)
+    units = shared_units(encoded, seq_len, share_prompt, groups)
     rows = pack_rows([unit_length(encoded, u) for u in units], seq_len, range(len(units)))
     return [[j for u in row for j in units[u]] for row in rows]
 
@@ -188,7 +190,8 @@ def packed_rm_batch(records, encoded, prompt_ids, rows: int, seq_len: int, pad_i
     are empty (no key, dropped slot, k_mask False). `share_prompt`: a prompt's K responses follow one copy of
     it (`lay_row`), about half the tokens of K (prompt, response) segments on the default's comparisons."""
     flat = [encoded[p][k] for p in prompt_ids for k in range(len(encoded[p]))]
-    out = pack_segments(flat, pack_units(flat, seq_len, share_prompt), rows, seq_len, pad_id, max_segments,
+    owner = [p for p in prompt_ids for _ in encoded[p]]  # units as packed_rm_batches counted them: per record
+    out = pack_segments(flat, pack_units(flat, seq_len, share_prompt, owner), rows, seq_len, pad_id, max_segments,
                         share_prompt)
     seg_slot = np.full(max_segments, max_prompts * k_max, np.int32)
     k_mask, ranks = np.zeros((max_prompts, k_max), bool), np.full((max_prompts, k_max), -1, np.int32)
