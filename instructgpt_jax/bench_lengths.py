@@ -79,19 +79,25 @@ def sft_layouts(examples, tokenizer, batch_size: int, seq_len: int, n_positions:
 
 def rm_layouts(records, tokenizer, batch_size: int, packed_rows: int, seq_len: int, n_positions: int, seed: int,
                n_batches: int, multiple: int):
-    """K-wise comparisons padded ((B, k_max, T) per step) and packed (whole prompts into `packed_rows` rows of T);
+    """K-wise comparisons padded ((B, k_max, T) per step) and packed (whole prompts into `packed_rows` rows of T,
+    each response with its prompt, and with shared prompts as the RM stage's default);
     `multiple`: data x fsdp, the packed batch's prompt and segment slots are rounded up to it (as the RM stage)."""
     lengths = [len(tokenizer.encode_prompt(r["prompt"])) + len(tokenizer.encode_response(y))
                for r in records for y in r["responses"]]
     T = seq_len or auto_seq_len(lengths, n_positions)
     k_max = max(len(r["responses"]) for r in records)
     padded = batching.rm_batches(records, tokenizer, batch_size, T, k_max, seed)
-    packed, packed_steps = packed_rm_batches(records, tokenizer, packed_rows, T, seed, 1.0, multiple)
     real, padded_steps = sum(lengths), len(records) / batch_size
-    return [Layout("rm", "padded", f"{batch_size} x {k_max} x {T}", batch_size * k_max * T, padded_steps, real,
-                   _first(padded, padded_steps, n_batches), rm_loss),
-            Layout("rm", "packed", f"{packed_rows} x {T}", packed_rows * T, packed_steps, real,
-                   _first(packed, packed_steps, n_batches), rm_loss)]
+    out = [Layout("rm", "padded", f"{batch_size} x {k_max} x {T}", batch_size * k_max * T, padded_steps, real,
+                  _first(padded, padded_steps, n_batches), rm_loss)]
+    # Shared prompts lay each prompt once before its responses: fewer tokens for the same sequences scored,
+    # so `real` (every response with its own prompt) stays the work both layouts do.
+    for name, share in (("packed", False), ("packed, shared prompts", True)):
+        packed, packed_steps = packed_rm_batches(records, tokenizer, packed_rows, T, seed, 1.0, multiple,
+                                                 share_prompt=share)
+        out.append(Layout("rm", name, f"{packed_rows} x {T}", packed_rows * T, packed_steps, real,
+                          _first(packed, packed_steps, n_batches), rm_loss))
+    return out
 
 
 def layout_figures(real_tokens: int, steps_per_epoch: float, slots_per_step: int, step_s: float) -> dict:

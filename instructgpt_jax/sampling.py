@@ -246,7 +246,8 @@ def generate_texts(generate, params, tokenizer, prompts: list[str], prompt_len: 
     rounded up to a multiple of `bucket`, at most `prompt_len`; 0 = every batch at `prompt_len`), left-padded
     to it: a few compiled shapes, and a prefill and KV cache no longer than the batch needs. A bucket's last
     batch is filled with copies of its first prompt, whose samples are discarded. The batch that starts at
-    position s of the bucket-sorted order samples with fold_in(rng, s). With `desc`, a progress bar counts the samples.
+    position s of the bucket-sorted order samples with fold_in(rng, s). With `desc`, a progress bar counts
+    the samples.
     """
     bar = metrics.progress(len(prompts), 0, desc) if desc else None
     encoded = [tokenizer.encode_prompt(p) for p in prompts]

@@ -103,12 +103,14 @@ def test_real_length_layouts_count_the_tokens_their_batches_hold():
 
     records = [{"prompt": e["prompt"], "responses": [e["response"], e["response"] + "x", "y"][:2 + i % 2],
                 "ranks": list(range(2 + i % 2))} for i, e in enumerate(examples[:8])]
-    rm_padded, rm_packed = bench_lengths.rm_layouts(records, tokenizer, 4, 8, 64, 256, 0, 10, 1)
+    rm_padded, rm_packed, rm_shared = bench_lengths.rm_layouts(records, tokenizer, 4, 8, 64, 256, 0, 10, 1)
     batch_real = sum((b["attention_mask"] & b["k_mask"][:, :, None]).sum() for b in rm_padded.batches)
-    assert rm_padded.real_tokens == rm_packed.real_tokens == batch_real  # K-padding copies are not real tokens
+    # K-padding copies are not real tokens; shared prompts do the same sequences' work in fewer tokens
+    assert rm_padded.real_tokens == rm_packed.real_tokens == rm_shared.real_tokens == batch_real
     assert rm_padded.shape == "4 x 3 x 64" and rm_padded.slots_per_step == 4 * 3 * 64
     assert rm_packed.steps_per_epoch == len(rm_packed.batches)
     assert sum(b["attention_mask"].sum() for b in rm_packed.batches) == batch_real
+    assert sum(b["attention_mask"].sum() for b in rm_shared.batches) < batch_real and "branch_ids" in rm_shared.batches[0]
 
 
 def test_prompt_figures():

@@ -82,7 +82,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             raise ValueError("config.rm.packed_rows packs whole prompts; set it to 0 with config.rm.pairs_shuffled")
         sharding.check_divisible(rm.packed_rows, mesh, "config.rm.packed_rows")
         batches, epoch_steps = packed_rm_batches(examples, tokenizer, rm.packed_rows, seq_len, t.seed, t.epochs,
-                                                 mesh.shape["data"] * mesh.shape["fsdp"], rm.share_prompt)
+                                                 mesh.shape["data"] * mesh.shape["fsdp"],
+                                                 share_prompt=rm.share_prompt)
     else:
         sharding.check_divisible(batch_size, mesh, "config.rm.pair_batch_size" if rm.pairs_shuffled else "config.train.batch_size")
         batches = batching.rm_batches(examples, tokenizer, batch_size, seq_len, k_max, t.seed)
