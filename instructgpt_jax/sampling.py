@@ -239,12 +239,13 @@ def sample_cli(workdir: str, prompts: list[str], max_new_tokens: int = 64, tempe
 
 
 def generate_texts(generate, params, tokenizer, prompts: list[str], prompt_len: int, batch_size: int, rng,
-                   mesh=None, desc: str = "", bucket: int = 16) -> tuple[list[str], np.ndarray]:
+                   mesh=None, desc: str = "", bucket: int = 0) -> tuple[list[str], np.ndarray]:
     """(response texts, response lengths in tokens) of `generate` (sampling.make_generate) for each prompt.
 
-    Prompts go in fixed batches of `batch_size` rows, each batch of prompts of one length bucket (the length
-    rounded up to a multiple of `bucket`, at most `prompt_len`; 0 = every batch at `prompt_len`), left-padded
-    to it: a few compiled shapes, and a prefill and KV cache no longer than the batch needs. A bucket's last
+    Prompts go in fixed batches of `batch_size` rows left-padded to `prompt_len` (one compiled shape), or with
+    `bucket` > 0 each batch of prompts of one length bucket (the length rounded up to a multiple of `bucket`,
+    at most `prompt_len`) left-padded to it: a prefill and KV cache no longer than the batch needs, at one
+    compile per bucket (worth it for the compare stage's ~70k samples, not for a few hundred). A bucket's last
     batch is filled with copies of its first prompt, whose samples are discarded. The batch that starts at
     position s of the bucket-sorted order samples with fold_in(rng, s). With `desc`, a progress bar counts
     the samples.

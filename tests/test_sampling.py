@@ -286,7 +286,9 @@ def test_generate_texts_buckets_prompts_by_length_without_changing_a_sample():
     greedy = SampleConfig(max_new_tokens=N, temperature=0.0, eos_id=cfg.vocab_size, pad_id=tok.pad_id)
     texts = ["a" * n for n in (3, 40, 17, 5, 33, 12, 1, 20)]
     one_shape, _ = generate_texts(generator(graphdef, greedy), params, tok, texts, 48, 4, jax.random.key(0), bucket=0)
-    bucketed, lengths = generate_texts(generator(graphdef, greedy), params, tok, texts, 48, 4, jax.random.key(0))
+    bucketed, lengths = generate_texts(generator(graphdef, greedy), params, tok, texts, 48, 4, jax.random.key(0),
+                                       bucket=16)
     assert bucketed == one_shape and lengths.tolist() == [N] * len(texts) and len(set(bucketed)) > 4
-    alone = [generate_texts(generator(graphdef, greedy), params, tok, [t], 48, 4, jax.random.key(0))[0][0] for t in texts[:3]]
+    alone = [generate_texts(generator(graphdef, greedy), params, tok, [t], 48, 4, jax.random.key(0), bucket=16)[0][0]
+             for t in texts[:3]]
     assert alone == bucketed[:3]

@@ -114,7 +114,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         with jax.set_mesh(mesh):
             got, got_lengths = generate_texts(source_generate, source_params, tokenizer,
                                               [prompts[owner[i]] for i in rows], prompt_len, c.batch_rows, key, mesh,
-                                              desc="compare" if len(sources) == 1 else f"compare ({sources[s][0]})")
+                                              desc="compare" if len(sources) == 1 else f"compare ({sources[s][0]})",
+                                              bucket=c.prompt_bucket)
         for i, text, n in zip(rows, got, got_lengths):
             texts[i], lengths[i] = text, n
     elapsed = time.perf_counter() - t0
