@@ -79,15 +79,21 @@ def lay_row(encoded, members, share_prompt: bool = False):
 def packed_batch(encoded, rows, seq_len: int, pad_id: int, share_prompt: bool = False) -> dict:
     """Rows of several examples each (`lay_row`), right-aligned like batching.sft_batch, with segment ids
     1, 2, ... (and branch_ids, with `share_prompt`)."""
-    B = len(rows)
+    return _packed_rows(encoded, rows, seq_len, pad_id, share_prompt)[0]
+
+
+def _packed_rows(encoded, rows, seq_len: int, pad_id: int, share_prompt: bool):
+    """`packed_batch`'s arrays and, per row, the slot of each member's last token."""
+    B, row_ends = len(rows), []
     out = {"tokens": np.full((B, seq_len), pad_id, np.int32), "positions": np.zeros((B, seq_len), np.int32),
            "attention_mask": np.zeros((B, seq_len), bool), "loss_mask": np.zeros((B, seq_len), bool),
            "segment_ids": np.zeros((B, seq_len), np.int32)}
     if share_prompt:
         out["branch_ids"] = np.zeros((B, seq_len), np.int32)
     for b, row in enumerate(rows):
-        tokens, positions, segs, branches, loss, _ = lay_row(encoded, row, share_prompt)
+        tokens, positions, segs, branches, loss, ends = lay_row(encoded, row, share_prompt)
         t = seq_len - len(tokens)
+        row_ends.append([t + end for end in ends])
         out["tokens"][b, t:] = tokens
         out["positions"][b, t:] = positions
         out["attention_mask"][b, t:] = True
@@ -95,7 +101,7 @@ def packed_batch(encoded, rows, seq_len: int, pad_id: int, share_prompt: bool = 
         out["segment_ids"][b, t:] = segs
         if share_prompt:
             out["branch_ids"][b, t:] = branches
-    return out
+    return out, row_ends
 
 
 def shared_units(encoded, seq_len: int, share_prompt: bool, groups=None) -> list[list[int]]:
@@ -166,14 +172,12 @@ def pack_segments(encoded, layout, rows: int, seq_len: int, pad_id: int, max_seg
     """Packed rows (`packed_batch`, `rows` of them) of the (prompt ids, response ids) segments `encoded`
     laid out as `layout` (lists of indices into `encoded` per row), with seg_row / seg_end (max_segments,),
     the row and last token of encoded[j] at j. `share_prompt`: consecutive members with one prompt share it."""
-    out = packed_batch(encoded, layout + [[]] * (rows - len(layout)), seq_len, pad_id, share_prompt)
+    out, row_ends = _packed_rows(encoded, layout + [[]] * (rows - len(layout)), seq_len, pad_id, share_prompt)
     del out["loss_mask"]
     seg_row, seg_end = np.zeros(max_segments, np.int32), np.zeros(max_segments, np.int32)
-    for row, members in enumerate(layout):
-        tokens, *_, ends = lay_row(encoded, members, share_prompt)
-        start = seq_len - len(tokens)  # right-aligned, as packed_batch
+    for row, (members, ends) in enumerate(zip(layout, row_ends)):
         for j, end in zip(members, ends):
-            seg_row[j], seg_end[j] = row, start + end
+            seg_row[j], seg_end[j] = row, end
     return {**out, "seg_row": seg_row, "seg_end": seg_end}
 
 
