@@ -6,8 +6,8 @@ the stages lay them out:
 - padded: one example per row, left-padded to seq_len (the SFT stage with packing=False: batching.sft_batch,
   (B, T); the RM stage with packed_rows=0: batching.rm_batch, (B, k_max, T), every prompt padded to the data's
   largest K with copies of its first response and every response to T);
-- packed: several examples per row of seq_len, each attending only to itself (the SFT stage with packing=True:
-  packing.packed_batches; the RM stage with packed_rows > 0: whole prompts with their K responses,
+- packed: several examples per row of seq_len, each attending only to itself (SFT greedily in order, and
+  best-fit within windows as the SFT stage with packing=True: packing.packed_batches; the RM stage with packed_rows > 0: whole prompts with their K responses,
   packing.packed_rm_batches).
 Over one epoch of the data, with `steps` the epoch's steps (fractional for the padded layouts: no wrap-around)
 and `slots` the token slots of one step (rows x seq_len),
@@ -29,7 +29,7 @@ import tempfile
 import numpy as np
 
 from instructgpt_jax.data import batching, formats
-from instructgpt_jax.data.packing import auto_seq_len, encode_examples, pack_rows, packed_batches, packed_rm_batches
+from instructgpt_jax.data.packing import auto_seq_len, encode_examples, epoch_rows, packed_batches, packed_rm_batches
 from instructgpt_jax.reward import rm_loss
 from instructgpt_jax.sft import sft_loss
 
@@ -39,7 +39,7 @@ class Layout:
     """One stage's data laid out one way: what a step holds and the first batches of its epoch."""
 
     stage: str  # "sft" or "rm"
-    layout: str  # "padded" or "packed"
+    layout: str  # "padded", "packed", "packed best-fit", "packed, shared prompts"
     shape: str  # a step's token slots, e.g. "16 x 112" or "16 x 9 x 128"
     slots_per_step: int
     steps_per_epoch: float
@@ -63,18 +63,21 @@ def _first(batches, steps_per_epoch: float, n: int) -> list[dict]:
 
 
 def sft_layouts(examples, tokenizer, batch_size: int, seq_len: int, n_positions: int, seed: int, n_batches: int):
-    """SFT demonstrations padded (one per row) and packed (greedily, as packing.packed_batches), B rows of T."""
+    """SFT demonstrations padded (one per row), packed greedily in order and packed best-fit (the SFT default,
+    packing.packed_batches with pack_window 256), B rows of T."""
     encoded = encode_examples(examples, tokenizer)
     lengths = [len(p) + len(r) for p, r in encoded]
     T = seq_len or auto_seq_len(lengths, n_positions)
     padded = batching.sft_batches(examples, tokenizer, batch_size, T, seed)
-    packed, _ = packed_batches(encoded, batch_size, T, seed, 1.0, tokenizer.pad_id)
-    packed_steps = len(pack_rows(lengths, T, batching.epoch_order(len(encoded), seed, 0))) / batch_size
     shape, real = f"{batch_size} x {T}", sum(lengths)
-    return [Layout("sft", "padded", shape, batch_size * T, len(examples) / batch_size, real,
-                   _first(padded, len(examples) / batch_size, n_batches), sft_loss),
-            Layout("sft", "packed", shape, batch_size * T, packed_steps, real, _first(packed, packed_steps, n_batches),
-                   sft_loss)]
+    layouts = [Layout("sft", "padded", shape, batch_size * T, len(examples) / batch_size, real,
+                      _first(padded, len(examples) / batch_size, n_batches), sft_loss)]
+    for name, window in (("packed", 0), ("packed best-fit", 256)):
+        packed, _ = packed_batches(encoded, batch_size, T, seed, 1.0, tokenizer.pad_id, window)
+        steps = len(epoch_rows(lengths, T, seed, 0, window)) / batch_size
+        layouts.append(Layout("sft", name, shape, batch_size * T, steps, real, _first(packed, steps, n_batches),
+                              sft_loss))
+    return layouts
 
 
 def rm_layouts(records, tokenizer, batch_size: int, packed_rows: int, seq_len: int, n_positions: int, seed: int,

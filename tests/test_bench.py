@@ -84,22 +84,23 @@ def _examples(n: int) -> list[dict]:
 def test_real_length_layouts_count_the_tokens_their_batches_hold():
     tokenizer = make_tokenizer("byte")
     examples = _examples(16)  # 2 padded steps of 8: the whole epoch is timed
-    padded, packed = bench_lengths.sft_layouts(examples, tokenizer, 8, 64, 256, 0, 10)
+    padded, packed, best_fit = bench_lengths.sft_layouts(examples, tokenizer, 8, 64, 256, 0, 10)
     real = sum(len(tokenizer.encode_prompt(e["prompt"])) + len(tokenizer.encode_response(e["response"]))
                for e in examples)
-    assert padded.real_tokens == packed.real_tokens == real
+    assert padded.real_tokens == packed.real_tokens == best_fit.real_tokens == real
     assert len(padded.batches) == padded.steps_per_epoch == 2
     assert sum(b["attention_mask"].sum() for b in padded.batches) == real
     # The epoch's packed rows hold every example once (its last step wraps round to the first rows).
-    rows = int(packed.steps_per_epoch * 8)
-    segment_ids = np.concatenate([b["segment_ids"] for b in packed.batches])[:rows]
-    assert rows < 16 and segment_ids.max(-1).sum() == 16 and (segment_ids > 0).sum() == real
+    for layout in (packed, best_fit):
+        rows = int(layout.steps_per_epoch * 8)
+        segment_ids = np.concatenate([b["segment_ids"] for b in layout.batches])[:rows]
+        assert rows < 16 and segment_ids.max(-1).sum() == 16 and (segment_ids > 0).sum() == real
     def share(layout):
         return bench_lengths.layout_figures(layout.real_tokens, layout.steps_per_epoch, layout.slots_per_step,
                                             1.0)["padding_share"]
 
     assert share(padded) == pytest.approx(1 - real / (16 * 64))
-    assert 0 <= share(packed) < share(padded) < 1
+    assert 0 <= share(best_fit) <= share(packed) < share(padded) < 1
 
     records = [{"prompt": e["prompt"], "responses": [e["response"], e["response"] + "x", "y"][:2 + i % 2],
                 "ranks": list(range(2 + i % 2))} for i, e in enumerate(examples[:8])]
@@ -144,11 +145,12 @@ def test_smoke_bench_writes_every_figure(tmp_path):
         assert ppo[f"{k}_flops"] > 0 and ppo[f"{k}_floor_s"] > 0 and ppo[f"{k}_time_over_floor"] > 0
     real = result["real_lengths"]
     assert [(r["stage"], r["layout"]) for r in real["rows"]] == [
-        ("sft", "padded"), ("sft", "packed"), ("rm", "padded"), ("rm", "packed")]
+        ("sft", "padded"), ("sft", "packed"), ("sft", "packed best-fit"),
+        ("rm", "padded"), ("rm", "packed"), ("rm", "packed, shared prompts")]
     for row in real["rows"]:
         assert row["real_tokens_per_s"] > 0 and 0 <= row["padding_share"] < 1
         assert row["recompiles_after_warmup"] == 0
-    for padded, packed in (real["rows"][:2], real["rows"][2:]):
+    for padded, packed in (real["rows"][:2], real["rows"][3:5]):
         assert packed["padding_share"] <= padded["padding_share"]
     prompts = real["ppo_prompts"]
     assert 0 < prompts["min"] <= prompts["median"] <= prompts["max"]

@@ -56,6 +56,54 @@ def test_pack_rows_places_every_example_once_within_the_row():
     assert rows == [[3], [0], [1], [2, 4, 5], [6]]
 
 
+def _best_fit_reference(lengths, seq_len, order, window, seed):
+    """Best fit decreasing, spelled out: for each window, examples longest first (ties in window order), each
+    into the fullest row it fits, then the window's rows in a seeded order."""
+    rows = []
+    for w, start in enumerate(range(0, len(order), window)):
+        chunk = list(order[start:start + window])
+        chunk = [chunk[j] for j in np.argsort([-lengths[i] for i in chunk], kind="stable")]
+        bins = []
+        for i in chunk:
+            room = [seq_len - sum(lengths[m] for m in b) for b in bins]
+            ok = [r for r in range(len(bins)) if room[r] >= lengths[i]]
+            if ok:
+                bins[min(ok, key=lambda r: (room[r], r))].append(i)
+            else:
+                bins.append([i])
+        rows += [bins[r] for r in np.random.default_rng([*seed, w]).permutation(len(bins))]
+    return rows
+
+
+def test_best_fit_rows_match_the_reference_and_fill_more_than_greedy():
+    rng = np.random.default_rng(3)
+    lengths = [int(x) for x in rng.integers(5, 60, 300)]
+    order = [int(i) for i in rng.permutation(300)]
+    rows = packing.best_fit_rows(lengths, 64, order, 50, [7, 1])
+    assert rows == _best_fit_reference(lengths, 64, order, 50, [7, 1])
+    assert all(sum(lengths[i] for i in row) <= 64 for row in rows)
+    # every example once, and each within its window of `order`
+    assert sorted(i for row in rows for i in row) == list(range(300))
+    place = {i: k // 50 for k, i in enumerate(order)}
+    assert all(len({place[i] for i in row}) == 1 for row in rows)
+    assert len(rows) < len(packing.pack_rows(lengths, 64, order))
+    # the whole order in one window: no row could take another row's smallest example
+    one = packing.best_fit_rows(lengths, 64, order, 300, [0, 0])
+    assert one == _best_fit_reference(lengths, 64, order, 300, [0, 0])
+    assert len(one) <= len(rows)
+
+
+def test_packed_batches_cover_each_epoch_once_with_best_fit():
+    encoded = packing.encode_examples(EXAMPLES * 5, TOK)
+    batches, steps = packing.packed_batches(encoded, 2, 96, seed=0, epochs=2.0, pad_id=TOK.pad_id, window=8)
+    epochs = [packing.epoch_rows([len(p) + len(r) for p, r in encoded], 96, 0, e, 8) for e in (0, 1)]
+    for rows in epochs:
+        assert sorted(i for row in rows for i in row) == list(range(len(encoded)))
+    assert epochs[0] != epochs[1]
+    assert steps == -(-(len(epochs[0]) + len(epochs[1])) // 2)
+    assert batches(3)["segment_ids"].shape == (2, 96)
+
+
 def test_packed_rows_give_the_same_losses_as_separate_examples():
     """Block-diagonal attention and per-example positions: packing changes no example's token losses."""
     model = make_model(CFG, seed=2)

@@ -89,7 +89,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          "(raise it, or set 0 to fit the data)")
 
     if t.packing:
-        batches, epoch_steps = packed_batches(encoded, t.batch_size, seq_len, t.seed, t.epochs, tokenizer.pad_id)
+        batches, epoch_steps = packed_batches(encoded, t.batch_size, seq_len, t.seed, t.epochs, tokenizer.pad_id,
+                                              t.get("pack_window", 0))
     else:
         batches = batching.sft_batches(train_ex, tokenizer, t.batch_size, seq_len, t.seed)
         epoch_steps = max(1, math.ceil(t.epochs * len(train_ex) / t.batch_size))
