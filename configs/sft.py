@@ -50,7 +50,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.train = train_config(steps=30, batch_size=16, seq_len=0,
                                     epochs=1.0,    # passes over the demonstrations when steps = 0
                                     packing=True,  # several demonstrations per row, each attending to itself only
-                                    pack_window=256,  # best-fit packing within windows of this many (0 = in order)
+                                    # rows packed greedily in order; N > 0: best-fit within windows of N demonstrations
+                                    # (fuller rows, fewer steps an epoch: docs/RESULTS.md, "SFT rows packed best-fit")
+                                    pack_window=0,
                                     log_every=10, eval_every=30, checkpoint_every=30)
         config.eval.num_prompts = 16
         config.eval.batch_size = 16
@@ -58,7 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     elif arg == "tiny":
         config.model = model_config("tiny", dropout=0.1)
         config.optim = optim_config(lr=3e-3, warmup_steps=20, weight_decay=0.0)
-        config.train = train_config(steps=0, batch_size=16, seq_len=128, epochs=12.0, packing=True, pack_window=256,
+        config.train = train_config(steps=0, batch_size=16, seq_len=128, epochs=12.0, packing=True, pack_window=0,
                                     log_every=20, eval_every=200, checkpoint_every=200)
     elif arg == "gpt2":
         config.model = model_config("gpt2", dropout=0.2, dtype="bfloat16")

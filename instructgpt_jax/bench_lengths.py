@@ -6,9 +6,9 @@ the stages lay them out:
 - padded: one example per row, left-padded to seq_len (the SFT stage with packing=False: batching.sft_batch,
   (B, T); the RM stage with packed_rows=0: batching.rm_batch, (B, k_max, T), every prompt padded to the data's
   largest K with copies of its first response and every response to T);
-- packed: several examples per row of seq_len, each attending only to itself (SFT greedily in order, and
-  best-fit within windows as the SFT stage with packing=True: packing.packed_batches; the RM stage with packed_rows > 0: whole prompts with their K responses,
-  packing.packed_rm_batches).
+- packed: several examples per row of seq_len, each attending only to itself (the SFT stage with packing=True:
+  packing.packed_batches, greedily in order and best-fit within windows; the RM stage with packed_rows > 0:
+  whole prompts with their K responses, packing.packed_rm_batches).
 Over one epoch of the data, with `steps` the epoch's steps (fractional for the padded layouts: no wrap-around)
 and `slots` the token slots of one step (rows x seq_len),
     padding share      = 1 - real tokens / (steps x slots)
@@ -63,8 +63,8 @@ def _first(batches, steps_per_epoch: float, n: int) -> list[dict]:
 
 
 def sft_layouts(examples, tokenizer, batch_size: int, seq_len: int, n_positions: int, seed: int, n_batches: int):
-    """SFT demonstrations padded (one per row), packed greedily in order and packed best-fit (the SFT default,
-    packing.packed_batches with pack_window 256), B rows of T."""
+    """SFT demonstrations padded (one per row), packed greedily in order (the SFT default) and packed best-fit
+    within windows of 256 (config.train.pack_window 256), B rows of T (packing.packed_batches)."""
     encoded = encode_examples(examples, tokenizer)
     lengths = [len(p) + len(r) for p, r in encoded]
     T = seq_len or auto_seq_len(lengths, n_positions)

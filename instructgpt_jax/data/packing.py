@@ -2,10 +2,10 @@
 
 A packed row lays its examples out right-aligned, one after another, each with its own positions and a
 segment id (1, 2, ...; 0 is padding); model.packed_key_mask turns the segment ids into a block-diagonal
-attention mask. SFT packs demonstrations best-fit within windows (`best_fit_rows`, `packed_batches`); the reward model packs
-whole prompts, each with its K responses as segments, so a step still holds every pair of a prompt
-(`pack_prompts`, `packed_rm_batches`); scoring packs (prompt, response) texts as segments read at their
-last token (`pack_segments`). With `share_prompt` (the RM's default), a prompt's responses follow one copy
+attention mask. SFT packs demonstrations greedily in order or best-fit within windows (`pack_rows`,
+`best_fit_rows`, `packed_batches`); the reward model packs whole prompts, each with its K responses as
+segments, so a step still holds every pair of a prompt (`pack_prompts`, `packed_rm_batches`); scoring packs
+(prompt, response) texts as segments read at their last token (`pack_segments`). With `share_prompt` (the RM's default), a prompt's responses follow one copy
 of the prompt in a row, each seeing the prompt and itself only (`lay_row`): the same scores from about half
 the tokens. Every batch function is a pure function of the step (exact resume).
 """
@@ -155,13 +155,15 @@ def unit_length(encoded, unit) -> int:
 def epoch_rows(lengths, seq_len: int, seed: int, epoch: int, window: int) -> list[list[int]]:
     """The rows of one SFT epoch: its seeded order packed best-fit within windows (0 = greedily in order)."""
     order = batching.epoch_order(len(lengths), seed, epoch)
-    return best_fit_rows(lengths, seq_len, order, window, [seed, epoch]) if window else pack_rows(lengths, seq_len, order)
+    if window:
+        return best_fit_rows(lengths, seq_len, order, window, [seed, epoch])
+    return pack_rows(lengths, seq_len, order)
 
 
 def packed_batches(encoded, batch_size: int, seq_len: int, seed: int, epochs: float, pad_id: int,
-                   window: int = 256):
-    """(batches(step), steps): each epoch a fresh seeded order packed best-fit within windows of `window`
-    examples (`best_fit_rows`; 0 = greedily in order, `pack_rows`); a pure function of step."""
+                   window: int = 0):
+    """(batches(step), steps): each epoch a fresh seeded order packed greedily (`pack_rows`), or best-fit
+    within windows of `window` examples (`best_fit_rows`); a pure function of step."""
     lengths = [len(p) + len(r) for p, r in encoded]
     rows = []
     for epoch in range(max(1, math.ceil(epochs))):
