@@ -5,9 +5,9 @@ segment id (1, 2, ...; 0 is padding); model.packed_key_mask turns the segment id
 attention mask. SFT packs demonstrations greedily in order or best-fit within windows (`pack_rows`,
 `best_fit_rows`, `packed_batches`); the reward model packs whole prompts, each with its K responses as
 segments, so a step still holds every pair of a prompt (`pack_prompts`, `packed_rm_batches`); scoring packs
-(prompt, response) texts as segments read at their last token (`pack_segments`). With `share_prompt` (the RM's default), a prompt's responses follow one copy
-of the prompt in a row, each seeing the prompt and itself only (`lay_row`): the same scores from about half
-the tokens. Every batch function is a pure function of the step (exact resume).
+(prompt, response) texts as segments read at their last token (`pack_segments`). With `share_prompt` (the
+RM's default), a prompt's responses follow one copy of the prompt in a row, each seeing the prompt and
+itself only (`lay_row`): the same scores from about half the tokens. Every batch function is a pure function of the step (exact resume).
 """
 
 from __future__ import annotations
