@@ -7,7 +7,8 @@ attention mask. SFT packs demonstrations greedily in order or best-fit within wi
 segments, so a step still holds every pair of a prompt (`pack_prompts`, `packed_rm_batches`); scoring packs
 (prompt, response) texts as segments read at their last token (`pack_segments`). With `share_prompt` (the
 RM's default), a prompt's responses follow one copy of the prompt in a row, each seeing the prompt and
-itself only (`lay_row`): the same scores from about half the tokens. Every batch function is a pure function of the step (exact resume).
+itself only (`lay_row`): the same scores from about half the tokens. Every batch function is a pure
+function of the step (exact resume).
 """
 
 from __future__ import annotations
