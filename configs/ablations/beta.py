@@ -6,20 +6,22 @@ W (after the colon; default runs/pipeline) is a pipeline workdir whose world, SF
 (`instructgpt pipeline --config configs/pipeline.py:default --workdir W`); every run starts from W/sft and
 W/rm and differs only in beta. Plain PPO (ptx_coef 0), so the KL to SFT is beta's doing alone: with the
 pretraining term the policy also drifts towards the corpus (configs/ablations/ptx.py sweeps that).
-Six PPO runs of 100 iterations each. `W/sweep_beta/sweep.png` plots gold and RM score against KL for
+Seven PPO runs of 100 iterations each (0.1 is the pipeline default's). `W/sweep_beta/sweep.png` plots gold and RM score against KL for
 every run. The measured sweep (RM score, KL, length and gold per beta, with the current and the earlier
 labelers): docs/RESULTS.md, "KL coefficient: the beta sweep and a strong-KL variant".
 """
 
 import ml_collections
 
-BETAS = {"beta_0": 0.0, "beta_0002": 0.002, "beta_0005": 0.005, "beta_002": 0.02, "beta_005": 0.05, "beta_02": 0.2}
+BETAS = {"beta_0": 0.0, "beta_0002": 0.002, "beta_0005": 0.005, "beta_002": 0.02, "beta_005": 0.05, "beta_01": 0.1,
+         "beta_02": 0.2}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     workdir = arg or "runs/pipeline"
     paths = {"init_policy": f"{workdir}/sft", "init_value": f"{workdir}/rm", "reward_model": f"{workdir}/rm",
-             "data": {"prompts": f"{workdir}/world/ppo.jsonl", "eval_prompts": f"{workdir}/world/eval.jsonl"}}
+             "data": {"prompts": f"{workdir}/world/ppo.jsonl", "eval_prompts": f"{workdir}/world/eval.jsonl",
+                      "corpus": {"source": "web"}}}  # the pipeline default's corpus: its held-out loss is the tax
     config = ml_collections.ConfigDict()
     config.base = "configs/ppo.py:ppo"
     config.runs = ml_collections.ConfigDict(
