@@ -7,8 +7,9 @@ W (after the colon; default runs/pipeline) is a pipeline workdir whose world, SF
 W/rm and differs only in beta. Plain PPO (ptx_coef 0), so the KL to SFT is beta's doing alone: with the
 pretraining term the policy also drifts towards the corpus (configs/ablations/ptx.py sweeps that).
 Seven PPO runs of 100 iterations each (0.1 is the pipeline default's). `W/sweep_beta/sweep.png` plots gold
-and RM score against KL for every run. The measured sweep (RM score, KL, length and gold per beta, with the current and the earlier
-labelers): docs/RESULTS.md, "KL coefficient: the beta sweep and a strong-KL variant".
+and RM score against KL for every run. The measured sweeps (RM score, KL, length and gold per beta):
+docs/RESULTS.md, "KL coefficient: the beta sweep and a strong-KL variant" (earlier labelers and RMs) and
+"The beta sweep on the calibrated-label RM".
 """
 
 import ml_collections
