@@ -87,7 +87,7 @@ def test_best_fit_rows_match_the_reference_and_fill_more_than_greedy():
     place = {i: k // 50 for k, i in enumerate(order)}
     assert all(len({place[i] for i in row}) == 1 for row in rows)
     assert len(rows) < len(packing.pack_rows(lengths, 64, order))
-    # the whole order in one window: no row could take another row's smallest example
+    # one window over the whole order: the reference again, and no more rows than windows of 50 give
     one = packing.best_fit_rows(lengths, 64, order, 300, [0, 0])
     assert one == _best_fit_reference(lengths, 64, order, 300, [0, 0])
     assert len(one) <= len(rows)
