@@ -9,7 +9,8 @@ prompt); each prompt's samples are ranked by two distinct random labelers and th
 the pairs the first does not tie (`labelers.untied_agreement`, as `compare/labeler_agreement`). `--labeler
 key=value` overrides the pool's settings: the way to calibrate `world.labelers.noise_mean` on a new policy's
 samples (docs/RESULTS.md). Prints one line overall and one per family (its kind, prompts, mean gold, mean
-within-prompt gold spread, agreement, metadata rates).
+within-prompt gold spread, the share of response pairs whose gold ties and whose gold differs by at least
+`MARGIN` (the pairs that can teach an RM the family's check), agreement, metadata rates).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+
+MARGIN = 0.3  # a gold gap the labelers' noise rarely reverses: an informative pair
 
 
 def probe(workdir: str, labeler_overrides: dict, seed: int = 0) -> dict:
@@ -45,6 +49,9 @@ def probe(workdir: str, labeler_overrides: dict, seed: int = 0) -> dict:
         gold = w.gold_score([prompt] * len(ys), ys)
         d["gold"] += gold.tolist()
         d["spread"].append(float(np.ptp(gold)))
+        gaps = np.abs(gold[:, None] - gold[None, :])[np.triu_indices(len(ys), 1)]
+        d["tied"] += (gaps < 1e-9).tolist()
+        d["informative"] += (gaps >= MARGIN).tolist()
         la, lb = rng.choice(w.labelers.n, 2, replace=False)
         agree, pairs = labelers.untied_agreement(w.rank(prompt, ys, la, rng), w.rank(prompt, ys, lb, rng))
         d["agree"].append(agree)
@@ -56,6 +63,7 @@ def probe(workdir: str, labeler_overrides: dict, seed: int = 0) -> dict:
     for name, d in by.items():
         families[name] = {"kind": judge.FAMILIES[name].kind, "prompts": len(d["spread"]),
                           "gold": float(np.mean(d["gold"])), "spread": float(np.mean(d["spread"])),
+                          "tied": float(np.mean(d["tied"])), "informative": float(np.mean(d["informative"])),
                           "agreement": sum(d["agree"]) / max(sum(d["pairs"]), 1), "pairs": sum(d["pairs"]),
                           **{k: float(np.mean(d[k])) for k in ("violates_constraints", "hallucinates", "inappropriate",
                                                                "fails_to_attempt") if d[k]}}
@@ -80,7 +88,7 @@ def main(argv=None) -> None:
     for name, f in sorted(out["families"].items(), key=lambda kv: (order.get(kv[1]["kind"], 9), kv[0])):
         meta = " ".join(f"{k}={f[k]:.2f}" for k in ("violates_constraints", "hallucinates", "inappropriate") if k in f)
         print(f"{name:12s} {f['kind']:10s} prompts {f['prompts']:4d}  gold {f['gold']:.3f}  spread {f['spread']:.2f}  "
-              f"agree {f['agreement']:.3f}  {meta}")
+              f"tied {f['tied']:.2f}  gap>={MARGIN} {f['informative']:.2f}  agree {f['agreement']:.3f}  {meta}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ def test_probe_counts_families_agreement_and_metadata(tmp_path, capsys):
     capitals, harmful = out["families"]["capitals"], out["families"]["harmful"]
     assert capitals["kind"] == "constraint" and capitals["violates_constraints"] == 1 / 3
     assert harmful["inappropriate"] == 0.5 and harmful["spread"] == 1.0
+    assert harmful["tied"] == 0.0 and harmful["informative"] == 1.0  # one pair, a gap of 1
+    assert 0.0 <= capitals["tied"] <= 1.0 and capitals["informative"] > 0  # three pairs: caps against plain
     # A refusal against a leak and caps against a plain line are gold gaps no labeler misreads.
     assert harmful["agreement"] == 1.0 and out["prompts"] == 2 and out["pairs"] >= 2
     noisy = compare_probe.probe(str(tmp_path), {"noise_mean": 5.0})
