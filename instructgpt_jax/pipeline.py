@@ -36,6 +36,7 @@ import re
 import time
 
 import jax
+import ml_collections
 
 from instructgpt_jax import evaluate, report, rounds, stages, tables, train
 from instructgpt_jax.config_base import separate_rm
@@ -132,10 +133,29 @@ def with_seed(source: str, seed: int) -> str:
     return source
 
 
+# Keys added to stage configs after workdirs existed, with the value that does what the code did before the key
+# (the stages read them with .get(key, that value)): at that value a key is left out of the fingerprint, at any
+# depth (the eval config holds SFT's), so a finished stage does not run again only because its config gained a
+# key that changes nothing.
+ADDED_KEYS = {("train", "pack_window"): 0}
+
+
+def _drop_added_keys(node, path=()) -> None:
+    for key in list(node.keys()):
+        value = node[key]
+        if isinstance(value, ml_collections.ConfigDict):
+            _drop_added_keys(value, path + (key,))
+        elif path[-1:] + (key,) in ADDED_KEYS and value == ADDED_KEYS[path[-1:] + (key,)]:
+            del node[key]
+
+
 def fingerprint(cfg, workdir: str) -> str:
-    """The stage config as JSON with the workdir written as $W, so the same stage of two runs compares equal."""
+    """The stage config as JSON with the workdir written as $W, so the same stage of two runs compares equal;
+    keys of `ADDED_KEYS` at their old behaviour's value are left out."""
     if cfg is None:
         return ""
+    cfg = cfg.copy_and_resolve_references()
+    _drop_added_keys(cfg)
     text = cfg.to_json_best_effort(sort_keys=True)
     for path in dict.fromkeys((os.path.abspath(workdir), workdir.rstrip("/") or "/")):
         # a whole path in a JSON string: the workdir itself or a path under it ("/w" must not match "/world")

@@ -118,6 +118,21 @@ def test_changed_eval_config_reruns_only_eval_and_report(smoke, capsys, tmp_path
     assert again["policies"]["ppo"]["gold"] == summary["policies"]["ppo"]["gold"]  # same samples on eval.jsonl
 
 
+def test_a_key_added_at_its_old_behaviour_leaves_the_fingerprint_as_before():
+    """Workdirs written before `train.pack_window` existed keep their SFT (and the eval, which holds SFT's
+    config): at 0 the key is left out of the fingerprint; at another value it counts."""
+    configs = pipeline.stage_configs(load_config("configs/pipeline.py:default"), "/w")
+    sft, ev = configs["sft"], configs["eval"]
+    assert sft.train.pack_window == 0 and ev.sft.train.pack_window == 0
+    old_sft, old_eval = sft.copy_and_resolve_references(), ev.copy_and_resolve_references()
+    del old_sft.train["pack_window"], old_eval.sft.train["pack_window"]
+    assert pipeline.fingerprint(sft, "/w") == pipeline.fingerprint(old_sft, "/w")
+    assert pipeline.fingerprint(ev, "/w") == pipeline.fingerprint(old_eval, "/w")
+    assert "pack_window" not in pipeline.fingerprint(sft, "/w") and sft.train.pack_window == 0  # cfg untouched
+    sft.train.pack_window = 256
+    assert pipeline.fingerprint(sft, "/w") != pipeline.fingerprint(old_sft, "/w")
+
+
 def test_lineage_follows_the_stages_a_stage_reads():
     config = load_config("configs/pipeline.py:default")
     names = pipeline.stage_names(config)
