@@ -146,7 +146,8 @@ def _drop_added_keys(node, path=()) -> None:
         if isinstance(value, ml_collections.ConfigDict):
             _drop_added_keys(value, path + (key,))
         elif path[-1:] + (key,) in ADDED_KEYS and value == ADDED_KEYS[path[-1:] + (key,)]:
-            del node[key]
+            with node.unlocked():  # a copy: the command line's config is locked
+                del node[key]
 
 
 def fingerprint(cfg, workdir: str) -> str:

@@ -123,13 +123,17 @@ def test_a_key_added_at_its_old_behaviour_leaves_the_fingerprint_as_before():
     config): at 0 the key is left out of the fingerprint; at another value it counts."""
     configs = pipeline.stage_configs(load_config("configs/pipeline.py:default"), "/w")
     sft, ev = configs["sft"], configs["eval"]
+    sft.lock(), ev.lock()  # as the command line leaves them
     assert sft.train.pack_window == 0 and ev.sft.train.pack_window == 0
     old_sft, old_eval = sft.copy_and_resolve_references(), ev.copy_and_resolve_references()
-    del old_sft.train["pack_window"], old_eval.sft.train["pack_window"]
+    with old_sft.unlocked(), old_eval.unlocked():
+        del old_sft.train["pack_window"], old_eval.sft.train["pack_window"]
     assert pipeline.fingerprint(sft, "/w") == pipeline.fingerprint(old_sft, "/w")
     assert pipeline.fingerprint(ev, "/w") == pipeline.fingerprint(old_eval, "/w")
     assert "pack_window" not in pipeline.fingerprint(sft, "/w") and sft.train.pack_window == 0  # cfg untouched
     sft.train.pack_window = 256
+    with pytest.raises(AttributeError):
+        sft.train.new_key = 1  # still locked
     assert pipeline.fingerprint(sft, "/w") != pipeline.fingerprint(old_sft, "/w")
 
 
