@@ -11,7 +11,8 @@ config fingerprint, its lineage (the fingerprints of the stages it reads, found 
 config, and theirs, hashed) and wall time; a rerun skips it when both are unchanged. A finished stage whose
 config or any upstream stage's config changed runs again from scratch, its old folder moved aside to
 W/<stage>.replaced-<time> (nothing is deleted): changing `--config.sft.train.epochs` on a finished workdir
-retrains SFT and redoes compare, RM, PPO and eval, not world or pretrain. A stage that was interrupted has no
+retrains SFT and redoes compare, RM, PPO and eval, not world or pretrain (a key new to a stage's config, at
+the value that keeps the old behaviour, does not count: `ADDED_KEYS`). A stage that was interrupted has no
 marker and runs again: training stages resume from their newest checkpoint and repeat the uninterrupted run
 exactly (batches and keys depend only on the step), the others are deterministic and cheap and start over.
 `config.stages` = "sft,rm" runs only those stages (their inputs must exist). After one progress line per
