@@ -17,8 +17,8 @@ marker and runs again: training stages resume from their newest checkpoint and r
 exactly (batches and keys depend only on the step), the others are deterministic and cheap and start over.
 `config.stages` = "sft,rm" runs only those stages (their inputs must exist). After one progress line per
 stage the pipeline ends with the results table of report.md and the paths of summary.json and report.md.
-A W/pretrain holding a finished checkpoint but no marker (`instructgpt import-hf --workdir W/pretrain`: GPT-2 weights as the base
-model) counts as done, whatever the pretrain config says.
+A W/pretrain holding a finished checkpoint but no marker (`instructgpt import-hf --workdir W/pretrain`: GPT-2
+weights as the base model) counts as done, whatever the pretrain config says.
 A sweep passes `reuse_from` (an earlier run's W): a stage whose config is identical there, and whose inputs
 were all reused too, is linked instead of retrained (a beta sweep retrains only PPO).
 `config.rounds` = R > 1 adds iterated RLHF before eval (rounds.py): stages round_<r>/compare, round_<r>/rm,
