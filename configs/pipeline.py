@@ -54,8 +54,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.comparisons_per_round = 0  # RM prompts labelled per round (the labelling budget); 0 = compare's num_prompts
     config.round_rm_init = "sft"  # rounds >= 2: "sft" trains the RM from SFT again, "previous" continues the last RM
     config.round_sft_mix = 0.0  # rounds >= 2: share of the compared samples drawn from SFT instead of the policy
-    config.model = ml_collections.FieldReference("nano" if smoke else "tiny")
-    config.tokenizer = ml_collections.FieldReference("byte")
+    # The tokenizer of every stage: the world tokenizer, a 2,048-id BPE trained on the world's text
+    # (tokenizer.WorldTokenizer), in which every word of the world is one token, so copying a word of the
+    # prompt is one step for the model (docs/RESULTS.md, "The world tokenizer"); "byte" is the tokenizer of
+    # the runs before it (then use the plain presets and --config.prompt_len=96 --config.max_new_tokens=48).
+    config.model = ml_collections.FieldReference("nano-world" if smoke else "tiny-world")
+    config.tokenizer = ml_collections.FieldReference("world")
+    # Token lengths of every stage that samples, in config.tokenizer's tokens: prompts are left-padded to
+    # prompt_len (the eval's to twice that, room for its few-shot prefix), responses stop at max_new_tokens.
+    # The world's longest PPO / eval prompt is 43 world tokens with its markers, its longest demonstration 23.
+    config.prompt_len = ml_collections.FieldReference(48)
+    config.max_new_tokens = ml_collections.FieldReference(24)
     # The RM's own preset ("" = the policy's). A larger one gets its own base model and SFT (stages rm_pretrain,
     # rm_sft, with the pretrain and sft configs) and PPO's value model starts from it, as in the paper, whose
     # 6B RM and value function serve its 1.3B policy.
@@ -110,4 +119,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config[stage].data.tokenizer = config.get_ref("tokenizer")
 
     config.eval = load_config("configs/eval.py:" + ("smoke" if smoke else "default"))
+    for stage in ("ppo", "ppo_ptx"):
+        config[stage].data.prompt_len = config.get_ref("prompt_len")
+        config[stage].ppo.max_new_tokens = config.get_ref("max_new_tokens")
+    config.compare.compare.max_new_tokens = config.get_ref("max_new_tokens")
+    config.sft.eval.max_new_tokens = config.eval.max_new_tokens = config.get_ref("max_new_tokens")
+    config.eval.prompt_len = config.get_ref("prompt_len") * 2
     return config

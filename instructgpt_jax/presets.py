@@ -37,6 +37,10 @@ PRESETS: dict[str, tuple[dict, float]] = {
     "nano": (dict(vocab_size=264, n_positions=256, n_layer=2, n_head=2, n_embd=64), 133_376),
     "tiny": (dict(vocab_size=264, n_positions=256, n_layer=4, n_head=4, n_embd=128), 859_904),
     "small_cpu": (dict(vocab_size=264, n_positions=256, n_layer=6, n_head=6, n_embd=192), 2_769_408),
+    # The same sizes for the world tokenizer's 2,048 ids (tokenizer.WorldTokenizer; the pipeline's default).
+    "nano-world": (dict(vocab_size=2048, n_positions=256, n_layer=2, n_head=2, n_embd=64), 247_552),
+    "tiny-world": (dict(vocab_size=2048, n_positions=256, n_layer=4, n_head=4, n_embd=128), 1_088_256),
+    "small_cpu-world": (dict(vocab_size=2048, n_positions=256, n_layer=6, n_head=6, n_embd=192), 3_111_936),
     # The Hugging Face TRL comparison config (DESIGN.md, performance targets).
     "trl_tiny": (dict(vocab_size=8192, n_positions=256, n_layer=4, n_head=4, n_embd=256), 5_322_240),
     "gpt1": (dict(vocab_size=40478, n_positions=512, n_layer=12, n_head=12, n_embd=768), 117e6),

