@@ -23,7 +23,7 @@ TABLE = (  # (summary key, header, format)
     ("win_rate_heldout", "win rate held-out instr.", "{:.3f}"), ("gold_heldout", "gold held-out instr.", "{:.3f}"),
     ("gold_diff", "gold - SFT (paired)", "{:+.3f}"), ("gold_diff_heldout", "gold - SFT held-out instr.", "{:+.3f}"),
 )
-PULSE_PRESETS = ("nano", "nano-neox")  # the smoke configs' models (133k parameters)
+PULSE_PRESETS = ("nano", "nano-world", "nano-neox")  # the smoke configs' models (0.13-0.25M parameters)
 REAL_RUN = "instructgpt pipeline --config configs/pipeline.py:default --workdir runs/default"
 METADATA = (  # (metadata_rates key, label): the paper's Figure 4 panels, as failure rates
     ("fails_to_attempt", "fails to attempt"), ("violates_constraints", "violates constraints"),

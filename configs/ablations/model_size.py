@@ -4,8 +4,8 @@
   python experiments/sweep.py --config configs/ablations/model_size.py --workdir runs/sweep_size --dry_run
 
 Three full pipelines (configs/pipeline.py:default) that differ only in `config.model`, the preset of every
-stage: nano (2 layers, d 64, 0.13M parameters), tiny (4 layers, d 128, 0.86M) and small_cpu (6 layers, d 192,
-2.8M); the world stage is shared (linked from the first run). Each run is a default pipeline at its size, so
+stage: nano-world (2 layers, d 64, 0.25M parameters), tiny-world (4 layers, d 128, 1.1M) and small_cpu-world
+(6 layers, d 192, 3.1M), the default's world tokenizer at each size; the world stage is shared (linked from the first run). Each run is a default pipeline at its size, so
 nano runs faster and small_cpu slower than the tiny default (its wall time: docs/RESULTS.md).
 Expected, as in the paper: the gold score of every policy rises with size, and at every size PPO-ptx beats
 its SFT in labeler win rate and gold. Win rates are against each size's own SFT, so compare gold across rows.
@@ -19,5 +19,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.base = "configs/pipeline.py:" + (arg or "default")
     config.runs = ml_collections.ConfigDict(
-        {name: {"model": name} for name in ("nano", "tiny", "small_cpu")}, sort_keys=False)
+        {name: {"model": f"{name}-world"} for name in ("nano", "tiny", "small_cpu")}, sort_keys=False)
     return config

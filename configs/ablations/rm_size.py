@@ -4,8 +4,8 @@ policies; Ouyang et al. 2022, sec. 3.5).
   python experiments/sweep.py --config configs/ablations/rm_size.py --workdir runs/sweep_rm_size
   python experiments/sweep.py --config configs/ablations/rm_size.py --workdir runs/sweep_rm_size --dry_run
 
-Two `pipeline :default` runs with the tiny policy: `same` (the RM is the tiny SFT network, the default) and
-`small_cpu` (`config.rm_model=small_cpu`: 6 layers, d 192, 3.2x the parameters; its own base model and SFT
+Two `pipeline :default` runs with the tiny-world policy: `same` (the RM is the policy's SFT network, the default)
+and `small_cpu` (`config.rm_model=small_cpu-world`: 6 layers, d 192, 3.2x the parameters; its own base model and SFT
 on the same corpus and demonstrations, stages rm_pretrain and rm_sft, then the RM on the same comparisons of
 the tiny SFT's samples; PPO's value model starts from it). The second run links world .. compare from the
 first and adds three stages (rm_pretrain, rm_sft, RM on the larger network). Measured (RM agreement, best-of-8
@@ -19,5 +19,5 @@ import ml_collections
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.base = "configs/pipeline.py:" + (arg or "default")
-    config.runs = ml_collections.ConfigDict({"same": {}, "small_cpu": {"rm_model": "small_cpu"}}, sort_keys=False)
+    config.runs = ml_collections.ConfigDict({"same": {}, "small_cpu": {"rm_model": "small_cpu-world"}}, sort_keys=False)
     return config
