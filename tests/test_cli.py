@@ -79,7 +79,7 @@ def test_command_help_lists_config_keys_defaults_meanings_and_flags(flag, capsys
 
 def test_command_help_follows_the_given_config(capsys):
     out = _help(capsys, "pipeline", "--config", "configs/pipeline.py:smoke", "--help")
-    assert "model = 'nano'" in out and "sft.train.steps = 30" in out
+    assert "model = 'nano-world'" in out and "sft.train.steps = 30" in out
     assert "sft.init_from = ''" in out and "pretraining stage folder" in out  # the stage file's meaning
 
 

@@ -56,20 +56,20 @@ def test_config_links_model_and_tokenizer():
 def test_a_larger_rm_gets_its_own_base_model_and_sft():
     config = load_config("configs/pipeline.py:default")
     assert pipeline.stage_names(config) == list(pipeline.STAGES)  # rm_model "" = the policy's preset
-    apply_overrides(config, {"rm_model": "small_cpu"})
+    apply_overrides(config, {"rm_model": "small_cpu-world"})
     names = pipeline.stage_names(config)
     assert names[names.index("sft") + 1:names.index("compare")] == ["rm_pretrain", "rm_sft"]
     wired = pipeline.stage_configs(config, "/w")
-    assert wired["rm_pretrain"].model.preset == wired["rm_sft"].model.preset == wired["rm"].model.preset == "small_cpu"
+    assert wired["rm_pretrain"].model.preset == wired["rm_sft"].model.preset == wired["rm"].model.preset == "small_cpu-world"
     assert wired["rm_sft"].init_from == "/w/rm_pretrain" and wired["rm_sft"].data.train == "/w/world/sft.jsonl"
     assert wired["rm"].init_from == "/w/rm_sft" and wired["rm"].data.train == "/w/compare/rm.jsonl"
     for stage in ("pretrain", "sft", "ppo", "ppo_ptx"):  # the policy, its reference and the compared samples: tiny
-        assert wired[stage].model.preset == "tiny"
+        assert wired[stage].model.preset == "tiny-world"
     assert wired["ppo"].reward_model == wired["ppo"].init_value == "/w/rm" and wired["compare"].policy == "/w/sft"
     assert wired["rm_sft"].train.epochs == wired["sft"].train.epochs  # the same demonstrations, the same recipe
     apply_overrides(config, {"rounds": 2, "comparisons_per_round": 100})
     wired = pipeline.stage_configs(config, "/w")
-    assert wired["round_2/rm"].rm.init_from == "/w/rm_sft" and wired["round_2/rm"].rm.model.preset == "small_cpu"
+    assert wired["round_2/rm"].rm.init_from == "/w/rm_sft" and wired["round_2/rm"].rm.model.preset == "small_cpu-world"
 
 
 def test_smoke_pipeline_end_to_end(smoke, capsys):

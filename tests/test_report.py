@@ -115,8 +115,9 @@ def test_partial_workdir_lists_missing_plots(tmp_path):
 
 
 @pytest.mark.parametrize("config, sft_config, pulse", [
-    ({"model": "nano"}, None, True),  # configs/pipeline.py:smoke
-    ({"model": "tiny"}, None, False),  # configs/pipeline.py:default
+    ({"model": "nano-world"}, None, True),  # configs/pipeline.py:smoke
+    ({"model": "tiny-world"}, None, False),  # configs/pipeline.py:default
+    ({"model": "nano"}, None, True),  # the smoke run before the world tokenizer
     ({"model": "nano"}, {"model": {"preset": "gpt2"}}, False),  # SFT trained an imported GPT-2: not a pulse
     ({"model": "tiny"}, {"model": {"preset": "nano-neox"}}, True),
     (None, None, False),  # `instructgpt eval` into a workdir without the pipeline's config.json
