@@ -157,8 +157,8 @@ class WorldTokenizer:
     Every word of the world's word banks is one token in lower case and nearly every one in capitals, as
     common words are in GPT-2's BPE; Shakespeare's rarer words split into pieces and any other byte still has
     its own id, so every string round-trips. Copying a word from the prompt is then copying one token, the
-    induction skill a small model learns (docs/RESULTS.md, "The world tokenizer"), where the byte tokenizer
-    makes it a chain of 3-8 copies; sequences are ~3.9x shorter on the world's demonstrations.
+    induction skill a small model learns, where the byte tokenizer makes it a chain of 3-8 copies (what that
+    changes in the default run, and how much shorter sequences get: docs/RESULTS.md, "The world tokenizer").
 
     Text is encoded with one space in front (" dog", as the word reads inside a prompt), so a response that
     is a single word is the same token as that word in its prompt; `decode` removes one leading space. The
