@@ -327,7 +327,11 @@ def test_prompted_config():
     from instructgpt_jax.config_base import load_config
 
     for arg in ("smoke", "default"):
-        assert load_config(f"configs/pipeline.py:{arg}").eval == load_config(f"configs/eval.py:{arg}")
+        pipe, own = load_config(f"configs/pipeline.py:{arg}"), load_config(f"configs/eval.py:{arg}")
+        # the lengths follow the pipeline's tokenizer (config.prompt_len, config.max_new_tokens); the rest is eval.py's
+        assert (pipe.eval.prompt_len, pipe.eval.max_new_tokens) == (2 * pipe.prompt_len, pipe.max_new_tokens)
+        own.prompt_len, own.max_new_tokens = pipe.eval.prompt_len, pipe.eval.max_new_tokens
+        assert pipe.eval == own
     ec = evaluate.eval_config(load_config("configs/pipeline.py:smoke").eval)
     assert ec.prompt_prefix.startswith("Write about the sea.\n") and ec.prompted == "gpt_prompted:pretrain"
     assert "gpt_prompted" not in evaluate.eval_config(eval_section(prompted="")).folders
