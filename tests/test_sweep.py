@@ -101,3 +101,26 @@ def test_dry_run_cli(ablation, tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines() == [sweep.plan(ablation, str(tmp_path / "w"), ["lr_large"])[0]["command"]]
     assert not (tmp_path / "w").exists()
+
+
+def test_stage_ablations_run_the_pipeline_defaults_stage():
+    """The beta, ptx and rm_data ablations start from a pipeline workdir: each run must have that pipeline's token
+    lengths, corpus and RM layout (a run with the stage file's byte-sized defaults is not the row it claims to be)."""
+    from instructgpt_jax.config_base import load_config
+
+    pipe = load_config("configs/pipeline.py:default")
+    for name in ("beta", "ptx"):
+        runs = sweep.plan(f"configs/ablations/{name}.py:/w", "/tmp/unused")
+        assert len(runs) >= 5
+        for r in runs:
+            c = r["config"]
+            assert c.data.prompt_len == pipe.ppo.data.prompt_len == 48
+            assert c.ppo.max_new_tokens == pipe.ppo.ppo.max_new_tokens == 24
+            assert c.data.corpus.source == pipe.ppo.data.corpus.source == "web"
+            assert c.init_policy == "/w/sft" and c.reward_model == "/w/rm"
+    assert {r["config"].ppo.beta for r in sweep.plan("configs/ablations/ptx.py:/w", "/tmp/unused")} == \
+        {pipe.ppo_ptx.ppo.beta}
+    for r in sweep.plan("configs/ablations/rm_data.py:/w", "/tmp/unused"):
+        c = r["config"]
+        assert c.rm.packed_rows == pipe.rm.rm.packed_rows == 8 and c.train.epochs == pipe.rm.train.epochs
+        assert c.init_from == "/w/sft" and c.data.train == "/w/compare/rm.jsonl"

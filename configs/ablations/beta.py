@@ -14,17 +14,22 @@ docs/RESULTS.md, "KL coefficient: the beta sweep and a strong-KL variant" (earli
 
 import ml_collections
 
+from instructgpt_jax.config_base import load_config
+
 BETAS = {"beta_0": 0.0, "beta_0002": 0.002, "beta_0005": 0.005, "beta_002": 0.02, "beta_005": 0.05, "beta_01": 0.1,
          "beta_02": 0.2}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     workdir = arg or "runs/pipeline"
+    # The pipeline default's PPO: its corpus (held-out loss there is the tax) and token lengths (world tokens).
+    pipe = load_config("configs/pipeline.py:default").ppo
     paths = {"init_policy": f"{workdir}/sft", "init_value": f"{workdir}/rm", "reward_model": f"{workdir}/rm",
              "data": {"prompts": f"{workdir}/world/ppo.jsonl", "eval_prompts": f"{workdir}/world/eval.jsonl",
-                      "corpus": {"source": "web"}}}  # the pipeline default's corpus: its held-out loss is the tax
+                      "corpus": {"source": pipe.data.corpus.source}, "prompt_len": pipe.data.prompt_len}}
     config = ml_collections.ConfigDict()
     config.base = "configs/ppo.py:ppo"
     config.runs = ml_collections.ConfigDict(
-        {name: {**paths, "ppo": {"beta": beta}} for name, beta in BETAS.items()}, sort_keys=False)
+        {name: {**paths, "ppo": {"beta": beta, "max_new_tokens": pipe.ppo.max_new_tokens}}
+         for name, beta in BETAS.items()}, sort_keys=False)
     return config

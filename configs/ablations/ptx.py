@@ -18,12 +18,15 @@ PTX = {"ptx_0": 0.0, "ptx_001": 0.01, "ptx_003": 0.03, "ptx_01": 0.1, "ptx_03": 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     workdir = arg or "runs/pipeline"
+    # The pipeline :default's PPO-ptx: its KL coefficient (so ptx_0 is that run's plain PPO), its pretraining
+    # corpus (the ptx data and the tax's held-out text) and its token lengths.
+    pipe = load_config("configs/pipeline.py:default").ppo_ptx
     paths = {"init_policy": f"{workdir}/sft", "init_value": f"{workdir}/rm", "reward_model": f"{workdir}/rm",
-             "data": {"prompts": f"{workdir}/world/ppo.jsonl", "eval_prompts": f"{workdir}/world/eval.jsonl"}}
-    # The pipeline :default's KL coefficient (its PPO-ptx's), so ptx_0 is that run's plain PPO.
-    beta = load_config("configs/pipeline.py:default").ppo_ptx.ppo.beta
+             "data": {"prompts": f"{workdir}/world/ppo.jsonl", "eval_prompts": f"{workdir}/world/eval.jsonl",
+                      "corpus": {"source": pipe.data.corpus.source}, "prompt_len": pipe.data.prompt_len}}
     config = ml_collections.ConfigDict()
     config.base = "configs/ppo.py:ptx"
     config.runs = ml_collections.ConfigDict(
-        {name: {**paths, "ppo": {"ptx_coef": c, "beta": beta}} for name, c in PTX.items()}, sort_keys=False)
+        {name: {**paths, "ppo": {"ptx_coef": c, "beta": pipe.ppo.beta, "max_new_tokens": pipe.ppo.max_new_tokens}}
+         for name, c in PTX.items()}, sort_keys=False)
     return config
