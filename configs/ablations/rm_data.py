@@ -5,9 +5,9 @@
 W (after the colon; default runs/pipeline) is a pipeline workdir whose compare stage is done. Each run
 trains the RM of the pipeline (configs/rm.py:default with `pipeline :default`'s epochs and packed rows) from
 W/sft on the first N of W/compare/rm.jsonl's training prompts, N in 256, 512, 1,024, 2,048, 4,096 and all of
-them (7,206 in /tmp/runs/w0), and is scored on the same held-out prompts (the val split does not depend on N).
-The model and tokenizer are W/sft's. The sweep table's rm/accuracy (agreement
-with the labelers on held-out pairs) and rm/gold_accuracy against N is the curve; measured figures are in
+them (7,206 in the default run of docs/RESULTS.md), and is scored on the same held-out prompts (the val split
+does not depend on N). The model and tokenizer are W/sft's. The sweep table's rm/accuracy (agreement with the
+labelers on held-out pairs) and rm/gold_accuracy against N is the curve; measured figures are in
 docs/RESULTS.md. The largest run is the pipeline's RM stage.
 """
 
