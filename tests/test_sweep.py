@@ -104,14 +104,15 @@ def test_dry_run_cli(ablation, tmp_path):
 
 
 def test_stage_ablations_run_the_pipeline_defaults_stage():
-    """The beta, ptx and rm_data ablations start from a pipeline workdir: each run must have that pipeline's token
-    lengths, corpus and RM layout (a run with the stage file's byte-sized defaults is not the row it claims to be)."""
+    """The beta, ptx, overopt and rm_data ablations start from a pipeline workdir: each run must have that
+    pipeline's token lengths, corpus and RM layout (a run with the stage file's byte-sized defaults is not the
+    row it claims to be)."""
     from instructgpt_jax.config_base import load_config
 
     pipe = load_config("configs/pipeline.py:default")
-    for name in ("beta", "ptx"):
+    for name in ("beta", "ptx", "overopt"):
         runs = sweep.plan(f"configs/ablations/{name}.py:/w", "/tmp/unused")
-        assert len(runs) >= 5
+        assert len(runs) >= 3
         for r in runs:
             c = r["config"]
             assert c.data.prompt_len == pipe.ppo.data.prompt_len == 48
@@ -120,6 +121,10 @@ def test_stage_ablations_run_the_pipeline_defaults_stage():
             assert c.init_policy == "/w/sft" and c.reward_model == "/w/rm"
     assert {r["config"].ppo.beta for r in sweep.plan("configs/ablations/ptx.py:/w", "/tmp/unused")} == \
         {pipe.ppo_ptx.ppo.beta}
+    overopt = sweep.plan("configs/ablations/overopt.py:/w", "/tmp/unused")
+    assert [r["config"].ppo.beta for r in overopt] == [0.02, 0.1, 0.2]
+    assert all(r["config"].optim.lr == r["config"].value_optim.lr == 1e-4 for r in overopt)
+    assert all(r["config"].ppo.ptx_coef == 0.0 for r in overopt)
     for r in sweep.plan("configs/ablations/rm_data.py:/w", "/tmp/unused"):
         c = r["config"]
         assert c.rm.packed_rows == pipe.rm.rm.packed_rows == 8 and c.train.epochs == pipe.rm.train.epochs
