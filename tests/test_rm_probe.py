@@ -75,9 +75,8 @@ def test_samples_mode_rescores_every_sample_of_a_dump(tmp_path_factory, tmp_path
                {k: b[k] for k in ("prompt", "sample", "response", "gold", "length")}
     # Each rescored sample is the RM's score of its own text (scored one at a time here: no batch to mix up).
     mesh, shardings = checkpoint.mesh_and_shardings(config_base.mesh_config())
-    _, graphdef, params, _ = checkpoint.load_model(str(workdir / "rm"), shardings=shardings)
-    tokenizer_name = json.loads((workdir / "config.json").read_text())["world"]["tokenizer"]
-    norm, tok = reward.load_reward_norm(str(workdir / "rm")), make_tokenizer(tokenizer_name)
+    _, graphdef, params, meta = checkpoint.load_model(str(workdir / "rm"), shardings=shardings)
+    norm, tok = reward.load_reward_norm(str(workdir / "rm")), make_tokenizer(meta["tokenizer"])  # the RM's own
     ec = evaluate.eval_config(config_base.load_config("configs/eval.py:smoke"))
     for b in second[:6]:
         alone = evaluate.rm_text_scores(graphdef, params, norm, tok, [(b["prompt"], b["response"])], ec, mesh)[0]
