@@ -103,29 +103,71 @@ def test_dry_run_cli(ablation, tmp_path):
     assert not (tmp_path / "w").exists()
 
 
-def test_stage_ablations_run_the_pipeline_defaults_stage():
-    """The beta, ptx, overopt and rm_data ablations start from a pipeline workdir: each run must have that
-    pipeline's token lengths, corpus and RM layout (a run with the stage file's byte-sized defaults is not the
-    row it claims to be)."""
+@pytest.fixture
+def pipeline_workdir(tmp_path):
+    """A pipeline workdir (seed 2) whose stages wrote their config.json, as `instructgpt pipeline` leaves them."""
+    from instructgpt_jax import pipeline
     from instructgpt_jax.config_base import load_config
 
-    pipe = load_config("configs/pipeline.py:default")
-    for name in ("beta", "ptx", "overopt"):
-        runs = sweep.plan(f"configs/ablations/{name}.py:/w", "/tmp/unused")
-        assert len(runs) >= 3
+    config = load_config("configs/pipeline.py:default")
+    config.seed = 2
+    w = tmp_path / "w"
+    for stage, cfg in pipeline.stage_configs(config, str(w)).items():
+        if stage in ("compare", "rm", "ppo", "ppo_ptx"):
+            (w / stage).mkdir(parents=True)
+            (w / stage / "config.json").write_text(cfg.to_json_best_effort(indent=2))
+    return w
+
+
+def test_stage_ablations_run_the_pipelines_own_stage(pipeline_workdir):
+    """The beta, ptx, overopt, rm_data, rm_k and rm_batching ablations start from a pipeline workdir: each run is
+    that workdir's stage config (its seed, token lengths, corpus, RM layout) with the ablated keys changed and
+    nothing else (a run with the stage file's byte-sized defaults is not the row it claims to be)."""
+    from instructgpt_jax import pipeline
+    from instructgpt_jax.config_base import load_config
+
+    w = str(pipeline_workdir)
+    config = load_config("configs/pipeline.py:default")
+    config.seed = 2
+    stages = pipeline.stage_configs(config, w)
+    ablations = {"beta": ("ppo", 7), "overopt": ("ppo", 3), "ptx": ("ppo_ptx", 5), "rm_data": ("rm", 6),
+                 "rm_k": ("rm", 4), "rm_batching": ("rm", 3)}
+    for name, (stage, n) in ablations.items():
+        runs = sweep.plan(f"configs/ablations/{name}.py:{w}", "/tmp/unused")
+        assert len(runs) == n and {r["stage"] for r in runs} == {stages[stage].stage}  # the command: ppo or rm
+        want = sweep.flatten(json.loads(stages[stage].to_json_best_effort()))
         for r in runs:
-            c = r["config"]
-            assert c.data.prompt_len == pipe.ppo.data.prompt_len == 48
-            assert c.ppo.max_new_tokens == pipe.ppo.ppo.max_new_tokens == 24
-            assert c.data.corpus.source == pipe.ppo.data.corpus.source == "web"
-            assert c.init_policy == "/w/sft" and c.reward_model == "/w/rm"
-    assert {r["config"].ppo.beta for r in sweep.plan("configs/ablations/ptx.py:/w", "/tmp/unused")} == \
-        {pipe.ppo_ptx.ppo.beta}
-    overopt = sweep.plan("configs/ablations/overopt.py:/w", "/tmp/unused")
-    assert [r["config"].ppo.beta for r in overopt] == [0.02, 0.1, 0.2]
-    assert all(r["config"].optim.lr == r["config"].value_optim.lr == 1e-4 for r in overopt)
-    assert all(r["config"].ppo.ptx_coef == 0.0 for r in overopt)
-    for r in sweep.plan("configs/ablations/rm_data.py:/w", "/tmp/unused"):
-        c = r["config"]
-        assert c.rm.packed_rows == pipe.rm.rm.packed_rows == 8 and c.train.epochs == pipe.rm.train.epochs
-        assert c.init_from == "/w/sft" and c.data.train == "/w/compare/rm.jsonl"
+            got = sweep.flatten(json.loads(r["config"].to_json_best_effort()))
+            changed = {k for k in want if got.get(k) != want[k]}
+            assert changed <= set(r["overrides"]), (name, r["name"], changed - set(r["overrides"]))
+    ppo = stages["ppo"]
+    assert ppo.data.prompt_len == 48 and ppo.ppo.max_new_tokens == 24 and ppo.data.corpus.source == "web:2"
+    assert ppo.train.seed == load_config("configs/ppo.py:ppo").train.seed + 2
+    assert [r["config"].ppo.beta for r in sweep.plan(f"configs/ablations/overopt.py:{w}", "/tmp/unused")] == \
+        [0.02, 0.1, 0.2]
+    assert {r["config"].ppo.beta for r in sweep.plan(f"configs/ablations/ptx.py:{w}", "/tmp/unused")} == \
+        {config.ppo_ptx.ppo.beta}
+    # The printed command, parsed as `instructgpt` parses it, gives the config the sweep runs.
+    from absl import flags
+    from ml_collections import config_flags
+
+    for name in ("rm_k", "ptx"):
+        r = sweep.plan(f"configs/ablations/{name}.py:{w}", "/tmp/unused")[-1]
+        argv = shlex.split(r["command"])
+        assert argv[3] == f"configs/run_stage.py:{w}/{ablations[name][0]}"
+        argv = ["prog", f"--config={os.path.join(ROOT, argv[3])}", *argv[4:-2]]
+        fv = flags.FlagValues()
+        config_flags.DEFINE_config_file("config", None, "", flag_values=fv, sys_argv=argv)
+        fv(argv)
+        assert fv.config.to_dict() == r["config"].to_dict()
+
+
+def test_run_stage_config_errors(tmp_path):
+    from instructgpt_jax.config_base import load_config
+
+    with pytest.raises(FileNotFoundError, match="config.json does not exist; run that stage first"):
+        load_config(f"configs/run_stage.py:{tmp_path}/rm")
+    (tmp_path / "rm").mkdir()
+    (tmp_path / "rm" / "config.json").write_text('{"stage": "rm",\n "train": {,}}')
+    with pytest.raises(ValueError, match=r"config.json, line 2: not valid JSON"):
+        load_config(f"configs/run_stage.py:{tmp_path}/rm")

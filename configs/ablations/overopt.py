@@ -2,8 +2,8 @@
 
   python experiments/sweep.py --config configs/ablations/overopt.py:W --workdir W/sweep_overopt
 
-W (after the colon; default runs/pipeline) is a pipeline workdir whose SFT and RM stages are done. The runs are
-configs/ablations/beta.py's (plain PPO of the pipeline default, from W/sft and W/rm, 100 iterations) at beta
+W (after the colon; default runs/pipeline) is a pipeline workdir whose plain PPO stage has run. The runs are
+configs/ablations/beta.py's (W/ppo's config with another beta, from W/sft and W/rm) at beta
 0.02 (the paper's), 0.1 (the default's) and 0.2, with the policy's and the value function's learning rates at
 1e-4 instead of the default's 3e-5: at the default rate KL stays small and beta barely matters, so the curve the
 paper's argument needs (the RM score keeps rising while gold peaks and falls, later for a larger beta) shows

@@ -3,12 +3,13 @@ once) against the same pairs shuffled into independent examples (what TRL and Op
 
   python experiments/sweep.py --config configs/ablations/rm_batching.py:W --workdir W/sweep_rm_batching
 
-W (after the colon; default runs/pipeline) is a pipeline workdir whose SFT and compare stages are done. Runs,
-each one RM from W/sft on W/compare/rm.jsonl: `kwise` (the paper, 1 epoch), `pairs_shuffled` (1 epoch over
-the pairs, 64 pairs = 128 sequences per step), and `kwise_2ep` (2 epochs, the paper's overfitting after one).
-kwise_2ep costs twice kwise, and pairs_shuffled forwards each response K-1 times instead of once. Compare rm/val_loss and rm/accuracy (held out) with rm/train_eval_loss (the same
-number of training prompts): the gap train_eval_loss < val_loss is the overfitting. The paper (section 3.5)
-expects the shuffled pairs to overfit within one epoch: a lower training loss, a higher held-out loss.
+W (after the colon; default runs/pipeline) is a pipeline workdir whose RM stage has run. Runs, each W/rm's
+config (configs/run_stage.py: from W/sft on W/compare/rm.jsonl) with: `kwise` (the paper, 1 epoch),
+`pairs_shuffled` (1 epoch over the pairs, 64 pairs = 128 sequences per step), and `kwise_2ep` (2 epochs, the
+paper's overfitting after one; the pipeline default's own RM). kwise_2ep costs twice kwise, and
+pairs_shuffled forwards each response K-1 times instead of once. Compare rm/val_loss and rm/accuracy (held
+out) with rm/train_eval_loss (the same number of training prompts): the gap train_eval_loss < val_loss is
+the overfitting. The paper (section 3.5) expects the shuffled pairs to overfit within one epoch: a lower training loss, a higher held-out loss.
 """
 
 import ml_collections
@@ -16,12 +17,12 @@ import ml_collections
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     workdir = arg or "runs/pipeline"
-    paths = {"init_from": f"{workdir}/sft", "data": {"train": f"{workdir}/compare/rm.jsonl"}}
     config = ml_collections.ConfigDict()
-    config.base = "configs/rm.py:default"
+    config.base = f"configs/run_stage.py:{workdir}/rm"
     config.runs = ml_collections.ConfigDict({
-        "kwise": {**paths, "rm": {"pairs_shuffled": False}},
-        "pairs_shuffled": {**paths, "rm": {"pairs_shuffled": True, "pair_batch_size": 64, "packed_rows": 0}},
-        "kwise_2ep": {**paths, "rm": {"pairs_shuffled": False}, "train": {"epochs": 2.0}},
+        "kwise": {"rm": {"pairs_shuffled": False}, "train": {"epochs": 1.0}},
+        "pairs_shuffled": {"rm": {"pairs_shuffled": True, "pair_batch_size": 64, "packed_rows": 0},
+                           "train": {"epochs": 1.0}},
+        "kwise_2ep": {"rm": {"pairs_shuffled": False}, "train": {"epochs": 2.0}},
     }, sort_keys=False)
     return config
