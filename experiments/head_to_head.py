@@ -74,8 +74,10 @@ def compare(world, a_rows: list[dict], b_rows: list[dict], seed: int, where: str
         families = {}
         for x, w, d in zip(a, wins, diff):
             families.setdefault(x["family"], []).append((w, d))
-        out[split] = {"n": len(a), "win_rate": float(np.mean(wins)), "win_rate_ci95": ci95(np.asarray(wins, np.float64)),
-                      "gold_a": float(np.mean([x["gold"] for x in a])), "gold_b": float(np.mean([y["gold"] for y in b])),
+        out[split] = {"n": len(a), "win_rate": float(np.mean(wins)),
+                      "win_rate_ci95": ci95(np.asarray(wins, np.float64)),
+                      "gold_a": float(np.mean([x["gold"] for x in a])),
+                      "gold_b": float(np.mean([y["gold"] for y in b])),
                       "gold_diff": float(diff.mean()), "gold_diff_ci95": ci95(diff),
                       "by_family": {f: {"n": len(v), "win_rate": float(np.mean([w for w, _ in v])),
                                         "gold_diff": float(np.mean([d for _, d in v]))}
