@@ -165,6 +165,10 @@ def _dispatch(command: str, fv: flags.FlagValues, given: set) -> None:
     if command in INPUT_OF:
         folders.check_given(config, given, INPUT_OF[command])
     fn = getattr(importlib.import_module(module), fn_name)
+    if command == "eval":  # the eval stage's config as the pipeline runs it: --config.seed reseeds world and eval
+        from instructgpt_jax import pipeline
+
+        config = pipeline.stage_configs(config, workdir)["eval"]
     with _locked(command, fv):
         if command in ("world", "bench"):
             result = fn(config, fv.out)

@@ -281,11 +281,29 @@ def stage_finals(workdir: str) -> dict:
 BASELINE_SEED_OFFSET, DRAWS_SEED_OFFSET, LABELER_STREAM = 1, 2, 3
 
 
+def check_world(world, workdir: str) -> None:
+    """The labelers and judges of `world` must be those of the world W/world was made by (W/world/world.json):
+    the same prompts ranked by other labelers would give another run's win rates."""
+    path = os.path.join(workdir, "world", "world.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        made = make_world(json.load(f)["config"], f"{path} config").config
+    if made == world.config:
+        return
+    diffs = [f"{f.name}: {getattr(made, f.name)!r} there, {getattr(world.config, f.name)!r} here"
+             for f in dataclasses.fields(made) if getattr(made, f.name) != getattr(world.config, f.name)]
+    raise ValueError(f"{path} was made by another world config than this evaluation's config.world "
+                     f"({'; '.join(diffs[:3])}); evaluate with the config the run was made with (the same "
+                     f"--config.seed and world overrides)")
+
+
 def run(config, workdir: str) -> dict:
     """Evaluate every policy of `config.eval.policies` (and `prompted`) under `workdir`; writes W/eval/*.jsonl and
     W/summary.json."""
     ec = eval_config(config.eval)
     world = make_world(config.world)
+    check_world(world, workdir)
     tokenizer = make_tokenizer(config.world.tokenizer)
     rows = {"eval": _read_eval(os.path.join(workdir, "world", "eval.jsonl"), ec.prompts),
             "heldout": _read_eval(os.path.join(workdir, "world", "eval_heldout.jsonl"), ec.heldout_prompts)}

@@ -87,3 +87,23 @@ def test_sample_help_documents_its_flags(capsys):
     out = _help(capsys, "sample", "--help")
     for text in ("--prompt", "--max_new_tokens=64", "--temperature=0.0", "0 = greedy", "--seed=0"):
         assert text in out
+
+
+def test_eval_takes_the_seed_of_the_run_it_evaluates(tmp_path):
+    """`instructgpt eval --config.seed=2` evaluates as the seed-2 pipeline's eval stage does: its world (whose
+    labelers judge the win rate) is seed 2's. Without the seed the world differs from W's, and that is an error
+    naming the field, not a silent evaluation by other labelers."""
+    from instructgpt_jax import pipeline
+    from instructgpt_jax.config_base import load_config
+
+    config = load_config("configs/pipeline.py:smoke")
+    config.seed = 2
+    world = pipeline.stage_configs(config, str(tmp_path / "w"))["world"]
+    (tmp_path / "w" / "world").mkdir(parents=True)
+    (tmp_path / "w" / "world" / "world.json").write_text('{"config": ' + world.to_json() + '}')
+    args = ("eval", "--config", "configs/pipeline.py:smoke", "--workdir", str(tmp_path / "w"))
+    wrong = _run(*args)
+    assert wrong.returncode == 1
+    assert "world.json was made by another world config" in wrong.stderr and "seed: 2 there, 0 here" in wrong.stderr
+    right = _run(*args, "--config.seed=2")  # past the world check, to the next input W lacks
+    assert right.returncode == 1 and "world/eval.jsonl: no such file" in right.stderr, right.stderr
