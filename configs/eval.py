@@ -1,6 +1,11 @@
 """Evaluation of a pipeline workdir's policies: the `eval` section of configs/pipeline.py, which embeds it.
 
   instructgpt eval --config configs/pipeline.py:default --workdir W   (the pipeline runs it as its eval stage)
+  instructgpt eval --config configs/pipeline.py:default --workdir W --config.seed=2   (W made with seed 2)
+
+Give the flags W's pipeline ran with: `--config.seed` reseeds the world and the eval as the pipeline does, and a
+world config other than the one W/world was made by (W/world/world.json) is an error naming the fields, since
+another world's labelers would judge the win rate.
 
 Each policy (base GPT, GPT prompted, SFT, PPO, PPO-ptx: stage folders under W) samples `prompts` prompts of
 W/world/eval.jsonl and `heldout_prompts` of eval_heldout.jsonl; instructgpt_jax/evaluate.py says what is
