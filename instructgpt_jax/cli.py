@@ -23,7 +23,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from instructgpt_jax import checkpoint, config_base, folders, usage
+from instructgpt_jax import checkpoint, config_base, folders, pipeline, usage
 
 HELP = ("-h", "--help", "--helpfull", "--helpshort", "help")
 
@@ -166,8 +166,6 @@ def _dispatch(command: str, fv: flags.FlagValues, given: set) -> None:
         folders.check_given(config, given, INPUT_OF[command])
     fn = getattr(importlib.import_module(module), fn_name)
     if command == "eval":  # the eval stage's config as the pipeline runs it: --config.seed reseeds world and eval
-        from instructgpt_jax import pipeline
-
         config = pipeline.stage_configs(config, workdir)["eval"]
     with _locked(command, fv):
         if command in ("world", "bench"):
