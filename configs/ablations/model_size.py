@@ -5,11 +5,14 @@
 
 Three full pipelines (configs/pipeline.py:default) that differ only in `config.model`, the preset of every
 stage: nano-world (2 layers, d 64, 0.25M parameters), tiny-world (4 layers, d 128, 1.1M) and small_cpu-world
-(6 layers, d 192, 3.1M), the default's world tokenizer at each size; the world stage is shared (linked from the first run). Each run is a default pipeline at its size, so
-nano runs faster and small_cpu slower than the tiny default (its wall time: docs/RESULTS.md).
+(6 layers, d 192, 3.1M), the default's world tokenizer at each size; the world stage is shared (linked from
+the first run). Each run is a default pipeline at its size, so nano runs faster and small_cpu slower than the
+tiny default (its wall time: docs/RESULTS.md).
 Expected, as in the paper: the gold score of every policy rises with size, and at every size PPO-ptx beats
 its SFT in labeler win rate and gold. Win rates are against each size's own SFT, so compare gold across rows.
-Give every size the same learning rates and steps; a fairer sweep would tune both per size.
+Give every size the same learning rates and steps; a fairer sweep would tune both per size. The paper's headline
+across sizes (its 1.3B PPO-ptx preferred to the 175B model): `python experiments/head_to_head.py
+W/tiny:ppo_ptx W/small_cpu:sft` (run with one --config.seed, so both saw the same world and eval prompts).
 """
 
 import ml_collections
