@@ -75,7 +75,8 @@ def rm_line(summaries: list[dict]) -> str:
         rm = s.get("rm", {})
         bon = rm.get("best_of_n") or {}
         parts.append(f"RM {rm.get('accuracy', float('nan')):.3f} / labelers {rm.get('labeler_agreement', float('nan')):.3f}"
-                     f" / best-of-16 recovers {bon.get('recovered', float('nan')):.2f}")
+                     f" / best-of-16 recovers {bon.get('recovered', float('nan')):.2f}"
+                     + (f", its gold-best wins {bon['oracle_win_rate'][-1]:.3f}" if bon.get("oracle_win_rate") else ""))
     return "; ".join(parts)
 
 

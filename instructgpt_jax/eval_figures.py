@@ -113,15 +113,24 @@ def rm_agreement(groups, scores, ks) -> dict:
     }
 
 
-def best_of_n(rm, gold, ns) -> dict:
+def best_of_n(rm, gold, ns, wins=None) -> dict:
     """Best-of-n over raw samples: rm, gold (P, N) per prompt and sample, in sampling order; ns increasing,
     the largest at most N. For each n: mean gold of the RM's pick among the first n samples ("rm", the first
-    of equal scores) and of the gold-best among them ("oracle"); "recovered" is the share of the oracle's
-    gain from n = ns[0] to ns[-1] that the RM's pick gets (None when the oracle gains nothing)."""
+    of equal scores) and of the gold-best among them ("oracle", the first of equal gold); "recovered" is the
+    share of the oracle's gain from n = ns[0] to ns[-1] that the RM's pick gets (None when the oracle gains
+    nothing). With `wins` (a function of the picked sample's index per prompt, (P,) int, to the labelers'
+    verdicts (P,) against a reference answer), "rm_win_rate" and "oracle_win_rate" are their means for each n:
+    the oracle's is the win rate that re-ranking the policy's own samples reaches, a ceiling for the policy."""
     rm, gold = np.asarray(rm, np.float64), np.asarray(gold, np.float64)
     rows = np.arange(len(gold))
-    pick = [float(np.mean(gold[rows, np.argmax(rm[:, :n], axis=1)])) for n in ns]
-    oracle = [float(np.mean(gold[:, :n].max(axis=1))) for n in ns]
+    rm_picks = [np.argmax(rm[:, :n], axis=1) for n in ns]
+    oracle_picks = [np.argmax(gold[:, :n], axis=1) for n in ns]
+    pick = [float(np.mean(gold[rows, i])) for i in rm_picks]
+    oracle = [float(np.mean(gold[rows, i])) for i in oracle_picks]
     gain = oracle[-1] - oracle[0]
-    return {"n": list(ns), "rm": pick, "oracle": oracle, "sample_gold": float(np.mean(gold)),
-            "recovered": (pick[-1] - pick[0]) / gain if gain > 1e-12 else None, "prompts": len(gold)}
+    out = {"n": list(ns), "rm": pick, "oracle": oracle, "sample_gold": float(np.mean(gold)),
+           "recovered": (pick[-1] - pick[0]) / gain if gain > 1e-12 else None, "prompts": len(gold)}
+    if wins is not None:
+        out["rm_win_rate"] = [float(np.mean(wins(i))) for i in rm_picks]
+        out["oracle_win_rate"] = [float(np.mean(wins(i))) for i in oracle_picks]
+    return out

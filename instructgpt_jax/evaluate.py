@@ -22,7 +22,9 @@ pairwise accuracy and top-1 accuracy per K, on K distinct samples of the referen
 of comparison it was trained on (summary "rm"), and on K world-made candidates (references, refusals,
 junk: "rm"["world_candidates"]); per family beside a second labeler's agreement with the first on the
 same responses. Best-of-n ("rm"["best_of_n"]): on the same prompts, the gold of the RM's pick among n raw
-SFT samples against the gold-best of the same n. Samples go to W/eval/<policy>.jsonl,
+SFT samples against the gold-best of the same n, and the labelers' win rate of each pick against the
+reference's answer (the oracle's is what re-ranking SFT's own samples reaches: a ceiling for the win rate of a
+policy that stays near SFT). Samples go to W/eval/<policy>.jsonl,
 figures to W/summary.json, the results table of report.md to TensorBoard's text tab (W/eval/tensorboard,
 beside the stages' scalars under `tensorboard --logdir W`). Sampling keys, labelers and their noise are the
 same for every policy.
@@ -242,13 +244,17 @@ def sample_draws(generate, params, tokenizer, prompts, n: int, prompt_len, ec: E
     return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
-def best_of_n(world, rm_graphdef, rm_params, norm, tokenizer, prompts, draws, ec: EvalConfig, mesh) -> dict:
-    """Best-of-n figures (eval_figures.best_of_n) of the raw samples `draws[i]` of prompts[i], all of one count."""
+def best_of_n(world, rm_graphdef, rm_params, norm, tokenizer, prompts, draws, ec: EvalConfig, mesh,
+              judge=None) -> dict:
+    """Best-of-n figures (eval_figures.best_of_n) of the raw samples `draws[i]` of prompts[i], all of one count.
+    `judge` (responses -> the labelers' verdicts against the reference's answers to `prompts`) adds the win
+    rates of the RM's and the oracle's picks."""
     items = [(p, y) for p, ys in zip(prompts, draws) for y in ys]
     shape = (len(prompts), len(draws[0]))
     rm = rm_text_scores(rm_graphdef, rm_params, norm, tokenizer, items, ec, mesh).reshape(shape)
     gold = world.gold_score([p for p, _ in items], [y for _, y in items]).reshape(shape)
-    return eval_figures.best_of_n(rm, gold, ec.best_of_n)
+    wins = None if judge is None else lambda picks: judge([d[i] for d, i in zip(draws, picks)])  # noqa: E731
+    return eval_figures.best_of_n(rm, gold, ec.best_of_n, wins)
 
 
 def fitted_prompt_len(tokenizer, prompts: dict, prefix: str, ec: EvalConfig) -> int:
@@ -386,8 +392,12 @@ def run(config, workdir: str) -> dict:
         rm_figures = rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rm_rows, ec, mesh, policy_samples)
         rm_figures["world_candidates"] = rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rm_rows, ec, mesh)
         if best_n:
+            # Judged as the policies are: the same labelers against the reference's second sample of each prompt.
+            n_rm = len(rm_prompts)
+            judge = lambda ys: world.preferences(rm_prompts, ys, baseline["eval"][:n_rm], labeler_rng(),  # noqa: E731
+                                                 labeler_ids["eval"][:n_rm])
             rm_figures["best_of_n"] = best_of_n(world, rm_graphdef, rm_params, norm, tokenizer, rm_prompts,
-                                                [d[:best_n] for d in draws], ec, mesh)
+                                                [d[:best_n] for d in draws], ec, mesh, judge)
     for (name, suffix), (gold, wins) in paired.items():  # against the reference's gold on the same prompts and keys
         results[name].update(eval_figures.paired_figures(gold, paired[ec.reference, suffix][0], wins, suffix))
     base = results.get("base", {}).get("pretrain_loss")

@@ -382,6 +382,10 @@ def run(workdir: str) -> dict:
     if best and best.get("recovered") is not None:
         parts.append(f"Best-of-{best['n'][-1]} by the RM recovers {best['recovered']:.0%} of the gold-best's gain "
                      f"over one sample ({best['prompts']} prompts).\n")
+    if best and best.get("oracle_win_rate"):
+        parts.append(f"Labeler win rate against SFT of the best of {best['n'][-1]} SFT samples: "
+                     f"{best['rm_win_rate'][-1]:.3f} picked by the RM, {best['oracle_win_rate'][-1]:.3f} picked by "
+                     "gold (what re-ranking SFT's own samples reaches).\n")
     if summary.get("wall_time_s"):
         times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["wall_time_s"].items())
         parts.append(f"Wall time: {times}.\n")

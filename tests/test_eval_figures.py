@@ -71,6 +71,28 @@ def test_best_of_n_matches_a_loop():
     assert out["rm"][0] == out["oracle"][0] and np.isclose(out["sample_gold"], gold.mean())
     assert np.isclose(out["recovered"], (out["rm"][-1] - out["rm"][0]) / (out["oracle"][-1] - out["oracle"][0]))
     assert eval_figures.best_of_n(np.zeros((2, 4)), np.ones((2, 4)), (1, 4))["recovered"] is None
+    assert "rm_win_rate" not in out and "oracle_win_rate" not in out
+
+
+def test_best_of_n_win_rates_judge_the_picked_samples():
+    """The labelers' verdicts are asked about exactly the sample each rule picks (first of ties for both)."""
+    rng = np.random.default_rng(2)
+    rm, gold = rng.integers(0, 3, (9, 8)).astype(float), rng.integers(0, 4, (9, 8)) / 4
+    reference = rng.random(9)
+    asked = []
+
+    def wins(picks):
+        asked.append(np.array(picks))
+        return (gold[np.arange(9), picks] > reference).astype(float)
+
+    out = eval_figures.best_of_n(rm, gold, (1, 2, 8), wins)
+    for t, n in enumerate((1, 2, 8)):
+        by_rm = [max(range(n), key=lambda i: (rm[p, i], -i)) for p in range(9)]
+        by_gold = [max(range(n), key=lambda i: (gold[p, i], -i)) for p in range(9)]
+        assert np.isclose(out["rm_win_rate"][t], np.mean([gold[p, by_rm[p]] > reference[p] for p in range(9)]))
+        assert np.isclose(out["oracle_win_rate"][t], np.mean([gold[p, by_gold[p]] > reference[p] for p in range(9)]))
+        assert list(asked[t]) == by_rm and list(asked[3 + t]) == by_gold
+    assert out["rm_win_rate"][0] == out["oracle_win_rate"][0]
 
 
 def test_paired_figures():

@@ -240,6 +240,10 @@ def test_best_of_n(workdir):
     assert all(a <= b for a, b in zip(best["oracle"], best["oracle"][1:]))
     assert all(r <= o + 1e-12 for r, o in zip(best["rm"], best["oracle"]))
     assert 0 <= best["sample_gold"] <= 1 and all(0 <= g <= 1 for g in best["rm"] + best["oracle"])
+    # The labelers judge each pick against SFT's answer: both rules pick the same sample at n = 1.
+    assert len(best["rm_win_rate"]) == len(best["oracle_win_rate"]) == 5
+    assert best["rm_win_rate"][0] == best["oracle_win_rate"][0]
+    assert all(0 <= w <= 1 for w in best["rm_win_rate"] + best["oracle_win_rate"])
     gain = best["oracle"][-1] - best["oracle"][0]
     assert best["recovered"] is None if gain <= 1e-12 else np.isclose(best["recovered"],
                                                                       (best["rm"][-1] - best["rm"][0]) / gain)
