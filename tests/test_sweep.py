@@ -130,7 +130,7 @@ def test_stage_ablations_run_the_pipelines_own_stage(pipeline_workdir):
     config = load_config("configs/pipeline.py:default")
     config.seed = 2
     stages = pipeline.stage_configs(config, w)
-    ablations = {"beta": ("ppo", 7), "overopt": ("ppo", 3), "ptx": ("ppo_ptx", 5), "rm_data": ("rm", 6),
+    ablations = {"beta": ("ppo", 8), "overopt": ("ppo", 3), "ptx": ("ppo_ptx", 5), "rm_data": ("rm", 6),
                  "rm_k": ("rm", 4), "rm_batching": ("rm", 3)}
     for name, (stage, n) in ablations.items():
         runs = sweep.plan(f"configs/ablations/{name}.py:{w}", "/tmp/unused")

@@ -6,8 +6,8 @@ W (after the colon; default runs/pipeline) is a pipeline workdir whose plain PPO
 (`instructgpt pipeline --config configs/pipeline.py:default --workdir W`): every run is W/ppo's config
 (configs/run_stage.py: from W/sft and W/rm, with W's prompts, corpus, token lengths and seed) with another beta.
 Plain PPO (ptx_coef 0), so the KL to SFT is beta's doing alone: with the pretraining term the policy also
-drifts towards the corpus (configs/ablations/ptx.py sweeps that). Seven PPO runs (0.1 is the pipeline
-default's). `W/sweep_beta/sweep.png` plots gold
+drifts towards the corpus (configs/ablations/ptx.py sweeps that). Eight PPO runs at W's learning rates (0.3
+at 1e-4 is the pipeline default's; 0.1 at 3e-5 was before). `W/sweep_beta/sweep.png` plots gold
 and RM score against KL for every run. The measured sweeps (RM score, KL, length and gold per beta):
 docs/RESULTS.md, "KL coefficient: the beta sweep and a strong-KL variant" (earlier labelers and RMs) and
 "The beta sweep on the world RM".
@@ -16,7 +16,7 @@ docs/RESULTS.md, "KL coefficient: the beta sweep and a strong-KL variant" (earli
 import ml_collections
 
 BETAS = {"beta_0": 0.0, "beta_0002": 0.002, "beta_0005": 0.005, "beta_002": 0.02, "beta_005": 0.05, "beta_01": 0.1,
-         "beta_02": 0.2}
+         "beta_02": 0.2, "beta_03": 0.3}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
