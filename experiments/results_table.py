@@ -69,14 +69,17 @@ def table(summaries: list[dict]) -> str:
 
 
 def rm_line(summaries: list[dict]) -> str:
-    """The RM's agreement with held-out labelers, the labelers' own, and best-of-16's recovered share."""
+    """The RM's agreement with held-out labelers, the labelers' own, best-of-n's recovered share and, when the
+    eval has it, the labelers' win rate of the gold-best of n SFT samples against SFT (the re-ranking ceiling)."""
     parts = []
     for s in summaries:
         rm = s.get("rm", {})
         bon = rm.get("best_of_n") or {}
-        parts.append(f"RM {rm.get('accuracy', float('nan')):.3f} / labelers {rm.get('labeler_agreement', float('nan')):.3f}"
-                     f" / best-of-16 recovers {bon.get('recovered', float('nan')):.2f}"
-                     + (f", its gold-best wins {bon['oracle_win_rate'][-1]:.3f}" if bon.get("oracle_win_rate") else ""))
+        line = (f"RM {rm.get('accuracy', float('nan')):.3f} / labelers {rm.get('labeler_agreement', float('nan')):.3f}"
+                f" / best-of-{(bon.get('n') or [16])[-1]} recovers {bon.get('recovered', float('nan')):.2f}")
+        if bon.get("oracle_win_rate"):
+            line += f", the gold-best of {bon['n'][-1]} wins {bon['oracle_win_rate'][-1]:.3f}"
+        parts.append(line)
     return "; ".join(parts)
 
 

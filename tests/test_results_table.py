@@ -35,6 +35,13 @@ def test_one_run_shows_intervals_and_seeds_show_each_value(tmp_path, capsys):
         results_table.load([str(tmp_path)])
 
 
+def test_rm_line_gives_the_win_rate_of_the_gold_best_pick_when_the_eval_has_it():
+    rm = {"accuracy": 0.7, "labeler_agreement": 0.72,
+          "best_of_n": {"n": [1, 4], "recovered": 0.3, "rm_win_rate": [0.5, 0.55], "oracle_win_rate": [0.5, 0.68]}}
+    assert results_table.rm_line([{"rm": rm}]) == \
+        "RM 0.700 / labelers 0.720 / best-of-4 recovers 0.30, the gold-best of 4 wins 0.680"
+
+
 def test_readme_mode_rewrites_only_between_the_markers(tmp_path):
     """--readme replaces the old table and RM line between the markers with the summary's figures: one row per
     policy in the summary, every column, and nothing outside the markers changes."""
