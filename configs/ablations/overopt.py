@@ -7,8 +7,9 @@ configs/ablations/beta.py's (W/ppo's config with another beta, from W/sft and W/
 0.02 (the paper's), 0.1 and 0.2, with the policy's and the value function's learning rates at 1e-4 whatever
 W's are (the pipeline default's since beta 0.3 became its beta; the stage default is 3e-5): at 3e-5 KL stays
 small and beta barely matters, so the curve the paper's argument needs (the RM score keeps rising while gold
-peaks and falls, later for a larger beta) shows only with more optimisation. Each run's stage evaluation (gold, RM score, KL every 25 iterations) is that
-curve; `W/sweep_overopt/sweep.png` plots gold and RM score against KL. Measured: docs/RESULTS.md.
+peaks and falls, later for a larger beta) shows only with more optimisation. Each run's stage evaluation
+(gold, RM score, KL every 25 iterations) is that curve; `W/sweep_overopt/sweep.png` plots gold and RM score
+against KL. Measured: docs/RESULTS.md.
 """
 
 import ml_collections
