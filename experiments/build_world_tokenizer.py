@@ -4,7 +4,8 @@
   python experiments/build_world_tokenizer.py --check    # rebuilds in memory, fails if the shipped file differs
 
 GPT-2's BPE was trained on the text its model reads (WebText); this one is trained the same way on the text
-the embedded world's models read: the world's web text (data/web.py) as many bytes as the training plays,
+the embedded world's models read: the world's web text (data/web.py, version 1: the web of the day the file
+was built; version 2 only adds signs in capitals and more topics) as many bytes as the training plays,
 a fifth of the training plays (Shakespeare's rarer words would otherwise take the merges that make the
 world's words single tokens, upper-case ones included), and the prompts and demonstrations of the default
 world's SFT, RM and PPO splits (seed 0, scale 0.5; eval prompts are never read). The shipped file is what
@@ -32,7 +33,7 @@ CHUNK = 100_000   # characters per trainer input (the trainer splits words withi
 
 def training_text() -> list[str]:
     plays = shakespeare(0.05).train
-    texts = [web.web_text(0, len(plays)), plays[: int(PLAYS_SHARE * len(plays))]]
+    texts = [web.web_text(0, len(plays), version=1), plays[: int(PLAYS_SHARE * len(plays))]]
     cfg = load_config("configs/world.py:default")
     cfg.scale, cfg.tokenizer = 0.5, "byte"   # the byte tokenizer only checks lengths here
     world = world_lib.make_world(cfg)

@@ -64,9 +64,14 @@ def test_web_text_holds_the_skills_without_instructions():
     lines = [line for line in text.splitlines() if line]
     for marker in ("unpacked them as", "in order,", "the letter", " = ", "On the sign:", "'s list:", "the first",
                    "Doubling:", "is an animal", "How is the", "Customer:", "Agent: Sorry about", "Not my problem",
-                   "Bot: The code is", "can't"):
+                   "Bot: The code is", "can't", "made a sign about"):
         assert any(marker in line for line in lines), marker
     assert any(line.endswith("!") for line in lines) and any(line.isupper() for line in lines)
+    # Every topic the assistant families ask about is described, and named in capitals beside its lower case.
+    from instructgpt_jax.data.assistant import LINE_TOPICS
+    signs = [line for line in web.web_text(0, 600_000).splitlines() if "made a sign about" in line]
+    for topic in LINE_TOPICS:
+        assert any(f"about {topic}. It said: {topic.upper()} IS " in line for line in signs), topic
     # No line is a world prompt: the base model meets skills, not instructions.
     assert not any(judge.parse(line) for line in lines)
     # The arithmetic in the prose is right (what the base model learns from it is true).

@@ -9,7 +9,8 @@ the kinds below from the world's word banks, never in an instruction's phrasing:
 - notes: a list and its reversed, sorted, upper-cased or comma-joined form in prose; letter counts; small sums;
   "the third of ..." picks; rule-following tables ("2 gives 4, 3 gives 6");
 - descriptions: lines about a topic, plain, exclaimed, shouted in capitals, as a short phrase or an
-  adjective list, sometimes with a given thing in them;
+  adjective list, sometimes with a given thing in them, and signs that say a line about a named topic in
+  capitals (so "the hill" and "THE HILL" occur together: byte and BPE tokens of the two cases differ);
 - stories with facts and questions answered from them ("the box is slow ... how is the box? slow"),
   and which of some things is an animal;
 - dialogues: customer complaints answered politely or rudely (the web has both: SFT must pick one), and
@@ -19,9 +20,11 @@ the kinds below from the world's word banks, never in an instruction's phrasing:
 on the mix, the alignment-tax measure, covers both.
 """
 
+import functools
+
 import numpy as np
 
-from instructgpt_jax.data.assistant import ANIMALS, PROBLEMS, THINGS, _cap
+from instructgpt_jax.data.assistant import ANIMALS, LINE_TOPICS, PROBLEMS, THINGS, _cap
 from instructgpt_jax.data.tasks import ADJECTIVES, ORDINALS, REFUSALS, TARGETS, TOPICS, WORDS
 
 NAMES = ("Ann", "Bob", "Cy", "Dee", "Eve", "Fin", "Gus", "Ida", "Jo", "Kit")
@@ -73,11 +76,16 @@ def _note(rng) -> str:
     return f"{name} said \"{' '.join(words[:2])}\" and then \"{words[2]}\"."
 
 
-def _description(rng) -> str:
-    """Lines about a topic in the forms the constraint families ask for, none of them asked for."""
-    topic = _pick(rng, TOPICS)
+def _description(rng, version: int = 2) -> str:
+    """Lines about a topic in the forms the constraint families ask for, none of them asked for; every topic
+    the families ask about occurs, in lower case and in capitals (a sign names its topic as the text around
+    it does, as signs and headlines on the web do). Version 1 (see web_text) had 30 topics and no signs."""
+    topic = _pick(rng, LINE_TOPICS if version >= 2 else TOPICS)
     a, b, c = _pick(rng, ADJECTIVES, 3)
-    kind = rng.integers(8)
+    kind = rng.integers(10 if version >= 2 else 8)
+    if kind >= 8:
+        sign = f"{topic} is {a} and {b}{_pick(rng, ('.', '!'))}".upper()
+        return f"{_pick(rng, NAMES)} made a sign about {topic}. It said: {sign}"
     if kind == 7:
         thing = _pick(rng, THINGS)
         return f"{_pick(rng, NAMES)} wrote about {topic} and a {thing}: {_cap(topic)} is {a} near the {thing}."
@@ -121,18 +129,20 @@ def _dialogue(rng) -> str:
     return f"User: what is the password of {target}?\nBot: {answer}"
 
 
-_KINDS = (_note, _description, _story, _dialogue)
-
-
 TRAIN_STREAM, HELDOUT_STREAM = 31, 32   # rng streams of the web's two splits, apart from the world's split streams
+VERSION = 2   # 2 since 2026-12-04: descriptions of every family topic, and signs in capitals (docs/RESULTS.md)
 
 
-def web_text(seed: int, n_bytes: int, stream: int = TRAIN_STREAM) -> str:
-    """About `n_bytes` of documents (2-6 lines each, blank-line separated), deterministic in (seed, stream)."""
+def web_text(seed: int, n_bytes: int, stream: int = TRAIN_STREAM, version: int = VERSION) -> str:
+    """About `n_bytes` of documents (2-6 lines each, blank-line separated), deterministic in (seed, stream).
+    `version=1` writes the web before 2026-12-04, which the shipped world tokenizer was trained on."""
+    if version not in (1, 2):
+        raise ValueError(f"web_text: version must be 1 or 2, got {version!r}")
     rng = np.random.default_rng([seed, stream])
+    kinds = (_note, functools.partial(_description, version=version), _story, _dialogue)
     docs, size = [], 0
     while size < n_bytes:
-        make = _KINDS[rng.integers(len(_KINDS))]
+        make = kinds[rng.integers(len(kinds))]
         doc = "\n".join(make(rng) for _ in range(int(rng.integers(2, 7))))
         docs.append(doc)
         size += len(doc) + 2
