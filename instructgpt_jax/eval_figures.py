@@ -131,6 +131,14 @@ def best_of_n(rm, gold, ns, wins=None) -> dict:
     out = {"n": list(ns), "rm": pick, "oracle": oracle, "sample_gold": float(np.mean(gold)),
            "recovered": (pick[-1] - pick[0]) / gain if gain > 1e-12 else None, "prompts": len(gold)}
     if wins is not None:
-        out["rm_win_rate"] = [float(np.mean(wins(i))) for i in rm_picks]
-        out["oracle_win_rate"] = [float(np.mean(wins(i))) for i in oracle_picks]
+        verdicts = {}   # picks the RM and the oracle share (all of n = 1, say) are judged once
+
+        def win_rate(picks):
+            key = picks.tobytes()
+            if key not in verdicts:
+                verdicts[key] = float(np.mean(wins(picks)))
+            return verdicts[key]
+
+        out["rm_win_rate"] = [win_rate(i) for i in rm_picks]
+        out["oracle_win_rate"] = [win_rate(i) for i in oracle_picks]
     return out

@@ -345,6 +345,14 @@ def run(config, workdir: str) -> dict:
     # A fresh generator per use: the same judges for every policy.
     labeler_rng = lambda: np.random.default_rng([ec.seed, LABELER_STREAM])  # noqa: E731
     labeler_ids = {split: labeler_rng().integers(world.labelers.n, size=len(rs)) for split, rs in rows.items()}
+
+    def judge(split, responses):
+        """The labelers' verdicts on `responses` to the first prompts of `split` against the reference's second
+        sample of each: the same labeler and stream for every policy and for best-of-n's picks."""
+        n = len(responses)
+        return world.preferences(prompts[split][:n], responses, baseline[split][:n], labeler_rng(),
+                                 labeler_ids[split][:n])
+
     with jax.set_mesh(mesh):
         # The reference's second sample, which it is compared with (its win rate against itself is ~50%).
         baseline = {split: sample_policy(generate, score, ref_params, ref_params, rm_params, prompts[split], tokenizer,
@@ -363,7 +371,7 @@ def run(config, workdir: str) -> dict:
                 s = sample_policy(generate, scorers[n_prompt], params, ref_params, rm_params, prompts[split], tokenizer,
                                   ec, mesh, ec.seed, n_prompt, prefix)
                 rm = (np.asarray(s["rm_raw"]) - norm["mean"]) / norm["std"]
-                wins = world.preferences(prompts[split], s["response"], baseline[split], labeler_rng(), labeler_ids[split])
+                wins = judge(split, s["response"])
                 f, gold = eval_figures.policy_figures(world, rows[split], s["response"], s["length"], s["kl"], rm, wins,
                                                       suffix)
                 figures.update(f)
@@ -393,11 +401,9 @@ def run(config, workdir: str) -> dict:
         rm_figures["world_candidates"] = rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rm_rows, ec, mesh)
         if best_n:
             # Judged as the policies are: the same labelers against the reference's second sample of each prompt.
-            n_rm = len(rm_prompts)
-            judge = lambda ys: world.preferences(rm_prompts, ys, baseline["eval"][:n_rm], labeler_rng(),  # noqa: E731
-                                                 labeler_ids["eval"][:n_rm])
             rm_figures["best_of_n"] = best_of_n(world, rm_graphdef, rm_params, norm, tokenizer, rm_prompts,
-                                                [d[:best_n] for d in draws], ec, mesh, judge)
+                                                [d[:best_n] for d in draws], ec, mesh,
+                                                functools.partial(judge, "eval"))
     for (name, suffix), (gold, wins) in paired.items():  # against the reference's gold on the same prompts and keys
         results[name].update(eval_figures.paired_figures(gold, paired[ec.reference, suffix][0], wins, suffix))
     base = results.get("base", {}).get("pretrain_loss")
