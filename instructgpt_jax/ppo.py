@@ -24,6 +24,7 @@ import optax
 from flax import nnx
 
 from instructgpt_jax import train
+from instructgpt_jax.model import materialise_grad
 from instructgpt_jax.pretrain import lm_loss
 
 
@@ -199,11 +200,21 @@ def response_hidden(model, tokens, positions, attention_mask, prompt_len: int):
     return h[:, prompt_len - 1:]
 
 
-def response_read(model, tokens, positions, attention_mask, prompt_len: int, temperature: float):
+def response_read(model, tokens, positions, attention_mask, prompt_len: int, temperature: float,
+                  *, differentiated: bool = False):
     """(logprobs, entropy, hidden) (B, N[, D]) of the response tokens tokens[:, P:] under `model`: the policy
-    read of the rollout's old logprobs, the reference's, the update's new ones and evaluation's KL."""
+    read of the rollout's old logprobs, the reference's, the update's new ones and evaluation's KL.
+
+    differentiated: the caller takes gradients (the update). The logits' gradient is then written to memory
+    once (model.materialise_grad); without the cut XLA:CPU recomputes the log-softmax's gradient inside the
+    transposed copy that feeds the unembedding's weight gradient, a (V, B*N) pass in the wrong order. The
+    update is faster with it, SFT's loss was slower (docs/RESULTS.md, "Speed"), so only here.
+    """
     h = response_hidden(model, tokens, positions, attention_mask, prompt_len)
-    logprobs, entropy = response_logprobs(model.logits(h), tokens[:, prompt_len:], temperature)
+    logits = model.logits(h)
+    if differentiated:
+        logits = materialise_grad(logits)
+    logprobs, entropy = response_logprobs(logits, tokens[:, prompt_len:], temperature)
     return logprobs, entropy, h
 
 
@@ -216,7 +227,7 @@ def policy_forward(policy_graphdef, value_graphdef, params, value_params, tokens
     shared = value_graphdef is None
     policy = nnx.merge(policy_graphdef, {**params, **value_params} if shared else params)
     inputs = (tokens, positions, attention_mask)
-    logprobs, entropy, h = response_read(policy, *inputs, prompt_len, temperature)
+    logprobs, entropy, h = response_read(policy, *inputs, prompt_len, temperature, differentiated=True)
     values = policy.score(h) if shared else value_forward(value_graphdef, value_params, *inputs, prompt_len)
     return policy, logprobs, entropy, values
 
