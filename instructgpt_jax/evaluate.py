@@ -346,6 +346,12 @@ def run(config, workdir: str) -> dict:
     labeler_rng = lambda: np.random.default_rng([ec.seed, LABELER_STREAM])  # noqa: E731
     labeler_ids = {split: labeler_rng().integers(world.labelers.n, size=len(rs)) for split, rs in rows.items()}
 
+    with jax.set_mesh(mesh):
+        # The reference's second sample, which it is compared with (its win rate against itself is ~50%).
+        baseline = {split: sample_policy(generate, score, ref_params, ref_params, rm_params, prompts[split], tokenizer,
+                                         ec, mesh, ec.seed + BASELINE_SEED_OFFSET, prompt_len)["response"]
+                    for split in rows}
+
     def judge(split, responses):
         """The labelers' verdicts on `responses` to the first prompts of `split` against the reference's second
         sample of each: the same labeler and stream for every policy and for best-of-n's picks."""
@@ -353,11 +359,6 @@ def run(config, workdir: str) -> dict:
         return world.preferences(prompts[split][:n], responses, baseline[split][:n], labeler_rng(),
                                  labeler_ids[split][:n])
 
-    with jax.set_mesh(mesh):
-        # The reference's second sample, which it is compared with (its win rate against itself is ~50%).
-        baseline = {split: sample_policy(generate, score, ref_params, ref_params, rm_params, prompts[split], tokenizer,
-                                         ec, mesh, ec.seed + BASELINE_SEED_OFFSET, prompt_len)["response"]
-                    for split in rows}
     results, samples, paired, pretrain_losses = {}, {}, {}, {}
     for name, folder in folders.items():
         cfg, _, params, meta = checkpoint.load_model(folder, shardings=shardings)

@@ -80,9 +80,10 @@ def _description(rng, version: int = 2) -> str:
     """Lines about a topic in the forms the constraint families ask for, none of them asked for; every topic
     the families ask about occurs, in lower case and in capitals (a sign names its topic as the text around
     it does, as signs and headlines on the web do). Version 1 (see web_text) had 30 topics and no signs."""
-    topic = _pick(rng, LINE_TOPICS if version >= 2 else TOPICS)
+    topics, kinds = (LINE_TOPICS, 10) if version >= 2 else (TOPICS, 8)  # kinds 8, 9: signs
+    topic = _pick(rng, topics)
     a, b, c = _pick(rng, ADJECTIVES, 3)
-    kind = rng.integers(10 if version >= 2 else 8)
+    kind = rng.integers(kinds)
     if kind >= 8:
         sign = f"{topic} is {a} and {b}{_pick(rng, ('.', '!'))}".upper()
         return f"{_pick(rng, NAMES)} made a sign about {topic}. It said: {sign}"
