@@ -134,6 +134,10 @@ def plot_gold_rm_vs_kl(workdir: str, summary: dict, path: str) -> bool:
     return _save(fig, path)
 
 
+# plot_ppo_runs draws KL on a symmetric-log axis when some run's KL passes this many nats.
+KL_LOG_AXIS_ABOVE = 20.0
+
+
 def plot_ppo_runs(stage_dirs: dict, path: str) -> bool:
     """Gold and RM score against KL over training, one line per PPO run (a sweep of beta or ptx_coef)."""
     curves = {name: sorted(_eval_rows(os.path.dirname(d), os.path.basename(d)), key=lambda r: r["step"])
@@ -151,8 +155,13 @@ def plot_ppo_runs(stage_dirs: dict, path: str) -> bool:
         ax_rm.plot(kl, [r["ppo/eval_score"] for r in rows], marker="o", ms=3, color=color, label=name)
     ax_gold.set(xlabel="KL from SFT (nats per response)", ylabel="gold score", title="Gold (true objective)")
     ax_rm.set(xlabel="KL from SFT (nats per response)", ylabel="RM score (normalised)", title="RM (proxy objective)")
+    # A run that escapes (beta 0: ~90 nats) would squash the others' curves, all within a few nats, into the
+    # left edge; past 1 nat the axis is then logarithmic, linear below (KL starts at 0).
+    wide = max(r["ppo/eval_kl"] for rows in curves.values() for r in rows) > KL_LOG_AXIS_ABOVE
     for ax in (ax_gold, ax_rm):
         ax.grid(alpha=0.3)
+        if wide:
+            ax.set_xscale("symlog", linthresh=1.0)
     ax_rm.legend(fontsize=7, loc="best")
     return _save(fig, path)
 

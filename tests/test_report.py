@@ -235,3 +235,18 @@ def test_sweep_plot_of_ppo_runs(workdir, tmp_path):
     assert report.plot_ppo_runs({"beta_a": str(workdir / "ppo"), "beta_b": str(workdir / "ppo_ptx")}, path)
     assert _is_png(path)
     assert not report.plot_ppo_runs({"none": str(tmp_path / "missing")}, str(tmp_path / "none.png"))
+
+
+def test_sweep_plot_puts_kl_on_a_log_axis_once_a_run_escapes(tmp_path, monkeypatch):
+    # A beta-0 run that reaches ~90 nats would squash runs within a few nats into the left edge.
+    def curve(kls):
+        return [(25 * i, {"ppo/eval_kl": kl, "ppo/eval_score": 1.0 + kl, "ppo/gold_score": 0.6}) for i, kl in enumerate(kls)]
+
+    _write_metrics(tmp_path, "calm", curve([0.0, 0.5, 1.0]))
+    _write_metrics(tmp_path, "escaped", curve([0.0, 3.0, 90.0]))
+    scales = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: scales.append([ax.get_xscale() for ax in fig.axes]) or True)
+    assert report.plot_ppo_runs({"calm": str(tmp_path / "calm")}, str(tmp_path / "a.png"))
+    assert report.plot_ppo_runs({"calm": str(tmp_path / "calm"), "escaped": str(tmp_path / "escaped")},
+                                str(tmp_path / "b.png"))
+    assert scales == [["linear", "linear"], ["symlog", "symlog"]]
