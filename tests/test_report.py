@@ -240,7 +240,8 @@ def test_sweep_plot_of_ppo_runs(workdir, tmp_path):
 def test_sweep_plot_puts_kl_on_a_log_axis_once_a_run_escapes(tmp_path, monkeypatch):
     # A beta-0 run that reaches ~90 nats would squash runs within a few nats into the left edge.
     def curve(kls):
-        return [(25 * i, {"ppo/eval_kl": kl, "ppo/eval_score": 1.0 + kl, "ppo/gold_score": 0.6}) for i, kl in enumerate(kls)]
+        return [(25 * i, {"ppo/eval_kl": kl, "ppo/eval_score": 1.0 + kl, "ppo/gold_score": 0.6})
+                for i, kl in enumerate(kls)]
 
     _write_metrics(tmp_path, "calm", curve([0.0, 0.5, 1.0]))
     _write_metrics(tmp_path, "escaped", curve([0.0, 3.0, 90.0]))
