@@ -9,8 +9,9 @@ Plain PPO (ptx_coef 0), so the KL to SFT is beta's doing alone: with the pretrai
 drifts towards the corpus (configs/ablations/ptx.py sweeps that). Eight PPO runs at W's learning rates (0.3
 at 1e-4 is the pipeline default's; 0.1 at 3e-5 was before). `W/sweep_beta/sweep.png` plots gold
 and RM score against KL for every run. The measured sweeps (RM score, KL, length and gold per beta):
-docs/RESULTS.md, "KL coefficient: the beta sweep and a strong-KL variant" (earlier labelers and RMs) and
-"The beta sweep on the world RM".
+docs/RESULTS.md, "The beta sweep on web v2: the over-optimisation curve" (the current world: RM score rising
+while gold peaks and falls below beta 0.3), "The beta sweep on the world RM" and "KL coefficient: the beta
+sweep and a strong-KL variant" (earlier worlds).
 """
 
 import ml_collections
