@@ -1,6 +1,8 @@
 """Benchmarks: tokens/s, MFU against a measured matmul peak, memory and compile time of each stage.
 
   instructgpt bench --config configs/bench.py:trl_tiny [--out runs/bench]
+  instructgpt bench --config configs/bench.py:trl_tiny "--config.stages=('rm',)" --config.ppo.enabled=False \
+      --config.real_lengths.enabled=False                    # one training step only (an A/B of a change)
 
 Args:
   trl_tiny    the Hugging Face TRL comparison (GPT-2 n_layer 4, n_head 4, n_embd 256, n_positions 256,
