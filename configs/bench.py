@@ -42,7 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.warmup = 3
     config.steps = 10
     config.peak_n = 1024
-    config.stages = ("pretrain", "sft", "rm")  # a tuple, so `--config.stages=sft,rm` can override it
+    config.stages = ("pretrain", "sft", "rm")  # a tuple, so "--config.stages=('sft', 'rm')" overrides it
     # PPO's settings are configs/ppo.py's plain PPO (ptx_coef 0) with the benchmark's shape.
     ppo_config = load_config("configs/ppo.py:ppo")
     ppo = ppo_config.ppo
