@@ -3,15 +3,20 @@
   python experiments/rm_probe.py --workdir runs/default                       # W/rm on W/sft's samples
   python experiments/rm_probe.py --workdir W --rm W2/rm --policy W/ppo --n 16 --prompts 256
   python experiments/rm_probe.py --workdir W --rm W2/rm --samples D.jsonl    # rescore another run's --dump
+  python experiments/rm_probe.py --workdir W --rm W/rm,S/seed_1,S/seed_2 --samples D.jsonl   # an RM ensemble
 
 Samples `n` responses (temperature 1) from the policy for each of the first `prompts` prompts of
 W/world/eval.jsonl, scores them with the RM and the world's gold judge, and prints, overall and per family:
 the mean gold of a sample, the gold of the RM's pick among the n (best-of-n), the gold of the best sample
 (the oracle), and the within-prompt correlations RM-gold, RM-length and gold-length (each prompt's mean
 removed first, so prompt difficulty does not count). `--samples` scores the samples of an earlier `--dump`
-instead of drawing new ones, so several reward models are compared on the very same responses. PPO can only raise gold through what the RM ranks
-correctly on these samples: an RM whose best-of-n gold is no better than the mean, or whose scores follow
-length more than gold, will be over-optimised from the first iterations (docs/RESULTS.md).
+instead of drawing new ones, so several reward models are compared on the very same responses. Several
+`--rm` folders score as an ensemble: a response's score is the mean of the members' normalised scores, minus
+`--ensemble_std` times their std (the uncertainty penalty of Coste et al. 2023); each member's own best-of-k
+is printed first (configs/ablations/rm_seeds.py trains members; docs/RESULTS.md, "An ensemble of RM seeds").
+PPO can only raise gold through what the RM ranks correctly on these samples: an RM whose best-of-n gold is
+no better than the mean, or whose scores follow length more than gold, will be over-optimised from the first
+iterations (docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -52,6 +57,12 @@ def probe(gold, rm, length) -> dict:
     return {"prompts": len(gold), "gold": float(gold.mean()), "best_of_n": float(gold[rows, rm.argmax(1)].mean()),
             "best_of_k": curve, "oracle": float(gold.max(1).mean()), "corr_rm_gold": within_corr(rm, gold),
             "corr_rm_length": within_corr(rm, length), "corr_gold_length": within_corr(gold, length)}
+
+
+def ensemble(scores, std_coef: float = 0.0):
+    """(members, prompts, n) normalised scores -> the ensemble's (prompts, n): their mean minus std_coef times
+    their std over members (std_coef 0: the mean)."""
+    return scores.mean(0) - std_coef * scores.std(0) if std_coef else scores.mean(0)
 
 
 def read_dump(path: str):
@@ -120,7 +131,9 @@ def sample(args, w, world, tokenizer, mesh, shardings, policy_dir, rm_graphdef, 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", required=True, help="pipeline workdir with world/, sft/ and rm/")
-    p.add_argument("--rm", default="", help="RM stage folder (default W/rm)")
+    p.add_argument("--rm", default="", help="RM stage folder (default W/rm); several, comma-separated: an ensemble")
+    p.add_argument("--ensemble_std", type=float, default=0.0,
+                   help="with several --rm: rank by the members' mean minus this times their std")
     p.add_argument("--policy", default="", help="policy stage folder (default W/sft)")
     p.add_argument("--n", type=int, default=8, help="samples per prompt")
     p.add_argument("--prompts", type=int, default=128, help="first prompts of W/world/eval.jsonl")
@@ -134,6 +147,7 @@ def main(argv=None) -> None:
 
     import jax
     import ml_collections
+    import numpy as np
 
     from instructgpt_jax import checkpoint, reward
     from instructgpt_jax.config_base import load_config, mesh_config
@@ -142,7 +156,8 @@ def main(argv=None) -> None:
     from instructgpt_jax.tokenizer import make_tokenizer
 
     w = args.workdir
-    rm_dir, policy_dir = args.rm or os.path.join(w, "rm"), args.policy or os.path.join(w, "sft")
+    rm_dirs = [d for d in args.rm.split(",") if d] or [os.path.join(w, "rm")]
+    policy_dir = args.policy or os.path.join(w, "sft")
     config_path = os.path.join(w, "config.json")
     if not os.path.exists(config_path):
         raise SystemExit(f"{config_path}: no such file (expected a pipeline workdir)")
@@ -151,19 +166,26 @@ def main(argv=None) -> None:
     world = make_world(ml_collections.ConfigDict(world_cfg))
     tokenizer = make_tokenizer(world.config.tokenizer)
     mesh, shardings = checkpoint.mesh_and_shardings(mesh_config())
-    _, rm_graphdef, rm_params, _ = checkpoint.load_model(rm_dir, shardings=shardings)
-    norm = reward.load_reward_norm(rm_dir)
+    members = [(checkpoint.load_model(d, shardings=shardings)[1:3], reward.load_reward_norm(d)) for d in rm_dirs]
+    (rm_graphdef, rm_params), norm = members[0]
     if args.samples:
         prompts, families, gold, length, texts = read_dump(args.samples)
-        items = [(q, y) for q, ys in zip(prompts, texts) for y in ys]
-        ec = dataclasses.replace(eval_config(load_config("configs/eval.py")), batch_size=64)
-        with jax.set_mesh(mesh):
-            scores = rm_text_scores(rm_graphdef, rm_params, norm, tokenizer, items, ec, mesh)
-        rm = scores.reshape(len(prompts), -1)
-        args.n, policy_dir = rm.shape[1], args.samples
+        args.n, policy_dir = gold.shape[1], args.samples
     else:
         prompts, families, gold, rm, length, texts = sample(args, w, world, tokenizer, mesh, shardings, policy_dir,
                                                             rm_graphdef, rm_params, norm)
+    if args.samples or len(members) > 1:
+        items = [(q, y) for q, ys in zip(prompts, texts) for y in ys]
+        ec = dataclasses.replace(eval_config(load_config("configs/eval.py")), batch_size=64)
+        with jax.set_mesh(mesh):
+            scores = np.stack([rm_text_scores(g, p, n, tokenizer, items, ec, mesh).reshape(len(prompts), -1)
+                               for (g, p), n in members])
+        rm = ensemble(scores, args.ensemble_std)
+        if len(members) > 1:
+            for d, member in zip(rm_dirs, scores):
+                print(f"member {d}: best-of-k " + "  ".join(
+                    f"{k}: {v:.3f}" for k, v in probe(gold, member, length)["best_of_k"].items()))
+    rm_dir = ",".join(rm_dirs)
     out = {"rm": rm_dir, "policy": policy_dir, "n": args.n, "all": probe(gold, rm, length),
            "by_family": {f: probe(gold[families == f], rm[families == f], length[families == f])
                          for f in sorted(set(families))}}

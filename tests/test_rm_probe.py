@@ -89,3 +89,32 @@ def test_samples_mode_rescores_every_sample_of_a_dump(tmp_path_factory, tmp_path
     (tmp_path / "gap.jsonl").write_text("\n".join(lines[:2] + lines[3:]) + "\n")  # prompt 1's sample 0 missing
     with pytest.raises(SystemExit, match="gap.jsonl:3: sample 1 does not follow sample 1 of the same prompt"):
         rm_probe.main(["--workdir", str(workdir), "--samples", str(tmp_path / "gap.jsonl")])
+
+
+def test_ensemble_is_the_members_mean_less_their_spread():
+    rng = np.random.default_rng(2)
+    scores = rng.standard_normal((3, 4, 5))
+    for coef in (0.0, 1.5):
+        got = rm_probe.ensemble(scores, coef)
+        for i in range(4):
+            for j in range(5):
+                member = [scores[m][i][j] for m in range(3)]
+                mean = sum(member) / 3
+                std = (sum((x - mean) ** 2 for x in member) / 3) ** 0.5
+                assert np.isclose(got[i][j], mean - coef * std)
+
+
+def test_ensemble_mode_scores_with_every_member(tmp_path_factory, tmp_path, capsys):
+    workdir, _, _ = smoke_workdir(tmp_path_factory)
+    dump, single, double = (tmp_path / f"{n}.jsonl" for n in ("dump", "single", "double"))
+    rm_probe.main(["--workdir", str(workdir), "--n", "2", "--prompts", "16", "--max_new_tokens", "8", "--dump", str(dump)])
+    rm_probe.main(["--workdir", str(workdir), "--samples", str(dump), "--dump", str(single)])
+    # The same RM twice: its members agree, so their mean (with or without the spread penalty) is its score.
+    rm = str(workdir / "rm")
+    capsys.readouterr()
+    rm_probe.main(["--workdir", str(workdir), "--samples", str(dump), "--rm", f"{rm},{rm}", "--ensemble_std", "1",
+                   "--dump", str(double)])
+    assert capsys.readouterr().out.count(f"member {rm}: best-of-k 1:") == 2
+    one = [json.loads(line)["rm"] for line in single.read_text().splitlines()]
+    two = [json.loads(line)["rm"] for line in double.read_text().splitlines()]
+    assert len(one) == 32 and np.allclose(one, two, atol=1e-6)
