@@ -120,9 +120,10 @@ def pipeline_workdir(tmp_path):
 
 
 def test_stage_ablations_run_the_pipelines_own_stage(pipeline_workdir):
-    """The beta, ptx, overopt, rm_data, rm_k, rm_batching and rm_seeds ablations start from a pipeline workdir: each run is
-    that workdir's stage config (its seed, token lengths, corpus, RM layout) with the ablated keys changed and
-    nothing else (a run with the stage file's byte-sized defaults is not the row it claims to be)."""
+    """The beta, ptx, overopt, rm_data, rm_k, rm_batching, rm_seeds and rm_optim ablations start from a pipeline
+    workdir: each run is that workdir's stage config (its seed, token lengths, corpus, RM layout) with the
+    ablated keys changed and nothing else (a run with the stage file's byte-sized defaults is not the row it
+    claims to be)."""
     from instructgpt_jax import pipeline
     from instructgpt_jax.config_base import load_config
 
@@ -131,7 +132,8 @@ def test_stage_ablations_run_the_pipelines_own_stage(pipeline_workdir):
     config.seed = 2
     stages = pipeline.stage_configs(config, w)
     ablations = {"beta": ("ppo", 8), "overopt": ("ppo", 3), "ptx": ("ppo_ptx", 5), "rm_data": ("rm", 6),
-                 "rm_k": ("rm", 4), "rm_batching": ("rm", 3), "rm_seeds": ("rm", 4)}
+                 "rm_k": ("rm", 4), "rm_batching": ("rm", 3), "rm_seeds": ("rm", 4),
+                 "rm_optim": ("rm", 7)}
     for name, (stage, n) in ablations.items():
         runs = sweep.plan(f"configs/ablations/{name}.py:{w}", "/tmp/unused")
         assert len(runs) == n and {r["stage"] for r in runs} == {stages[stage].stage}  # the command: ppo or rm
