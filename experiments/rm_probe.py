@@ -62,7 +62,7 @@ def probe(gold, rm, length) -> dict:
 def ensemble(scores, std_coef: float = 0.0):
     """(members, prompts, n) normalised scores -> the ensemble's (prompts, n): their mean minus std_coef times
     their std over members (std_coef 0: the mean)."""
-    return scores.mean(0) - std_coef * scores.std(0) if std_coef else scores.mean(0)
+    return scores.mean(0) - std_coef * scores.std(0)
 
 
 def read_dump(path: str):

@@ -16,22 +16,18 @@ before (measured figures: docs/RESULTS.md, "The RM's learning rate and epochs on
 
 import ml_collections
 
-RUNS = {
-    "lr_1e-3_ep2": {"optim": {"lr": 1e-3}, "train": {"epochs": 2.0}},
-    "lr_3e-3_ep2": {"optim": {"lr": 3e-3}, "train": {"epochs": 2.0}},
-    "lr_3e-4_ep2": {"optim": {"lr": 3e-4}, "train": {"epochs": 2.0}},
-    "lr_1e-4_ep2": {"optim": {"lr": 1e-4}, "train": {"epochs": 2.0}},
-    "lr_1e-3_ep1": {"optim": {"lr": 1e-3}, "train": {"epochs": 1.0}},
-    "lr_3e-4_ep3": {"optim": {"lr": 3e-4}, "train": {"epochs": 3.0}},
-    "from_base": {"optim": {"lr": 1e-3}, "train": {"epochs": 2.0}, "init_from": "{W}/pretrain"},
-}
-
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     workdir = arg or "runs/pipeline"
     config = ml_collections.ConfigDict()
     config.base = f"configs/run_stage.py:{workdir}/rm"  # W's RM stage as it ran: its data, layout and seed
-    runs = {name: dict(run, init_from=run["init_from"].format(W=workdir)) if "init_from" in run else run
-            for name, run in RUNS.items()}
-    config.runs = ml_collections.ConfigDict(runs, sort_keys=False)
+    config.runs = ml_collections.ConfigDict({
+        "lr_1e-3_ep2": {"optim": {"lr": 1e-3}, "train": {"epochs": 2.0}},
+        "lr_3e-3_ep2": {"optim": {"lr": 3e-3}, "train": {"epochs": 2.0}},
+        "lr_3e-4_ep2": {"optim": {"lr": 3e-4}, "train": {"epochs": 2.0}},
+        "lr_1e-4_ep2": {"optim": {"lr": 1e-4}, "train": {"epochs": 2.0}},
+        "lr_1e-3_ep1": {"optim": {"lr": 1e-3}, "train": {"epochs": 1.0}},
+        "lr_3e-4_ep3": {"optim": {"lr": 3e-4}, "train": {"epochs": 3.0}},
+        "from_base": {"optim": {"lr": 1e-3}, "train": {"epochs": 2.0}, "init_from": f"{workdir}/pretrain"},
+    }, sort_keys=False)
     return config
