@@ -55,7 +55,8 @@ def batches():
 
 
 def hf_logits(path, tokens, mask, cls=None):
-    model = (cls or transformers.GPTNeoXForCausalLM).from_pretrained(path).eval()
+    """transformers' logits in float64, the exact answer for these weights (see tests/test_hf.py)."""
+    model = (cls or transformers.GPTNeoXForCausalLM).from_pretrained(path).eval().to(torch.float64)
     with torch.no_grad():
         out = model(torch.tensor(tokens), attention_mask=torch.tensor(mask.astype(np.int64)),
                     position_ids=torch.tensor(np.maximum(np.cumsum(mask, -1) - 1, 0)))
