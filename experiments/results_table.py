@@ -3,13 +3,17 @@
   python experiments/results_table.py runs/default                      # one run
   python experiments/results_table.py runs/seed0 runs/seed1 runs/seed2  # seeds: mean, and each seed's value
   python experiments/results_table.py runs/default --readme README.md    # rewrite README's table in place
+  python experiments/results_table.py runs/seed0 runs/seed1 --families    # and the table per family
 
 README.md's results table is this script's output: `--readme` replaces what lies between the lines
 `<!-- results:begin -->` and `<!-- results:end -->` with the table and the RM line and leaves the rest of the
 file as it is, so the table cannot drift from the run it names. docs/RESULTS.md pastes its output. Columns: labeler win rate against SFT (± its 95% interval), gold and the paired gold
 difference from SFT (± 95%), RM score, KL from SFT, alignment tax, response length, refusals of harmful
 requests, and the Figure 4 metadata (constraint violations, hallucinations, inappropriate answers). With
-several runs each cell is the mean over runs followed by the runs' values in brackets.
+several runs each cell is the mean over runs followed by the runs' values in brackets. `--families` adds a
+table per prompt family (the world's slices, the hard one last): each policy's gold, and the RM's agreement
+with a held-out labeler's ranking beside the labelers' own (mean over runs), the figures behind "where RLHF
+helps and where it does not".
 """
 
 from __future__ import annotations
@@ -68,6 +72,33 @@ def table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+FAMILY_POLICIES = (("sft", "SFT gold"), ("ppo", "PPO"), ("ppo_ptx", "PPO-ptx"))
+
+
+def family_table(summaries: list[dict]) -> str:
+    """Per family, mean over runs: each policy's gold, the RM's agreement and the labelers' (the RM's ceiling)."""
+    from instructgpt_jax.data.judge import FAMILIES, KINDS
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return f"{sum(values) / len(values):.2f}" if values else "-"
+
+    seen = {f for s in summaries for f in (s["policies"].get("sft") or {}).get("gold_by_family", {})}
+    order = sorted(seen, key=lambda f: (KINDS.index(FAMILIES[f].kind) if f in FAMILIES else len(KINDS), f))
+    head = [label for _, label in FAMILY_POLICIES] + ["RM agreement", "labelers", "pairs"]
+    lines = ["| family | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for fam in order:
+        name = f"hard: {fam}" if fam in FAMILIES and FAMILIES[fam].kind == "hard" else fam
+        cells = [mean([((s["policies"].get(p) or {}).get("gold_by_family") or {}).get(fam) for s in summaries])
+                 for p, _ in FAMILY_POLICIES]
+        for key in ("accuracy_by_family", "labeler_agreement_by_family"):
+            cells.append(mean([(s.get("rm", {}).get(key) or {}).get(fam) for s in summaries]))
+        pairs = [(s.get("rm", {}).get("pairs_by_family") or {}).get(fam) for s in summaries]
+        cells.append(str(sum(p for p in pairs if p)))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def rm_line(summaries: list[dict]) -> str:
     """The RM's agreement with held-out labelers, the labelers' own, best-of-n's recovered share and, when the
     eval has it, the labelers' win rate of the gold-best of n SFT samples against SFT (the re-ranking ceiling)."""
@@ -102,12 +133,15 @@ def rewrite(text: str, summaries: list[dict]) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("workdirs", nargs="+", help="pipeline workdirs with summary.json")
+    p.add_argument("--families", action="store_true", help="also print the table per prompt family")
     p.add_argument("--readme", default="", help="rewrite the table between the results markers of this file "
                                                 "(README.md) instead of printing it")
     args = p.parse_args(argv)
     summaries = load(args.workdirs)
     if not args.readme:
         print(block(summaries))
+        if args.families:
+            print("\n" + family_table(summaries))
         return
     with open(args.readme) as f:
         text = rewrite(f.read(), summaries)  # before opening for writing: a file without markers stays whole

@@ -68,3 +68,21 @@ def test_readme_mode_rewrites_only_between_the_markers(tmp_path):
     with pytest.raises(ValueError, match="results:begin"):
         results_table.main([run, "--readme", str(readme)])
     assert readme.read_text() == "no markers here\n"
+
+
+def test_family_table_orders_the_slices_and_averages_over_runs():
+    """One row per family, the world's slices in order and the hard ones last and named so; each cell the mean
+    over runs, a family a run lacks left out of its mean; pairs summed."""
+    def summary(sft_write, rm_write):
+        return {"policies": {"sft": {"gold_by_family": {"sort": 0.1, "write": sft_write, "end_mark": 0.8}},
+                             "ppo_ptx": {"gold_by_family": {"write": 0.9, "end_mark": 0.95}}},
+                "rm": {"accuracy_by_family": {"write": rm_write, "sort": 0.5},
+                       "labeler_agreement_by_family": {"write": 0.6, "sort": 0.57},
+                       "pairs_by_family": {"write": 100, "sort": 10}}}
+
+    rows = results_table.family_table([summary(0.9, 0.6), summary(0.7, 0.7)]).splitlines()
+    assert rows[0] == "| family | SFT gold | PPO | PPO-ptx | RM agreement | labelers | pairs |"
+    assert [r.split(" | ")[0] for r in rows[2:]] == ["| end_mark", "| write", "| hard: sort"]
+    assert rows[2] == "| end_mark | 0.80 | - | 0.95 | - | - | 0 |"
+    assert rows[3] == "| write | 0.80 | - | 0.90 | 0.65 | 0.60 | 200 |"
+    assert rows[4] == "| hard: sort | 0.10 | - | - | 0.50 | 0.57 | 20 |"

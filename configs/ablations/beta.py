@@ -4,7 +4,8 @@
 
 W (after the colon; default runs/pipeline) is a pipeline workdir whose plain PPO stage has run
 (`instructgpt pipeline --config configs/pipeline.py:default --workdir W`): every run is W/ppo's config
-(configs/run_stage.py: from W/sft and W/rm, with W's prompts, corpus, token lengths and seed) with another beta.
+(configs/run_stage.py: from W/sft and W/rm, with W's prompts, corpus, token lengths, iterations and seed) with
+another beta, held fixed (the default's adaptive KL controller off).
 Plain PPO (ptx_coef 0), so the KL to SFT is beta's doing alone: with the pretraining term the policy also
 drifts towards the corpus (configs/ablations/ptx.py sweeps that). Eight PPO runs at W's learning rates (0.3
 at 1e-4 is the pipeline default's; 0.1 at 3e-5 was before). `W/sweep_beta/sweep.png` plots gold
@@ -25,6 +26,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     # W's plain PPO stage as it ran (configs/run_stage.py): its SFT, RM, prompts, corpus, lengths and seed.
     config.base = f"configs/run_stage.py:{workdir}/ppo"
-    config.runs = ml_collections.ConfigDict({name: {"ppo": {"beta": beta}} for name, beta in BETAS.items()},
-                                            sort_keys=False)
+    # Fixed beta: the pipeline default's adaptive controller (which moves beta towards a target KL) is off.
+    config.runs = ml_collections.ConfigDict(
+        {name: {"ppo": {"beta": beta, "adaptive_kl": False}} for name, beta in BETAS.items()}, sort_keys=False)
     return config
