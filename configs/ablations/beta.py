@@ -7,9 +7,10 @@ W (after the colon; default runs/pipeline) is a pipeline workdir whose plain PPO
 (configs/run_stage.py: from W/sft and W/rm, with W's prompts, corpus, token lengths, iterations and seed) with
 another beta, held fixed (the default's adaptive KL controller off).
 Plain PPO (ptx_coef 0), so the KL to SFT is beta's doing alone: with the pretraining term the policy also
-drifts towards the corpus (configs/ablations/ptx.py sweeps that). Eight PPO runs at W's learning rates (0.3
-at 1e-4 is the pipeline default's; 0.1 at 3e-5 was before). `W/sweep_beta/sweep.png` plots gold
-and RM score against KL for every run. The measured sweeps (RM score, KL, length and gold per beta):
+drifts towards the corpus (configs/ablations/ptx.py sweeps that). Eight PPO runs at W's learning rates
+and iterations (the pipeline default's: 200 at 1e-4, its controller starting from beta 0.3; before 2026-12-05
+beta stayed 0.3 for 100 iterations, and 0.1 at 3e-5 before that). `W/sweep_beta/sweep.png` plots gold and RM
+score against KL for every run. The measured sweeps (RM score, KL, length and gold per beta):
 docs/RESULTS.md, "The beta sweep on web v2: the over-optimisation curve" (the current world: RM score rising
 while gold peaks and falls below beta 0.3), "The beta sweep on the world RM" and "KL coefficient: the beta
 sweep and a strong-KL variant" (earlier worlds).
