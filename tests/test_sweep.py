@@ -162,6 +162,12 @@ def test_stage_ablations_run_the_pipelines_own_stage(pipeline_workdir):
         config_flags.DEFINE_config_file("config", None, "", flag_values=fv, sys_argv=argv)
         fv(argv)
         assert fv.config.to_dict() == r["config"].to_dict()
+    # rm_k's budget after a comma: every run reads that many responses, K = 9 in as few steps.
+    runs = sweep.plan(f"configs/ablations/rm_k.py:{w},14000", "/tmp/unused")
+    assert [r["config"].data.response_budget for r in runs] == [14000] * 4
+    assert runs[0]["config"].data.train == f"{w}/compare_k9/rm.jsonl"
+    with pytest.raises(ValueError, match="budget '7x' after the comma"):
+        sweep.plan(f"configs/ablations/rm_k.py:{w},7x", "/tmp/unused")
 
 
 def test_run_stage_config_errors(tmp_path):
