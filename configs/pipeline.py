@@ -27,8 +27,8 @@ Args:
   default  tiny-world model (1.1M parameters) on the world at scale 0.5, with the tuned keys below:
            pretraining on the world's web text and Shakespeare, SFT, comparisons of SFT samples on 8,192
            prompts, the RM (3 epochs at 3e-4), PPO and PPO-ptx (200 iterations at lr 1e-4, beta adapting from
-           0.3 towards 1.5 nats of KL), evaluation of the paper's five policies. Wall time per stage, the results table for three seeds and what the run does and does
-           not show: docs/RESULTS.md.
+           0.3 towards 1.5 nats of KL), evaluation of the paper's five policies. Wall time per stage, the
+           results table for three seeds and what the run does and does not show: docs/RESULTS.md.
   --config.seed=N reseeds every stage, the world included: an independent replicate of the whole recipe.
 """
 
@@ -125,8 +125,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # per response towards 1.5 nats with a horizon of 1,000 episodes, for 200 iterations. At fixed beta
         # 0.3 for 100 iterations the policy stays under 1 nat, less than the RM's best-of-4 moves, and
         # hallucinations fell on one seed of three; with the controller for 200 they fall on all three, and
-        # win rate, gold and violations move further (docs/RESULTS.md, "The adaptive KL controller for 200
-        # iterations"). Fixed-beta ablations (configs/ablations/beta.py, overopt.py, rounds.py) turn it off.
+        # win rate, gold and violations move further (docs/RESULTS.md, "Adaptive KL for 200 iterations: the
+        # default since 2026-12-05"). Fixed-beta ablations (configs/ablations/beta.py, overopt.py, rounds.py) turn it off.
         for stage in ("ppo", "ppo_ptx"):
             config[stage].optim.lr = config[stage].value_optim.lr = 1e-4
             config[stage].ppo.update({"adaptive_kl": True, "target_kl": 1.5, "horizon": 1000})

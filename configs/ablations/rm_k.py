@@ -11,8 +11,8 @@ rank 8,192 prompts there for N = 14,000).
 Each run is W/rm's config (configs/run_stage.py) on those rankings, padded per prompt (packed_rows 0) so a
 step holds a fixed number of responses. It cuts every training prompt to K of its responses (the
 labeler's ranking restricted to them) and uses ceil(3600 / K) prompts, so every run's labelers read 3,600
-responses and the RM forwards 3,600 sequences, in 72 sequences per step (50 steps; N / 72 for a budget N). The held-out prompts
-keep all 9 responses, so every run is scored on the same pairs.
+responses and the RM forwards 3,600 sequences, in 72 sequences per step (50 steps; N / 72 for a budget N).
+The held-out prompts keep all 9 responses, so every run is scored on the same pairs.
 Expected (the paper's argument for K-wise ranking, section 3.5): held-out accuracy and loss improve with K,
 since K responses give C(K, 2) comparisons (1 at K = 2, 36 at K = 9) for the same reading effort.
 """
