@@ -84,11 +84,12 @@ def family_table(summaries: list[dict]) -> str:
         return f"{sum(values) / len(values):.2f}" if values else "-"
 
     seen = {f for s in summaries for f in (s["policies"].get("sft") or {}).get("gold_by_family", {})}
-    order = sorted(seen, key=lambda f: (KINDS.index(FAMILIES[f].kind) if f in FAMILIES else len(KINDS), f))
+    kind = {f: FAMILIES[f].kind if f in FAMILIES else "unknown" for f in seen}  # unknown: not a world family
+    order = sorted(seen, key=lambda f: (KINDS.index(kind[f]) if kind[f] in KINDS else len(KINDS), f))
     head = [label for _, label in FAMILY_POLICIES] + ["RM agreement", "labelers", "pairs"]
     lines = ["| family | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for fam in order:
-        name = f"hard: {fam}" if fam in FAMILIES and FAMILIES[fam].kind == "hard" else fam
+        name = f"hard: {fam}" if kind[fam] == "hard" else fam
         cells = [mean([((s["policies"].get(p) or {}).get("gold_by_family") or {}).get(fam) for s in summaries])
                  for p, _ in FAMILY_POLICIES]
         for key in ("accuracy_by_family", "labeler_agreement_by_family"):
