@@ -105,17 +105,29 @@ def _description(rng, version: int = 2) -> str:
     return f"{_cap(topic)} is {a}, {b} and {c}."
 
 
-def _story(rng) -> str:
-    """Facts, then a question answered from them only; or which of some things is an animal."""
-    if rng.random() < 0.5:
-        (w1, w2), (a1, a2) = _pick(rng, THINGS, 2), _pick(rng, ADJECTIVES, 2)
-        q, aq = (w1, a1) if rng.random() < 0.5 else (w2, a2)
-        return f"The {w1} is {a1} and the {w2} is {a2}. How is the {q}? The {q} is {aq}."
+def _lookup(rng) -> tuple[str, str]:
+    """Two facts and a question answered from them: (the line up to its answer, the answer)."""
+    (w1, w2), (a1, a2) = _pick(rng, THINGS, 2), _pick(rng, ADJECTIVES, 2)
+    q, aq = (w1, a1) if rng.random() < 0.5 else (w2, a2)
+    return f"The {w1} is {a1} and the {w2} is {a2}. How is the {q}? The {q} is", aq
+
+
+def _animal(rng) -> tuple[str, str]:
+    """Which of some things is the animal: (the line up to its answer, the answer)."""
     things = _pick(rng, THINGS, int(rng.integers(2, 4)))
     animal = _pick(rng, ANIMALS)
     items = things + [animal]
     items = [items[i] for i in rng.permutation(len(items))]
-    return f"Of {', '.join(items)}, only the {animal} is an animal."
+    return f"Of {', '.join(items)}, only the", animal
+
+
+def _story(rng) -> str:
+    """Facts, then a question answered from them only; or which of some things is an animal."""
+    if rng.random() < 0.5:
+        line, answer = _lookup(rng)
+        return f"{line} {answer}."
+    line, animal = _animal(rng)
+    return f"{line} {animal} is an animal."
 
 
 def _dialogue(rng) -> str:
@@ -131,19 +143,25 @@ def _dialogue(rng) -> str:
 
 
 TRAIN_STREAM, HELDOUT_STREAM = 31, 32   # rng streams of the web's two splits, apart from the world's split streams
-VERSION = 2   # 2 since 2026-12-04: descriptions of every family topic, and signs in capitals (docs/RESULTS.md)
+# 2 since 2026-12-04: descriptions of every family topic, and signs in capitals. 3 (not the default): stories
+# four times as often as each other kind of document, so the base model knows which listed thing is the
+# animal (the select family's skill) after the default's 1,500 steps (docs/RESULTS.md, "Web v3").
+VERSION = 2
+STORY_WEIGHTS = (1, 1, 4, 1)   # web v3's odds of a note, a description, a story, a dialogue
 
 
 def web_text(seed: int, n_bytes: int, stream: int = TRAIN_STREAM, version: int = VERSION) -> str:
     """About `n_bytes` of documents (2-6 lines each, blank-line separated), deterministic in (seed, stream).
-    `version=1` writes the web before 2026-12-04, which the shipped world tokenizer was trained on."""
-    if version not in (1, 2):
-        raise ValueError(f"web_text: version must be 1 or 2, got {version!r}")
+    `version=1` writes the web before 2026-12-04, which the shipped world tokenizer was trained on; 2 the web
+    from then to 2026-12-05 (each kind of document equally often)."""
+    if version not in (1, 2, 3):
+        raise ValueError(f"web_text: version must be 1, 2 or 3, got {version!r}")
     rng = np.random.default_rng([seed, stream])
     kinds = (_note, functools.partial(_description, version=version), _story, _dialogue)
+    odds = np.array(STORY_WEIGHTS, np.float64) / sum(STORY_WEIGHTS)
     docs, size = [], 0
     while size < n_bytes:
-        make = kinds[rng.integers(len(kinds))]
+        make = kinds[rng.choice(len(kinds), p=odds) if version >= 3 else rng.integers(len(kinds))]
         doc = "\n".join(make(rng) for _ in range(int(rng.integers(2, 7))))
         docs.append(doc)
         size += len(doc) + 2

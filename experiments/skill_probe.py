@@ -1,0 +1,52 @@
+"""Latent skills of a run's models: the web's own cloze questions, per skill (instructgpt_jax/skills.py).
+
+  python experiments/skill_probe.py --workdir runs/default                    # W/pretrain and W/sft
+  python experiments/skill_probe.py --workdir W --stages pretrain --n 400 --json out.json
+
+Prints each stage's multiple-choice accuracy per skill beside the chance level. A skill the base model
+does not have (accuracy near chance) is one SFT has nothing to elicit and the RM (initialised from SFT)
+nothing to judge with: the family that needs it stays where the hard slice is (docs/RESULTS.md, "Web v3").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", required=True, help="a pipeline workdir (or any folder of stage folders)")
+    parser.add_argument("--stages", default="pretrain,sft", help="comma-separated stage folders under --workdir")
+    parser.add_argument("--n", type=int, default=200, help="questions per skill")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the questions")
+    parser.add_argument("--json", default="", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        raise SystemExit(f"--n {args.n}: expected at least one question per skill")
+    from instructgpt_jax import skills
+
+    stages = [s for s in args.stages.split(",") if s]
+    missing = [s for s in stages if not os.path.isdir(os.path.join(args.workdir, s, "checkpoints"))]
+    if missing:
+        raise SystemExit(f"{args.workdir}: no checkpoints in {', '.join(missing)} (expected stage folders with "
+                         "checkpoints/, e.g. pretrain,sft)")
+    figures = {s: skills.probe(os.path.join(args.workdir, s), args.n, args.seed) for s in stages}
+    print(f"{'skill':8s} {'chance':>7s} " + " ".join(f"{s:>10s}" for s in stages))
+    for skill in skills.SKILLS:
+        row = [figures[s][skill]["accuracy"] for s in stages]
+        print(f"{skill:8s} {figures[stages[0]][skill]['chance']:7.3f} " + " ".join(f"{a:10.3f}" for a in row))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"workdir": args.workdir, "n": args.n, "seed": args.seed, "stages": figures}, f, indent=1)
+    return figures
+
+
+if __name__ == "__main__":
+    main()

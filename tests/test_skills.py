@@ -1,0 +1,102 @@
+"""instructgpt_jax/skills.py: the cloze questions are the web's own lines, and their scores match a slow loop."""
+
+import importlib.util
+import json
+import os
+import re
+import sys
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from instructgpt_jax import skills
+from instructgpt_jax.data import web
+from instructgpt_jax.data.assistant import ANIMALS, LINE_TOPICS, THINGS
+from instructgpt_jax.model import GPTConfig, abstract_model
+from instructgpt_jax.tokenizer import make_tokenizer
+from test_model import random_params
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_pipeline import smoke_workdir  # noqa: E402  the same session workdir: run once, then skipped
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location("skill_probe", os.path.join(ROOT, "experiments", "skill_probe.py"))
+skill_probe = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(skill_probe)
+
+
+def test_each_answer_follows_from_its_question():
+    for c in skills.questions("lookup", 50, seed=3):
+        facts = dict(re.findall(r"the (\w+) is (\w+)", c.question.replace("The ", "the ", 1)))
+        asked = re.search(r"How is the (\w+)\?", c.question).group(1)
+        assert c.answer == facts[asked] and c.question.endswith(f"The {asked} is")
+    for c in skills.questions("animal", 50, seed=3):
+        listed = re.match(r"Of (.*), only the$", c.question).group(1).split(", ")
+        assert [w for w in listed if w in ANIMALS] == [c.answer]
+    for c in skills.questions("sign", 50, seed=3):
+        topic = re.search(r"sign about (.*)\. It said:", c.question).group(1)
+        assert c.answer == topic.split()[-1].upper() and topic in LINE_TOPICS
+    for c in skills.questions("reply", 50, seed=3):
+        assert re.match(r"Customer: my (\w+) ", c.question).group(1) == c.answer and c.answer in THINGS
+    for c in skills.questions("unpack", 50, seed=3):
+        listed = re.search(r"packed (.*), and unpacked", c.question).group(1).split()
+        assert c.answer == listed[-1] and c.candidates == tuple(listed)
+    for skill in skills.SKILLS:
+        items = skills.questions(skill, 20, seed=1)
+        assert all(c.answer in c.candidates and len(set(c.candidates)) == len(c.candidates) for c in items)
+        assert items == skills.questions(skill, 20, seed=1) and items != skills.questions(skill, 20, seed=2)
+    with pytest.raises(ValueError, match="skill 'sorting'"):
+        skills.questions("sorting", 1)
+
+
+def test_the_web_writes_the_questions_lines_with_their_answers():
+    """Every probed form occurs in the web text with the answer the probe expects (the probe asks what the
+    base model read, in its words); web v3 holds four stories for each note, description and dialogue."""
+    text = web.web_text(0, 200_000, version=3)
+    lookups = re.findall(r"The (\w+) is (\w+) and the (\w+) is (\w+)\. How is the (\w+)\? The \5 is (\w+)\.", text)
+    assert len(lookups) > 100 and all(dict([(a, b), (c, d)])[q] == ans for a, b, c, d, q, ans in lookups)
+    animals = re.findall(r"Of ([\w, ]+), only the (\w+) is an animal\.", text)
+    assert len(animals) > 100 and all(a in x.split(", ") and a in ANIMALS for x, a in animals)
+    assert re.search(r"made a sign about .*\. It said: [A-Z ]+", text)
+    assert re.search(r"Customer: my (\w+) .*\.\nAgent: Sorry about your \1\.", text)
+    assert re.search(r"packed (\w+) (\w+) (\w+), and unpacked them as \3 \2 \1\.", text)
+    docs = text.split("\n\n")
+    stories = sum(bool(re.search(r"How is the|is an animal\.", d)) for d in docs)
+    assert 0.45 < stories / len(docs) < 0.70   # 4 / 7 of the documents
+    v2 = web.web_text(0, 200_000, version=2).split("\n\n")
+    assert 0.15 < sum(bool(re.search(r"How is the|is an animal\.", d)) for d in v2) / len(v2) < 0.35
+
+
+@pytest.mark.parametrize("tokenizer", ["byte", "world"])
+def test_candidate_logprobs_match_one_forward_per_candidate(tokenizer):
+    tok = make_tokenizer(tokenizer)
+    cfg = GPTConfig(vocab_size=2048 if tokenizer == "world" else 261, n_positions=128, n_layer=2, n_head=2, n_embd=32)
+    graphdef = abstract_model(cfg)[0]
+    model = nnx.merge(graphdef, random_params(cfg, seed=4))
+    item = skills.questions("unpack", 1, seed=5)[0]
+    got = skills.candidate_logprobs(model, tok, item, width=96)
+    for i, c in enumerate(item.candidates):   # unpadded, one candidate at a time, log-softmax in NumPy
+        ids = tok.encode(f"{item.question} {c}")
+        start = len(tok.encode(item.question))
+        h, _ = model.trunk(np.asarray([ids], np.int32))
+        logits = np.asarray(model.logits(h)[0], np.float64)
+        logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
+        want = sum(logp[t - 1, ids[t]] for t in range(start, len(ids)))
+        assert got[i] == pytest.approx(want, abs=1e-4)
+    hit = int(np.argmax(got)) == item.candidates.index(item.answer)
+    assert skills.accuracy(model, tok, [item], width=96) == float(hit)
+    assert skills.chance([item]) == pytest.approx(1 / len(item.candidates))
+
+
+def test_skill_probe_runs_on_a_pipeline_workdir(tmp_path_factory, tmp_path, capsys):
+    workdir, _, _ = smoke_workdir(tmp_path_factory)
+    out = tmp_path / "skills.json"
+    figures = skill_probe.main(["--workdir", str(workdir), "--stages", "pretrain,sft", "--n", "3", "--json", str(out)])
+    assert json.loads(out.read_text())["stages"] == figures and set(figures) == {"pretrain", "sft"}
+    for stage in figures.values():
+        assert set(stage) == set(skills.SKILLS)
+        assert all(f["n"] == 3 and f["accuracy"] in (0.0, 1 / 3, 2 / 3, 1.0) for f in stage.values())
+    assert "lookup" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no checkpoints in nope"):
+        skill_probe.main(["--workdir", str(workdir), "--stages", "pretrain,nope"])
