@@ -25,7 +25,7 @@ anchored to SFT, in W/round_<r>/{compare,rm,ppo}. `comparisons_per_round` is the
 Args:
   smoke    nano model, every stage a few steps: a pulse, not a result (its wall time: docs/RESULTS.md).
   default  tiny-world model (1.1M parameters) on the world at scale 0.5, with the tuned keys below:
-           pretraining on the world's web text and Shakespeare, SFT, comparisons of SFT samples on 8,192
+           pretraining on the world's web text and Shakespeare (3,000 steps), SFT, comparisons of SFT samples on 8,192
            prompts, the RM (3 epochs at 3e-4), PPO and PPO-ptx (200 iterations at lr 1e-4, beta adapting from
            0.3 towards 1.5 nats of KL), evaluation of the paper's five policies. Wall time per stage, the
            results table for three seeds and what the run does and does not show: docs/RESULTS.md.
@@ -92,11 +92,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.ppo.data.corpus.source = config.ppo_ptx.data.corpus.source = "web"
     if not smoke:
         # Scaled for the tiny model; each choice is measured in docs/RESULTS.md. SFT: 5 epochs of the
-        # scale-0.5 world's demonstrations (its sampled gold plateaus before that). Pretraining: 1,500 steps,
-        # because copying words from the prompt (reply to *this* customer, answer from *this* context) is an
-        # induction skill that forms in pretraining on text that repeats itself, and SFT only elicits it.
+        # scale-0.5 world's demonstrations (its sampled gold plateaus before that). Pretraining: 3,000 steps,
+        # because the skills SFT elicits and the RM judges with form in pretraining: after 1,500 steps the base
+        # model knows little of which listed thing is the animal, of a sign's topic in capitals or of the
+        # customer's thing to reply about; after 3,000 it knows all three (experiments/skill_probe.py), and
+        # PPO-ptx gains twice as much on select and capitals (docs/RESULTS.md, "Pretraining 3,000 steps").
         config.sft.train.epochs = 5.0
-        config.pretrain.train.steps = 1500
+        config.pretrain.train.steps = 3000
         # Comparisons on 8,192 prompts: at 2,048 prompts the tiny RM barely learns and PPO loses gold; at 8,192
         # PPO gains a little (docs/RESULTS.md, "The default at 8,192 comparisons"); with the stage defaults
         # (1,024 prompts, one epoch, the paper's choice at 33k prompts) it learns the labelers' length bias and
