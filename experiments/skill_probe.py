@@ -5,7 +5,8 @@
 
 Prints each stage's multiple-choice accuracy per skill beside the chance level. A skill the base model
 does not have (accuracy near chance) is one SFT has nothing to elicit and the RM (initialised from SFT)
-nothing to judge with: the family that needs it stays where the hard slice is (docs/RESULTS.md, "Web v3").
+nothing to judge with: the family that needs it stays where the hard slice is (docs/RESULTS.md, "Latent
+skills, web v3 and longer pretraining").
 """
 
 from __future__ import annotations

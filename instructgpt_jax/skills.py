@@ -17,7 +17,8 @@ with a known chance level:
   python experiments/skill_probe.py --workdir runs/default              # W/pretrain and W/sft
   python experiments/skill_probe.py --workdir W --stages pretrain --n 400
 
-Figures per web version and pretraining length: docs/RESULTS.md ("Web v3").
+Figures per web version and pretraining length: docs/RESULTS.md ("Latent skills, web v3 and longer
+pretraining").
 """
 
 from __future__ import annotations

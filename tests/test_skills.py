@@ -1,6 +1,5 @@
 """instructgpt_jax/skills.py: the cloze questions are the web's own lines, and their scores match a slow loop."""
 
-import importlib.util
 import json
 import os
 import re
@@ -18,12 +17,9 @@ from instructgpt_jax.tokenizer import make_tokenizer
 from test_model import random_params
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+import skill_probe  # noqa: E402
 from test_pipeline import smoke_workdir  # noqa: E402  the same session workdir: run once, then skipped
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location("skill_probe", os.path.join(ROOT, "experiments", "skill_probe.py"))
-skill_probe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(skill_probe)
 
 
 def test_each_answer_follows_from_its_question():
@@ -81,7 +77,8 @@ def test_candidate_logprobs_match_one_forward_per_candidate(tokenizer):
         start = len(tok.encode(item.question))
         h, _ = model.trunk(np.asarray([ids], np.int32))
         logits = np.asarray(model.logits(h)[0], np.float64)
-        logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
+        top = logits.max(-1, keepdims=True)
+        logp = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
         want = sum(logp[t - 1, ids[t]] for t in range(start, len(ids)))
         assert got[i] == pytest.approx(want, abs=1e-4)
     hit = int(np.argmax(got)) == item.candidates.index(item.answer)

@@ -144,16 +144,16 @@ def _dialogue(rng) -> str:
 
 TRAIN_STREAM, HELDOUT_STREAM = 31, 32   # rng streams of the web's two splits, apart from the world's split streams
 # 2 since 2026-12-04: descriptions of every family topic, and signs in capitals. 3 (not the default): stories
-# four times as often as each other kind of document, so the base model knows which listed thing is the
-# animal (the select family's skill) after the default's 1,500 steps (docs/RESULTS.md, "Web v3").
+# four times as often as each other kind of document, so a base model of 1,500 steps knows which listed thing
+# is the animal (the select family's skill); it moved no headline figure (docs/RESULTS.md, "Latent skills").
 VERSION = 2
 STORY_WEIGHTS = (1, 1, 4, 1)   # web v3's odds of a note, a description, a story, a dialogue
 
 
 def web_text(seed: int, n_bytes: int, stream: int = TRAIN_STREAM, version: int = VERSION) -> str:
     """About `n_bytes` of documents (2-6 lines each, blank-line separated), deterministic in (seed, stream).
-    `version=1` writes the web before 2026-12-04, which the shipped world tokenizer was trained on; 2 the web
-    from then to 2026-12-05 (each kind of document equally often)."""
+    `version=1` writes the web before 2026-12-04, which the shipped world tokenizer was trained on; 2 (the
+    default) each kind of document equally often; 3 stories STORY_WEIGHTS times as often."""
     if version not in (1, 2, 3):
         raise ValueError(f"web_text: version must be 1, 2 or 3, got {version!r}")
     rng = np.random.default_rng([seed, stream])
