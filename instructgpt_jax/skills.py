@@ -30,9 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from instructgpt_jax import checkpoint
 from instructgpt_jax.data import web
 from instructgpt_jax.data.assistant import ANIMALS, LINE_TOPICS, PROBLEMS, THINGS
 from instructgpt_jax.data.tasks import ADJECTIVES, WORDS
+from instructgpt_jax.tokenizer import make_tokenizer
 
 SKILLS = ("lookup", "animal", "sign", "reply", "unpack")
 PROBE_STREAM = 33   # rng stream of the probe's questions, apart from the web's train (31) and held-out (32) text
@@ -119,9 +121,6 @@ def accuracy(model, tokenizer, items: list[Cloze], width: int = 64) -> float:
 
 def probe(stage_dir: str, n: int = 200, seed: int = 0, skills=SKILLS) -> dict:
     """{skill: {"accuracy", "chance", "n"}} of a stage folder's newest params (any stage with an LM head)."""
-    from instructgpt_jax import checkpoint
-    from instructgpt_jax.tokenizer import make_tokenizer
-
     _, graphdef, params, meta = checkpoint.load_model(stage_dir)
     model = nnx.merge(graphdef, params)
     tokenizer = make_tokenizer(meta.get("tokenizer", "byte"))
