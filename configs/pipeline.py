@@ -25,9 +25,9 @@ anchored to SFT, in W/round_<r>/{compare,rm,ppo}. `comparisons_per_round` is the
 Args:
   smoke    nano model, every stage a few steps: a pulse, not a result (its wall time: docs/RESULTS.md).
   default  tiny-world model (1.1M parameters) on the world at scale 0.5, with the tuned keys below:
-           pretraining on the world's web text and Shakespeare (3,000 steps), SFT, comparisons of SFT samples on 8,192
-           prompts, the RM (3 epochs at 3e-4), PPO and PPO-ptx (200 iterations at lr 1e-4, beta adapting from
-           0.3 towards 1.5 nats of KL), evaluation of the paper's five policies. Wall time per stage, the
+           pretraining on the world's web text and Shakespeare (3,000 steps), SFT, comparisons of SFT samples
+           on 8,192 prompts, the RM (3 epochs at 3e-4), PPO and PPO-ptx (200 iterations at lr 1e-4, beta
+           adapting from 0.3 towards 1.5 nats of KL), evaluation of the paper's five policies. Wall time per stage, the
            results table for three seeds and what the run does and does not show: docs/RESULTS.md.
   --config.seed=N reseeds every stage, the world included: an independent replicate of the whole recipe.
 """
@@ -96,7 +96,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # because the skills SFT elicits and the RM judges with form in pretraining: after 1,500 steps the base
         # model knows little of which listed thing is the animal, of a sign's topic in capitals or of the
         # customer's thing to reply about; after 3,000 it knows all three (experiments/skill_probe.py), and
-        # PPO-ptx gains twice as much on select and capitals (docs/RESULTS.md, "Pretraining 3,000 steps").
+        # PPO-ptx gains more on select and capitals, and in win rate (docs/RESULTS.md, "Pretraining 3,000
+        # steps"). Neither length has the lookup that context_qa needs.
         config.sft.train.epochs = 5.0
         config.pretrain.train.steps = 3000
         # Comparisons on 8,192 prompts: at 2,048 prompts the tiny RM barely learns and PPO loses gold; at 8,192
@@ -128,8 +129,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # 0.3 for 100 iterations the policy stays under 1 nat, less than the RM's best-of-4 moves, and
         # hallucinations fell on one seed of three; with the controller for 200 they fall on all three, and
         # win rate, gold and violations move further (docs/RESULTS.md, "Adaptive KL for 200 iterations").
-        # The fixed-beta ablations (configs/ablations/beta.py, overopt.py,
-        # rounds.py) turn it off.
+        # The fixed-beta ablations (configs/ablations/beta.py, overopt.py, rounds.py) turn it off.
         for stage in ("ppo", "ppo_ptx"):
             config[stage].optim.lr = config[stage].value_optim.lr = 1e-4
             config[stage].ppo.update({"adaptive_kl": True, "target_kl": 1.5, "horizon": 1000})

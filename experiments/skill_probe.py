@@ -34,11 +34,16 @@ def main(argv=None) -> dict:
     from instructgpt_jax import skills
 
     stages = [s for s in args.stages.split(",") if s]
+    if not stages:
+        raise SystemExit(f"--stages {args.stages!r}: name at least one stage folder, e.g. pretrain,sft")
     missing = [s for s in stages if not os.path.isdir(os.path.join(args.workdir, s, "checkpoints"))]
     if missing:
         raise SystemExit(f"{args.workdir}: no checkpoints in {', '.join(missing)} (expected stage folders with "
                          "checkpoints/, e.g. pretrain,sft)")
-    figures = {s: skills.probe(os.path.join(args.workdir, s), args.n, args.seed) for s in stages}
+    figures = {}
+    for s in stages:
+        print(f"skill_probe: {os.path.join(args.workdir, s)}, {args.n} questions a skill", file=sys.stderr, flush=True)
+        figures[s] = skills.probe(os.path.join(args.workdir, s), args.n, args.seed)
     print(f"{'skill':8s} {'chance':>7s} " + " ".join(f"{s:>10s}" for s in stages))
     for skill in skills.SKILLS:
         row = [figures[s][skill]["accuracy"] for s in stages]

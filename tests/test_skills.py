@@ -97,3 +97,5 @@ def test_skill_probe_runs_on_a_pipeline_workdir(tmp_path_factory, tmp_path, caps
     assert "lookup" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no checkpoints in nope"):
         skill_probe.main(["--workdir", str(workdir), "--stages", "pretrain,nope"])
+    with pytest.raises(SystemExit, match="name at least one stage"):
+        skill_probe.main(["--workdir", str(workdir), "--stages", ","])
