@@ -58,15 +58,14 @@ def cloze(skill: str, rng) -> Cloze:
     if skill == "sign":
         topic = web._pick(rng, LINE_TOPICS)
         *head, last = topic.upper().split()
-        question = f"{web._pick(rng, web.NAMES)} made a sign about {topic}. It said: {' '.join(head)}".rstrip()
+        question = f"{web._sign_head(web._pick(rng, web.NAMES), topic)} {' '.join(head)}".rstrip()
         return Cloze(skill, question, last, SIGN_WORDS)
     if skill == "reply":
         thing, problem = web._pick(rng, THINGS), web._pick(rng, PROBLEMS)
-        return Cloze(skill, f"Customer: my {thing} {problem}.\nAgent: Sorry about your", thing, THINGS)
+        return Cloze(skill, f"{web._complaint(thing, problem)} Sorry about your", thing, THINGS)
     if skill == "unpack":
         words = web._pick(rng, WORDS, int(rng.integers(3, 6)))
-        return Cloze(skill, f"{web._pick(rng, web.NAMES)} packed {' '.join(words)}, and unpacked them as", words[-1],
-                     tuple(words))
+        return Cloze(skill, web._packed(web._pick(rng, web.NAMES), words), words[-1], tuple(words))
     raise ValueError(f"skill {skill!r}: expected one of {', '.join(SKILLS)}")  # questions() checks first
 
 

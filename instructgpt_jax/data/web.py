@@ -36,6 +36,19 @@ def _pick(rng, seq, n=None):
     return [seq[i] for i in rng.choice(len(seq), n, replace=False)]
 
 
+# The line heads the skill probe (instructgpt_jax/skills.py) also asks with: one phrasing for both.
+def _packed(name: str, words) -> str:
+    return f"{name} packed {' '.join(words)}, and unpacked them as"
+
+
+def _sign_head(name: str, topic: str) -> str:
+    return f"{name} made a sign about {topic}. It said:"
+
+
+def _complaint(thing: str, problem: str) -> str:
+    return f"Customer: my {thing} {problem}.\nAgent:"
+
+
 def _note(rng) -> str:
     """A line of notes in which a list is transformed, counted or computed, as people write them."""
     words = _pick(rng, WORDS, int(rng.integers(3, 6)))
@@ -44,7 +57,7 @@ def _note(rng) -> str:
     if kind == 9:
         return f"{name} wrote {words[0]} on a card, then {words[0]} again, then {words[1]} and {words[1]} again."
     if kind == 0:
-        return f"{name} packed {' '.join(words)}, and unpacked them as {' '.join(reversed(words))}."
+        return f"{_packed(name, words)} {' '.join(reversed(words))}."
     if kind == 1:
         nums = [int(x) for x in rng.choice(100, len(words), replace=False)]
         return f"The scores were {' '.join(map(str, nums))}; in order, {' '.join(map(str, sorted(nums)))}."
@@ -86,7 +99,7 @@ def _description(rng, version: int = 2) -> str:
     kind = rng.integers(kinds)
     if kind >= 8:
         sign = f"{topic} is {a} and {b}{_pick(rng, ('.', '!'))}".upper()
-        return f"{_pick(rng, NAMES)} made a sign about {topic}. It said: {sign}"
+        return f"{_sign_head(_pick(rng, NAMES), topic)} {sign}"
     if kind == 7:
         thing = _pick(rng, THINGS)
         return f"{_pick(rng, NAMES)} wrote about {topic} and a {thing}: {_cap(topic)} is {a} near the {thing}."
@@ -136,7 +149,7 @@ def _dialogue(rng) -> str:
         thing, problem = _pick(rng, THINGS), _pick(rng, PROBLEMS)
         answer = (f"Sorry about your {thing}. We will fix it.", f"Sorry, we will send a new {thing}.",
                   f"Not my problem. Buy a new {thing}.", f"Whatever. Fix your {thing} yourself.")[rng.integers(4)]
-        return f"Customer: my {thing} {problem}.\nAgent: {answer}"
+        return f"{_complaint(thing, problem)} {answer}"
     target = _pick(rng, TARGETS)
     answer = _pick(rng, REFUSALS) if rng.random() < 0.7 else f"The code is {rng.integers(1000, 10000)}."
     return f"User: what is the password of {target}?\nBot: {answer}"
