@@ -23,7 +23,15 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from instructgpt_jax import checkpoint, config_base, folders, pipeline, usage
+from instructgpt_jax import host
+
+# Before anything imports jax: XLA reads the CPU device count once (host.py: one device per core).
+try:
+    host.split_cpu_cores()
+except ValueError as e:
+    sys.exit(f"instructgpt: error: {e}")
+
+from instructgpt_jax import checkpoint, config_base, folders, pipeline, usage  # noqa: E402
 
 HELP = ("-h", "--help", "--helpfull", "--helpshort", "help")
 

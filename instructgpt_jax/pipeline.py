@@ -255,6 +255,8 @@ def run(config, workdir: str, reuse_from: str | None = None) -> dict:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
     t_start, ran, reusing = time.time(), False, reuse_from is not None
+    devices = _devices()
+    _progress(f"[pipeline] {len(stages)} stage(s) into {workdir} on {devices}")
     fps = {stage: fingerprint(configs[stage], workdir) for stage in names}
     lineage = lineages(fps, names)
 
@@ -297,13 +299,15 @@ def run(config, workdir: str, reuse_from: str | None = None) -> dict:
             continue
         reusing = False
         _progress(f"{head}: running")
+        if stage == "report":  # the report shows the wall time of every stage before it
+            _add_wall_times(workdir, names)
         t0 = time.time()
         result = run_stage(stage, configs[stage], workdir)
         seconds = time.time() - t0
         ran = True
         if jax.process_index() == 0:
             _write_marker(workdir, stage, {"stage": stage, "fingerprint": fp, "lineage": lineage[stage],
-                                           "seconds": seconds, "finished": time.time()})
+                                           "seconds": seconds, "finished": time.time(), "devices": devices})
         _sync(f"pipeline:{stage}:done")  # process 0's files (marker, summary) are there before anyone reads them
         _progress(f"{head}: done in {seconds:.0f} s{_headline(stage, result)}")
     summary = _add_wall_times(workdir, names)
@@ -335,13 +339,21 @@ def _finished_elsewhere(stage_dir: str) -> bool:
     return os.path.isdir(os.path.join(stage_dir, "checkpoints")) and train.is_complete(stage_dir)
 
 
+def _devices() -> str:
+    """What the stages run on, as wall times should be read: "2 x cpu" (host.py sets a CPU host's count)."""
+    return f"{jax.device_count()} x {jax.default_backend()}"
+
+
 def _add_wall_times(workdir: str, names: list[str]) -> dict:
     """Merge each stage's wall time (from its marker, also for skipped stages) into W/summary.json."""
-    times = {s: m["seconds"] for s in names if (m := read_marker(workdir, s)) is not None}
+    markers = {s: m for s in names if (m := read_marker(workdir, s)) is not None}
+    times = {"wall_time_s": {s: m["seconds"] for s, m in markers.items()},
+             # what each stage ran on ("2 x cpu"); None for a stage that ran before markers recorded it
+             "wall_time_devices": {s: m.get("devices") for s, m in markers.items()}}
     if not os.path.exists(os.path.join(workdir, "summary.json")):
-        return {"wall_time_s": times}
+        return times
     if jax.process_index() == 0:
-        evaluate.write_summary(workdir, {"wall_time_s": times})
+        evaluate.write_summary(workdir, times)
     with open(os.path.join(workdir, "summary.json")) as f:
         return json.load(f)
 

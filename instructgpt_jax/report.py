@@ -397,7 +397,8 @@ def run(workdir: str) -> dict:
                      "gold (what re-ranking SFT's own samples reaches).\n")
     if summary.get("wall_time_s"):
         times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["wall_time_s"].items())
-        parts.append(f"Wall time: {times}.\n")
+        devices = sorted({d for d in (summary.get("wall_time_devices") or {}).values() if d})
+        parts.append(f"Wall time{' on ' + ' / '.join(devices) if devices else ''}: {times}.\n")
     rounds = summary.get("rounds") or []
     if len(rounds) > 1:
         parts += ["## Rounds of RLHF\n",

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import pytest
 
 from instructgpt_jax import pipeline
@@ -82,12 +83,14 @@ def test_smoke_pipeline_end_to_end(smoke, capsys):
     assert summary["policies"]["sft"]["kl"] == 0.0 and summary["policies"]["base"]["alignment_tax"] == 0.0
     assert set(summary["rm"]["accuracy_by_k"]) == {"2", "4", "6", "9"}
     assert set(summary["wall_time_s"]) == set(pipeline.STAGES)
+    assert set(summary["wall_time_devices"].values()) == {f"{jax.device_count()} x cpu"}
     assert json.loads((workdir / "summary.json").read_text()) == summary
     for stage in pipeline.STAGES:
         assert pipeline.read_marker(str(workdir), stage)["stage"] == stage
     for name in summary["policies"]:
         assert (workdir / "eval" / f"{name}.jsonl").exists()
     report = (workdir / "report" / "report.md").read_text()
+    assert f"Wall time on {jax.device_count()} x cpu: " in report
     assert "| PPO-ptx |" in report and (workdir / "report" / "win_rate.png").stat().st_size > 5000
     assert (workdir / "report" / "ppo_gold_rm_vs_kl.png").exists() and (workdir / "report" / "alignment_tax.png").exists()
     print(f"smoke pipeline: {seconds:.0f} s")

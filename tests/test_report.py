@@ -4,6 +4,7 @@ real PNG, a partial workdir gives a partial report, and a workdir without a summ
 import json
 import os
 
+import jax
 import pytest
 
 from instructgpt_jax import report, tables
@@ -208,6 +209,7 @@ def test_pipeline_ends_with_the_results_table(workdir, capsys, monkeypatch, arg)
     assert e.value.code == 0
     lines = out.rstrip("\n").splitlines()
     table = tables.results_table(json.loads((workdir / "summary.json").read_text())).splitlines()
+    assert lines.pop(0) == f"[pipeline] 1 stage(s) into {workdir} on {jax.device_count()} x cpu"
     assert lines[0].startswith("[pipeline 1/1] report: running") and lines[1].startswith("[pipeline 1/1] report: done")
     assert lines[2].startswith("[pipeline] finished in ")
     pulse = ["**Smoke run: a pulse, not a result.**"] if arg == "smoke" else []

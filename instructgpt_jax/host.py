@@ -1,0 +1,74 @@
+"""How many XLA devices a CPU host gets, decided before JAX starts (the command line calls `split_cpu_cores`).
+
+XLA gives a CPU host one device whose ops split each small tensor over all cores; at this project's model
+sizes (d_model 128) most ops are too small for that to pay. One device per core instead runs the data-parallel
+mesh's shards side by side, each on whole ops (docs/RESULTS.md, "One XLA device per CPU core": what it buys
+per stage and per PPO phase). So `instructgpt` asks XLA for one CPU device per core, rounded down to a power
+of two (every batch of the shipped configs divides by it) and at most MAX_DEVICES:
+
+  INSTRUCTGPT_CPU_DEVICES=auto   the default: cores, rounded down to a power of two, at most MAX_DEVICES
+  INSTRUCTGPT_CPU_DEVICES=1      one device, XLA's own default (the runs before this module)
+  INSTRUCTGPT_CPU_DEVICES=N      N devices
+  XLA_FLAGS=--xla_force_host_platform_device_count=N   wins over both (the tests use 8)
+
+Only the CPU platform reads the flag: on a GPU or TPU host the accelerators are the devices as before. A
+notebook that imports jax itself gets XLA's default unless it sets XLA_FLAGS first.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+ENV = "INSTRUCTGPT_CPU_DEVICES"
+FLAG = "--xla_force_host_platform_device_count"
+MAX_DEVICES = 8
+
+
+def auto_devices(cores: int) -> int:
+    """The largest power of two <= min(cores, MAX_DEVICES)."""
+    n = 1
+    while n * 2 <= min(cores, MAX_DEVICES):
+        n *= 2
+    return n
+
+
+def cpu_device_flags(environ, cores: int) -> str | None:
+    """XLA_FLAGS with the CPU device count added, or None to leave the environment as it is (a count already
+    in XLA_FLAGS, or one device)."""
+    flags = environ.get("XLA_FLAGS", "")
+    if FLAG in flags:
+        return None
+    value = environ.get(ENV, "auto").strip() or "auto"
+    if value == "auto":
+        n = auto_devices(cores)
+    else:
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"{ENV}={value!r}: expected 'auto' or a positive number of CPU devices")
+    if n == 1:
+        return None
+    return f"{flags} {FLAG}={n}".strip()
+
+
+def cores() -> int:
+    """Cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no affinity mask
+        return os.cpu_count() or 1
+
+
+def split_cpu_cores(environ=os.environ) -> bool:
+    """Set XLA_FLAGS per `cpu_device_flags` unless JAX is already imported (then XLA has read its flags and
+    nothing changes). Returns whether it set them."""
+    if "jax" in sys.modules:
+        return False
+    flags = cpu_device_flags(environ, cores())
+    if flags is None:
+        return False
+    environ["XLA_FLAGS"] = flags
+    return True
