@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-import jax  # noqa: F401  (imported before host.split_cpu_cores runs, as in a notebook)
+import jax
 import pytest
 
 from instructgpt_jax import host
@@ -40,6 +40,7 @@ def test_a_bad_value_is_an_error_naming_the_variable(value):
 
 
 def test_nothing_changes_once_jax_is_imported():
+    assert jax.__name__ in sys.modules  # imported at the top of this file, as a notebook would
     environ = {host.ENV: "4"}
     assert host.split_cpu_cores(environ) is False and environ == {host.ENV: "4"}
 
