@@ -63,4 +63,5 @@ def test_the_command_line_gives_jax_the_devices_before_it_starts():
 def test_the_command_line_stops_with_one_line_on_a_bad_value():
     out = _run("import instructgpt_jax.cli", **{host.ENV: "many", "JAX_PLATFORMS": "cpu"})
     assert out.returncode == 1
-    assert out.stderr.strip() == f"instructgpt: error: {host.ENV}='many': expected 'auto' or a positive number of CPU devices"
+    expected = f"instructgpt: error: {host.ENV}='many': expected 'auto' or a positive number of CPU devices"
+    assert out.stderr.strip() == expected
