@@ -41,7 +41,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "prompts": "",  # PPO prompt JSONL ({"prompt"} per line): the world's ppo.jsonl
         "eval_prompts": "",  # fixed evaluation prompts (eval.jsonl); empty = the first PPO prompts
         "tokenizer": "byte",  # "byte" or "gpt2"; init_policy's checkpoint names its own
-        "prompt_len": 80,  # prompts are left-padded to this many tokens (the world's longest is 73)
+        "prompt_len": 80,  # the most prompt tokens (the world's longest is 73); a longer prompt is an overflow
+        # Each batch is left-padded to its longest prompt rounded up to a multiple of prompt_bucket (at most
+        # prompt_len), so sampling, scoring and the update compute no slots for the rest of prompt_len; each
+        # program compiles once per width (docs/RESULTS.md, "PPO batches padded to their longest prompt").
+        # 0 = every batch padded to prompt_len, one compile.
+        "prompt_bucket": 8,
         "overflow": "error",  # a longer prompt: "error", or "truncate" from the left (logged)
         "corpus": {
             "source": "shakespeare",  # pretraining text for ptx and the held-out loss: shakespeare, web, JSONL, tfds:...
@@ -51,6 +56,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     })
     config.model = model_config("tiny")
     config.mesh = mesh_config()
+    # Devices of the update (and the train state): the first update_devices of the mesh's; 0 = all of them on
+    # accelerators, one on a CPU host, where the update's few rows per device lose to the all-reduce after each
+    # gradient step (stages/ppo.update_devices; docs/RESULTS.md, "The PPO update on one device").
+    config.mesh.update_devices = 0
     config.optim = optim_config(lr=3e-5, warmup_steps=10)  # policy
     config.value_optim = optim_config(lr=3e-5, warmup_steps=10)
     config.optim.min_lr_ratio = config.value_optim.min_lr_ratio = 1.0  # constant after warmup, as in the paper

@@ -285,7 +285,7 @@ def bench_ppo(config: ml_collections.ConfigDict, peak: float) -> dict:
             n = cfg.epochs * cfg.minibatches
             spec = jax.sharding.PartitionSpec(None, sharding.BATCH_AXES, None)
             ptx = jax.device_put(rng.randint(0, eos, size=(n, cfg.ptx_batch_size, cfg.ptx_seq_len)).astype(np.int32),
-                                 jax.sharding.NamedSharding(setup.mesh, spec))
+                                 jax.sharding.NamedSharding(setup.update_mesh, spec))
         key = jax.random.key(0)
         t0 = time.perf_counter()
         state, *_ = ppo_stage.iteration(programs, state, ref, rm, batch, ptx, key)

@@ -261,7 +261,7 @@ ROLLOUT_KEYS = ("tokens", "positions", "attention_mask", "response_mask", "logpr
                 "returns", "kl")
 
 
-def update(policy_graphdef, value_graphdef, cfg: PPOConfig, prompt_len: int, policy_tx, value_tx, constrain,
+def update(policy_graphdef, value_graphdef, cfg: PPOConfig, policy_tx, value_tx, constrain,
            state: dict, rollout: dict, ptx_tokens, rng):
     """epochs x minibatches gradient steps on one rollout, in one lax.scan; then the KL controller.
 
@@ -269,9 +269,12 @@ def update(policy_graphdef, value_graphdef, cfg: PPOConfig, prompt_len: int, pol
     each (B, ...). ptx_tokens: (epochs * minibatches, ptx_batch_size, ptx_seq_len) or None. Each epoch
     visits the rollout in a fresh random order. A non-finite loss or gradient skips that minibatch and
     records the iteration in `bad_step`. Returns (state, metrics), metrics stacked per minibatch step.
+    The prompt width P is the rollout's own (tokens (B, P + N), response_mask (B, N)): a batch padded only to
+    its longest prompt compiles once per width and computes nothing for the rest of config.data.prompt_len.
     """
     E, M = cfg.epochs, cfg.minibatches
     B = rollout["tokens"].shape[0]
+    prompt_len = rollout["tokens"].shape[1] - rollout["response_mask"].shape[1]
     rollout = {k: rollout[k] for k in ROLLOUT_KEYS}
     orders = jax.vmap(lambda k: jax.random.permutation(k, B))(jax.random.split(rng, E))
     minibatch_rows = orders.reshape(E * M, B // M)
@@ -308,8 +311,8 @@ def update(policy_graphdef, value_graphdef, cfg: PPOConfig, prompt_len: int, pol
     return new_state, metrics
 
 
-def make_update(policy_graphdef, value_graphdef, cfg: PPOConfig, prompt_len: int, policy_tx, value_tx,
-                state_shardings=None, batch_sharding=None):
+def make_update(policy_graphdef, value_graphdef, cfg: PPOConfig, policy_tx, value_tx, state_shardings=None,
+                batch_sharding=None):
     """The update, jitted once with the state donated.
 
     With shardings (a mesh run), the state keeps its shardings and every minibatch is constrained to the
@@ -320,7 +323,7 @@ def make_update(policy_graphdef, value_graphdef, cfg: PPOConfig, prompt_len: int
             return mb
         return {k: jax.lax.with_sharding_constraint(v, batch_sharding(v.ndim)) for k, v in mb.items()}
 
-    fn = functools.partial(update, policy_graphdef, value_graphdef, cfg, prompt_len, policy_tx, value_tx, constrain)
+    fn = functools.partial(update, policy_graphdef, value_graphdef, cfg, policy_tx, value_tx, constrain)
     if state_shardings is None:
         return jax.jit(fn, donate_argnums=0)
     return jax.jit(fn, out_shardings=(state_shardings, None), donate_argnums=0)

@@ -23,15 +23,16 @@ from instructgpt_jax.reward import rm_scores
 from instructgpt_jax.model import positions_from_mask
 
 
-def score(policy_graphdef, value_graphdef, ref_graphdef, reward_graphdef, cfg: ppo.PPOConfig, prompt_len: int,
-          eos_id: int, reward_norm: tuple[float, float], params, value_params, ref_params, reward_params, beta,
-          sample: dict, prompt_mask):
+def score(policy_graphdef, value_graphdef, ref_graphdef, reward_graphdef, cfg: ppo.PPOConfig, eos_id: int,
+          reward_norm: tuple[float, float], params, value_params, ref_params, reward_params, beta, sample: dict,
+          prompt_mask):
     """Everything the update needs from one sampled batch, plus the rollout's statistics.
 
-    sample: make_generate's output {tokens (B, P + N), response (B, N), response_mask, lengths}.
+    sample: make_generate's output {tokens (B, P + N), response (B, N), response_mask, lengths}; P is the
+    batch's prompt width, prompt_mask's (B, P), so each width compiles once.
     Returns (rollout: ppo.ROLLOUT_KEYS + 'scores' (B,), stats: scalars).
     """
-    P = prompt_len
+    P = prompt_mask.shape[1]
     response, response_mask = sample["response"], sample["response_mask"]
     mask_f = response_mask.astype(jnp.float32)
     attention_mask = jnp.concatenate([prompt_mask.astype(bool), response_mask], axis=1)
@@ -74,8 +75,9 @@ def score(policy_graphdef, value_graphdef, ref_graphdef, reward_graphdef, cfg: p
     return rollout, stats
 
 
-def make_score(policy_graphdef, value_graphdef, ref_graphdef, reward_graphdef, cfg: ppo.PPOConfig, prompt_len: int,
-               eos_id: int, reward_norm: tuple[float, float]):
-    """fn(params, value_params, ref_params, reward_params, beta, sample, prompt_mask) -> (rollout, stats), jitted once."""
+def make_score(policy_graphdef, value_graphdef, ref_graphdef, reward_graphdef, cfg: ppo.PPOConfig, eos_id: int,
+               reward_norm: tuple[float, float]):
+    """fn(params, value_params, ref_params, reward_params, beta, sample, prompt_mask) -> (rollout, stats), jitted
+    (once per prompt width)."""
     return jax.jit(functools.partial(score, policy_graphdef, value_graphdef, ref_graphdef, reward_graphdef, cfg,
-                                     prompt_len, eos_id, (float(reward_norm[0]), float(reward_norm[1]))))
+                                     eos_id, (float(reward_norm[0]), float(reward_norm[1]))))

@@ -28,7 +28,7 @@ import numpy as np
 from flax import nnx
 
 from instructgpt_jax import checkpoint, metrics, sharding
-from instructgpt_jax.data.batching import left_pad
+from instructgpt_jax.data.batching import bucket_width, left_pad
 from instructgpt_jax.model import GPT, init_cache, positions_from_mask
 from instructgpt_jax.tokenizer import make_tokenizer
 
@@ -252,7 +252,7 @@ def generate_texts(generate, params, tokenizer, prompts: list[str], prompt_len: 
     """
     bar = metrics.progress(len(prompts), 0, desc) if desc else None
     encoded = [tokenizer.encode_prompt(p) for p in prompts]
-    fit = lambda n: min(prompt_len, -(-n // bucket) * bucket) if bucket else prompt_len  # noqa: E731
+    fit = lambda n: bucket_width(n, bucket, prompt_len)  # noqa: E731
     order = sorted(range(len(prompts)), key=lambda i: (fit(len(encoded[i])), i))
     texts, lengths = [None] * len(prompts), np.zeros(len(prompts), np.int64)
     start = 0

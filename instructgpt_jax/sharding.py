@@ -84,6 +84,13 @@ def param_shardings(abstract_state, mesh: Mesh, rules=DEFAULT_RULES):
     return nnx.to_pure_dict(jax.tree.map(one, abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable)))
 
 
+def on_mesh(shardings, abstract, mesh: Mesh):
+    """The same layout on another mesh with the same axis names (e.g. over fewer devices): each NamedSharding's
+    spec on `mesh`, any dimension that mesh's axis does not divide replicated. `abstract`: the arrays' shapes,
+    a tree like `shardings`."""
+    return jax.tree.map(lambda s, a: NamedSharding(mesh, _fit(s.spec, a.shape, mesh)), shardings, abstract)
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 

@@ -63,6 +63,29 @@ def test_ppo_batch_left_pads_prompts():
     assert arrays["prompt_mask"][0].sum() == len(BYTE.encode_prompt("Hi")) and arrays["prompt_mask"][1, -17:].all()
 
 
+def test_ppo_batches_pad_to_the_global_batch_longest_prompt_rounded_up():
+    prompts = ["Hi", "Say yes.", "What is 1 + 1?", "Name a colour, please.", "Ok", "Count to three slowly now."]
+    lengths = [len(BYTE.encode_prompt(p)) for p in prompts]
+    full = batching.ppo_batches(prompts, BYTE, 4, 40, seed=1)
+    bucketed = batching.ppo_batches(prompts, BYTE, 4, 40, seed=1, bucket=8)
+    hosts = [batching.ppo_batches(prompts, BYTE, 4, 40, seed=1, process_index=p, process_count=2, bucket=8)
+             for p in range(2)]
+    widths = set()
+    for step in range(6):
+        longest = max(lengths[i] for i in full.indices(step))
+        width = -(-longest // 8) * 8
+        widths.add(width)
+        (wide, strings), (narrow, same) = full[step], bucketed[step]
+        assert strings == same and wide["prompt_tokens"].shape == (4, 40) and narrow["prompt_tokens"].shape == (4, width)
+        for key in wide:  # the same left-padded rows, without the columns that are padding in every row
+            np.testing.assert_array_equal(narrow[key], wide[key][:, 40 - width:])
+        # Each host pads its two rows to the whole batch's width, whatever its own rows' lengths.
+        assert [h[step][0]["prompt_tokens"].shape for h in hosts] == [(2, width), (2, width)]
+    assert len(widths) > 1  # the batches really differ in width
+    assert batching.prompt_width(prompts, BYTE, 40, 8) == 32 and batching.prompt_width(prompts, BYTE, 30, 8) == 30
+    assert batching.prompt_width(prompts, BYTE, 40, 0) == 40
+
+
 def test_batches_are_resumable_epochs_and_host_slices():
     examples = [{"prompt": f"p{i}", "response": f"r{i}"} for i in range(10)]
     batches = batching.sft_batches(examples, BYTE, batch_size=4, seq_len=16, seed=3)

@@ -149,8 +149,19 @@ def test_bad_configs_name_the_key(stages, tmp_path):
     with pytest.raises(ValueError, match=r"config\.data\.prompt_len=80 \+ config\.ppo\.max_new_tokens=200 exceeds"):
         ppo_stage.run(config, str(tmp_path))
     config = _config(stages, rollout_batch=12, minibatches=2)
+    with pytest.raises(ValueError, match=r"config\.ppo\.rollout_batch=12 must be divisible by data x fsdp = 8"):
+        ppo_stage.run(config, str(tmp_path))
+    # The update's own batches are split over the update's devices: all eight here (on a CPU host the default
+    # update runs on one device, where any minibatch and ptx batch divide).
+    config = _config(stages, minibatches=4)
+    config.mesh.update_devices = 8
     with pytest.raises(ValueError, match=r"rows per minibatch must be divisible by data x fsdp = 8"):
         ppo_stage.run(config, str(tmp_path))
     config = _config(stages, ptx_batch_size=4)
+    config.mesh.update_devices = 8
     with pytest.raises(ValueError, match=r"config\.ppo\.ptx_batch_size=4 must be divisible by data x fsdp = 8"):
+        ppo_stage.run(config, str(tmp_path))
+    config = _config(stages)
+    config.mesh.update_devices = 9
+    with pytest.raises(ValueError, match=r"config\.mesh\.update_devices=9; expected 0 \(automatic\) or 1 to 8"):
         ppo_stage.run(config, str(tmp_path))

@@ -23,13 +23,16 @@ EOS, PAD = 3, 0
 NORM = (0.25, 2.0)  # reward_norm.json mean / std
 
 
-def _setup(cfg: ppo.PPOConfig, shape=(1, 1, 1), tx=None, vtx=None):
+def _setup(cfg: ppo.PPOConfig, shape=(1, 1, 1), tx=None, vtx=None, update_devices=None):
     n = int(np.prod(shape))
     optim = config_base.optim_config(3e-3)
     optim.eps = 1e-6  # see test_sharding: keeps Adam's first step from amplifying summation-order noise
     tx = tx or train.make_optimizer(optim, 100)
     vtx = vtx or train.make_optimizer(optim, 100)
-    return stages.ppo.make_setup(CFG, config_base.mesh_config(shape), cfg, P, tx, vtx, devices=jax.devices()[:n])
+    mesh = config_base.mesh_config(shape)
+    # By default the update on the whole mesh (on a CPU host the stage's own default, 0, is one device).
+    mesh.update_devices = n if update_devices is None else update_devices
+    return stages.ppo.make_setup(CFG, mesh, cfg, P, tx, vtx, devices=jax.devices()[:n])
 
 
 def _random(setup_part, seed):
@@ -172,7 +175,7 @@ def test_update_gradient_equals_grad_of_hand_written_loss():
     ptx = jnp.asarray(rng.integers(0, CFG.vocab_size, (1, 4, 12)), jnp.int32)
     setup = _setup(cfg, tx=_record_grads(), vtx=_record_grads())
     policy, value = _fresh(BASE)
-    update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, cfg, P, setup.policy_tx, setup.value_tx)
+    update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, cfg, setup.policy_tx, setup.value_tx)
     state = stages.ppo.init_state(setup, *_fresh(BASE))
     new_state, metrics = update(state, data, ptx, jax.random.key(0))
     assert 0 < float(metrics["clipfrac"][0]) < 1 and 0 < float(metrics["vf_clipfrac"][0]) < 1
@@ -191,7 +194,7 @@ def test_lr_zero_leaves_params_and_gives_zero_approxkl():
     setup = _setup(BASE, tx=train.make_optimizer(optim, 10), vtx=train.make_optimizer(optim, 10))
     policy, value = _fresh(BASE)
     before = jax.device_get((policy, value))
-    update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, BASE, P, setup.policy_tx, setup.value_tx)
+    update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, BASE, setup.policy_tx, setup.value_tx)
     state, metrics = update(stages.ppo.init_state(setup, policy, value), data, None, jax.random.key(0))
     for a, b in zip(jax.tree.leaves(jax.device_get((state["params"], state["value_params"]))), jax.tree.leaves(before)):
         np.testing.assert_array_equal(a, b)
@@ -212,7 +215,7 @@ def test_nonfinite_minibatch_is_skipped_and_recorded():
     setup = _setup(BASE, tx=train.make_optimizer(optim, 10), vtx=train.make_optimizer(optim, 10))
     state = stages.ppo.init_state(setup, *_fresh(BASE))
     before = jax.device_get(state)
-    update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, BASE, P, setup.policy_tx, setup.value_tx)
+    update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, BASE, setup.policy_tx, setup.value_tx)
     state, metrics = update(state, data, None, jax.random.key(0))
     assert not np.isfinite(metrics["loss"]).any() and np.isfinite(metrics["value_grad_norm"]).all()
     for key in ("params", "value_params", "opt_state", "value_opt_state"):
@@ -238,7 +241,7 @@ def test_sharded_update_equals_single_device():
     for shape in [(1, 1, 1), (2, 2, 2)]:
         setup = _setup(cfg, shape)
         policy, value, _, _ = _params(setup, cfg)  # host draws: the same values on both meshes
-        update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, cfg, P, setup.policy_tx, setup.value_tx,
+        update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, cfg, setup.policy_tx, setup.value_tx,
                                  setup.shardings, lambda ndim: sharding.batch_sharding(setup.mesh, ndim))
         with jax.set_mesh(setup.mesh):
             state = stages.ppo.init_state(setup, policy, value)
@@ -296,3 +299,66 @@ def test_frozen_models_in_bfloat16():
     np.testing.assert_allclose(data16["kl"], data["kl"], atol=0.05)
     np.testing.assert_allclose(data16["scores"], data["scores"], atol=0.05)
     assert np.abs(data16["kl"] - data["kl"]).max() > 0  # the reference really ran in bf16
+
+
+def test_prompt_width_changes_nothing_but_the_work():
+    """The same prompts left-padded 5 slots wider (a batch padded to prompt_len instead of its longest prompt):
+    the same samples, the same rollout (logprobs, values, KL, rewards' advantages and returns, scores) and the
+    same update, to float32 rounding; each program compiles once more, for the new width."""
+    setup, programs, (policy, value, ref, reward) = _world(BASE, (1, 1, 1))  # _fresh's cache key, outside the mesh
+    extra = 5
+    prompts = _prompts(0)
+    wide = {"prompt_tokens": np.pad(prompts["prompt_tokens"], ((0, 0), (extra, 0)), constant_values=PAD),
+            "prompt_mask": np.pad(prompts["prompt_mask"], ((0, 0), (extra, 0)))}
+    out = []
+    for batch in (prompts, wide):
+        params = _fresh(BASE)
+        with jax.set_mesh(setup.mesh):
+            state = stages.ppo.init_state(setup, *params)
+            batch = sharding.shard_batch(batch, setup.mesh)
+            state, sample, stats, metrics, _ = stages.ppo.iteration(programs, state, ref, reward, batch, None,
+                                                                    jax.random.key(3))
+            out.append(jax.device_get((state, sample, stats, metrics)))
+    (s1, sample1, stats1, m1), (s2, sample2, stats2, m2) = out
+    assert sample2["tokens"].shape[1] == sample1["tokens"].shape[1] + extra
+    np.testing.assert_array_equal(sample1["response"], sample2["response"])
+    np.testing.assert_array_equal(sample1["tokens"], sample2["tokens"][:, extra:])
+    for k in stats1:
+        np.testing.assert_allclose(stats1[k], stats2[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    for k in m1:
+        np.testing.assert_allclose(m1[k], m2[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    # Four Adam steps from the same gradients summed in another order: the sharded test's tolerance.
+    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    for name in ("generate", "score", "update"):
+        assert getattr(programs, name)._cache_size() >= 2, name
+    assert not np.allclose(s1["params"]["wte"]["embedding"], jax.device_get(policy["wte"]["embedding"]))
+
+
+def test_update_on_one_device_samples_on_all():
+    """The stage's default on a CPU host: sampling and scoring over the (8, 1, 1) mesh, the update and the state on
+    its first device; one iteration equals the iteration whose update runs over all eight."""
+    out = []
+    for update_devices in (0, 8):
+        setup = _setup(BASE, (8, 1, 1), update_devices=update_devices)
+        assert setup.update_mesh.devices.size == (1 if update_devices == 0 else 8)
+        programs = stages.ppo.make_programs(setup, EOS, PAD, NORM)
+        policy, value, ref, reward = _params(setup, BASE)
+        with jax.set_mesh(setup.mesh):
+            state = stages.ppo.init_state(setup, policy, value)
+            batch = sharding.shard_batch(_prompts(5), setup.mesh)
+            state, sample, stats, metrics, _ = stages.ppo.iteration(programs, state, ref, reward, batch, None,
+                                                                    jax.random.key(3))
+            placed = {x.sharding.device_set == set(setup.update_mesh.devices.flat) for x in jax.tree.leaves(state)}
+            rollout = programs.for_rollout(state)
+            assert placed == {True} and sample["tokens"].sharding.device_set == set(jax.devices())
+            assert {x.sharding.device_set == set(jax.devices()) for x in jax.tree.leaves(rollout)} == {True}
+            out.append(jax.device_get((state, sample, stats, metrics)))
+    (one, s1, st1, m1), (many, s8, st8, m8) = out
+    np.testing.assert_array_equal(s1["tokens"], s8["tokens"])
+    for k in st1:
+        np.testing.assert_allclose(st1[k], st8[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    for k in m1:
+        np.testing.assert_allclose(m1[k], m8[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(many)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -183,19 +183,52 @@ def rm_batches(examples, tokenizer, batch_size: int, seq_len: int, k_max: int, s
 
 # ---------------------------------------------------------------- PPO
 
+def bucket_width(length: int, bucket: int, prompt_len: int) -> int:
+    """The padded width of prompts of `length` tokens: `length` rounded up to a multiple of `bucket`, at most
+    `prompt_len`; `bucket` 0 = always `prompt_len` (one compiled shape)."""
+    return min(prompt_len, -(-length // bucket) * bucket) if bucket else prompt_len
+
+
 def ppo_batch(prompts, tokenizer, prompt_len: int) -> tuple[dict, list[str]]:
     """({'prompt_tokens','prompt_mask'} (B, P) left-padded, the prompt strings kept on the host)."""
     tokens, mask = left_pad([tokenizer.encode_prompt(p) for p in prompts], tokenizer.pad_id, prompt_len)
     return {"prompt_tokens": tokens, "prompt_mask": mask}, list(prompts)
 
 
+def prompt_width(prompts, tokenizer, prompt_len: int, bucket: int) -> int:
+    """The width a batch of `prompts` (the global batch: every host's rows) is left-padded to: its longest
+    prompt rounded up to a multiple of `bucket`, at most prompt_len (bucket 0: prompt_len)."""
+    return bucket_width(max(len(tokenizer.encode_prompt(p)) for p in prompts), bucket, prompt_len)
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptBatches(Batches):
+    """PPO prompt batches, `batches[step]` = (arrays, this host's prompt strings), each left-padded to the width
+    of its global batch (`prompt_width`), so every host pads one batch alike. With `bucket` > 0 a PPO iteration's
+    programs run W + N slots per row instead of prompt_len + N and compile once per width W."""
+    lengths: np.ndarray | None = None  # tokens of each prompt
+    bucket: int = 0
+    prompt_len: int = 0
+
+    def width(self, step: int) -> int:
+        longest = int(self.lengths[global_indices(self.n, self.batch_size, step, self.seed)].max())
+        return bucket_width(longest, self.bucket, self.prompt_len)
+
+    def __getitem__(self, step: int):
+        return self.collate(self.indices(step), self.width(step))
+
+    __call__ = __getitem__
+
+
 def ppo_batches(prompts, tokenizer, batch_size: int, prompt_len: int, seed: int, process_index=None,
-                process_count=None) -> Batches:
-    """Shuffled PPO prompt batches; `batches[step]` is (arrays, prompt strings)."""
+                process_count=None, bucket: int = 0) -> PromptBatches:
+    """Shuffled PPO prompt batches (PromptBatches); bucket 0 pads every batch to prompt_len."""
     prompts = list(prompts)
-    check_lengths([len(tokenizer.encode_prompt(p)) for p in prompts], prompt_len, "PPO prompts")
-    return Batches(len(prompts), batch_size, seed,
-                   lambda idx: ppo_batch([prompts[i] for i in idx], tokenizer, prompt_len), process_index, process_count)
+    lengths = np.asarray([len(tokenizer.encode_prompt(p)) for p in prompts])
+    check_lengths(lengths.tolist(), prompt_len, "PPO prompts")
+    return PromptBatches(len(prompts), batch_size, seed,
+                         lambda idx, width: ppo_batch([prompts[i] for i in idx], tokenizer, width),
+                         process_index, process_count, lengths, bucket, prompt_len)
 
 
 # Salt of the order split_val holds examples out in (with the run's seed).

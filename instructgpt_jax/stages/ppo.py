@@ -55,16 +55,35 @@ class Setup:
     policy_tx: optax.GradientTransformation
     value_tx: optax.GradientTransformation
     abstract: dict
-    shardings: dict
+    shardings: dict  # the state's, on update_mesh
+    update_mesh: jax.sharding.Mesh  # the update's devices: `mesh`, or its first update_devices (update_devices())
     headless: train.Setup  # the policy / reference network (train.py's view, for loading params)
     headed: train.Setup  # the value network (the policy's with a head when the trunk is shared)
     rewarder: train.Setup  # the reward network (the value network's setup when both have one architecture)
 
 
+def update_devices(mesh_cfg, devices) -> int:
+    """How many of `devices` the update runs on: `mesh_cfg.update_devices`, where 0 (the default) means all of
+    them on accelerators and one on a CPU host. A CPU host split into one XLA device per core (host.py) samples and
+    scores faster over both, but the update's minibatch of a few rows per device loses more to the all-reduce
+    after every gradient step than the second core gives it (docs/RESULTS.md, "The PPO update on one device")."""
+    n = mesh_cfg.get("update_devices", 0)
+    if n == 0:
+        return 1 if devices[0].platform == "cpu" else len(devices)
+    if not 0 < n <= len(devices):
+        raise ValueError(f"config.mesh.update_devices={n}; expected 0 (automatic) or 1 to {len(devices)} (the "
+                         "devices this run has)")
+    return n
+
+
 def make_setup(model_cfg: GPTConfig, mesh_cfg, cfg: ppo.PPOConfig, prompt_len: int, policy_tx, value_tx,
                devices=None, value_cfg: GPTConfig | None = None, reward_cfg: GPTConfig | None = None) -> Setup:
     """`value_cfg` / `reward_cfg`: the value and reward networks' architectures when they differ from the
-    policy's (the paper's RM and value function are 6B for its 1.3B policy); None = the policy's."""
+    policy's (the paper's RM and value function are 6B for its 1.3B policy); None = the policy's.
+
+    Sampling and scoring run on the mesh over `devices`; the update, and so the train state, on the mesh over
+    the first update_devices() of them (the same mesh when that is all)."""
+    devices = list(devices if devices is not None else jax.devices())
     value_cfg, reward_cfg = value_cfg or model_cfg, reward_cfg or value_cfg or model_cfg
     for name, c in (("value", value_cfg), ("reward", reward_cfg)):
         if c.vocab_size != model_cfg.vocab_size:
@@ -97,14 +116,24 @@ def make_setup(model_cfg: GPTConfig, mesh_cfg, cfg: ppo.PPOConfig, prompt_len: i
                 "beta": scalar(jnp.float32), "bad_step": scalar(jnp.int32)}
     shardings = {"step": repl, "params": headless.shardings["params"], "opt_state": headless.shardings["opt_state"],
                  "value_params": value_shard, "value_opt_state": value_opt_shard, "beta": repl, "bad_step": repl}
+    n_update = update_devices(mesh_cfg, devices)
+    if n_update == len(devices):
+        update_mesh = mesh
+    else:  # one device: no axis to split; more: config.mesh.shape over them
+        update_mesh = sharding.make_mesh((1, 1, 1) if n_update == 1 else mesh_cfg.shape, devices[:n_update])
+    shardings = sharding.on_mesh(shardings, abstract, update_mesh)
     n = mesh.shape["data"] * mesh.shape["fsdp"]
+    if cfg.rollout_batch % n:
+        raise ValueError(f"config.ppo.rollout_batch={cfg.rollout_batch} must be divisible by data x fsdp = {n}: "
+                         "sampling and scoring split each rollout over the mesh")
+    n = update_mesh.shape["data"] * update_mesh.shape["fsdp"]
     if cfg.rollout_batch // cfg.minibatches % n:
         raise ValueError(f"config.ppo.rollout_batch / minibatches = {cfg.rollout_batch // cfg.minibatches} rows per "
                          f"minibatch must be divisible by data x fsdp = {n}")
     if cfg.ptx_coef > 0 and cfg.ptx_batch_size % n:
         raise ValueError(f"config.ppo.ptx_batch_size={cfg.ptx_batch_size} must be divisible by data x fsdp = {n}")
     return Setup(cfg, mesh, prompt_len, headless.model_cfg, policy_graphdef, value_graphdef, headless.graphdef,
-                 rewarder.graphdef, policy_tx, value_tx, abstract, shardings, headless, headed, rewarder)
+                 rewarder.graphdef, policy_tx, value_tx, abstract, shardings, update_mesh, headless, headed, rewarder)
 
 
 def stage_architecture(stage_dir: str, model_cfg: GPTConfig) -> GPTConfig:
@@ -122,7 +151,7 @@ def init_state(setup: Setup, params, value_params) -> dict:
     The optimizer states are built eagerly: Adam's init is zeros_like per leaf, which keeps each param's
     sharding, so no device holds a full replica and no program is compiled for a one-off call.
     """
-    repl = sharding.replicated(setup.mesh)
+    repl = sharding.replicated(setup.update_mesh)
     state = {
         "step": jnp.int32(0),
         "params": params,
@@ -141,25 +170,42 @@ def frozen(setup: Setup, tree):
     return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
+# What sampling and scoring read of the train state.
+ROLLOUT_STATE = ("params", "value_params", "beta")
+
+
 @dataclasses.dataclass
 class Programs:
     generate: object
     score: object
     update: object
+    for_rollout: object  # state -> its ROLLOUT_STATE on the mesh that samples and scores
+    for_update: object  # a tree of batch arrays (the scored rollout) and scalars (a key) -> the update's mesh
+    update_mesh: jax.sharding.Mesh  # the mesh the update is called under
 
 
 def make_programs(setup: Setup, eos_id: int, pad_id: int, reward_norm: tuple[float, float]) -> Programs:
-    """The three jitted programs of an iteration; build once and reuse (no recompilation)."""
+    """The three jitted programs of an iteration (each compiles once per prompt width) and the moves between
+    the sampling mesh and the update's; build once and reuse."""
     cfg = setup.cfg
     sample_cfg = SampleConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, eos_id=eos_id, pad_id=pad_id)
     # The sampler runs the policy's params on the headless graph: in shared-trunk mode they exclude the head.
     generate = make_generate(setup.ref_graphdef, sample_cfg)
     score = rollout.make_score(setup.policy_graphdef, setup.value_graphdef, setup.ref_graphdef, setup.reward_graphdef,
-                               cfg, setup.prompt_len, eos_id, reward_norm)
-    update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, cfg, setup.prompt_len, setup.policy_tx,
-                             setup.value_tx, setup.shardings,
-                             lambda ndim: sharding.batch_sharding(setup.mesh, ndim))
-    return Programs(generate, score, update)
+                               cfg, eos_id, reward_norm)
+    update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, cfg, setup.policy_tx, setup.value_tx,
+                             setup.shardings, lambda ndim: sharding.batch_sharding(setup.update_mesh, ndim))
+    if setup.update_mesh is setup.mesh:
+        return Programs(generate, score, update, lambda state: {k: state[k] for k in ROLLOUT_STATE}, lambda tree: tree,
+                        setup.mesh)
+    # The update's results are copied to the sampling mesh once per iteration (the policy's and value model's
+    # params, a few MB at CPU scale), the scored rollout back to the update's devices.
+    to_rollout = {k: sharding.on_mesh(setup.shardings[k], setup.abstract[k], setup.mesh) for k in ROLLOUT_STATE}
+    return Programs(generate, score, update,
+                    lambda state: jax.device_put({k: state[k] for k in ROLLOUT_STATE}, to_rollout),
+                    lambda tree: jax.device_put(tree, jax.tree.map(lambda x: sharding.batch_sharding(
+                        setup.update_mesh, x.ndim) if x.ndim else sharding.replicated(setup.update_mesh), tree)),
+                    setup.update_mesh)
 
 
 # fold_in salts of an iteration's key: the rollout's samples, and the update's minibatch orders.
@@ -172,16 +218,20 @@ def iteration(programs: Programs, state: dict, ref_params, reward_params, batch:
     """One PPO iteration on device batch {'prompt_tokens', 'prompt_mask'}: (state, sample, stats, update metrics, times)."""
     times = {}
     t0 = time.perf_counter()
-    sample = programs.generate(state["params"], batch["prompt_tokens"], batch["prompt_mask"],
+    now = programs.for_rollout(state)
+    sample = programs.generate(now["params"], batch["prompt_tokens"], batch["prompt_mask"],
                                jax.random.fold_in(rng, GENERATE_STREAM))
     jax.block_until_ready(sample)
     times["time/generate"] = (t1 := time.perf_counter()) - t0
-    data, stats = programs.score(state["params"], state["value_params"], ref_params, reward_params, state["beta"],
+    data, stats = programs.score(now["params"], now["value_params"], ref_params, reward_params, now["beta"],
                                  sample, batch["prompt_mask"])
     jax.block_until_ready(data)
     times["time/score"] = (t2 := time.perf_counter()) - t1
-    state, update_metrics = programs.update(state, data, ptx_tokens, jax.random.fold_in(rng, UPDATE_STREAM))
+    data, key = programs.for_update((data, jax.random.fold_in(rng, UPDATE_STREAM)))
+    with jax.set_mesh(programs.update_mesh):
+        state, update_metrics = programs.update(state, data, ptx_tokens, key)
     jax.block_until_ready(state)
+    update_metrics = jax.device_get(update_metrics)  # a few scalars per minibatch, whichever mesh they are on
     times["time/update"] = time.perf_counter() - t2
     times["time/iteration"] = time.perf_counter() - t0
     return state, sample, stats, update_metrics, times
@@ -216,10 +266,15 @@ def run(config, workdir: str) -> dict:
     if n_eval < 1:
         raise ValueError(f"{config.data.eval_prompts or config.data.prompts} has {len(eval_prompts)} prompts, fewer than "
                          f"config.ppo.rollout_batch={cfg.rollout_batch} needed for one evaluation batch")
-    batches = batching.ppo_batches(prompts, tokenizer, cfg.rollout_batch, P, seed=t.seed)
-    # This host's rows of each fixed evaluation batch (the gold score averages this host's responses).
-    eval_batches = [batching.ppo_batch(batching.process_slice(eval_prompts[i * cfg.rollout_batch:(i + 1) * cfg.rollout_batch]),
-                                       tokenizer, P) for i in range(n_eval)]
+    bucket = config.data.get("prompt_bucket", 0)  # a stage folder's config from before the key: prompt_len
+    if bucket < 0:
+        raise ValueError(f"config.data.prompt_bucket={bucket}; expected 0 (pad to prompt_len) or a positive number of tokens")
+    batches = batching.ppo_batches(prompts, tokenizer, cfg.rollout_batch, P, seed=t.seed, bucket=bucket)
+    # This host's rows of each fixed evaluation batch (the gold score averages this host's responses), padded to
+    # the width of the whole batch.
+    eval_chunks = [eval_prompts[i * cfg.rollout_batch:(i + 1) * cfg.rollout_batch] for i in range(n_eval)]
+    eval_batches = [batching.ppo_batch(batching.process_slice(c), tokenizer, batching.prompt_width(c, tokenizer, P, bucket))
+                    for c in eval_chunks]
     gold = gold_judge(config.eval.gold_judge)
 
     train_ids = heldout_ids = None
@@ -256,17 +311,18 @@ def run(config, workdir: str) -> dict:
         windows = windows.reshape(n, cfg.ptx_batch_size, cfg.ptx_seq_len)
         per_host = cfg.ptx_batch_size // jax.process_count()
         return sharding.put_local(windows[:, jax.process_index() * per_host:(jax.process_index() + 1) * per_host],
-                                  jax.sharding.NamedSharding(mesh, ptx_spec))
+                                  jax.sharding.NamedSharding(setup.update_mesh, ptx_spec))
 
     def evaluate(state, ref_params, reward_params) -> dict:
         """Fixed prompts, fixed keys: differences between evaluations come from the policy alone."""
         out = {"gold": [], "score": [], "kl": [], "length": []}
+        now = programs.for_rollout(state)
         for i, (arrays, strings) in enumerate(eval_batches):
             batch = sharding.shard_batch(arrays, mesh)
-            sample = programs.generate(state["params"], batch["prompt_tokens"], batch["prompt_mask"],
+            sample = programs.generate(now["params"], batch["prompt_tokens"], batch["prompt_mask"],
                                        jax.random.fold_in(jax.random.key(t.seed + EVAL_SEED_OFFSET), i))
-            data, stats = programs.score(state["params"], state["value_params"], ref_params, reward_params,
-                                         state["beta"], sample, batch["prompt_mask"])
+            data, stats = programs.score(now["params"], now["value_params"], ref_params, reward_params,
+                                         now["beta"], sample, batch["prompt_mask"])
             stats = jax.device_get(stats)
             out["score"].append(stats["score"])
             out["kl"].append(stats["kl"])
@@ -280,7 +336,7 @@ def run(config, workdir: str) -> dict:
         if out["gold"]:
             row["ppo/gold_score"] = np.mean(out["gold"])
         if heldout_ids is not None:
-            row["ppo/pretrain_loss"] = heldout_loss(setup.ref_graphdef, state["params"], heldout_ids,
+            row["ppo/pretrain_loss"] = heldout_loss(setup.ref_graphdef, now["params"], heldout_ids,
                                                     cfg.ptx_batch_size, cfg.ptx_seq_len, config.eval.heldout_batches)
         return {k: float(v) for k, v in row.items()}
 
