@@ -60,7 +60,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "rm_seq_len": rm.train.seq_len,  # RM row length; 0 = the longest prompt + response rounded up to 16
         "rm_batch_size": rm.train.batch_size,  # prompts per padded RM step, each (k_max, rm_seq_len)
         "rm_packed_rows": rm.rm.packed_rows,   # rows of rm_seq_len per packed RM step
-        "ppo_prompt_len": ppo_config.data.prompt_len,  # configs/ppo.py's prompt_len: what a PPO run pads prompts to
+        "ppo_prompt_len": ppo_config.data.prompt_len,  # configs/ppo.py's prompt_len: the most a PPO run pads to
+        "ppo_prompt_bucket": ppo_config.data.prompt_bucket,  # configs/ppo.py's: batches padded to their longest
+        "ppo_rollout_batch": ppo_config.ppo.rollout_batch,  # configs/ppo.py's prompts per rollout
         "seed": 0,                     # order of the examples (the first batches of the epoch are timed)
         "steps": 5,                    # timed steps per layout (after config.warmup)
     })

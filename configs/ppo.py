@@ -46,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # prompt_len), so sampling, scoring and the update compute no slots for the rest of prompt_len; each
         # program compiles once per width (docs/RESULTS.md, "PPO batches padded to their longest prompt").
         # 0 = every batch padded to prompt_len, one compile.
-        "prompt_bucket": 8,
+        "prompt_bucket": 16,
         "overflow": "error",  # a longer prompt: "error", or "truncate" from the left (logged)
         "corpus": {
             "source": "shakespeare",  # pretraining text for ptx and the held-out loss: shakespeare, web, JSONL, tfds:...

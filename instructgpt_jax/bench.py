@@ -338,7 +338,9 @@ def bench_real_lengths(config: ml_collections.ConfigDict) -> dict:
             timing = time_train_step(setup, layout.loss_fn, layout.batches, config.warmup, r.steps)
             rows.append(bench_lengths.layout_row(layout, timing))
     return {"world": {"scale": r.world.scale, **{k: len(v) for k, v in data.items()}}, "rows": rows,
-            "ppo_prompts": bench_lengths.prompt_figures(data["ppo"], tokenizer, config.ppo.prompt_len, r.ppo_prompt_len)}
+            "ppo_prompts": bench_lengths.prompt_figures(data["ppo"], tokenizer, config.ppo.prompt_len, r.ppo_prompt_len,
+                                                        r.get("ppo_rollout_batch", 0), r.get("ppo_prompt_bucket", 0),
+                                                        r.seed)}
 
 
 def format_table(result: dict) -> str:

@@ -118,16 +118,26 @@ def layout_row(layout: Layout, timing: dict) -> dict:
             **layout_figures(layout.real_tokens, layout.steps_per_epoch, layout.slots_per_step, timing["step_s"])}
 
 
-def prompt_figures(prompts, tokenizer, prompt_len: int, stage_prompt_len: int) -> dict:
+def prompt_figures(prompts, tokenizer, prompt_len: int, stage_prompt_len: int, batch_size: int = 0,
+                   bucket: int = 0, seed: int = 0) -> dict:
     """PPO prompt lengths in real tokens against the bench's `prompt_len` and a PPO run's `stage_prompt_len`:
     the share of prompts longer than each, and the real share of a left-padded batch's prompt slots (a longer
-    prompt cut to fit, as overflow="truncate" does)."""
+    prompt cut to fit, as overflow="truncate" does). With `batch_size` and `bucket` (configs/ppo.py's
+    prompt_bucket), also the mean width and real share of shuffled batches each padded to its longest prompt
+    rounded up to `bucket` (at most stage_prompt_len), as a PPO run pads them."""
     n = np.array([len(tokenizer.encode_prompt(p)) for p in prompts])
     out = {"prompts": len(n), "min": int(n.min()), "median": float(np.median(n)), "max": int(n.max())}
     for key, P in (("prompt_len", prompt_len), ("stage_prompt_len", stage_prompt_len)):
         out[key] = P
         out[f"longer_than_{key}"] = float((n > P).mean())
         out[f"real_share_at_{key}"] = float(np.minimum(n, P).sum() / (len(n) * P))
+    if batch_size and bucket and len(n) >= batch_size:
+        order = np.random.default_rng(seed).permutation(len(n))
+        batches = [np.minimum(n[order[i:i + batch_size]], stage_prompt_len)
+                   for i in range(0, len(n) - batch_size + 1, batch_size)]
+        widths = np.array([batching.bucket_width(int(b.max()), bucket, stage_prompt_len) for b in batches])
+        out.update({"bucket": bucket, "batch_size": batch_size, "mean_width_bucketed": float(widths.mean()),
+                    "real_share_bucketed": float(sum(b.sum() for b in batches) / (batch_size * widths.sum()))})
     return out
 
 
@@ -148,5 +158,8 @@ def format_block(real: dict) -> list[str]:
                  f"{p['max']}; at the bench's prompt_len {p['prompt_len']}: {100 * p['longer_than_prompt_len']:.0f}% longer, "
                  f"{100 * p['real_share_at_prompt_len']:.0f}% of prompt slots real; at configs/ppo.py's "
                  f"{p['stage_prompt_len']}: {100 * p['longer_than_stage_prompt_len']:.0f}% longer, "
-                 f"{100 * p['real_share_at_stage_prompt_len']:.0f}% real")
+                 f"{100 * p['real_share_at_stage_prompt_len']:.0f}% real"
+                 + (f"; batches of {p['batch_size']} padded to their longest rounded up to {p['bucket']} (its "
+                    f"prompt_bucket): mean width {p['mean_width_bucketed']:.1f}, "
+                    f"{100 * p['real_share_bucketed']:.0f}% real" if "bucket" in p else ""))
     return lines

@@ -121,6 +121,16 @@ def test_prompt_figures():
     assert figures["longer_than_prompt_len"] == pytest.approx(1 / 3) and figures["longer_than_stage_prompt_len"] == 0
     assert figures["real_share_at_prompt_len"] == pytest.approx((4 + 6 + 8) / 24)
     assert figures["real_share_at_stage_prompt_len"] == pytest.approx(23 / 48)
+    assert "bucket" not in figures
+    # Shuffled batches of two of the four prompts, each padded to its longest prompt rounded up to 8.
+    lengths = [4, 6, 13, 5]
+    figures = bench_lengths.prompt_figures(["a", "abc", "abcdefghij", "ab"], tokenizer, 8, 16, batch_size=2,
+                                           bucket=8, seed=3)
+    order = np.random.default_rng(3).permutation(4)
+    pairs = [[lengths[i] for i in order[:2]], [lengths[i] for i in order[2:]]]
+    widths = [8 if max(p) <= 8 else 16 for p in pairs]
+    assert figures["mean_width_bucketed"] == pytest.approx(np.mean(widths))
+    assert figures["real_share_bucketed"] == pytest.approx(sum(map(sum, pairs)) / (2 * sum(widths)))
 
 
 @pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)

@@ -68,11 +68,14 @@ def update_devices(mesh_cfg, devices) -> int:
     scores faster over both, but the update's minibatch of a few rows per device loses more to the all-reduce
     after every gradient step than the second core gives it (docs/RESULTS.md, "The PPO update on one device")."""
     n = mesh_cfg.get("update_devices", 0)
-    if n == 0:
-        return 1 if devices[0].platform == "cpu" else len(devices)
+    if n == 0:  # several processes: every device (each process places its own rows)
+        return 1 if devices[0].platform == "cpu" and jax.process_count() == 1 else len(devices)
     if not 0 < n <= len(devices):
         raise ValueError(f"config.mesh.update_devices={n}; expected 0 (automatic) or 1 to {len(devices)} (the "
                          "devices this run has)")
+    if n < len(devices) and jax.process_count() > 1:
+        raise ValueError(f"config.mesh.update_devices={n}: a run over {jax.process_count()} processes updates on "
+                         f"all {len(devices)} devices; set 0")
     return n
 
 
