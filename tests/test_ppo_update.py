@@ -301,6 +301,19 @@ def test_frozen_models_in_bfloat16():
     assert np.abs(data16["kl"] - data["kl"]).max() > 0  # the reference really ran in bf16
 
 
+def _assert_same_iteration(a, b):
+    """Two (state, sample, stats, update metrics) of stages.ppo.iteration computed in two layouts: the rollout's
+    statistics and the update's metrics to float32 rounding, the state after four Adam steps from the same
+    gradients summed in another order to the sharded test's tolerance."""
+    (state_a, _, stats_a, metrics_a), (state_b, _, stats_b, metrics_b) = a, b
+    for k in stats_a:
+        np.testing.assert_allclose(stats_a[k], stats_b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    for k in metrics_a:
+        np.testing.assert_allclose(metrics_a[k], metrics_b[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    for x, y in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+
+
 def test_prompt_width_changes_nothing_but_the_work():
     """The same prompts left-padded 5 slots wider (a batch padded to prompt_len instead of its longest prompt):
     the same samples, the same rollout (logprobs, values, KL, rewards' advantages and returns, scores) and the
@@ -319,17 +332,11 @@ def test_prompt_width_changes_nothing_but_the_work():
             state, sample, stats, metrics, _ = stages.ppo.iteration(programs, state, ref, reward, batch, None,
                                                                     jax.random.key(3))
             out.append(jax.device_get((state, sample, stats, metrics)))
-    (s1, sample1, stats1, m1), (s2, sample2, stats2, m2) = out
+    (s1, sample1, _, _), (s2, sample2, _, _) = out
     assert sample2["tokens"].shape[1] == sample1["tokens"].shape[1] + extra
     np.testing.assert_array_equal(sample1["response"], sample2["response"])
     np.testing.assert_array_equal(sample1["tokens"], sample2["tokens"][:, extra:])
-    for k in stats1:
-        np.testing.assert_allclose(stats1[k], stats2[k], rtol=1e-5, atol=1e-6, err_msg=k)
-    for k in m1:
-        np.testing.assert_allclose(m1[k], m2[k], rtol=1e-4, atol=1e-6, err_msg=k)
-    # Four Adam steps from the same gradients summed in another order: the sharded test's tolerance.
-    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    _assert_same_iteration(*out)
     for name in ("generate", "score", "update"):
         assert getattr(programs, name)._cache_size() >= 2, name
     assert not np.allclose(s1["params"]["wte"]["embedding"], jax.device_get(policy["wte"]["embedding"]))
@@ -354,11 +361,5 @@ def test_update_on_one_device_samples_on_all():
             assert placed == {True} and sample["tokens"].sharding.device_set == set(jax.devices())
             assert {x.sharding.device_set == set(jax.devices()) for x in jax.tree.leaves(rollout)} == {True}
             out.append(jax.device_get((state, sample, stats, metrics)))
-    (one, s1, st1, m1), (many, s8, st8, m8) = out
-    np.testing.assert_array_equal(s1["tokens"], s8["tokens"])
-    for k in st1:
-        np.testing.assert_allclose(st1[k], st8[k], rtol=1e-5, atol=1e-6, err_msg=k)
-    for k in m1:
-        np.testing.assert_allclose(m1[k], m8[k], rtol=1e-4, atol=1e-6, err_msg=k)
-    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(many)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out[0][1]["tokens"], out[1][1]["tokens"])
+    _assert_same_iteration(*out)
