@@ -57,8 +57,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = model_config("tiny")
     config.mesh = mesh_config()
     # Devices of the update (and the train state): the first update_devices of the mesh's; 0 = all of them on
-    # accelerators, one on a CPU host, where the update's few rows per device lose to the all-reduce after each
-    # gradient step (stages/ppo.update_devices; docs/RESULTS.md, "The PPO update on one device").
+    # accelerators or over several processes, one on a single-process CPU host, where the update's few rows per
+    # device lose to the all-reduce after each gradient step (stages/ppo.update_devices; docs/RESULTS.md, "The
+    # PPO update on one device").
     config.mesh.update_devices = 0
     config.optim = optim_config(lr=3e-5, warmup_steps=10)  # policy
     config.value_optim = optim_config(lr=3e-5, warmup_steps=10)

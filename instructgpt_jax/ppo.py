@@ -313,7 +313,7 @@ def update(policy_graphdef, value_graphdef, cfg: PPOConfig, policy_tx, value_tx,
 
 def make_update(policy_graphdef, value_graphdef, cfg: PPOConfig, policy_tx, value_tx, state_shardings=None,
                 batch_sharding=None):
-    """The update, jitted once with the state donated.
+    """The update, jitted with the state donated (compiled once per prompt width).
 
     With shardings (a mesh run), the state keeps its shardings and every minibatch is constrained to the
     batch sharding, so the minibatch gathered from the shuffled rollout is split over data x fsdp again.

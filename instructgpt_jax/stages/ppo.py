@@ -3,11 +3,14 @@ generate -> score -> update, with metrics, evaluation, checkpoints and exact res
 
   instructgpt ppo --config configs/ppo.py:ptx --workdir W/ppo_ptx
 
-Each iteration is three compiled programs, each compiled once: the KV-cache sampler (sampling.py), the
-scoring pass (rollout.py) and the update (ppo.py: epochs x minibatches in one lax.scan, state donated).
+Each iteration is three compiled programs, each compiled once per prompt width (a batch is padded to its
+longest prompt rounded up to config.data.prompt_bucket): the KV-cache sampler (sampling.py), the scoring pass
+(rollout.py) and the update (ppo.py: epochs x minibatches in one lax.scan, state donated). Sampling and scoring
+run over the whole mesh, the update and the train state on the first update_devices() of it (one on a CPU host).
 They are timed separately (time/generate, time/score, time/update); nothing returns to the host inside an
-iteration but the end-of-phase syncs the timers need. Iteration i's prompts, pretraining windows and keys
-depend only on i, and beta lives in the checkpointed state, so a resumed run repeats the run it continues.
+iteration but the end-of-phase syncs the timers need and the update's metrics. Iteration i's prompts,
+pretraining windows and keys depend only on i, and beta lives in the checkpointed state, so a resumed run
+repeats the run it continues.
 Evaluation (iteration 0 = the SFT policy, then every eval_every) samples a fixed prompt set and logs the
 gold judge's score, the RM score, the KL to SFT and the held-out pretraining loss (the alignment tax).
 """
@@ -46,7 +49,7 @@ class Setup:
 
     cfg: ppo.PPOConfig
     mesh: jax.sharding.Mesh
-    prompt_len: int
+    prompt_len: int  # the most prompt tokens (config.data.prompt_len); a batch may be narrower
     model_cfg: GPTConfig  # the policy's architecture, without the scalar head
     policy_graphdef: object  # with the head when the trunk is shared (policy + value in one network)
     value_graphdef: object | None  # None: shared trunk
@@ -271,13 +274,14 @@ def run(config, workdir: str) -> dict:
                          f"config.ppo.rollout_batch={cfg.rollout_batch} needed for one evaluation batch")
     bucket = config.data.get("prompt_bucket", 0)  # a stage folder's config from before the key: prompt_len
     if bucket < 0:
-        raise ValueError(f"config.data.prompt_bucket={bucket}; expected 0 (pad to prompt_len) or a positive number of tokens")
+        raise ValueError(f"config.data.prompt_bucket={bucket}; expected 0 (pad to prompt_len) or a positive "
+                         "number of tokens")
     batches = batching.ppo_batches(prompts, tokenizer, cfg.rollout_batch, P, seed=t.seed, bucket=bucket)
     # This host's rows of each fixed evaluation batch (the gold score averages this host's responses), padded to
     # the width of the whole batch.
     eval_chunks = [eval_prompts[i * cfg.rollout_batch:(i + 1) * cfg.rollout_batch] for i in range(n_eval)]
-    eval_batches = [batching.ppo_batch(batching.process_slice(c), tokenizer, batching.prompt_width(c, tokenizer, P, bucket))
-                    for c in eval_chunks]
+    eval_batches = [batching.ppo_batch(batching.process_slice(c), tokenizer,
+                                       batching.prompt_width(c, tokenizer, P, bucket)) for c in eval_chunks]
     gold = gold_judge(config.eval.gold_judge)
 
     train_ids = heldout_ids = None
