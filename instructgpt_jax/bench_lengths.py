@@ -159,7 +159,7 @@ def format_block(real: dict) -> list[str]:
                  f"{100 * p['real_share_at_prompt_len']:.0f}% of prompt slots real; at configs/ppo.py's "
                  f"{p['stage_prompt_len']}: {100 * p['longer_than_stage_prompt_len']:.0f}% longer, "
                  f"{100 * p['real_share_at_stage_prompt_len']:.0f}% real"
-                 + (f"; batches of {p['batch_size']} padded to their longest rounded up to {p['bucket']} (its "
-                    f"prompt_bucket): mean width {p['mean_width_bucketed']:.1f}, "
+                 + (f"; batches of {p['batch_size']} padded to their longest rounded up to {p['bucket']} "
+                    f"(configs/ppo.py's prompt_bucket): mean width {p['mean_width_bucketed']:.1f}, "
                     f"{100 * p['real_share_bucketed']:.0f}% real" if "bucket" in p else ""))
     return lines
