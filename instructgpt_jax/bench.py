@@ -260,7 +260,7 @@ def bench_ppo(config: ml_collections.ConfigDict, peak: float) -> dict:
     cfg = from_config(ppo.PPOConfig, p.ppo, "config.ppo.ppo")
     model_cfg = train.model_config(config.model)
     steps = cfg.epochs * cfg.minibatches * 100
-    setup = ppo_stage.make_setup(model_cfg, config.mesh, cfg, p.prompt_len, train.make_optimizer(config.optim, steps),
+    setup = ppo_stage.make_setup(model_cfg, config.mesh, cfg, train.make_optimizer(config.optim, steps),
                                 train.make_optimizer(config.optim, steps))
     eos = pad = model_cfg.vocab_size - 1
     programs = ppo_stage.make_programs(setup, eos, pad, (0.0, 1.0))

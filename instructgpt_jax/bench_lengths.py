@@ -123,8 +123,8 @@ def prompt_figures(prompts, tokenizer, prompt_len: int, stage_prompt_len: int, b
     """PPO prompt lengths in real tokens against the bench's `prompt_len` and a PPO run's `stage_prompt_len`:
     the share of prompts longer than each, and the real share of a left-padded batch's prompt slots (a longer
     prompt cut to fit, as overflow="truncate" does). With `batch_size` and `bucket` (configs/ppo.py's
-    prompt_bucket), also the mean width and real share of shuffled batches each padded to its longest prompt
-    rounded up to `bucket` (at most stage_prompt_len), as a PPO run pads them."""
+    prompt_bucket), also the mean width and real share of one epoch of a PPO run's batches (its order for
+    `seed`, batching.global_indices), each padded to its longest prompt rounded up to `bucket`."""
     n = np.array([len(tokenizer.encode_prompt(p)) for p in prompts])
     out = {"prompts": len(n), "min": int(n.min()), "median": float(np.median(n)), "max": int(n.max())}
     for key, P in (("prompt_len", prompt_len), ("stage_prompt_len", stage_prompt_len)):
@@ -132,9 +132,9 @@ def prompt_figures(prompts, tokenizer, prompt_len: int, stage_prompt_len: int, b
         out[f"longer_than_{key}"] = float((n > P).mean())
         out[f"real_share_at_{key}"] = float(np.minimum(n, P).sum() / (len(n) * P))
     if batch_size and bucket and len(n) >= batch_size:
-        order = np.random.default_rng(seed).permutation(len(n))
-        batches = [np.minimum(n[order[i:i + batch_size]], stage_prompt_len)
-                   for i in range(0, len(n) - batch_size + 1, batch_size)]
+        clipped = np.minimum(n, stage_prompt_len)
+        batches = [clipped[batching.global_indices(len(n), batch_size, step, seed)]
+                   for step in range(len(n) // batch_size)]
         widths = np.array([batching.bucket_width(int(b.max()), bucket, stage_prompt_len) for b in batches])
         out.update({"bucket": bucket, "batch_size": batch_size, "mean_width_bucketed": float(widths.mean()),
                     "real_share_bucketed": float(sum(b.sum() for b in batches) / (batch_size * widths.sum()))})

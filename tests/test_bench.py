@@ -13,6 +13,7 @@ import pytest
 
 from instructgpt_jax import bench, bench_lengths
 from instructgpt_jax.config_base import from_config
+from instructgpt_jax.data import batching
 from instructgpt_jax.model import GPTConfig
 from instructgpt_jax.ppo import PPOConfig
 from instructgpt_jax.tokenizer import make_tokenizer
@@ -122,11 +123,12 @@ def test_prompt_figures():
     assert figures["real_share_at_prompt_len"] == pytest.approx((4 + 6 + 8) / 24)
     assert figures["real_share_at_stage_prompt_len"] == pytest.approx(23 / 48)
     assert "bucket" not in figures
-    # Shuffled batches of two of the four prompts, each padded to its longest prompt rounded up to 8.
+    # A PPO run's first epoch of batches of two of the four prompts, each padded to its longest rounded up to 8.
     lengths = [4, 6, 13, 5]
     figures = bench_lengths.prompt_figures(["a", "abc", "abcdefghij", "ab"], tokenizer, 8, 16, batch_size=2,
                                            bucket=8, seed=3)
-    order = np.random.default_rng(3).permutation(4)
+    order = np.concatenate([batching.global_indices(4, 2, step, 3) for step in range(2)])
+    assert sorted(order) == [0, 1, 2, 3]
     pairs = [[lengths[i] for i in order[:2]], [lengths[i] for i in order[2:]]]
     widths = [8 if max(p) <= 8 else 16 for p in pairs]
     assert figures["mean_width_bucketed"] == pytest.approx(np.mean(widths))

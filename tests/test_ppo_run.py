@@ -114,7 +114,7 @@ def test_reward_and_value_models_larger_than_the_policy(stages, tmp_path):
     assert policy_cfg.n_embd == get_preset("nano").n_embd
     # A larger reward network beside a policy-sized value model (init_value = SFT): two headed networks.
     nano, tiny = get_preset("nano"), get_preset("tiny")
-    setup = ppo_stage.make_setup(nano, config.mesh, config_base.from_config(ppo.PPOConfig, config.ppo, "config.ppo"), 80, optax.sgd(0.0), optax.sgd(0.0),
+    setup = ppo_stage.make_setup(nano, config.mesh, config_base.from_config(ppo.PPOConfig, config.ppo, "config.ppo"), optax.sgd(0.0), optax.sgd(0.0),
                                 value_cfg=nano, reward_cfg=tiny)
     assert setup.headed.model_cfg.n_embd == nano.n_embd and setup.rewarder.model_cfg.n_embd == tiny.n_embd
     assert setup.abstract["value_params"]["score_kernel"].shape == (nano.n_embd,)

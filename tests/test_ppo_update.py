@@ -32,7 +32,7 @@ def _setup(cfg: ppo.PPOConfig, shape=(1, 1, 1), tx=None, vtx=None, update_device
     mesh = config_base.mesh_config(shape)
     # By default the update on the whole mesh (on a CPU host the stage's own default, 0, is one device).
     mesh.update_devices = n if update_devices is None else update_devices
-    return stages.ppo.make_setup(CFG, mesh, cfg, P, tx, vtx, devices=jax.devices()[:n])
+    return stages.ppo.make_setup(CFG, mesh, cfg, tx, vtx, devices=jax.devices()[:n])
 
 
 def _random(setup_part, seed):

@@ -49,7 +49,6 @@ class Setup:
 
     cfg: ppo.PPOConfig
     mesh: jax.sharding.Mesh
-    prompt_len: int  # the most prompt tokens (config.data.prompt_len); a batch may be narrower
     model_cfg: GPTConfig  # the policy's architecture, without the scalar head
     policy_graphdef: object  # with the head when the trunk is shared (policy + value in one network)
     value_graphdef: object | None  # None: shared trunk
@@ -82,8 +81,8 @@ def update_devices(mesh_cfg, devices) -> int:
     return n
 
 
-def make_setup(model_cfg: GPTConfig, mesh_cfg, cfg: ppo.PPOConfig, prompt_len: int, policy_tx, value_tx,
-               devices=None, value_cfg: GPTConfig | None = None, reward_cfg: GPTConfig | None = None) -> Setup:
+def make_setup(model_cfg: GPTConfig, mesh_cfg, cfg: ppo.PPOConfig, policy_tx, value_tx, devices=None,
+               value_cfg: GPTConfig | None = None, reward_cfg: GPTConfig | None = None) -> Setup:
     """`value_cfg` / `reward_cfg`: the value and reward networks' architectures when they differ from the
     policy's (the paper's RM and value function are 6B for its 1.3B policy); None = the policy's.
 
@@ -138,7 +137,7 @@ def make_setup(model_cfg: GPTConfig, mesh_cfg, cfg: ppo.PPOConfig, prompt_len: i
                          f"minibatch must be divisible by data x fsdp = {n}")
     if cfg.ptx_coef > 0 and cfg.ptx_batch_size % n:
         raise ValueError(f"config.ppo.ptx_batch_size={cfg.ptx_batch_size} must be divisible by data x fsdp = {n}")
-    return Setup(cfg, mesh, prompt_len, headless.model_cfg, policy_graphdef, value_graphdef, headless.graphdef,
+    return Setup(cfg, mesh, headless.model_cfg, policy_graphdef, value_graphdef, headless.graphdef,
                  rewarder.graphdef, policy_tx, value_tx, abstract, shardings, update_mesh, headless, headed, rewarder)
 
 
@@ -201,11 +200,9 @@ def make_programs(setup: Setup, eos_id: int, pad_id: int, reward_norm: tuple[flo
                                cfg, eos_id, reward_norm)
     update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, cfg, setup.policy_tx, setup.value_tx,
                              setup.shardings, lambda ndim: sharding.batch_sharding(setup.update_mesh, ndim))
-    if setup.update_mesh is setup.mesh:
-        return Programs(generate, score, update, lambda state: {k: state[k] for k in ROLLOUT_STATE}, lambda tree: tree,
-                        setup.mesh)
     # The update's results are copied to the sampling mesh once per iteration (the policy's and value model's
-    # params, a few MB at CPU scale), the scored rollout back to the update's devices.
+    # params, a few MB at CPU scale), the scored rollout back to the update's devices. On one mesh both moves
+    # put arrays onto the shardings they already have: no copy.
     to_rollout = {k: sharding.on_mesh(setup.shardings[k], setup.abstract[k], setup.mesh) for k in ROLLOUT_STATE}
     return Programs(generate, score, update,
                     lambda state: jax.device_put({k: state[k] for k in ROLLOUT_STATE}, to_rollout),
@@ -298,7 +295,7 @@ def run(config, workdir: str) -> dict:
     # The value and reward networks may be larger than the policy (as the paper's 6B RM for its 1.3B policy):
     # their architectures come from the checkpoints they start from (one meta read per folder: usually both W/rm).
     arch = {d: stage_architecture(d, model_cfg) for d in {config.init_value, config.reward_model}}
-    setup = make_setup(model_cfg, config.mesh, cfg, P, train.make_optimizer(config.optim, steps),
+    setup = make_setup(model_cfg, config.mesh, cfg, train.make_optimizer(config.optim, steps),
                        train.make_optimizer(config.value_optim, steps),
                        value_cfg=arch[config.init_value], reward_cfg=arch[config.reward_model])
     programs = make_programs(setup, tokenizer.eos_id, tokenizer.pad_id, (norm["mean"], norm["std"]))
