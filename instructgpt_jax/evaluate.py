@@ -324,7 +324,7 @@ def run(config, workdir: str) -> dict:
     mesh, shardings = checkpoint.mesh_and_shardings(mesh_cfg)
 
     text = corpus_lib.load_corpus(ec.corpus, heldout_fraction=ec.corpus_heldout_fraction)
-    heldout_ids = np.asarray(tokenizer.encode(text.heldout), np.int32)
+    heldout_ids = tokenizer.encode_corpus(text.heldout)
     sample_cfg = SampleConfig(max_new_tokens=ec.max_new_tokens, temperature=ec.temperature, top_p=ec.top_p,
                               eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
     # Checkpoints are restored outside `set_mesh`: building abstract models under a mesh makes flax place

@@ -143,16 +143,19 @@ def sample_token(rng: jax.Array, logits: jax.Array, cfg: SampleConfig):
 
 
 def make_generate(graphdef, sample_cfg: SampleConfig):
-    """fn(params, prompt_tokens (B, P) int32, prompt_mask (B, P) bool, rng) -> dict, jitted once.
+    """fn(params, prompt_tokens (B, P) int32, prompt_mask (B, P) bool, rng, salt=None) -> dict, jitted once.
 
     Returns {tokens (B, P + N): prompts (padding set to pad_id) then responses, response (B, N),
     logprobs (B, N) float32, entropy (B, N) float32 (of each step's temperature-scaled distribution),
     response_mask (B, N) bool, lengths (B,) int32}. Every row needs at least one
-    real prompt token, and P + N - 1 <= n_positions (the last sampled token is never fed back).
+    real prompt token, and P + N - 1 <= n_positions (the last sampled token is never fed back). With `salt`
+    (an int) the samples use fold_in(rng, salt), folded inside the program: an eager fold_in would wait for
+    the device's queue and stall a host loop that dispatches the next batch before fetching the last.
     """
     N, cfg = sample_cfg.max_new_tokens, sample_cfg
 
-    def generate(params, prompt_tokens, prompt_mask, rng):
+    def generate(params, prompt_tokens, prompt_mask, rng, salt=None):
+        rng = rng if salt is None else jax.random.fold_in(rng, salt)
         model = nnx.merge(graphdef, params)
         B, P = prompt_tokens.shape
         if P + N - 1 > model.cfg.n_positions:
@@ -255,7 +258,17 @@ def generate_texts(generate, params, tokenizer, prompts: list[str], prompt_len: 
     fit = lambda n: bucket_width(n, bucket, prompt_len)  # noqa: E731
     order = sorted(range(len(prompts)), key=lambda i: (fit(len(encoded[i])), i))
     texts, lengths = [None] * len(prompts), np.zeros(len(prompts), np.int64)
-    start = 0
+
+    def collect(chunk, out):
+        out = sharding.to_host(out)
+        for row, i in enumerate(chunk):
+            texts[i] = tokenizer.decode(out["response"][row][out["response_mask"][row]])
+            lengths[i] = int(out["lengths"][row])
+        if bar is not None:
+            bar.update(len(chunk))
+
+    # Batch s + 1 is dispatched before batch s is fetched and decoded, so the host's work overlaps the device's.
+    start, pending = 0, None
     while start < len(order):
         width = fit(len(encoded[order[start]]))
         chunk = [i for i in order[start:start + batch_size] if fit(len(encoded[i])) == width]
@@ -264,13 +277,12 @@ def generate_texts(generate, params, tokenizer, prompts: list[str], prompt_len: 
         inputs = {"prompt_tokens": tokens, "prompt_mask": mask}
         if mesh is not None:
             inputs = sharding.put_global(inputs, mesh)
-        out = sharding.to_host(generate(params, inputs["prompt_tokens"], inputs["prompt_mask"], jax.random.fold_in(rng, start)))
-        for row, i in enumerate(chunk):
-            texts[i] = tokenizer.decode(out["response"][row][out["response_mask"][row]])
-            lengths[i] = int(out["lengths"][row])
-        start += len(chunk)
-        if bar is not None:
-            bar.update(len(chunk))
+        out = generate(params, inputs["prompt_tokens"], inputs["prompt_mask"], rng, start)
+        if pending is not None:
+            collect(*pending)
+        pending, start = (chunk, out), start + len(chunk)
+    if pending is not None:
+        collect(*pending)
     if bar is not None:
         bar.close()
     return texts, lengths

