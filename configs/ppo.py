@@ -44,9 +44,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "prompt_len": 80,  # the most prompt tokens (the world's longest is 73); a longer prompt is an overflow
         # Each batch is left-padded to its longest prompt rounded up to a multiple of prompt_bucket (at most
         # prompt_len), so sampling, scoring and the update compute no slots for the rest of prompt_len; each
-        # program compiles once per width (docs/RESULTS.md, "PPO batches padded to their longest prompt").
-        # 0 = every batch padded to prompt_len, one compile.
-        "prompt_bucket": 16,
+        # program compiles once per width (docs/RESULTS.md, "PPO batches padded to their longest prompt"): a
+        # width few batches need costs more to compile than it saves, so the bucket is wide. 0 = every batch
+        # padded to prompt_len, one compile.
+        "prompt_bucket": 32,
         "overflow": "error",  # a longer prompt: "error", or "truncate" from the left (logged)
         "corpus": {
             "source": "shakespeare",  # pretraining text for ptx and the held-out loss: shakespeare, web, JSONL, tfds:...
