@@ -172,6 +172,7 @@ def sample_policy(generate, score, params, ref_params, rm_params, prompts, token
     The policy sees `prefix` + prompt (KL is measured there); the RM scores the response to the prompt.
     """
     out = {"response": [], "length": [], "kl": [], "rm_raw": []}
+    key = jax.random.key(seed)
     for b, (chunk, n) in enumerate(_batches(prompts, ec.batch_size)):
         tokens, mask = left_pad([tokenizer.encode_prompt(prefix + p) for p in chunk], tokenizer.pad_id, prompt_len)
         feed = {"prompt_tokens": tokens, "prompt_mask": mask}
@@ -179,8 +180,8 @@ def sample_policy(generate, score, params, ref_params, rm_params, prompts, token
             feed["rm_tokens"], feed["rm_mask"] = left_pad([tokenizer.encode_prompt(p) for p in chunk],
                                                           tokenizer.pad_id, prompt_len)
         batch = sharding.put_global(feed, mesh)
-        rng = jax.random.fold_in(jax.random.key(seed), b)
-        sample = generate(params, batch["prompt_tokens"], batch["prompt_mask"], rng)
+        # Batch b samples with fold_in(key, b), folded inside the program (as generate_texts' batches).
+        sample = generate(params, batch["prompt_tokens"], batch["prompt_mask"], key, b)
         rm_prompt = (batch["rm_tokens"], batch["rm_mask"]) if prefix else None
         scored = sharding.to_host(score(params, ref_params, rm_params, sample, batch["prompt_mask"], rm_prompt))
         host = sharding.to_host({k: sample[k] for k in ("response", "response_mask", "lengths")})

@@ -4,8 +4,8 @@ Both share one small surface so data code never branches on which is in use: `en
 content ids with no specials (`encode_corpus(text)` the same as an int32 array, faster for megabytes of
 text), `decode(ids)` drops specials, `encode_prompt(prompt)` gives the ids a model conditions on (ending
 with the prompt/response separator) and `encode_response(response)` gives the ids it is trained to produce
-(ending with EOS). SFT sequences are `encode_prompt(p) + encode_response(r)`, so the
-response loss mask starts exactly where `encode_prompt` ends.
+(ending with EOS). SFT sequences are `encode_prompt(p) + encode_response(r)`, so the response loss mask
+starts exactly where `encode_prompt` ends.
 
 The byte tokenizer maps UTF-8 bytes 0..255 to ids 0..255 and adds five specials (vocab 261; models pad the
 embedding to a multiple of 8, e.g. 264). The GPT-2 tokenizer is built with the `tokenizers` library from the
