@@ -63,17 +63,36 @@ def workdir(tmp_path_factory):
     return w, config, evaluate.run(config, str(w))
 
 
-def test_kl_and_rm_score_match_an_unpadded_reference():
-    """score_samples on a left-padded batch equals per-row forward passes without any padding."""
+def _scoring_models():
+    """A nano policy, a different nano reference and a nano RM (seeds 1, 2, 3): (policy, ref, rm, (graphdef,
+    params), ref_params, (rm_graphdef, rm_params))."""
     from flax import nnx
 
     from instructgpt_jax.model import make_model
 
     cfg, rm_cfg = get_preset("nano"), get_preset("nano", scalar_head=True)
     policy, ref, rm = make_model(cfg, 1), make_model(cfg, 2), make_model(rm_cfg, 3)
-    graphdef, params = nnx.split(policy)
-    _, ref_params = nnx.split(ref)
-    rm_graphdef, rm_params = nnx.split(rm)
+    return policy, ref, rm, nnx.split(policy), nnx.split(ref)[1], nnx.split(rm)
+
+
+def _assert_kl_and_rm_unpadded(out, i, prompt, rm_prompt, response, policy, ref, rm):
+    """Row i of score_samples' output against one unpadded forward each: its KL over `prompt` + `response`, its
+    RM score of `rm_prompt` + `response`."""
+    row = jnp.asarray([*prompt, *response])[None]  # (1, len) no padding at all
+    lp = lambda m: jax.nn.log_softmax(m(row)[0, :-1].astype(jnp.float32), -1)  # noqa: E731
+    n = len(prompt)
+    picked = lambda l: np.asarray(l)[np.arange(n - 1, row.shape[1] - 1), np.asarray(row[0, n:])]  # noqa: E731
+    np.testing.assert_allclose(float(out["kl"][i]), float(np.sum(picked(lp(policy)) - picked(lp(ref)))),
+                               rtol=1e-4, atol=1e-4)
+    rm_row = jnp.asarray([*rm_prompt, *response])[None]
+    h, _ = rm.trunk(rm_row)
+    np.testing.assert_allclose(float(out["rm_raw"][i]), float(rm.score(h, jnp.asarray([rm_row.shape[1] - 1]))[0]),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_kl_and_rm_score_match_an_unpadded_reference():
+    """score_samples on a left-padded batch equals per-row forward passes without any padding."""
+    policy, ref, rm, (graphdef, params), ref_params, (rm_graphdef, rm_params) = _scoring_models()
     tok = make_tokenizer("byte")
     prompts = [tok.encode_prompt(p) for p in ("Reverse: cat dog", "Sort these words: b a c", "Hi")]
     tokens, mask = left_pad(prompts, tok.pad_id, 32)
@@ -81,15 +100,8 @@ def test_kl_and_rm_score_match_an_unpadded_reference():
     sample = make_generate(graphdef, sample_cfg)(params, tokens, mask, jax.random.key(0))
     out = evaluate.score_samples(graphdef, rm_graphdef, 32, params, ref_params, rm_params, sample, jnp.asarray(mask))
     for i, p in enumerate(prompts):
-        n = int(sample["lengths"][i])
-        row = jnp.asarray([*p, *np.asarray(sample["response"][i, :n])])[None]  # (1, len) no padding at all
-        lp = lambda m: jax.nn.log_softmax(m(row)[0, :-1].astype(jnp.float32), -1)  # noqa: E731
-        picked = lambda l: np.asarray(l)[np.arange(len(p) - 1, row.shape[1] - 1), np.asarray(row[0, len(p):])]  # noqa: E731
-        kl = float(np.sum(picked(lp(policy)) - picked(lp(ref))))
-        np.testing.assert_allclose(float(out["kl"][i]), kl, rtol=1e-4, atol=1e-4)
-        h, _ = rm.trunk(row)
-        np.testing.assert_allclose(float(out["rm_raw"][i]), float(rm.score(h, jnp.asarray([row.shape[1] - 1]))[0]),
-                                   rtol=1e-4, atol=1e-5)
+        response = list(np.asarray(sample["response"][i, :int(sample["lengths"][i])]))
+        _assert_kl_and_rm_unpadded(out, i, p, p, response, policy, ref, rm)
     assert np.all(np.abs(np.asarray(out["kl"])) > 1e-3)  # different models: the check above is not 0 == 0
 
 
@@ -295,15 +307,7 @@ def test_gpt_prompted_is_the_base_model_on_prefixed_prompts(workdir):
 @pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)
 def test_prefixed_kl_and_rm_on_the_original_prompt_match_an_unpadded_reference():
     """With a prefix, the KL is over the prefixed prompt and the RM scores the response after the original."""
-    from flax import nnx
-
-    from instructgpt_jax.model import make_model
-
-    cfg, rm_cfg = get_preset("nano"), get_preset("nano", scalar_head=True)
-    policy, ref, rm = make_model(cfg, 1), make_model(cfg, 2), make_model(rm_cfg, 3)
-    graphdef, params = nnx.split(policy)
-    _, ref_params = nnx.split(ref)
-    rm_graphdef, rm_params = nnx.split(rm)
+    policy, ref, rm, (graphdef, params), ref_params, (rm_graphdef, rm_params) = _scoring_models()
     tok = make_tokenizer("byte")
     originals = [tok.encode_prompt(p) for p in ("Reverse: cat dog", "Hi")]
     prefixed = [tok.encode_prompt("Say it.\nIt.\n\n" + p) for p in ("Reverse: cat dog", "Hi")]
@@ -315,15 +319,7 @@ def test_prefixed_kl_and_rm_on_the_original_prompt_match_an_unpadded_reference()
                                  (jnp.asarray(rm_tokens), jnp.asarray(rm_mask)))
     for i, (p, o) in enumerate(zip(prefixed, originals)):
         response = list(np.asarray(sample["response"][i, :int(sample["lengths"][i])]))
-        row = jnp.asarray([*p, *response])[None]  # (1, len) no padding at all
-        lp = lambda m: jax.nn.log_softmax(m(row)[0, :-1].astype(jnp.float32), -1)  # noqa: E731
-        picked = lambda l: np.asarray(l)[np.arange(len(p) - 1, row.shape[1] - 1), np.asarray(row[0, len(p):])]  # noqa: E731
-        np.testing.assert_allclose(float(out["kl"][i]), float(np.sum(picked(lp(policy)) - picked(lp(ref)))),
-                                   rtol=1e-4, atol=1e-4)
-        rm_row = jnp.asarray([*o, *response])[None]
-        h, _ = rm.trunk(rm_row)
-        np.testing.assert_allclose(float(out["rm_raw"][i]), float(rm.score(h, jnp.asarray([rm_row.shape[1] - 1]))[0]),
-                                   rtol=1e-4, atol=1e-5)
+        _assert_kl_and_rm_unpadded(out, i, p, o, response, policy, ref, rm)
 
 
 def test_prompted_config():
