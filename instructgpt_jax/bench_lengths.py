@@ -132,12 +132,14 @@ def prompt_figures(prompts, tokenizer, prompt_len: int, stage_prompt_len: int, b
         out[f"longer_than_{key}"] = float((n > P).mean())
         out[f"real_share_at_{key}"] = float(np.minimum(n, P).sum() / (len(n) * P))
     if batch_size and bucket and len(n) >= batch_size:
-        clipped = np.minimum(n, stage_prompt_len)
-        batches = [clipped[batching.global_indices(len(n), batch_size, step, seed)]
-                   for step in range(len(n) // batch_size)]
-        widths = np.array([batching.bucket_width(int(b.max()), bucket, stage_prompt_len) for b in batches])
+        # A PPO run's own batches (their order and widths), as one process sees the global batch.
+        run = batching.PromptBatches(len(n), batch_size, seed, None, 0, 1, np.minimum(n, stage_prompt_len), bucket,
+                                     stage_prompt_len)
+        steps = range(len(n) // batch_size)
+        widths = np.array([run.width(step) for step in steps])
+        real = sum(int(run.lengths[run.indices(step)].sum()) for step in steps)
         out.update({"bucket": bucket, "batch_size": batch_size, "mean_width_bucketed": float(widths.mean()),
-                    "real_share_bucketed": float(sum(b.sum() for b in batches) / (batch_size * widths.sum()))})
+                    "real_share_bucketed": float(real / (batch_size * widths.sum()))})
     return out
 
 
