@@ -6,7 +6,8 @@ generate -> score -> update, with metrics, evaluation, checkpoints and exact res
 Each iteration is three compiled programs, each compiled once per prompt width (a batch is padded to its
 longest prompt rounded up to config.data.prompt_bucket): the KV-cache sampler (sampling.py), the scoring pass
 (rollout.py) and the update (ppo.py: epochs x minibatches in one lax.scan, state donated). Sampling and scoring
-run over the whole mesh, the update and the train state on the first update_devices() of it (one on a CPU host).
+run over the whole mesh, the update and the train state on the first update_devices() of it (one on a
+single-process CPU host).
 They are timed separately (time/generate, time/score, time/update); nothing returns to the host inside an
 iteration but the end-of-phase syncs the timers need and the update's metrics. Iteration i's prompts,
 pretraining windows and keys depend only on i, and beta lives in the checkpointed state, so a resumed run
@@ -66,9 +67,10 @@ class Setup:
 
 def update_devices(mesh_cfg, devices) -> int:
     """How many of `devices` the update runs on: `mesh_cfg.update_devices`, where 0 (the default) means all of
-    them on accelerators and one on a CPU host. A CPU host split into one XLA device per core (host.py) samples and
-    scores faster over both, but the update's minibatch of a few rows per device loses more to the all-reduce
-    after every gradient step than the second core gives it (docs/RESULTS.md, "The PPO update on one device")."""
+    them on accelerators or over several processes, and one on a single-process CPU host. A CPU host split into
+    one XLA device per core (host.py) samples and scores faster over both, but the update's minibatch of a few
+    rows per device loses more to the all-reduce after every gradient step than the second core gives it
+    (docs/RESULTS.md, "The PPO update on one device")."""
     n = mesh_cfg.get("update_devices", 0)
     if n == 0:  # several processes: every device (each process places its own rows)
         return 1 if devices[0].platform == "cpu" and jax.process_count() == 1 else len(devices)
