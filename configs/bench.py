@@ -14,6 +14,8 @@ Args:
   gpt2_xl     GPT-2 XL 1.5B, bf16 compute, remat, FSDP over all devices: for a GPU/TPU host (fp32 Adam
               state alone is 18 GB).
   smoke       nano model, 2 timed steps: exercises every code path (tests use it).
+  instructgpt bench --config configs/bench.py:trl_tiny --config.profile.enabled=True   # + each program's XLA ops
+
 Results are printed as a table and written to <out>/bench_<name>.json. Besides tokens/s and MFU, each step row
 has its floor (model FLOPs / the measured XLA matmul peak: the step's time at the peak) and `x floor` (step
 time / floor = 1 / MFU); the PPO iteration has a floor for each of generate, score and update. The header
@@ -48,6 +50,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     ppo = ppo_config.ppo
     ppo.update({"epochs": 1, "minibatches": 4, "rollout_batch": 32, "max_new_tokens": 48})
     config.ppo = ml_collections.ConfigDict({"enabled": True, "prompt_len": 32, "ppo": ppo})
+    # Where each program's time goes: after timing, trace `calls` more steps (PPO: iterations) with jax.profiler
+    # and print the `top` XLA ops of each program with what they compute (instructgpt_jax/profiling.py);
+    # the traces stay in <out>/profile_<stage> for Perfetto or TensorBoard.
+    config.profile = ml_collections.ConfigDict({"enabled": False, "calls": 3, "top": 12})
     # The embedded world's own lengths, padded vs packed, in the layouts of configs/sft.py:tiny and configs/rm.py.
     world = load_config("configs/world.py:default")  # the pipeline's world; only the scale differs
     world.scale = 0.1

@@ -23,6 +23,7 @@ demonstrations, K-wise comparisons, PPO prompts), padded vs packed, counting rea
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -35,7 +36,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from instructgpt_jax import bench_lengths, ppo, sharding, train
+from instructgpt_jax import bench_lengths, ppo, profiling, sharding, train
 from instructgpt_jax.config_base import from_config
 from instructgpt_jax.model import GPTConfig
 from instructgpt_jax.pretrain import pretrain_loss
@@ -208,10 +209,12 @@ def _stage_batch(stage: str, b: ml_collections.ConfigDict, cfg: GPTConfig, rng: 
             "ranks": np.tile(np.arange(K, dtype=np.int32), (b.batch_size, 1))}
 
 
-def time_train_step(setup: train.Setup, loss_fn, batches: list[dict], warmup: int, steps: int) -> dict:
+def time_train_step(setup: train.Setup, loss_fn, batches: list[dict], warmup: int, steps: int,
+                    profile: tuple[int, str] | None = None) -> dict:
     """Compile the real jitted train step for batches[0]'s shapes, run `warmup` steps, then time `steps` steps
     cycling through `batches` (all on the devices before the clock starts): compile_s, median step_s, the
-    compilations after warm-up (must be 0) and the compiled program's memory."""
+    compilations after warm-up (must be 0) and the compiled program's memory. profile = (calls, trace folder):
+    then trace that many more steps and add their XLA ops (profiling.op_rows) as `ops`."""
     with jax.set_mesh(setup.mesh):
         params = train.random_params(setup, 0)
         state = {"step": jnp.int32(0), "params": params, "opt_state": setup.tx.init(params), "bad_step": jnp.int32(-1)}
@@ -233,18 +236,38 @@ def time_train_step(setup: train.Setup, loss_fn, batches: list[dict], warmup: in
             jax.block_until_ready(metrics["loss"])
             times.append(time.perf_counter() - t0)
         recompiles = step_fn._cache_size() - cache_before
+        ops = {}
+        if profile is not None:
+            calls, trace_dir = profile
+            box = [state]
+
+            def one_step():
+                box[0], out = step_fn(box[0], device_batches[0], rng)
+                jax.block_until_ready(out)
+
+            ops = {"ops": profiling.op_rows(profiling.profile(one_step, calls, trace_dir), calls,
+                                            profiling.module_ops(compiled))}
     return {"step_s": statistics.median(times), "compile_s": compile_s, "recompiles_after_warmup": recompiles,
-            **_memory(compiled)}
+            **_memory(compiled), **ops}
 
 
-def bench_step(stage: str, config: ml_collections.ConfigDict, peak: float) -> dict:
-    """Compile and time one stage's train step; returns its row of the table."""
+def _profile_arg(config: ml_collections.ConfigDict, trace_root: str | None, name: str):
+    """(calls, trace folder) for time_train_step / bench_ppo when config.profile is enabled, else None."""
+    if trace_root is None or not config.profile.enabled:
+        return None
+    return config.profile.calls, os.path.join(trace_root, f"profile_{name}")
+
+
+def bench_step(stage: str, config: ml_collections.ConfigDict, peak: float, trace_root: str | None = None) -> dict:
+    """Compile and time one stage's train step; returns its row of the table (with config.profile.enabled and
+    a trace_root, also its traced ops)."""
     b = config[stage]
     loss_fn = {"pretrain": pretrain_loss, "sft": sft_loss, "rm": rm_loss}[stage]
     model_cfg = train.model_config(config.model, scalar_head=stage == "rm")
     setup = train.make_setup(model_cfg, config.mesh, train.make_optimizer(config.optim, 1000))
     host = _stage_batch(stage, b, model_cfg, np.random.RandomState(0))
-    timing = time_train_step(setup, loss_fn, [host], config.warmup, config.steps)
+    timing = time_train_step(setup, loss_fn, [host], config.warmup, config.steps,
+                             _profile_arg(config, trace_root, stage))
     n_tokens = int(np.prod(host["tokens"].shape))
     tokens_per_s = n_tokens / timing["step_s"]
     flops = train_flops_per_token(model_cfg, b.seq_len)
@@ -254,8 +277,27 @@ def bench_step(stage: str, config: ml_collections.ConfigDict, peak: float) -> di
             **timing}
 
 
-def bench_ppo(config: ml_collections.ConfigDict, peak: float) -> dict:
-    """Time generate / score / update of PPO iterations on random prompts with random models."""
+class _Recorder:
+    """A jitted program that remembers the abstract arguments of its last call, to compile it again for its HLO
+    (the op names of a profile): `compiled()`."""
+
+    def __init__(self, fn, mesh=None):
+        self.fn, self.mesh, self.avals = fn, mesh, None
+
+    def __call__(self, *args):
+        self.avals = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding) if isinstance(x, jax.Array) else x,
+            args)
+        return self.fn(*args)
+
+    def compiled(self):
+        with jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext():
+            return self.fn.lower(*self.avals).compile()
+
+
+def bench_ppo(config: ml_collections.ConfigDict, peak: float, trace_root: str | None = None) -> dict:
+    """Time generate / score / update of PPO iterations on random prompts with random models (with
+    config.profile.enabled and a trace_root, also trace a few iterations: their XLA ops as `ops`)."""
     p = config.ppo
     cfg = from_config(ppo.PPOConfig, p.ppo, "config.ppo.ppo")
     model_cfg = train.model_config(config.model)
@@ -299,6 +341,23 @@ def bench_ppo(config: ml_collections.ConfigDict, peak: float) -> dict:
             rows.append(times)
             generated.append(int(jax.device_get(sample["response_mask"]).sum()))
         after = [programs.generate._cache_size(), programs.score._cache_size(), programs.update._cache_size()]
+        ops = {}
+        profile = _profile_arg(config, trace_root, "ppo")
+        if profile is not None:
+            calls, trace_dir = profile
+            recorded = {name: _Recorder(getattr(programs, name), programs.update_mesh if name == "update" else None)
+                        for name in ("generate", "score", "update")}
+            traced = dataclasses.replace(programs, **recorded)
+            box = [state]
+
+            def one_iteration():
+                box[0], *_ = ppo_stage.iteration(traced, box[0], ref, rm, batch, ptx, key)
+
+            events = profiling.profile(one_iteration, calls, trace_dir)
+            modules = {}
+            for program in recorded.values():
+                modules.update(profiling.module_ops(program.compiled()))
+            ops = {"ops": profiling.op_rows(events, calls, modules)}
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     policy_cfg, value_cfg = setup.model_cfg, setup.headed.model_cfg
     flops = {"generate": generate_flops(policy_cfg, B, P, cfg.max_new_tokens),
@@ -312,7 +371,7 @@ def bench_ppo(config: ml_collections.ConfigDict, peak: float) -> dict:
             "generated_tokens_per_s": statistics.median(generated) / med["time/generate"],
             "first_iteration_s_incl_compile": compile_s, "recompiles_after_warmup": sum(after) - sum(sizes),
             "rollout": f"{B} prompts x {P} tokens + {cfg.max_new_tokens} new, {cfg.epochs} epoch(s) x "
-                       f"{cfg.minibatches} minibatches, ptx_coef {cfg.ptx_coef}", **floors}
+                       f"{cfg.minibatches} minibatches, ptx_coef {cfg.ptx_coef}", **floors, **ops}
 
 
 def bench_real_lengths(config: ml_collections.ConfigDict) -> dict:
@@ -366,6 +425,11 @@ def format_table(result: dict) -> str:
                   f"floors: {floors}"]
     if "real_lengths" in result:
         lines += [""] + bench_lengths.format_block(result["real_lengths"])
+    rows = [(r["stage"], r["ops"]) for r in result["steps"] + [result.get("ppo", {"stage": "ppo"})] if "ops" in r]
+    for stage, ops in rows:
+        lines += ["", f"{stage}: the most expensive XLA ops of a traced call (ms per call and device; "
+                      f"trace in {result['profile_dir']}/profile_{'ppo' if stage == 'ppo_iteration' else stage})"]
+        lines += profiling.format_ops(ops, result["profile_top"])
     return "\n".join(lines)
 
 
@@ -382,18 +446,22 @@ def run(config: ml_collections.ConfigDict, out_dir: str | None = None) -> dict:
                         if k in ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")},
               "dtype": model_cfg.dtype, "peak_flops": peak, "torch_peak_flops": torch_peak,
               "torch_peak_note": torch_note, "steps": []}
+    out_dir = out_dir or os.path.join("runs", "bench")
+    trace_root = None
+    if config.profile.enabled:
+        trace_root = os.path.abspath(out_dir)
+        result |= {"profile_dir": trace_root, "profile_top": config.profile.top}
     for stage in config.stages:
         log.info("bench %s: %s step", config.name, stage)
-        result["steps"].append(bench_step(stage, config, peak))
+        result["steps"].append(bench_step(stage, config, peak, trace_root))
     if config.ppo.enabled:
         log.info("bench %s: PPO iteration", config.name)
-        result["ppo"] = bench_ppo(config, peak)
+        result["ppo"] = bench_ppo(config, peak, trace_root)
     if config.real_lengths.enabled:
         log.info("bench %s: real lengths", config.name)
         result["real_lengths"] = bench_real_lengths(config)
     table = format_table(result)
     print(table)
-    out_dir = out_dir or os.path.join("runs", "bench")
     if jax.process_index() == 0:
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, f"bench_{config.name}.json"), "w") as f:
