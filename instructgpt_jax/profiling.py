@@ -5,7 +5,8 @@ stage's train step and of the PPO iteration's generate, score and update program
 Perfetto trace, written under <out>/profile_<stage>/), then sums the time of every XLA op per call and per
 device (`op_rows`) and names each op by what it computes, read off the compiled program's HLO
 (`hlo_ops`): its output shape, the opcodes fused into it ("dot x2, tanh") and the JAX operation it came
-from (the HLO metadata's op_name, e.g. "jit(generate)/while/body/dot_general"). The table shows where a
+from (the HLO metadata's op_name, e.g. "jit(generate)/while/body/dot_general"), and gives each program's
+time by kind of work (`op_kind`: matmul, elementwise / reduce, data movement, collective). The table shows where a
 step's time goes (the decode loop's unembedding, a transpose, the all-reduce) without an external viewer;
 the trace itself opens in Perfetto or TensorBoard's profiler. Tracing slows each op a little: read the
 shares, not the absolute times (bench's timed rows come from untraced calls).
@@ -148,6 +149,36 @@ def profile(fn, calls: int, trace_dir: str) -> list[dict]:
     return trace_events(trace_dir)
 
 
+_COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "collective-permute", "all-to-all")
+_MOVES = {"copy", "transpose", "concatenate", "slice", "dynamic-slice", "dynamic-update-slice", "pad", "reshape",
+          "gather", "scatter"}
+
+
+def op_kind(row: dict) -> str:
+    """What an op row spends its time on: "matmul" (a dot, alone or fused), "collective", "data movement"
+    (copies, transposes, slices), "control" (a loop's or call's own time) or "elementwise / reduce". Read from
+    the HLO fields when the op is named, else from its name."""
+    opcode = row.get("opcode") or row["op"].split(".")[0]
+    parts = {p.split(" x")[0] for p in row.get("fused", "").split(", ") if p}  # "dot x2, tanh" -> {dot, tanh}
+    if opcode in ("dot", "convolution") or parts & {"dot", "convolution"}:
+        return "matmul"
+    if opcode.startswith(_COLLECTIVES) or row["op"].startswith(_COLLECTIVES):
+        return "collective"
+    if opcode in ("while", "conditional", "call"):
+        return "control"
+    if opcode in _MOVES or (opcode == "fusion" and parts and parts <= _MOVES):
+        return "data movement"
+    return "elementwise / reduce"
+
+
+def kind_shares(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """{module: {kind: share of the module's op time}} (op_kind), largest first."""
+    out = collections.defaultdict(collections.Counter)
+    for r in rows:
+        out[r["module"]][op_kind(r)] += r["share"]
+    return {m: dict(c.most_common()) for m, c in out.items()}
+
+
 def format_ops(rows: list[dict], top: int) -> list[str]:
     """Markdown table of the `top` most expensive ops of each module, the modules by their time (those under 1%
     of the largest, such as an eager fold_in, left out)."""
@@ -158,6 +189,10 @@ def format_ops(rows: list[dict], top: int) -> list[str]:
         module_ms[r["module"]] += r["ms"]
     largest = max(module_ms.values(), default=0.0)
     order = {m: i for i, (m, ms) in enumerate(module_ms.most_common()) if ms >= 0.01 * largest}
+    shares = kind_shares(rows)
+    lines = [f"{m}: {module_ms[m]:.1f} ms of ops a call and device: "
+              + ", ".join(f"{kind} {100 * share:.0f}%" for kind, share in shares[m].items() if share >= 0.005)
+             for m in order] + lines
     shown = collections.Counter()
     for r in sorted((r for r in rows if r["module"] in order), key=lambda r: (order[r["module"]], -r["ms"])):
         if shown[r["module"]] >= top:

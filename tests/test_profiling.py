@@ -80,3 +80,26 @@ def test_smoke_bench_profile_names_each_programs_ops(tmp_path):
     body = [r for r in ppo_ops if r["module"] == "jit_generate" and "while/body" in r["source"]]
     assert body and all(1 <= r["per_call"] <= config.ppo.ppo.max_new_tokens - 1 for r in body)
     assert os.path.isdir(os.path.join(tmp_path, "profile_ppo")) and "jit_generate" in result["table"]
+
+
+@pytest.mark.parametrize("row, kind", [
+    ({"op": "ynn_fusion.3", "opcode": "fusion", "fused": "multiply x2, add, dot, reduce"}, "matmul"),
+    ({"op": "ynn_fusion.4", "opcode": "fusion", "fused": "tanh, dot x2"}, "matmul"),
+    ({"op": "dot.7", "opcode": "dot", "fused": ""}, "matmul"),
+    ({"op": "all-reduce.7"}, "collective"),
+    ({"op": "while.2", "opcode": "while", "fused": ""}, "control"),
+    ({"op": "copy_fusion", "opcode": "fusion", "fused": "transpose, copy"}, "data movement"),
+    ({"op": "transpose.3", "opcode": "transpose", "fused": ""}, "data movement"),
+    ({"op": "loop_fusion", "opcode": "fusion", "fused": "exponential, reduce"}, "elementwise / reduce"),
+])
+def test_op_kind(row, kind):
+    assert profiling.op_kind(row) == kind
+
+
+def test_kind_shares_sum_each_modules_shares():
+    rows = [{"module": "m", "op": "dot.1", "opcode": "dot", "share": 0.6},
+            {"module": "m", "op": "all-reduce.1", "share": 0.1},
+            {"module": "m", "op": "add.1", "opcode": "add", "share": 0.3},
+            {"module": "n", "op": "dot.2", "opcode": "dot", "share": 1.0}]
+    assert profiling.kind_shares(rows) == {"m": {"matmul": 0.6, "elementwise / reduce": 0.3, "collective": 0.1},
+                                           "n": {"matmul": 1.0}}
