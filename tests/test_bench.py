@@ -160,8 +160,12 @@ def test_smoke_bench_writes_every_figure(tmp_path):
         ("sft", "padded"), ("sft", "packed"), ("sft", "packed best-fit"),
         ("rm", "padded"), ("rm", "packed"), ("rm", "packed, shared prompts")]
     for row in real["rows"]:
-        assert row["real_tokens_per_s"] > 0 and 0 <= row["padding_share"] < 1
+        assert row["real_tokens_per_s"] > 0 and row["padding_share"] < 1
         assert row["recompiles_after_warmup"] == 0
+        # Shared prompts still count every response's own prompt as real work (the work the other layouts do),
+        # so where sharing saves more slots than padding wastes, that layout's share is below 0.
+        if row["layout"] != "packed, shared prompts":
+            assert row["padding_share"] >= 0
     for padded, packed in (real["rows"][:2], real["rows"][3:5]):
         assert packed["padding_share"] <= padded["padding_share"]
     prompts = real["ppo_prompts"]
