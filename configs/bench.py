@@ -3,6 +3,7 @@
   instructgpt bench --config configs/bench.py:trl_tiny [--out runs/bench]
   instructgpt bench --config configs/bench.py:trl_tiny "--config.stages=('rm',)" --config.ppo.enabled=False \
       --config.real_lengths.enabled=False                    # one training step only (an A/B of a change)
+  instructgpt bench --config configs/bench.py:trl_tiny --config.profile.enabled=True   # + each program's XLA ops
 
 Args:
   trl_tiny    the Hugging Face TRL comparison (GPT-2 n_layer 4, n_head 4, n_embd 256, n_positions 256,
@@ -14,8 +15,6 @@ Args:
   gpt2_xl     GPT-2 XL 1.5B, bf16 compute, remat, FSDP over all devices: for a GPU/TPU host (fp32 Adam
               state alone is 18 GB).
   smoke       nano model, 2 timed steps: exercises every code path (tests use it).
-  instructgpt bench --config configs/bench.py:trl_tiny --config.profile.enabled=True   # + each program's XLA ops
-
 Results are printed as a table and written to <out>/bench_<name>.json. Besides tokens/s and MFU, each step row
 has its floor (model FLOPs / the measured XLA matmul peak: the step's time at the peak) and `x floor` (step
 time / floor = 1 / MFU); the PPO iteration has a floor for each of generate, score and update. The header
