@@ -189,7 +189,10 @@ def check_rerun(workdir: str, config, stage: str, finished: bool | None = None, 
         step = checkpoint.latest_step(os.path.join(workdir, "checkpoints"))
         if step is None:
             return
-        meta = checkpoint.read_meta(os.path.join(workdir, "checkpoints"), step)[1]
+        try:
+            meta = checkpoint.read_meta(os.path.join(workdir, "checkpoints"), step)[1]
+        except Exception:  # noqa: BLE001 - a damaged newest checkpoint is not a finished run: the restore
+            return         # moves it aside with a warning and resumes from the one before (checkpoint.restore_latest)
         finished = checkpoint.is_final(meta)
     if not finished:
         return
