@@ -266,9 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"instructgpt: unknown command {command!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
         sys.exit(2)
-    # force: importing Orbax already logged through absl, which gave the root logger a WARNING-level handler of
-    # its own, and a plain basicConfig would keep it (and drop every INFO line, "resuming from step N" among them).
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every save step at INFO through absl
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "Unable to initialize backend 'tpu'"
     if any(arg in HELP for arg in argv[2:]):
