@@ -194,6 +194,18 @@ def read_meta(directory: str, step: int | None = None) -> tuple[int, dict]:
     return step, manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
 
+def newest_meta(directory: str) -> dict | None:
+    """The meta of a checkpoint folder's newest step; None with no checkpoint, or when that meta cannot be read
+    (a damaged step folder: restore_latest moves it aside with a warning and resumes from the one before)."""
+    step = latest_step(directory)
+    if step is None:
+        return None
+    try:
+        return read_meta(directory, step)[1]
+    except Exception:  # noqa: BLE001 - an unreadable meta is an unreadable checkpoint, as in restore_latest
+        return None
+
+
 def is_final(meta: dict) -> bool:
     """A checkpoint's meta is its run's last step (`step` >= `total_steps`); a meta without them never is."""
     return "step" in meta and "total_steps" in meta and int(meta["step"]) >= int(meta["total_steps"])

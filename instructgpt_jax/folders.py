@@ -186,13 +186,7 @@ def check_rerun(workdir: str, config, stage: str, finished: bool | None = None, 
         return
     meta = {}
     if finished is None:
-        step = checkpoint.latest_step(os.path.join(workdir, "checkpoints"))
-        if step is None:
-            return
-        try:
-            meta = checkpoint.read_meta(os.path.join(workdir, "checkpoints"), step)[1]
-        except Exception:  # noqa: BLE001 - a damaged newest checkpoint is not a finished run: the restore
-            return         # moves it aside with a warning and resumes from the one before (checkpoint.restore_latest)
+        meta = checkpoint.newest_meta(os.path.join(workdir, "checkpoints")) or {}
         finished = checkpoint.is_final(meta)
     if not finished:
         return

@@ -305,7 +305,6 @@ def run(
 
 
 def is_complete(workdir: str) -> bool:
-    """True when a stage's newest checkpoint is its final step."""
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    step = checkpoint.latest_step(ckpt_dir)
-    return step is not None and checkpoint.is_final(checkpoint.read_meta(ckpt_dir, step)[1])
+    """True when a stage's newest checkpoint is its final step (False when that checkpoint cannot be read)."""
+    meta = checkpoint.newest_meta(os.path.join(workdir, "checkpoints"))
+    return meta is not None and checkpoint.is_final(meta)
