@@ -239,16 +239,23 @@ def time_train_step(setup: train.Setup, loss_fn, batches: list[dict], warmup: in
         ops = {}
         if profile is not None:
             calls, trace_dir = profile
-            box = [state]
-
-            def one_step():
-                box[0], out = step_fn(box[0], device_batches[0], rng)
-                jax.block_until_ready(out)
-
+            one_step = _chained(lambda s: step_fn(s, device_batches[0], rng), state)
             ops = {"ops": profiling.op_rows(profiling.profile(one_step, calls, trace_dir), calls,
-                                            profiling.module_ops(compiled))}
+                                            profiling.module_ops(compiled)), "trace_dir": trace_dir}
     return {"step_s": statistics.median(times), "compile_s": compile_s, "recompiles_after_warmup": recompiles,
             **_memory(compiled), **ops}
+
+
+def _chained(call, state):
+    """A no-argument function for profiling.profile: each call runs call(state) -> (new state, *outputs), waits
+    for it, and keeps the new state for the next call (donated buffers are never reused)."""
+    box = [state]
+
+    def once():
+        box[0], *out = call(box[0])
+        jax.block_until_ready(out)
+
+    return once
 
 
 def _profile_arg(config: ml_collections.ConfigDict, trace_root: str | None, name: str):
@@ -348,16 +355,12 @@ def bench_ppo(config: ml_collections.ConfigDict, peak: float, trace_root: str | 
             recorded = {name: _Recorder(getattr(programs, name), programs.update_mesh if name == "update" else None)
                         for name in ("generate", "score", "update")}
             traced = dataclasses.replace(programs, **recorded)
-            box = [state]
-
-            def one_iteration():
-                box[0], *_ = ppo_stage.iteration(traced, box[0], ref, rm, batch, ptx, key)
-
+            one_iteration = _chained(lambda s: ppo_stage.iteration(traced, s, ref, rm, batch, ptx, key), state)
             events = profiling.profile(one_iteration, calls, trace_dir)
             modules = {}
             for program in recorded.values():
                 modules.update(profiling.module_ops(program.compiled()))
-            ops = {"ops": profiling.op_rows(events, calls, modules)}
+            ops = {"ops": profiling.op_rows(events, calls, modules), "trace_dir": trace_dir}
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     policy_cfg, value_cfg = setup.model_cfg, setup.headed.model_cfg
     flops = {"generate": generate_flops(policy_cfg, B, P, cfg.max_new_tokens),
@@ -425,11 +428,11 @@ def format_table(result: dict) -> str:
                   f"floors: {floors}"]
     if "real_lengths" in result:
         lines += [""] + bench_lengths.format_block(result["real_lengths"])
-    rows = [(r["stage"], r["ops"]) for r in result["steps"] + [result.get("ppo", {"stage": "ppo"})] if "ops" in r]
-    for stage, ops in rows:
-        lines += ["", f"{stage}: the most expensive XLA ops of a traced call (ms per call and device; "
-                      f"trace in {result['profile_dir']}/profile_{'ppo' if stage == 'ppo_iteration' else stage})"]
-        lines += profiling.format_ops(ops, result["profile_top"])
+    for r in result["steps"] + [result.get("ppo", {})]:
+        if "ops" in r:
+            lines += ["", f"{r['stage']}: the most expensive XLA ops of a traced call (ms per call and device; "
+                          f"trace in {r['trace_dir']})"]
+            lines += profiling.format_ops(r["ops"], result["profile_top"])
     return "\n".join(lines)
 
 

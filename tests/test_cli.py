@@ -107,3 +107,12 @@ def test_eval_takes_the_seed_of_the_run_it_evaluates(tmp_path):
     assert "world.json was made by another world config" in wrong.stderr and "seed: 2 there, 0 here" in wrong.stderr
     right = _run(*args, "--config.seed=2")  # past the world check, to the next input W lacks
     assert right.returncode == 1 and "world/eval.jsonl: no such file" in right.stderr, right.stderr
+
+
+def test_info_lines_reach_stderr(tmp_path):
+    # Importing Orbax gives the root logger absl's WARNING handler; the CLI must still print its INFO lines
+    # ("resuming from step N", the stages' progress), which the fault tests and users read.
+    out = _run("pretrain", "--config", "configs/pretrain.py:smoke", "--config.train.steps=1",
+               "--config.train.tensorboard=False", "--workdir", str(tmp_path / "run"), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "INFO instructgpt_jax.stages.pretrain: pretrain corpus:" in out.stderr

@@ -80,6 +80,8 @@ def test_smoke_bench_profile_names_each_programs_ops(tmp_path):
     body = [r for r in ppo_ops if r["module"] == "jit_generate" and "while/body" in r["source"]]
     assert body and all(1 <= r["per_call"] <= config.ppo.ppo.max_new_tokens - 1 for r in body)
     assert os.path.isdir(os.path.join(tmp_path, "profile_ppo")) and "jit_generate" in result["table"]
+    for stage in ("sft", "ppo"):  # each op table names its own trace folder
+        assert f"trace in {os.path.join(tmp_path, 'profile_' + stage)})" in result["table"], stage
 
 
 @pytest.mark.parametrize("row, kind", [
