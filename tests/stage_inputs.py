@@ -1,9 +1,21 @@
-"""Inputs the stage tests share: the smoke world's files and a nano checkpoint trained 2 LM steps."""
+"""Inputs the stage tests share: the smoke world's files, a nano checkpoint trained 2 LM steps, a nano train config."""
+import ml_collections
 import numpy as np
 
 from instructgpt_jax import config_base, train
 from instructgpt_jax.data import formats
 from instructgpt_jax.pretrain import pretrain_loss
+
+
+def nano_config(steps: int, batch_size: int, seq_len: int, lr: float, checkpoint_every: int):
+    """A train.run config for the nano model on every device's data axis (2 warm-up steps, no TensorBoard)."""
+    config = ml_collections.ConfigDict()
+    config.model = config_base.model_config("nano")
+    config.mesh = config_base.mesh_config((-1, 1, 1))
+    config.optim = config_base.optim_config(lr, warmup_steps=2)
+    config.train = config_base.train_config(steps, batch_size, seq_len, log_every=5, checkpoint_every=checkpoint_every,
+                                            tensorboard=False)
+    return config
 
 
 def world_and_checkpoint(root, stage: str, config) -> None:

@@ -11,7 +11,8 @@ from flax import nnx
 from safetensors.numpy import load_file, save_file
 
 from instructgpt_jax import hf
-from instructgpt_jax.model import GPTConfig, make_model, positions_from_mask
+from instructgpt_jax.model import GPTConfig, make_model
+from hf_reference import assert_export_round_trip, batches, hf_logits, our_logits, perturbed, random_params
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -25,39 +26,10 @@ def hf_dir(tmp_path_factory):
     """A random GPT2LMHeadModel saved as safetensors; every tensor (LayerNorms, biases too) is perturbed so
     that a swapped or mis-reshaped tensor cannot go unnoticed."""
     torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**HF_KW)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+    model = perturbed(transformers.GPT2LMHeadModel(transformers.GPT2Config(**HF_KW)), seed=None)
     path = tmp_path_factory.mktemp("hf")
     model.save_pretrained(path, safe_serialization=True)
     return str(path)
-
-
-def hf_logits(path, tokens, mask):
-    """transformers' logits computed in float64: the exact answer for these weights, so a test measures our float32
-    error alone (transformers' own float32 kernels differ from float64 by up to 1.2e-4 on some CPUs; ours by 3e-6)."""
-    model = transformers.GPT2LMHeadModel.from_pretrained(path).eval().to(torch.float64)
-    positions = np.maximum(np.cumsum(mask, -1) - 1, 0)
-    with torch.no_grad():
-        out = model(torch.tensor(tokens), attention_mask=torch.tensor(mask.astype(np.int64)),
-                    position_ids=torch.tensor(positions))
-    return out.logits.numpy()
-
-
-def our_logits(cfg, params, tokens, mask):
-    model = nnx.merge(nnx.split(make_model(cfg))[0], params)
-    mask = jnp.asarray(mask)
-    return np.asarray(model(jnp.asarray(tokens), positions_from_mask(mask), mask))
-
-
-def batches():
-    rng = np.random.default_rng(0)
-    tokens = rng.integers(0, HF_KW["vocab_size"], (3, 20)).astype(np.int32)
-    plain = np.ones((3, 20), bool)
-    # Left padding: rows with 0, 5 and 13 pad slots; pads carry arbitrary token ids.
-    padded = np.arange(20)[None, :] >= np.array([0, 5, 13])[:, None]
-    return tokens, plain, padded
 
 
 def test_load_matches_transformers(hf_dir):
@@ -66,7 +38,7 @@ def test_load_matches_transformers(hf_dir):
     expected = nnx.to_pure_dict(nnx.split(make_model(cfg))[1])
     assert jax.tree.structure(params) == jax.tree.structure(expected)
     assert jax.tree.map(np.shape, params) == jax.tree.map(np.shape, expected)
-    tokens, plain, padded = batches()
+    tokens, plain, padded = batches(HF_KW["vocab_size"])
     for mask in (plain, padded):
         ours, theirs = our_logits(cfg, params, tokens, mask), hf_logits(hf_dir, tokens, mask)
         assert np.abs(theirs).max() > 1.0  # the weights are large enough for a wrong layout to show
@@ -75,19 +47,8 @@ def test_load_matches_transformers(hf_dir):
 
 def test_export_matches_transformers(tmp_path):
     cfg = GPTConfig(vocab_size=300, n_positions=64, n_layer=2, n_head=4, n_embd=64)
-    params = nnx.to_pure_dict(nnx.split(make_model(cfg, seed=3))[1])
-    keys = iter(jax.random.split(jax.random.key(1), len(jax.tree.leaves(params))))
-    params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(next(keys), x.shape), params)
-    hf.save_hf(cfg, params, str(tmp_path), tokenizer="byte")
-    config = json.load(open(tmp_path / "config.json"))
+    config = assert_export_round_trip(cfg, random_params(cfg), tmp_path)
     assert config["model_type"] == "gpt2" and config["tie_word_embeddings"] and config["eos_token_id"] == 258
-    tokens, plain, padded = batches()
-    for mask in (plain, padded):
-        np.testing.assert_allclose(our_logits(cfg, params, tokens, mask)[mask],
-                                   hf_logits(str(tmp_path), tokens, mask)[mask], rtol=0, atol=1e-4)
-    cfg2, params2 = hf.load_hf(str(tmp_path))
-    assert cfg2 == cfg
-    jax.tree.map(np.testing.assert_array_equal, params2, jax.tree.map(np.asarray, params))
 
 
 def test_bare_names_and_buffers(hf_dir, tmp_path):

@@ -18,6 +18,7 @@ from instructgpt_jax import checkpoint, hf
 from instructgpt_jax.model import make_model, positions_from_mask
 from instructgpt_jax.presets import get_preset
 from instructgpt_jax.tokenizer import make_tokenizer
+from hf_reference import random_params
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -29,9 +30,7 @@ NORM = {"mean": 0.3, "std": 2.0, "gain": True, "n": 10}
 def rm_stage(tmp_path, preset, bias=0.7, tokenizer="byte", norm=NORM, **overrides):
     """A finished RM-like stage folder: random scalar-head params (bias != 0) and reward_norm.json."""
     cfg = get_preset(preset, scalar_head=True, **overrides)
-    params = nnx.to_pure_dict(nnx.split(make_model(cfg, seed=5))[1])
-    keys = iter(jax.random.split(jax.random.key(3), len(jax.tree.leaves(params))))
-    params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(next(keys), x.shape), params)
+    params = random_params(cfg, init_seed=5, noise_seed=3)
     params["score_bias"] = np.float32(bias)
     stage = str(tmp_path / "rm")
     manager = checkpoint.make_manager(os.path.join(stage, "checkpoints"))

@@ -14,6 +14,7 @@ from flax import nnx
 from instructgpt_jax import hf
 from instructgpt_jax.model import GPTConfig, count_params, init_cache, make_model, positions_from_mask
 from instructgpt_jax.presets import get_preset
+from hf_reference import assert_export_round_trip, batches, hf_logits, our_logits, perturbed, random_params
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -29,44 +30,12 @@ HF_KW = dict(vocab_size=300, hidden_size=64, num_hidden_layers=2, num_attention_
              attention_dropout=0.0, hidden_dropout=0.0, initializer_range=0.1)
 
 
-def perturbed(model, seed=0):
-    """Every tensor (LayerNorms and biases too) moved off its init, so a swapped or mis-reshaped one shows."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return model.eval()
-
-
 @pytest.fixture(scope="module", params=sorted(NEOX_CASES))
 def neox_dir(request, tmp_path_factory):
     config = transformers.GPTNeoXConfig(**HF_KW, **NEOX_CASES[request.param])
     path = tmp_path_factory.mktemp(request.param)
     perturbed(transformers.GPTNeoXForCausalLM(config)).save_pretrained(path, safe_serialization=True)
     return str(path)
-
-
-def batches():
-    rng = np.random.default_rng(0)
-    tokens = rng.integers(0, HF_KW["vocab_size"], (3, 20)).astype(np.int32)
-    plain = np.ones((3, 20), bool)
-    padded = np.arange(20)[None, :] >= np.array([0, 5, 13])[:, None]  # left padding; pads carry arbitrary ids
-    return tokens, plain, padded
-
-
-def hf_logits(path, tokens, mask, cls=None):
-    """transformers' logits in float64, the exact answer for these weights (see tests/test_hf.py)."""
-    model = (cls or transformers.GPTNeoXForCausalLM).from_pretrained(path).eval().to(torch.float64)
-    with torch.no_grad():
-        out = model(torch.tensor(tokens), attention_mask=torch.tensor(mask.astype(np.int64)),
-                    position_ids=torch.tensor(np.maximum(np.cumsum(mask, -1) - 1, 0)))
-    return out.logits.numpy()
-
-
-def our_logits(cfg, params, tokens, mask):
-    model = nnx.merge(nnx.split(make_model(cfg))[0], params)
-    mask = jnp.asarray(mask)
-    return np.asarray(model(jnp.asarray(tokens), positions_from_mask(mask), mask))
 
 
 def test_import_matches_transformers(neox_dir):
@@ -76,7 +45,7 @@ def test_import_matches_transformers(neox_dir):
         ("neox", 192, 1e-6, case["rotary_pct"], case["use_parallel_residual"], case["tie_word_embeddings"])
     expected = nnx.to_pure_dict(nnx.split(make_model(cfg))[1])
     assert jax.tree.map(np.shape, params) == jax.tree.map(np.shape, expected)
-    tokens, plain, padded = batches()
+    tokens, plain, padded = batches(HF_KW["vocab_size"])
     for mask in (plain, padded):
         ours, theirs = our_logits(cfg, params, tokens, mask), hf_logits(neox_dir, tokens, mask)
         assert np.abs(theirs).max() > 1.0  # the weights are large enough for a wrong layout to show
@@ -87,28 +56,15 @@ def test_import_matches_transformers(neox_dir):
 
 def test_export_matches_transformers(tmp_path):
     cfg = get_preset("nano-neox", vocab_size=300, n_positions=64, n_inner=96)
-    params = nnx.to_pure_dict(nnx.split(make_model(cfg, seed=3))[1])
-    keys = iter(jax.random.split(jax.random.key(1), len(jax.tree.leaves(params))))
-    params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(next(keys), x.shape), params)
-    hf.save_hf(cfg, params, str(tmp_path), tokenizer="byte")
-    config = json.load(open(tmp_path / "config.json"))
+    config = assert_export_round_trip(cfg, random_params(cfg), tmp_path)
     assert config["architectures"] == ["GPTNeoXForCausalLM"] and not config["tie_word_embeddings"]
-    tokens, plain, padded = batches()
-    for mask in (plain, padded):
-        np.testing.assert_allclose(our_logits(cfg, params, tokens, mask)[mask],
-                                   hf_logits(str(tmp_path), tokens, mask)[mask], rtol=0, atol=1e-4)
-    cfg2, params2 = hf.load_hf(str(tmp_path))
-    assert cfg2 == cfg
-    jax.tree.map(np.testing.assert_array_equal, params2, jax.tree.map(np.asarray, params))
 
 
 def test_kv_cache_decoding_equals_full_forward():
     """Prefill a left-padded batch, then feed one token at a time: each step's logits equal the full pass's."""
     cfg = get_preset("nano-neox", vocab_size=61)
-    graphdef, params = nnx.split(make_model(cfg, seed=0))
-    params = nnx.to_pure_dict(params)
-    keys = iter(jax.random.split(jax.random.key(2), len(jax.tree.leaves(params))))
-    params = jax.tree.map(lambda x: x + 0.2 * jax.random.normal(next(keys), x.shape), params)
+    graphdef = nnx.split(make_model(cfg))[0]
+    params = random_params(cfg, init_seed=0, noise_seed=2, scale=0.2)
 
     @jax.jit
     def run(params, tokens, positions, mask, cache, index):
@@ -216,6 +172,6 @@ def test_import_copies_tokenizer_and_export_brings_it_back(neox_dir, tmp_path):
     assert open(os.path.join(out, "tokenizer.json")).read() == open(src / "tokenizer.json").read()
     config = json.load(open(os.path.join(out, "config.json")))
     assert config["eos_token_id"] == 0 and "instructgpt_tokenizer" not in config
-    tokens, _, padded = batches()
+    tokens, _, padded = batches(HF_KW["vocab_size"])
     np.testing.assert_allclose(hf_logits(out, tokens, padded)[padded], hf_logits(neox_dir, tokens, padded)[padded],
                                rtol=0, atol=1e-5)

@@ -6,7 +6,6 @@ import json
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -18,7 +17,7 @@ from instructgpt_jax.model import GPT, GPTConfig, make_model
 from instructgpt_jax.tokenizer import make_tokenizer
 from instructgpt_jax.data import packing
 from instructgpt_jax import stages
-from stage_inputs import world_and_checkpoint
+from stage_inputs import nano_config, world_and_checkpoint
 
 CFG = GPTConfig(vocab_size=264, n_positions=64, n_layer=2, n_head=2, n_embd=32, scalar_head=True)
 LONG = dataclasses.replace(CFG, n_positions=128)  # packed rows longer than one sequence
@@ -211,12 +210,7 @@ def test_packed_sharded_step_equals_single_device_step():
 
 
 def _rm_config(steps, batch_size=8):
-    config = ml_collections.ConfigDict()
-    config.model = config_base.model_config("nano")
-    config.mesh = config_base.mesh_config((-1, 1, 1))
-    config.optim = config_base.optim_config(3e-3, warmup_steps=2)
-    config.train = config_base.train_config(steps, batch_size, 48, log_every=5, checkpoint_every=4, tensorboard=False)
-    return config
+    return nano_config(steps, batch_size, seq_len=48, lr=3e-3, checkpoint_every=4)
 
 
 @pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)

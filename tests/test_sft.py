@@ -6,7 +6,6 @@ import shutil
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -17,7 +16,7 @@ from instructgpt_jax.model import GPTConfig, make_model
 from instructgpt_jax.tokenizer import make_tokenizer
 from instructgpt_jax.data import packing
 from instructgpt_jax import stages
-from stage_inputs import world_and_checkpoint
+from stage_inputs import nano_config, world_and_checkpoint
 
 CFG = GPTConfig(vocab_size=264, n_positions=128, n_layer=2, n_head=2, n_embd=32)
 TOK = make_tokenizer("byte")
@@ -121,12 +120,7 @@ def test_packed_rows_give_the_same_losses_as_separate_examples():
 
 
 def _config(steps, batch_size=8):
-    config = ml_collections.ConfigDict()
-    config.model = config_base.model_config("nano")
-    config.mesh = config_base.mesh_config((-1, 1, 1))
-    config.optim = config_base.optim_config(1e-2, warmup_steps=2)
-    config.train = config_base.train_config(steps, batch_size, 64, log_every=5, checkpoint_every=100, tensorboard=False)
-    return config
+    return nano_config(steps, batch_size, seq_len=64, lr=1e-2, checkpoint_every=100)
 
 
 def _packed_batch(batch_size=8):
