@@ -358,13 +358,19 @@ def _add_wall_times(workdir: str, names: list[str]) -> dict:
         return json.load(f)
 
 
+# The figures a stage's progress line shows where the first three of its result would mislead: the RM's result
+# starts with its last train batch's figures (a batch of a few pairs), its held-out ones come later.
+HEADLINE_KEYS = {"rm": ("rm/accuracy", "rm/gold_accuracy", "rm/val_loss")}
+
+
 def _headline(stage: str, result) -> str:
     """A few figures for the progress line."""
     if stage == "eval" and isinstance(result, dict):
         parts = [f"{n} win {f['win_rate']:.2f} gold {f['gold']:.2f}" for n, f in result.get("policies", {}).items()]
         return ": " + "; ".join(parts)
     if isinstance(result, dict):
-        scalars = [(k, v) for k, v in result.items() if isinstance(v, float)][:3]
+        chosen = [(k, result[k]) for k in HEADLINE_KEYS.get(stage, ()) if isinstance(result.get(k), float)]
+        scalars = chosen or [(k, v) for k, v in result.items() if isinstance(v, float)][:3]
         return (": " + ", ".join(f"{k} {v:.3f}" for k, v in scalars)) if scalars else ""
     return ""
 

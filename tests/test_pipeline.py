@@ -96,6 +96,16 @@ def test_smoke_pipeline_end_to_end(smoke, capsys):
     print(f"smoke pipeline: {seconds:.0f} s")
 
 
+def test_progress_line_shows_the_rm_held_out_figures_not_its_last_batch():
+    result = {"rm/batch_accuracy": 0.368, "rm/grad_norm": 2.087, "rm/loss": 0.704, "rm/val_loss": 0.483,
+              "rm/accuracy": 0.686, "rm/gold_accuracy": 0.789, "rm/norm_mean": 0.1}
+    assert pipeline._headline("rm", result) == ": rm/accuracy 0.686, rm/gold_accuracy 0.789, rm/val_loss 0.483"
+    # Other stages (and an RM result without held-out figures) keep their first three figures.
+    assert pipeline._headline("rm", {"rm/loss": 0.7, "rm/grad_norm": 2.0}) == ": rm/loss 0.700, rm/grad_norm 2.000"
+    assert pipeline._headline("sft", {"sft/val_loss": 0.616, "sft/gold_score": 0.853}) == (
+        ": sft/val_loss 0.616, sft/gold_score 0.853")
+
+
 def test_rerun_skips_every_stage(smoke, capsys):
     workdir, summary, _ = smoke
     before = {s: (workdir / s / "metrics.jsonl").read_text() for s in ("pretrain", "sft", "rm", "ppo", "ppo_ptx")}
