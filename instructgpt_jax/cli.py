@@ -266,9 +266,9 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"instructgpt: unknown command {command!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
         sys.exit(2)
-    # Importing Orbax logs through absl, which calls logging.basicConfig() and leaves the root logger a plain
-    # stderr StreamHandler at WARNING: ours would then be a no-op and every INFO line (resuming from step N, the
-    # stages' progress) dropped. Remove only that plain handler; subclasses (pytest's capture) stay.
+    # Importing Orbax logs through absl, which calls logging.basicConfig(): the root logger keeps its WARNING level
+    # and gets a plain stderr StreamHandler, so ours would be a no-op and every INFO line (resuming from step N,
+    # the stages' progress) dropped. Remove only plain StreamHandlers; subclasses (pytest's capture) stay.
     root = logging.getLogger()
     for handler in [h for h in root.handlers if type(h) is logging.StreamHandler]:
         root.removeHandler(handler)
