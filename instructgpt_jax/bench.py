@@ -409,7 +409,9 @@ def format_table(result: dict) -> str:
     torch_peak = (f"torch {result['torch_peak_flops'] / 1e9:.1f} GFLOP/s ({result['torch_peak_note']})"
                   if result["torch_peak_flops"] else result["torch_peak_note"])
     lines = [f"bench {result['name']}: {result['devices']} x {result['platform']}, model {result['model']}, "
-             f"matmul peak XLA {result['peak_flops'] / 1e9:.1f} GFLOP/s ({result['dtype']}), {torch_peak}",
+             f"matmul peak XLA {result['peak_flops'] / 1e9:.1f} GFLOP/s ({result['dtype']}), {torch_peak}"
+             + (f"; compile times may be loads from the compilation cache {result['compile_cache']}"
+                if result.get("compile_cache") else ""),
              "| stage | tokens/s | step (ms) | floor (ms) | x floor | MFU | GFLOP/token | compile (s) | peak memory (MB) "
              "| recompiles |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -448,7 +450,10 @@ def run(config: ml_collections.ConfigDict, out_dir: str | None = None) -> dict:
               "model": {k: v for k, v in dataclasses.asdict(model_cfg).items()
                         if k in ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")},
               "dtype": model_cfg.dtype, "peak_flops": peak, "torch_peak_flops": torch_peak,
-              "torch_peak_note": torch_note, "steps": []}
+              "torch_peak_note": torch_note, "steps": [],
+              # None unless JAX_COMPILATION_CACHE_DIR is set (the command line keeps its own cache out of the bench):
+              # with a cache, "compile (s)" may be a load of a program compiled earlier
+              "compile_cache": jax.config.jax_compilation_cache_dir}
     out_dir = out_dir or os.path.join("runs", "bench")
     trace_root = None
     if config.profile.enabled:

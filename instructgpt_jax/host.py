@@ -13,6 +13,19 @@ of two (every batch of the shipped configs divides by it) and at most MAX_DEVICE
 
 Only the CPU platform reads the flag: on a GPU or TPU host the accelerators are the devices as before. A
 notebook that imports jax itself gets XLA's default unless it sets XLA_FLAGS first.
+
+The command line also keeps XLA's compiled programs on disk (JAX's persistent compilation cache), so a resumed
+run, the next seed, a sweep's next point or a rerun of a stage loads each program instead of compiling it again
+(docs/RESULTS.md, "A compilation cache for the command line": what it saves per command):
+
+  INSTRUCTGPT_COMPILE_CACHE unset   the cache in $XDG_CACHE_HOME/instructgpt_jax/xla (~/.cache/...), at most
+                                    CACHE_MAX_BYTES, least recently used programs dropped first
+  INSTRUCTGPT_COMPILE_CACHE=DIR     the cache in DIR
+  INSTRUCTGPT_COMPILE_CACHE=off     no cache
+  JAX_COMPILATION_CACHE_DIR=DIR     JAX's own variable wins over ours (the tests set it to a folder of their own)
+
+`instructgpt bench` never uses our cache: it measures compile time. A compiled program is keyed by its HLO, the
+compile options, the devices and the jax/jaxlib version, so a cached program is the one XLA would compile.
 """
 
 from __future__ import annotations
@@ -21,6 +34,9 @@ import os
 import sys
 
 ENV = "INSTRUCTGPT_CPU_DEVICES"
+CACHE_ENV = "INSTRUCTGPT_COMPILE_CACHE"
+JAX_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+CACHE_MAX_BYTES = 2 << 30   # 2 GiB; JAX drops the least recently used programs beyond it
 FLAG = "--xla_force_host_platform_device_count"
 MAX_DEVICES = 8
 
@@ -72,3 +88,31 @@ def split_cpu_cores(environ=os.environ) -> bool:
         return False
     environ["XLA_FLAGS"] = flags
     return True
+
+
+def compile_cache_dir(environ, command: str | None) -> str | None:
+    """The folder for XLA's persistent compilation cache when `command` runs, or None to leave the environment as
+    it is (JAX's own variable already set, the cache turned off, or the bench)."""
+    if environ.get(JAX_CACHE_ENV) or command == "bench":
+        return None
+    value = environ.get(CACHE_ENV, "").strip()
+    if value == "off":
+        return None
+    if value:
+        return os.path.abspath(os.path.expanduser(value))
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "instructgpt_jax", "xla")
+
+
+def use_compile_cache(command: str | None, environ=os.environ) -> str | None:
+    """Point JAX at `compile_cache_dir`'s folder (size-capped) unless JAX is already imported (then it has read
+    its configuration and nothing changes). Returns the folder it set, or None."""
+    if "jax" in sys.modules:
+        return None
+    folder = compile_cache_dir(environ, command)
+    if folder is None:
+        return None
+    environ[JAX_CACHE_ENV] = folder
+    environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(CACHE_MAX_BYTES))
+    environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # JAX's 1 s would skip most programs here
+    return folder

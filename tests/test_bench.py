@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -145,6 +146,7 @@ def test_smoke_bench_writes_every_figure(tmp_path):
     assert result["peak_flops"] > 0
     assert result["torch_peak_flops"] is None or result["torch_peak_flops"] > 0
     assert [r["stage"] for r in result["steps"]] == ["pretrain", "sft", "rm"]
+    assert result["compile_cache"] == jax.config.jax_compilation_cache_dir  # conftest's folder: loads, maybe
     for row in result["steps"]:
         assert row["tokens_per_s"] > 0 and 0 < row["mfu"] and row["compile_s"] > 0
         assert row["floor_s"] > 0 and row["time_over_floor"] == pytest.approx(1 / row["mfu"])
@@ -173,3 +175,11 @@ def test_smoke_bench_writes_every_figure(tmp_path):
     assert 0 < prompts["real_share_at_stage_prompt_len"] <= 1
     for line in ("| pretrain |", "floors: generate", "| rm | packed |", "matmul peak XLA"):
         assert line in result["table"]
+
+
+def test_the_table_says_when_compile_times_may_be_cache_loads():
+    result = {"name": "n", "devices": 2, "platform": "cpu", "model": {}, "peak_flops": 6e10, "dtype": "float32",
+              "torch_peak_flops": None, "torch_peak_note": "torch not installed", "steps": [], "compile_cache": None}
+    assert "compilation cache" not in bench.format_table(result)
+    header = bench.format_table(result | {"compile_cache": "/c/xla"}).splitlines()[0]
+    assert header.endswith("; compile times may be loads from the compilation cache /c/xla")

@@ -65,3 +65,54 @@ def test_the_command_line_stops_with_one_line_on_a_bad_value():
     assert out.returncode == 1
     expected = f"instructgpt: error: {host.ENV}='many': expected 'auto' or a positive number of CPU devices"
     assert out.stderr.strip() == expected
+
+
+def test_the_compile_cache_folder_defaults_under_the_users_cache_and_follows_the_variable(tmp_path):
+    assert host.compile_cache_dir({"XDG_CACHE_HOME": "/c"}, "sft") == "/c/instructgpt_jax/xla"
+    home = os.path.expanduser("~")
+    assert host.compile_cache_dir({}, "pipeline") == os.path.join(home, ".cache", "instructgpt_jax", "xla")
+    assert host.compile_cache_dir({host.CACHE_ENV: str(tmp_path)}, "sft") == str(tmp_path)
+    assert host.compile_cache_dir({host.CACHE_ENV: "~/x"}, "sft") == os.path.join(home, "x")
+
+
+def test_no_compile_cache_when_off_for_the_bench_or_when_jax_has_its_own():
+    assert host.compile_cache_dir({host.CACHE_ENV: "off"}, "sft") is None
+    assert host.compile_cache_dir({}, "bench") is None  # the bench measures compile time
+    assert host.compile_cache_dir({host.JAX_CACHE_ENV: "/mine", host.CACHE_ENV: "/ours"}, "sft") is None
+
+
+def test_use_compile_cache_sets_jax_variables_only_before_jax_starts(monkeypatch):
+    environ = {"XDG_CACHE_HOME": "/c"}
+    assert host.use_compile_cache("sft", environ) is None  # jax is imported in this process: nothing changes
+    assert environ == {"XDG_CACHE_HOME": "/c"}
+    monkeypatch.delitem(sys.modules, "jax")
+    assert host.use_compile_cache("sft", environ) == "/c/instructgpt_jax/xla"
+    assert environ[host.JAX_CACHE_ENV] == "/c/instructgpt_jax/xla"
+    assert environ["JAX_COMPILATION_CACHE_MAX_SIZE"] == str(host.CACHE_MAX_BYTES)
+    assert environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
+    environ = {"JAX_COMPILATION_CACHE_MAX_SIZE": "123"}
+    host.use_compile_cache("sft", environ)
+    assert environ["JAX_COMPILATION_CACHE_MAX_SIZE"] == "123"  # the user's cap stays
+
+
+def test_a_second_run_of_a_command_loads_its_programs_from_the_cache(tmp_path):
+    """The command line's cache end to end: the first run of a one-step pretraining compiles and writes its
+    programs to INSTRUCTGPT_COMPILE_CACHE's folder, the second (another workdir) loads them from there."""
+    env = {k: v for k, v in os.environ.items() if k != host.JAX_CACHE_ENV}
+    env = {k: v for k, v in env.items() if not k.startswith("JAX_PERSISTENT_CACHE")}  # the command line's own
+    env |= {host.CACHE_ENV: str(tmp_path / "cache"), "JAX_DEBUG_LOG_MODULES": "jax._src.compiler"}
+
+    def pretrain(workdir):
+        out = subprocess.run([sys.executable, "-m", "instructgpt_jax.cli", "pretrain", "--config",
+                              "configs/pretrain.py:smoke", "--config.train.steps=1", "--workdir", str(workdir)],
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stderr
+
+    first = pretrain(tmp_path / "a")
+    assert "Persistent compilation cache hit" not in first
+    assert any((tmp_path / "cache").iterdir())
+    second = pretrain(tmp_path / "b")
+    assert "Persistent compilation cache hit" in second
+    assert "Persistent compilation cache miss" not in second  # every program of the first run, none recompiled
