@@ -112,6 +112,12 @@ def use_compile_cache(command: str | None, environ=os.environ) -> str | None:
     folder = compile_cache_dir(environ, command)
     if folder is None:
         return None
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:  # a read-only home, say: run without the cache, and say so once
+        print(f"instructgpt: compilation cache off: cannot create {folder} ({e.strerror}); set {CACHE_ENV}=DIR "
+              f"or {CACHE_ENV}=off", file=sys.stderr)
+        return None
     environ[JAX_CACHE_ENV] = folder
     environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(CACHE_MAX_BYTES))
     environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # JAX's 1 s would skip most programs here

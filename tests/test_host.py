@@ -81,18 +81,30 @@ def test_no_compile_cache_when_off_for_the_bench_or_when_jax_has_its_own():
     assert host.compile_cache_dir({host.JAX_CACHE_ENV: "/mine", host.CACHE_ENV: "/ours"}, "sft") is None
 
 
-def test_use_compile_cache_sets_jax_variables_only_before_jax_starts(monkeypatch):
-    environ = {"XDG_CACHE_HOME": "/c"}
+def test_use_compile_cache_sets_jax_variables_only_before_jax_starts(monkeypatch, tmp_path):
+    environ = {"XDG_CACHE_HOME": str(tmp_path)}
     assert host.use_compile_cache("sft", environ) is None  # jax is imported in this process: nothing changes
-    assert environ == {"XDG_CACHE_HOME": "/c"}
+    assert environ == {"XDG_CACHE_HOME": str(tmp_path)}
     monkeypatch.delitem(sys.modules, "jax")
-    assert host.use_compile_cache("sft", environ) == "/c/instructgpt_jax/xla"
-    assert environ[host.JAX_CACHE_ENV] == "/c/instructgpt_jax/xla"
+    folder = str(tmp_path / "instructgpt_jax" / "xla")
+    assert host.use_compile_cache("sft", environ) == folder and os.path.isdir(folder)
+    assert environ[host.JAX_CACHE_ENV] == folder
     assert environ["JAX_COMPILATION_CACHE_MAX_SIZE"] == str(host.CACHE_MAX_BYTES)
     assert environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
     environ = {"JAX_COMPILATION_CACHE_MAX_SIZE": "123"}
     host.use_compile_cache("sft", environ)
     assert environ["JAX_COMPILATION_CACHE_MAX_SIZE"] == "123"  # the user's cap stays
+
+
+def test_a_folder_that_cannot_be_made_turns_the_cache_off_with_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.delitem(sys.modules, "jax")
+    (tmp_path / "file").write_text("")
+    environ = {host.CACHE_ENV: str(tmp_path / "file" / "xla")}  # under a file: no folder can be made there
+    assert host.use_compile_cache("sft", environ) is None
+    assert host.JAX_CACHE_ENV not in environ
+    err = capsys.readouterr().err
+    assert err == (f"instructgpt: compilation cache off: cannot create {tmp_path}/file/xla (Not a directory); "
+                   f"set {host.CACHE_ENV}=DIR or {host.CACHE_ENV}=off\n")
 
 
 def test_a_second_run_of_a_command_loads_its_programs_from_the_cache(tmp_path):
