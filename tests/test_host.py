@@ -110,8 +110,8 @@ def test_a_folder_that_cannot_be_made_turns_the_cache_off_with_one_line(monkeypa
 def test_a_second_run_of_a_command_loads_its_programs_from_the_cache(tmp_path):
     """The command line's cache end to end: the first run of a one-step pretraining compiles and writes its
     programs to INSTRUCTGPT_COMPILE_CACHE's folder, the second (another workdir) loads them from there."""
-    env = {k: v for k, v in os.environ.items() if k != host.JAX_CACHE_ENV}
-    env = {k: v for k, v in env.items() if not k.startswith("JAX_PERSISTENT_CACHE")}  # the command line's own
+    # conftest's cache variables out: the command line sets its own
+    env = {k: v for k, v in os.environ.items() if k != host.JAX_CACHE_ENV and not k.startswith("JAX_PERSISTENT_CACHE")}
     env |= {host.CACHE_ENV: str(tmp_path / "cache"), "JAX_DEBUG_LOG_MODULES": "jax._src.compiler"}
 
     def pretrain(workdir):
