@@ -9,8 +9,10 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(*args, timeout=120):
-    env = {**os.environ, "TQDM_DISABLE": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+def _run(*args, timeout=120, environ=None):
+    """`instructgpt *args` in a subprocess, in `environ` (default: this process's environment)."""
+    env = {**(os.environ if environ is None else environ), "TQDM_DISABLE": "1",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     return subprocess.run(
         [sys.executable, "-m", "instructgpt_jax.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )

@@ -1,4 +1,4 @@
-"""host.py: the CPU device count the command line asks XLA for, before JAX starts."""
+"""host.py: the CPU device count the command line asks XLA for, and its compilation cache, before JAX starts."""
 
 import os
 import subprocess
@@ -8,6 +8,9 @@ import jax
 import pytest
 
 from instructgpt_jax import host
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_cli  # noqa: E402  its _run: the command line in a subprocess
 
 FLAG = "--xla_force_host_platform_device_count"
 
@@ -115,10 +118,8 @@ def test_a_second_run_of_a_command_loads_its_programs_from_the_cache(tmp_path):
     env |= {host.CACHE_ENV: str(tmp_path / "cache"), "JAX_DEBUG_LOG_MODULES": "jax._src.compiler"}
 
     def pretrain(workdir):
-        out = subprocess.run([sys.executable, "-m", "instructgpt_jax.cli", "pretrain", "--config",
-                              "configs/pretrain.py:smoke", "--config.train.steps=1", "--workdir", str(workdir)],
-                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env=env,
-                             capture_output=True, text=True, timeout=300)
+        out = test_cli._run("pretrain", "--config", "configs/pretrain.py:smoke", "--config.train.steps=1",
+                            "--workdir", str(workdir), timeout=300, environ=env)
         assert out.returncode == 0, out.stderr[-3000:]
         return out.stderr
 
