@@ -76,7 +76,10 @@ FAMILY_POLICIES = (("sft", "SFT gold"), ("ppo", "PPO"), ("ppo_ptx", "PPO-ptx"))
 
 
 def family_table(summaries: list[dict]) -> str:
-    """Per family, mean over runs: each policy's gold, the RM's agreement and the labelers' (the RM's ceiling)."""
+    """Per family, mean over runs: each policy's gold, the RM's agreement and the labelers' (the RM's ceiling),
+    and, for runs whose evaluation has it (summary["rm"]["best_of_n"]["by_family"]), the gold of the RM's pick
+    among the largest n SFT samples against the gold-best's, and its change from the n before (unweighted: the
+    family's own curve)."""
     from instructgpt_jax.data.judge import FAMILIES, KINDS
 
     def mean(values):
@@ -86,7 +89,12 @@ def family_table(summaries: list[dict]) -> str:
     seen = {f for s in summaries for f in (s["policies"].get("sft") or {}).get("gold_by_family", {})}
     kind = {f: FAMILIES[f].kind if f in FAMILIES else "unknown" for f in seen}  # unknown: not a world family
     order = sorted(seen, key=lambda f: (KINDS.index(kind[f]) if kind[f] in KINDS else len(KINDS), f))
+    bests = [(s.get("rm", {}).get("best_of_n") or {}) for s in summaries]
+    bests = [b for b in bests if b.get("by_family")]
+    n = bests[0]["n"] if bests else None
     head = [label for _, label in FAMILY_POLICIES] + ["RM agreement", "labelers", "pairs"]
+    if n:
+        head += [f"best-of-{n[-1]}: RM / gold-best", f"RM's pick {n[-2] if len(n) > 1 else n[-1]} -> {n[-1]}"]
     lines = ["| family | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for fam in order:
         name = f"hard: {fam}" if kind[fam] == "hard" else fam
@@ -96,6 +104,11 @@ def family_table(summaries: list[dict]) -> str:
             cells.append(mean([(s.get("rm", {}).get(key) or {}).get(fam) for s in summaries]))
         pairs = [(s.get("rm", {}).get("pairs_by_family") or {}).get(fam) for s in summaries]
         cells.append(str(sum(p for p in pairs if p)))
+        if n:
+            curves = [b["by_family"][fam] for b in bests if fam in b["by_family"]]
+            cells.append(f"{mean([c['rm'][-1] for c in curves])} / {mean([c['oracle'][-1] for c in curves])}")
+            step = [c["rm"][-1] - c["rm"][-2] for c in curves if len(c["rm"]) > 1]
+            cells.append(f"{sum(step) / len(step):+.3f}" if step else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -113,14 +113,18 @@ def rm_agreement(groups, scores, ks) -> dict:
     }
 
 
-def best_of_n(rm, gold, ns, wins=None) -> dict:
+def best_of_n(rm, gold, ns, wins=None, families=None) -> dict:
     """Best-of-n over raw samples: rm, gold (P, N) per prompt and sample, in sampling order; ns increasing,
     the largest at most N. For each n: mean gold of the RM's pick among the first n samples ("rm", the first
     of equal scores) and of the gold-best among them ("oracle", the first of equal gold); "recovered" is the
     share of the oracle's gain from n = ns[0] to ns[-1] that the RM's pick gets (None when the oracle gains
     nothing). With `wins` (a function of the picked sample's index per prompt, (P,) int, to the labelers'
     verdicts (P,) against a reference answer), "rm_win_rate" and "oracle_win_rate" are their means for each n:
-    the oracle's is the win rate that re-ranking the policy's own samples reaches, a ceiling for the policy."""
+    the oracle's is the win rate that re-ranking the policy's own samples reaches, a ceiling for the policy.
+    With `families` (P,) (each prompt's family), "by_family" holds the same curves per family, with
+    "rm_change": the family's change of the RM's pick from n = ns[-2] to ns[-1] weighted by its share of the
+    prompts, so the families' changes add up to the overall curve's last step (where a fall at the largest n
+    comes from)."""
     rm, gold = np.asarray(rm, np.float64), np.asarray(gold, np.float64)
     rows = np.arange(len(gold))
     rm_picks = [np.argmax(rm[:, :n], axis=1) for n in ns]
@@ -130,6 +134,19 @@ def best_of_n(rm, gold, ns, wins=None) -> dict:
     gain = oracle[-1] - oracle[0]
     out = {"n": list(ns), "rm": pick, "oracle": oracle, "sample_gold": float(np.mean(gold)),
            "recovered": (pick[-1] - pick[0]) / gain if gain > 1e-12 else None, "prompts": len(gold)}
+    if families is not None:
+        families = np.asarray(families)
+        if families.shape != (len(gold),):
+            raise ValueError(f"best_of_n: {families.shape[0] if families.ndim else 0} families for {len(gold)} "
+                             "prompts; expected one per prompt")
+        out["by_family"] = {}
+        for family in sorted(set(families.tolist())):
+            at = families == family
+            curve = [float(np.mean(gold[rows[at], i[at]])) for i in rm_picks]
+            out["by_family"][family] = {
+                "prompts": int(at.sum()), "rm": curve,
+                "oracle": [float(np.mean(gold[rows[at], i[at]])) for i in oracle_picks],
+                "rm_change": (curve[-1] - curve[-2]) * at.mean() if len(ns) > 1 else None}
     if wins is not None:
         verdicts = {}   # picks the RM and the oracle share (all of n = 1, say) are judged once
 

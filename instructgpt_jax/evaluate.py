@@ -246,16 +246,16 @@ def sample_draws(generate, params, tokenizer, prompts, n: int, prompt_len, ec: E
 
 
 def best_of_n(world, rm_graphdef, rm_params, norm, tokenizer, prompts, draws, ec: EvalConfig, mesh,
-              judge=None) -> dict:
+              judge=None, families=None) -> dict:
     """Best-of-n figures (eval_figures.best_of_n) of the raw samples `draws[i]` of prompts[i], all of one count.
     `judge` (responses -> the labelers' verdicts against the reference's answers to `prompts`) adds the win
-    rates of the RM's and the oracle's picks."""
+    rates of the RM's and the oracle's picks; `families` (one per prompt) the curves per family."""
     items = [(p, y) for p, ys in zip(prompts, draws) for y in ys]
     shape = (len(prompts), len(draws[0]))
     rm = rm_text_scores(rm_graphdef, rm_params, norm, tokenizer, items, ec, mesh).reshape(shape)
     gold = world.gold_score([p for p, _ in items], [y for _, y in items]).reshape(shape)
     wins = None if judge is None else lambda picks: judge([d[i] for d, i in zip(draws, picks)])  # noqa: E731
-    return eval_figures.best_of_n(rm, gold, ec.best_of_n, wins)
+    return eval_figures.best_of_n(rm, gold, ec.best_of_n, wins, families)
 
 
 def fitted_prompt_len(tokenizer, prompts: dict, prefix: str, ec: EvalConfig) -> int:
@@ -405,7 +405,8 @@ def run(config, workdir: str) -> dict:
             # Judged as the policies are: the same labelers against the reference's second sample of each prompt.
             rm_figures["best_of_n"] = best_of_n(world, rm_graphdef, rm_params, norm, tokenizer, rm_prompts,
                                                 [d[:best_n] for d in draws], ec, mesh,
-                                                functools.partial(judge, "eval"))
+                                                functools.partial(judge, "eval"),
+                                                [r.get("family") or world.family_of(r["prompt"]) for r in rm_rows])
     for (name, suffix), (gold, wins) in paired.items():  # against the reference's gold on the same prompts and keys
         results[name].update(eval_figures.paired_figures(gold, paired[ec.reference, suffix][0], wins, suffix))
     base = results.get("base", {}).get("pretrain_loss")

@@ -391,6 +391,11 @@ def run(workdir: str) -> dict:
     if best and best.get("recovered") is not None:
         parts.append(f"Best-of-{best['n'][-1]} by the RM recovers {best['recovered']:.0%} of the gold-best's gain "
                      f"over one sample ({best['prompts']} prompts).\n")
+    bon_table = tables.best_of_n_family_table(best)
+    if bon_table:
+        parts += ["Best-of-n per family (gold of the RM's pick among the first n SFT samples; the last column is "
+                  "the family's part of the overall curve's last step, so a fall at the largest n shows where it "
+                  "comes from):\n", bon_table]
     if best and best.get("oracle_win_rate"):
         parts.append(f"Labeler win rate against SFT of the best of {best['n'][-1]} SFT samples: "
                      f"{best['rm_win_rate'][-1]:.3f} picked by the RM, {best['oracle_win_rate'][-1]:.3f} picked by "

@@ -100,6 +100,25 @@ def rm_family_table(rm: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def best_of_n_family_table(best: dict) -> str:
+    """Per family: gold of the RM's pick among the first n SFT samples for each n, the gold-best's at the
+    largest n, and the family's share of the overall curve's last step (summary["rm"]["best_of_n"]["by_family"],
+    eval_figures.best_of_n); "" if the summary has none."""
+    by_family = (best or {}).get("by_family") or {}
+    if not by_family:
+        return ""
+    ns = best["n"]
+    lines = [f"| family | prompts | RM's pick, n = {' / '.join(map(str, ns))} | gold-best of {ns[-1]} | "
+             f"{ns[-2] if len(ns) > 1 else ns[-1]} -> {ns[-1]}, weighted |", "|---|---|---|---|---|"]
+    for family, f in by_family.items():
+        lines.append(f"| {family} | {f['prompts']} | {' / '.join(f'{v:.3f}' for v in f['rm'])} | "
+                     f"{f['oracle'][-1]:.3f} | {_cell(f.get('rm_change'), '{:+.4f}')} |")
+    change = best["rm"][-1] - best["rm"][-2] if len(ns) > 1 else None
+    lines.append(f"| all | {best['prompts']} | {' / '.join(f'{v:.3f}' for v in best['rm'])} | "
+                 f"{best['oracle'][-1]:.3f} | {_cell(change, '{:+.4f}')} |")
+    return "\n".join(lines) + "\n"
+
+
 def policy_preset(workdir: str) -> str | None:
     """The policy's model preset: the one SFT trained (W/sft/config.json), else the pipeline config's `model`."""
     for path in (os.path.join(workdir, "sft", "config.json"), os.path.join(workdir, "config.json")):

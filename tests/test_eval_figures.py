@@ -2,6 +2,7 @@
 score ties), the second labeler's agreement, best-of-n, and the paired difference."""
 
 import numpy as np
+import pytest
 
 from instructgpt_jax import eval_figures
 
@@ -72,6 +73,28 @@ def test_best_of_n_matches_a_loop():
     assert np.isclose(out["recovered"], (out["rm"][-1] - out["rm"][0]) / (out["oracle"][-1] - out["oracle"][0]))
     assert eval_figures.best_of_n(np.zeros((2, 4)), np.ones((2, 4)), (1, 4))["recovered"] is None
     assert "rm_win_rate" not in out and "oracle_win_rate" not in out
+
+
+def test_best_of_n_by_family_matches_a_loop_and_adds_up_to_the_last_step():
+    rng = np.random.default_rng(3)
+    rm, gold = rng.integers(0, 3, (11, 8)).astype(float), rng.random((11, 8))
+    families = np.array(["a", "b", "a", "c", "b", "a", "a", "c", "b", "a", "c"])
+    ns = (1, 2, 4, 8)
+    out = eval_figures.best_of_n(rm, gold, ns, families=families)
+    assert sorted(out["by_family"]) == ["a", "b", "c"]
+    for family, f in out["by_family"].items():
+        at = [p for p in range(11) if families[p] == family]
+        assert f["prompts"] == len(at)
+        for t, n in enumerate(ns):
+            pick = [gold[p, max(range(n), key=lambda i: (rm[p, i], -i))] for p in at]
+            assert np.isclose(f["rm"][t], np.mean(pick))
+            assert np.isclose(f["oracle"][t], np.mean([max(gold[p, :n]) for p in at]))
+        assert np.isclose(f["rm_change"], (f["rm"][-1] - f["rm"][-2]) * len(at) / 11)
+    # Weighted by their share of the prompts, the families' last steps are the overall curve's.
+    assert np.isclose(sum(f["rm_change"] for f in out["by_family"].values()), out["rm"][-1] - out["rm"][-2])
+    assert "by_family" not in eval_figures.best_of_n(rm, gold, ns)
+    with pytest.raises(ValueError, match="10 families for 11 prompts"):
+        eval_figures.best_of_n(rm, gold, ns, families=families[:10])
 
 
 def test_best_of_n_win_rates_judge_the_picked_samples():

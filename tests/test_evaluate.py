@@ -3,6 +3,7 @@ random nano policies (identical policies must give identical figures and zero KL
 the paired gold difference and the Figure 4 metadata equal a recomputation from W/eval/*.jsonl).
 """
 
+import collections
 import dataclasses
 import json
 import os
@@ -259,6 +260,12 @@ def test_best_of_n(workdir):
     gain = best["oracle"][-1] - best["oracle"][0]
     assert best["recovered"] is None if gain <= 1e-12 else np.isclose(best["recovered"],
                                                                       (best["rm"][-1] - best["rm"][0]) / gain)
+    # Per family, the RM prompts' own families, and the families' prompts and last steps add up to the whole.
+    w, _, _ = workdir
+    rows = [json.loads(line) for line in (w / "world" / "eval.jsonl").read_text().splitlines()][:best["prompts"]]
+    by_family = best["by_family"]
+    assert {f: v["prompts"] for f, v in by_family.items()} == dict(collections.Counter(r["family"] for r in rows))
+    assert np.isclose(sum(f["rm_change"] for f in by_family.values()), best["rm"][-1] - best["rm"][-2])
 
 
 def test_paired_difference_matches_numpy(workdir):

@@ -41,7 +41,13 @@ def _full_summary():
                           "pairs_by_family": {"reverse": 12, "use_word": 30},
                           "best_of_n": {"n": [1, 2, 4, 8, 16], "rm": [0.3, 0.33, 0.35, 0.36, 0.36],
                                         "oracle": [0.3, 0.4, 0.5, 0.55, 0.6], "sample_gold": 0.31, "recovered": 0.2,
-                                        "prompts": 16}})
+                                        "prompts": 16,
+                                        "by_family": {
+                                            "reverse": {"prompts": 4, "rm": [0.1, 0.12, 0.14, 0.2, 0.16],
+                                                        "oracle": [0.1, 0.2, 0.3, 0.35, 0.4], "rm_change": -0.01},
+                                            "use_word": {"prompts": 12, "rm": [0.37, 0.4, 0.42, 0.41, 0.427],
+                                                         "oracle": [0.37, 0.47, 0.57, 0.62, 0.67],
+                                                         "rm_change": 0.0127}}}})
     return summary
 
 
@@ -102,6 +108,10 @@ def test_full_report_tables(workdir):
     assert "| **hard** (algorithmic) | 0.000 | 0.040 | 0.010 | 0.020 | 0.030 |" in text  # kinds x policies
     assert "| reverse | 0.550 | 0.600 | 12 |" in text and "| all | 0.700 | 0.720 | 42 |" in text
     assert "recovers 20% of the gold-best's gain" in text
+    # Best-of-n per family: each family's curve, its gold-best at 16, its weighted part of the last step.
+    assert "| family | prompts | RM's pick, n = 1 / 2 / 4 / 8 / 16 | gold-best of 16 | 8 -> 16, weighted |" in text
+    assert "| reverse | 4 | 0.100 / 0.120 / 0.140 / 0.200 / 0.160 | 0.400 | -0.0100 |" in text
+    assert "| all | 16 | 0.300 / 0.330 / 0.350 / 0.360 / 0.360 | 0.600 | +0.0000 |" in text
 
 
 def test_partial_workdir_lists_missing_plots(tmp_path):

@@ -86,3 +86,20 @@ def test_family_table_orders_the_slices_and_averages_over_runs():
     assert rows[2] == "| end_mark | 0.80 | - | 0.95 | - | - | 0 |"
     assert rows[3] == "| write | 0.80 | - | 0.90 | 0.65 | 0.60 | 200 |"
     assert rows[4] == "| hard: sort | 0.10 | - | - | 0.50 | 0.57 | 20 |"
+
+
+def test_family_table_adds_best_of_n_per_family_when_the_runs_have_it():
+    """Runs whose evaluation has best-of-n per family get two more columns: the mean over runs of the RM's pick
+    and of the gold-best at the largest n, and the mean of the RM's pick's last step; a run without it is left out
+    of those means, and a family no run has a curve for shows "-"."""
+    def summary(write_curve):
+        by_family = {"write": {"prompts": 5, "rm": write_curve, "oracle": [0.5, 0.7, 0.9], "rm_change": 0.0}}
+        return {"policies": {"sft": {"gold_by_family": {"write": 0.5, "end_mark": 0.8}}},
+                "rm": {"best_of_n": {"n": [1, 4, 16], "rm": [0.5, 0.6, 0.6], "oracle": [0.5, 0.7, 0.9],
+                                     "by_family": by_family}}}
+
+    old_run = {"policies": {"sft": {"gold_by_family": {"write": 0.1}}}, "rm": {"best_of_n": {"n": [1, 4, 16]}}}
+    rows = results_table.family_table([summary([0.5, 0.8, 0.7]), summary([0.5, 0.6, 0.6]), old_run]).splitlines()
+    assert rows[0].endswith("| pairs | best-of-16: RM / gold-best | RM's pick 4 -> 16 |")
+    assert rows[2] == "| end_mark | 0.80 | - | - | - | - | 0 | - / - | - |"
+    assert rows[3] == "| write | 0.37 | - | - | - | - | 0 | 0.65 / 0.90 | -0.050 |"
