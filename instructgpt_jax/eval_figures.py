@@ -146,7 +146,7 @@ def best_of_n(rm, gold, ns, wins=None, families=None) -> dict:
             out["by_family"][family] = {
                 "prompts": int(at.sum()), "rm": curve,
                 "oracle": [float(np.mean(gold[rows[at], i[at]])) for i in oracle_picks],
-                "rm_change": (curve[-1] - curve[-2]) * at.mean() if len(ns) > 1 else None}
+                "rm_change": float((curve[-1] - curve[-2]) * at.mean()) if len(ns) > 1 else None}
     if wins is not None:
         verdicts = {}   # picks the RM and the oracle share (all of n = 1, say) are judged once
 
