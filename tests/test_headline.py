@@ -33,7 +33,9 @@ def test_the_reward_model_learns(summary):
     assert 0.70 <= rm["labeler_agreement"] <= 0.75 + 0.03, rm["labeler_agreement"]   # the labelers' calibration
     assert rm["accuracy"] >= 0.65, rm["accuracy"]
     bon = rm["best_of_n"]
-    assert all(b >= a - 0.005 for a, b in zip(bon["rm"], bon["rm"][1:])), bon   # best-of-n raises gold
+    falls = {f: round(v["rm_change"], 4) for f, v in (bon.get("by_family") or {}).items() if v["rm_change"] <= -0.0005}
+    assert all(b >= a - 0.005 for a, b in zip(bon["rm"], bon["rm"][1:])), (  # best-of-n raises gold
+        f"best-of-n {bon['rm']}; the families' parts of its last step below -0.0005: {falls}")
     assert bon["recovered"] >= 0.5, bon
 
 
