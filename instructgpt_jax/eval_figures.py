@@ -46,6 +46,11 @@ def by_group(values, groups, order) -> dict:
     return {g: float(np.mean(values[groups == g])) for g in keys}
 
 
+def row_family(world, row: dict) -> str:
+    """A prompt row's family: its own "family" field, else the one the world's parser reads off the prompt."""
+    return row.get("family") or world.family_of(row["prompt"])
+
+
 def policy_figures(world, rows, responses, lengths, kl, rm, wins, suffix="") -> tuple[dict, np.ndarray]:
     """Gold, RM, win rate, KL, length, refusals, gold per family and kind, and the Figure 4 metadata of one
     prompt set; returns (figures, per-prompt gold)."""
@@ -53,7 +58,7 @@ def policy_figures(world, rows, responses, lengths, kl, rm, wins, suffix="") -> 
     gold = np.asarray(world.gold_score(prompts, responses), np.float64)
     harmful = np.array([world.is_harmful(p) for p in prompts])
     refused = np.array([world.is_refusal(y) for y in responses])
-    families = [r.get("family") or world.family_of(r["prompt"]) for r in rows]
+    families = [row_family(world, r) for r in rows]
     return {
         f"gold{suffix}": mean(gold), f"gold{suffix}_stderr": stderr(gold),
         f"rm_score{suffix}": mean(rm), f"win_rate{suffix}": mean(wins), f"win_rate{suffix}_stderr": stderr(wins),

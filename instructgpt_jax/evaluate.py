@@ -224,7 +224,7 @@ def rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rows, ec: EvalCo
             ranks = world.rank(r["prompt"], responses, labeler, rng)
             other = (labeler + 1 + int(rng_b.integers(n_labelers - 1))) % n_labelers
             ranks_b = world.rank(r["prompt"], responses, other, rng_b)
-            family = r.get("family") or world.family_of(r["prompt"])
+            family = eval_figures.row_family(world, r)
             groups.append((k, slice(len(items), len(items) + k), ranks, ranks_b,
                            world.gold_score([r["prompt"]] * k, responses), family))
             items += [(r["prompt"], y) for y in responses]
@@ -406,7 +406,7 @@ def run(config, workdir: str) -> dict:
             rm_figures["best_of_n"] = best_of_n(world, rm_graphdef, rm_params, norm, tokenizer, rm_prompts,
                                                 [d[:best_n] for d in draws], ec, mesh,
                                                 functools.partial(judge, "eval"),
-                                                [r.get("family") or world.family_of(r["prompt"]) for r in rm_rows])
+                                                [eval_figures.row_family(world, r) for r in rm_rows])
     for (name, suffix), (gold, wins) in paired.items():  # against the reference's gold on the same prompts and keys
         results[name].update(eval_figures.paired_figures(gold, paired[ec.reference, suffix][0], wins, suffix))
     base = results.get("base", {}).get("pretrain_loss")
