@@ -96,6 +96,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # scoring skips one of its four forwards, as TRL 1.12 does (it reads them from generate's logits).
         # False recomputes them with a policy forward; with shared_trunk that forward runs anyway, for the values.
         "sampler_logprobs": True,
+        # The policy evaluated and released (the checkpoint's `params`, which eval and later rounds load) is an
+        # exponential moving average of the trained weights, updated after every gradient step, as in the paper
+        # (Appendix C.4: decay 0.992); rollouts and gradients use the trained weights. 0 = no average.
+        "ema_decay": 0.992,
     })
     config.train = ml_collections.ConfigDict({
         "iterations": 100,             # rollouts (sample, score, update); checkpoints count iterations

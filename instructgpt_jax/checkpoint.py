@@ -35,6 +35,8 @@ def make_manager(directory: str, max_to_keep: int = 3, async_save: bool = False)
         # PPO's value model (its own params and optimizer state beside the policy's `params`/`opt_state`).
         "value_params": ocp.StandardCheckpointHandler(),
         "value_opt_state": ocp.StandardCheckpointHandler(),
+        # PPO with a moving average: `params` hold the average (what later stages load), these the trained weights.
+        "online_params": ocp.StandardCheckpointHandler(),
         "scalars": ocp.StandardCheckpointHandler(),
         "meta": ocp.JsonCheckpointHandler(),
     }

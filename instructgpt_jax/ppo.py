@@ -7,6 +7,9 @@ the last one), advantages come from GAE over the variable-length responses, and 
 one gradient of  clipped policy loss + vf_coef * clipped value loss + ptx_coef * LM loss on a pretraining
 minibatch (the paper's gamma is `ptx_coef` here, since `gamma` is GAE's discount). beta is fixed or follows
 the adaptive controller of Ziegler et al. 2019. rollout.py scores the samples; stages/ppo.py runs the stage.
+With `ema_decay` > 0 the state also keeps an exponential moving average of the policy's weights, updated after
+every gradient step (the paper's Appendix C.4: decay 0.992): rollouts and gradients use the trained weights,
+evaluation and the stage's released policy the average.
 
 Every loss is a mean over real (unmasked) response tokens of the minibatch. The value model is a separate
 GPT with a scalar head (initialised from the RM, as in the paper) or, with `shared_trunk`, a scalar head on
@@ -56,6 +59,7 @@ class PPOConfig:
     shared_trunk: bool  # value head on the policy trunk instead of a separate value network
     frozen_dtype: str  # dtype of ref_params / reward_params ("bfloat16" halves their memory)
     sampler_logprobs: bool  # the rollout's old logprobs and entropy from the sampler, not a policy forward
+    ema_decay: float  # the released policy: an EMA of the trained weights, per gradient step; 0 = the weights
 
     def __post_init__(self):
         def need(ok, key, expected):
@@ -79,6 +83,7 @@ class PPOConfig:
         need(self.ptx_seq_len >= 2, "ptx_seq_len", ">= 2")
         need(self.max_new_tokens >= 1, "max_new_tokens", ">= 1")
         need(self.temperature > 0, "temperature", "> 0 (PPO samples from the policy; greedy has no logprobs)")
+        need(0 <= self.ema_decay < 1, "ema_decay", "in [0, 1) (0: no average)")
         need(self.frozen_dtype in ("float32", "bfloat16"), "frozen_dtype", "'float32' or 'bfloat16'")
 
 
@@ -257,6 +262,15 @@ def ppo_loss(policy_graphdef, value_graphdef, cfg: PPOConfig, prompt_len: int, p
 
 # ---------------------------------------------------------------- the update
 
+# What the update's steps change; `ema_params` only when config.ppo.ema_decay > 0.
+TRAINED = ("params", "opt_state", "value_params", "value_opt_state", "ema_params")
+
+
+def ema(average, params, decay):
+    """One step of the exponential moving average: decay * average + (1 - decay) * params, leaf by leaf."""
+    return jax.tree.map(lambda a, p: decay * a + (1 - decay) * p, average, params)
+
+
 ROLLOUT_KEYS = ("tokens", "positions", "attention_mask", "response_mask", "logprobs", "values", "advantages",
                 "returns", "kl")
 
@@ -265,8 +279,8 @@ def update(policy_graphdef, value_graphdef, cfg: PPOConfig, policy_tx, value_tx,
            state: dict, rollout: dict, ptx_tokens, rng):
     """epochs x minibatches gradient steps on one rollout, in one lax.scan; then the KL controller.
 
-    state: {step, params, opt_state, value_params, value_opt_state, beta, bad_step}. rollout: ROLLOUT_KEYS,
-    each (B, ...). ptx_tokens: (epochs * minibatches, ptx_batch_size, ptx_seq_len) or None. Each epoch
+    state: {step, params, opt_state, value_params, value_opt_state, beta, bad_step[, ema_params]}. rollout:
+    ROLLOUT_KEYS, each (B, ...). ptx_tokens: (epochs * minibatches, ptx_batch_size, ptx_seq_len) or None. Each epoch
     visits the rollout in a fresh random order. A non-finite loss or gradient skips that minibatch and
     records the iteration in `bad_step`. Returns (state, metrics), metrics stacked per minibatch step.
     The prompt width P is the rollout's own (tokens (B, P + N), response_mask (B, N)): a batch padded only to
@@ -282,31 +296,29 @@ def update(policy_graphdef, value_graphdef, cfg: PPOConfig, policy_tx, value_tx,
     grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
 
     def step(carry, xs):
-        params, value_params, opt_state, value_opt_state, ok_all = carry
         rows, ptx = xs
         mb = constrain({k: v[rows] for k, v in rollout.items()})
-        (loss, stats), (grads, value_grads) = grad_fn(params, value_params, mb, ptx)
+        (loss, stats), (grads, value_grads) = grad_fn(carry["params"], carry["value_params"], mb, ptx)
         grad_norm, value_grad_norm = optax.tree.norm(grads), optax.tree.norm(value_grads)
-        updates, new_opt = policy_tx.update(grads, opt_state, params)
-        value_updates, new_value_opt = value_tx.update(value_grads, value_opt_state, value_params)
-        new = (optax.apply_updates(params, updates), optax.apply_updates(value_params, value_updates),
-               new_opt, new_value_opt)
-        old = (params, value_params, opt_state, value_opt_state)
+        updates, new_opt = policy_tx.update(grads, carry["opt_state"], carry["params"])
+        value_updates, new_value_opt = value_tx.update(value_grads, carry["value_opt_state"], carry["value_params"])
+        new = {"params": optax.apply_updates(carry["params"], updates), "opt_state": new_opt,
+               "value_params": optax.apply_updates(carry["value_params"], value_updates),
+               "value_opt_state": new_value_opt}
+        if "ema_params" in carry:
+            new["ema_params"] = ema(carry["ema_params"], new["params"], cfg.ema_decay)
+        old = {k: carry[k] for k in new}
         kept, ok = train.keep_if_finite(new, old, loss, grad_norm, value_grad_norm)
-        return (*kept, ok_all & ok), {**stats, "grad_norm": grad_norm, "value_grad_norm": value_grad_norm}
+        return {**kept, "ok": carry["ok"] & ok}, {**stats, "grad_norm": grad_norm, "value_grad_norm": value_grad_norm}
 
-    init = (state["params"], state["value_params"], state["opt_state"], state["value_opt_state"], jnp.bool_(True))
-    (params, value_params, opt_state, value_opt_state, ok), metrics = jax.lax.scan(
-        step, init, (minibatch_rows, ptx_tokens))
+    init = {k: state[k] for k in TRAINED if k in state}
+    out, metrics = jax.lax.scan(step, {**init, "ok": jnp.bool_(True)}, (minibatch_rows, ptx_tokens))
     mean_kl = jnp.mean(jnp.sum(rollout["kl"] * rollout["response_mask"], axis=-1))
     new_state = {
+        **{k: out[k] for k in init},
         "step": state["step"] + 1,
-        "params": params,
-        "opt_state": opt_state,
-        "value_params": value_params,
-        "value_opt_state": value_opt_state,
         "beta": adaptive_beta(state["beta"], mean_kl, cfg).astype(jnp.float32),
-        "bad_step": train.first_bad_step(state["bad_step"], state["step"], ok),
+        "bad_step": train.first_bad_step(state["bad_step"], state["step"], out["ok"]),
     }
     return new_state, metrics
 

@@ -218,10 +218,39 @@ def test_nonfinite_minibatch_is_skipped_and_recorded():
     update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, BASE, setup.policy_tx, setup.value_tx)
     state, metrics = update(state, data, None, jax.random.key(0))
     assert not np.isfinite(metrics["loss"]).any() and np.isfinite(metrics["value_grad_norm"]).all()
-    for key in ("params", "value_params", "opt_state", "value_opt_state"):
+    assert BASE.ema_decay > 0  # configs/ppo.py's: the moving average skips the step too
+    for key in ("params", "value_params", "opt_state", "value_opt_state", "ema_params"):
         for a, b in zip(jax.tree.leaves(jax.device_get(state[key])), jax.tree.leaves(before[key])):
             np.testing.assert_array_equal(a, b)
     assert int(state["step"]) == 1 and int(state["bad_step"]) == 0
+
+
+def test_moving_average_follows_every_gradient_step():
+    """With ema_decay d, an update of two gradient steps (p0 -> p1 -> p2) leaves the trained weights at p2 and the
+    average at d^2 p0 + d (1 - d) p1 + (1 - d) p2 (ppo.ema after each step, not once per rollout); p1 and p2
+    come from two one-step updates without an average. Each step's minibatch is the whole rollout, so the two
+    runs differ only in the order rows are summed (float rounding, as in test_sharded_update_equals_single_device)."""
+    d = 0.75
+    _, data, _ = _rollout(BASE)
+    plain = dataclasses.replace(BASE, epochs=1, minibatches=1, ema_decay=0.0)
+    averaged = dataclasses.replace(BASE, epochs=2, minibatches=1, ema_decay=d)
+    trained = []
+    for cfg, keys in ((plain, (0, 1)), (averaged, (0,))):
+        setup = _setup(cfg)
+        assert ("ema_params" in setup.abstract) == (cfg.ema_decay > 0)
+        update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, cfg, setup.policy_tx, setup.value_tx)
+        state = stages.ppo.init_state(setup, *_fresh(BASE))
+        for k in keys:
+            state, _ = update(state, data, None, jax.random.key(k))
+            trained.append(jax.device_get(state))
+    p0 = jax.device_get(_world(BASE)[2][0])
+    (p1, p2), final = [s["params"] for s in trained[:2]], trained[2]
+    want = jax.tree.map(lambda a, b, c: d * d * a.astype(np.float64) + d * (1 - d) * b + (1 - d) * c, p0, p1, p2)
+    for got, ref in ((final["params"], p2), (final["ema_params"], want)):
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # The steps moved the weights by more than that tolerance: an average taken once per rollout would fail.
+    assert max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p0))) > 1e-3
 
 
 def _one_iteration(shape, cfg):

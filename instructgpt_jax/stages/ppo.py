@@ -14,6 +14,9 @@ pretraining windows and keys depend only on i, and beta lives in the checkpointe
 repeats the run it continues.
 Evaluation (iteration 0 = the SFT policy, then every eval_every) samples a fixed prompt set and logs the
 gold judge's score, the RM score, the KL to SFT and the held-out pretraining loss (the alignment tax).
+With config.ppo.ema_decay > 0 the policy evaluated and released is the moving average of the trained weights
+(ppo.py): a checkpoint's `params` are the average, which every later stage loads, and `online_params` the
+weights the updates train, which only a resumed run reads.
 """
 
 from __future__ import annotations
@@ -123,6 +126,8 @@ def make_setup(model_cfg: GPTConfig, mesh_cfg, cfg: ppo.PPOConfig, policy_tx, va
                 "beta": scalar(jnp.float32), "bad_step": scalar(jnp.int32)}
     shardings = {"step": repl, "params": headless.shardings["params"], "opt_state": headless.shardings["opt_state"],
                  "value_params": value_shard, "value_opt_state": value_opt_shard, "beta": repl, "bad_step": repl}
+    if cfg.ema_decay > 0:
+        abstract["ema_params"], shardings["ema_params"] = abstract["params"], shardings["params"]
     n_update = update_devices(mesh_cfg, devices)
     if n_update == len(devices):
         update_mesh = mesh
@@ -168,7 +173,28 @@ def init_state(setup: Setup, params, value_params) -> dict:
         "beta": jnp.float32(setup.cfg.beta),
         "bad_step": jnp.int32(-1),
     }
+    if setup.cfg.ema_decay > 0:  # the average starts at SFT; a copy, since the update donates both
+        state["ema_params"] = jax.tree.map(jnp.copy, params)
     return jax.device_put(state, {**setup.shardings, "step": repl, "beta": repl, "bad_step": repl})
+
+
+def to_checkpoint(tree: dict) -> dict:
+    """The train state (or its abstract / shardings) as a checkpoint holds it: `params` is the policy that later
+    stages load, so with a moving average it is `ema_params`, and the trained weights are `online_params`."""
+    if "ema_params" not in tree:
+        return tree
+    out = {k: v for k, v in tree.items() if k != "ema_params"}
+    out["params"], out["online_params"] = tree["ema_params"], tree["params"]
+    return out
+
+
+def from_checkpoint(tree: dict) -> dict:
+    """to_checkpoint's inverse."""
+    if "online_params" not in tree:
+        return tree
+    out = {k: v for k, v in tree.items() if k != "online_params"}
+    out["params"], out["ema_params"] = tree["online_params"], tree["params"]
+    return out
 
 
 def frozen(setup: Setup, tree):
@@ -189,6 +215,7 @@ class Programs:
     for_rollout: object  # state -> its ROLLOUT_STATE on the mesh that samples and scores
     for_update: object  # a tree of batch arrays (the scored rollout) and scalars (a key) -> the update's mesh
     update_mesh: jax.sharding.Mesh  # the mesh the update is called under
+    released: object  # state -> the policy evaluation samples (ema_params, else params) on the sampling mesh
 
 
 def make_programs(setup: Setup, eos_id: int, pad_id: int, reward_norm: tuple[float, float]) -> Programs:
@@ -210,7 +237,8 @@ def make_programs(setup: Setup, eos_id: int, pad_id: int, reward_norm: tuple[flo
                     lambda state: jax.device_put({k: state[k] for k in ROLLOUT_STATE}, to_rollout),
                     lambda tree: jax.device_put(tree, jax.tree.map(lambda x: sharding.batch_sharding(
                         setup.update_mesh, x.ndim) if x.ndim else sharding.replicated(setup.update_mesh), tree)),
-                    setup.update_mesh)
+                    setup.update_mesh,
+                    lambda state: jax.device_put(state.get("ema_params", state["params"]), to_rollout["params"]))
 
 
 # fold_in salts of an iteration's key: the rollout's samples, and the update's minibatch orders.
@@ -320,9 +348,10 @@ def run(config, workdir: str) -> dict:
                                   jax.sharding.NamedSharding(setup.update_mesh, ptx_spec))
 
     def evaluate(state, ref_params, reward_params) -> dict:
-        """Fixed prompts, fixed keys: differences between evaluations come from the policy alone."""
+        """Fixed prompts, fixed keys: differences between evaluations come from the policy alone (the released
+        one: the moving average when there is one)."""
         out = {"gold": [], "score": [], "kl": [], "length": []}
-        now = programs.for_rollout(state)
+        now = {**programs.for_rollout(state), "params": programs.released(state)}
         for i, (arrays, strings) in enumerate(eval_batches):
             batch = sharding.shard_batch(arrays, mesh)
             sample = programs.generate(now["params"], batch["prompt_tokens"], batch["prompt_mask"],
@@ -347,7 +376,9 @@ def run(config, workdir: str) -> dict:
         return {k: float(v) for k, v in row.items()}
 
     with jax.set_mesh(mesh):
-        state, restored = book.restore(setup.abstract, setup.shardings)
+        state, restored = book.restore(to_checkpoint(setup.abstract), to_checkpoint(setup.shardings))
+        if state is not None:
+            state = from_checkpoint(state)
         load = lambda s, d: checkpoint.restore_params(os.path.join(d, "checkpoints"), s.abstract["params"],  # noqa: E731
                                                       s.shardings["params"])[0]
         # The KL anchor: SFT. It is init_policy unless a later RLHF round starts from an earlier round's policy.
@@ -395,7 +426,8 @@ def run(config, workdir: str) -> dict:
                     result = evaluate(state, ref_params, reward_params)
                     writer.write(done, result)
                 if is_ckpt:
-                    book.save(done, t.iterations, state, {**meta, "beta": float(jax.device_get(state["beta"]))})
+                    beta = float(jax.device_get(state["beta"]))
+                    book.save(done, t.iterations, to_checkpoint(state), {**meta, "beta": beta})
                 bar.update(1)
     book.close()
     return result
