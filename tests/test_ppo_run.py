@@ -98,9 +98,20 @@ def test_run_writes_metrics_evaluations_and_checkpoints(stages, tmp_path):
     assert config.ppo.ema_decay == 0.992
     online = checkpoint.load_model(workdir, item="online_params")[2]
     sft = checkpoint.load_model(str(stages / "sft"))[2]
-    moved = lambda p: sum(float(np.abs(a - b).sum()) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(sft)))  # noqa: E731
+
+    def moved(p):
+        return sum(float(np.abs(a - b).sum()) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(sft)))
+
     assert 0 < moved(params) < 0.1 * moved(online)
     assert ppo_stage.run(config, workdir) == result  # a finished run returns its last evaluation at once
+    # A crashed run (its last checkpoint gone) resumed without the average it ran with: a clear error, not
+    # the average read back as the trained weights.
+    cut = str(tmp_path / "cut")
+    shutil.copytree(workdir, cut)
+    shutil.rmtree(os.path.join(cut, "checkpoints", "2"))
+    config.ppo.ema_decay = 0.0
+    with pytest.raises(ValueError, match=r"step 1 was written with a moving average .* config\.ppo\.ema_decay=0\.0"):
+        ppo_stage.run(config, cut)
 
 
 @pytest.mark.slow  # the default suite stays under 12 minutes on 2 cores (README)

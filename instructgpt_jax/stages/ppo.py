@@ -197,6 +197,21 @@ def from_checkpoint(tree: dict) -> dict:
     return out
 
 
+def check_average(manager, cfg: ppo.PPOConfig) -> None:
+    """A run resumes with the moving average its checkpoints have, or without one when they have none: across
+    the change, a restore would read the average as the trained weights, or find no trained weights."""
+    for step in manager.all_steps():
+        try:
+            stored = manager.item_metadata(step)
+        except Exception:  # noqa: BLE001 - an unreadable checkpoint is restore_latest's to move aside
+            continue
+        has = stored.get("online_params") is not None
+        if has != (cfg.ema_decay > 0):
+            raise ValueError(f"{manager.directory} step {step} was written {'with' if has else 'without'} a moving "
+                             f"average of the policy's weights, but config.ppo.ema_decay={cfg.ema_decay}: resume "
+                             "with the setting it ran with, or start in a new workdir")
+
+
 def frozen(setup: Setup, tree):
     """Frozen models in `frozen_dtype` (bf16 halves their memory; they get no gradients or optimizer state)."""
     dtype = jnp.dtype(setup.cfg.frozen_dtype)
@@ -376,6 +391,7 @@ def run(config, workdir: str) -> dict:
         return {k: float(v) for k, v in row.items()}
 
     with jax.set_mesh(mesh):
+        check_average(book.manager, cfg)
         state, restored = book.restore(to_checkpoint(setup.abstract), to_checkpoint(setup.shardings))
         if state is not None:
             state = from_checkpoint(state)
