@@ -15,7 +15,8 @@ pretraining rows to each). Wall time per iteration (generate / score / update) a
 to the RM score, gold, KL and the held-out pretraining loss: docs/RESULTS.md ("The default on the
 redesigned world" for the current default; "Figures moved from docstrings" for the per-iteration timing).
 Paper values kept: KL coefficient beta 0.02, clip 0.2, sampling temperature 1, value function initialised
-from the RM, one gradient of PPO + ptx losses per step. Scaled for a 1M-parameter model: learning rate
+from the RM, one gradient of PPO + ptx losses per step, the released policy a moving average of the weights at
+decay 0.992 (configs/pipeline.py:default turns it off). Scaled for a 1M-parameter model: learning rate
 (the paper's 9.65e-6 is for 1.3B), episodes, and ptx_coef (the paper's 27.8 weighs a summed loss; ours is
 a mean per token on both sides; configs/pipeline.py:default sets PPO-ptx's). lm-human-preferences' vf_coef 0.1, GAE
 lambda 0.95; one epoch per rollout (the comment at `epochs` says why).
