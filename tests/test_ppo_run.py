@@ -91,6 +91,7 @@ def test_run_writes_metrics_evaluations_and_checkpoints(stages, tmp_path):
     assert train.is_complete(workdir)
     step, meta = checkpoint.read_meta(os.path.join(workdir, "checkpoints"))
     assert step == 2 and meta["beta"] != 0.02  # the adaptive controller moved beta; the checkpoint keeps it
+    assert meta["ema_decay"] == 0.992  # what a resume checks its own setting against (check_average)
     cfg, _, params, _ = checkpoint.load_model(workdir)  # the policy, readable as any stage's model
     assert not cfg.scalar_head and "score_kernel" not in params
     # configs/ppo.py's moving average is the released policy: `params` are the average, `online_params` the

@@ -199,17 +199,19 @@ def from_checkpoint(tree: dict) -> dict:
 
 def check_average(manager, cfg: ppo.PPOConfig) -> None:
     """A run resumes with the moving average its checkpoints have, or without one when they have none: across
-    the change, a restore would read the average as the trained weights, or find no trained weights."""
+    the change, a restore would read the average as the trained weights, or find no trained weights. The setting
+    is read from each step's meta (a checkpoint from before it had no average), so a step that lost an item is
+    still restore_latest's to move aside, not taken for a change of setting."""
     for step in manager.all_steps():
         try:
-            stored = manager.item_metadata(step)
+            ran = float(checkpoint.read_meta(os.fspath(manager.directory), step)[1].get("ema_decay", 0.0))
         except Exception:  # noqa: BLE001 - an unreadable checkpoint is restore_latest's to move aside
             continue
-        has = stored.get("online_params") is not None
-        if has != (cfg.ema_decay > 0):
-            raise ValueError(f"{manager.directory} step {step} was written {'with' if has else 'without'} a moving "
-                             f"average of the policy's weights, but config.ppo.ema_decay={cfg.ema_decay}: resume "
-                             "with the setting it ran with, or start in a new workdir")
+        if (ran > 0) != (cfg.ema_decay > 0):
+            raise ValueError(f"{manager.directory} step {step} was written {'with' if ran > 0 else 'without'} a "
+                             f"moving average of the policy's weights (ema_decay {ran}), but "
+                             f"config.ppo.ema_decay={cfg.ema_decay}: resume with the setting it ran with, or start "
+                             "in a new workdir")
 
 
 def frozen(setup: Setup, tree):
@@ -348,7 +350,8 @@ def run(config, workdir: str) -> dict:
     book = train.Bookkeeper("ppo", workdir, config, unit="iteration")
     writer = book.writer
     meta = {"stage": "ppo", "model": dataclasses.asdict(setup.model_cfg), "tokenizer": config.data.tokenizer,
-            "total_steps": t.iterations, "ptx_coef": cfg.ptx_coef, "inputs": folders.input_digests(config)}
+            "total_steps": t.iterations, "ptx_coef": cfg.ptx_coef, "ema_decay": cfg.ema_decay,
+            "inputs": folders.input_digests(config)}
     mesh, rng = setup.mesh, jax.random.key(t.seed)
     ptx_spec = jax.sharding.PartitionSpec(None, sharding.BATCH_AXES, None)
 
