@@ -178,23 +178,24 @@ def init_state(setup: Setup, params, value_params) -> dict:
     return jax.device_put(state, {**setup.shardings, "step": repl, "beta": repl, "bad_step": repl})
 
 
+# With a moving average, a checkpoint's `params` is the policy later stages load, so the state's names differ
+# from the checkpoint's items: state key -> item.
+CHECKPOINT_ITEMS = {"ema_params": "params", "params": "online_params"}
+
+
 def to_checkpoint(tree: dict) -> dict:
-    """The train state (or its abstract / shardings) as a checkpoint holds it: `params` is the policy that later
-    stages load, so with a moving average it is `ema_params`, and the trained weights are `online_params`."""
+    """The train state (or its abstract / shardings) under the checkpoint's item names (CHECKPOINT_ITEMS)."""
     if "ema_params" not in tree:
         return tree
-    out = {k: v for k, v in tree.items() if k != "ema_params"}
-    out["params"], out["online_params"] = tree["ema_params"], tree["params"]
-    return out
+    return {CHECKPOINT_ITEMS.get(k, k): v for k, v in tree.items()}
 
 
 def from_checkpoint(tree: dict) -> dict:
     """to_checkpoint's inverse."""
     if "online_params" not in tree:
         return tree
-    out = {k: v for k, v in tree.items() if k != "online_params"}
-    out["params"], out["ema_params"] = tree["online_params"], tree["params"]
-    return out
+    state_keys = {item: key for key, item in CHECKPOINT_ITEMS.items()}
+    return {state_keys.get(k, k): v for k, v in tree.items()}
 
 
 def check_average(manager, cfg: ppo.PPOConfig) -> None:
