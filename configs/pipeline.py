@@ -36,7 +36,7 @@ import ml_collections
 
 from instructgpt_jax.config_base import load_config
 
-LINKED = ("pretrain", "sft", "rm", "ppo", "ppo_ptx")  # stages that build a model from config.model
+LINKED = ("pretrain", "sft", "rm_nlp", "rm", "ppo", "ppo_ptx")  # stages that build a model from config.model
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -81,6 +81,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # has the skills SFT elicits, and held-out loss on this mix is the alignment tax (eval, PPO-ptx).
     config.pretrain.data.source = "web"
     config.sft = load_config("configs/sft.py:" + ("smoke" if smoke else "tiny"))
+    # Where the RM starts. "sft": the SFT model (the paper's Section 3.5). "nlp": the base model fine-tuned on the
+    # world's public NLP datasets, as the paper's final RM was (Appendix C.2: a 6B GPT-3 fine-tuned on ARC, BoolQ,
+    # CoQA, DROP, MultiNLI, ...): reading comprehension and claim checking about passages and lists
+    # (data/nlp.py), in the stage rm_nlp before rm. "sft_nlp": SFT, then the same datasets. docs/RESULTS.md,
+    # "The RM from a model fine-tuned on NLP datasets", has what each gives.
+    config.rm_init = "sft"
+    # The rm_nlp stage: an SFT run (configs/sft.py, any key overridable) on `nlp.examples` records of the NLP
+    # datasets (and `nlp.val_examples` held out; seed: the world's), scored by their answer key.
+    config.rm_nlp = load_config("configs/sft.py:" + ("smoke" if smoke else "tiny"))
+    config.rm_nlp.train.epochs = 1.0 if smoke else 2.0
+    config.rm_nlp.eval.gold_judge = "nlp"
+    config.rm_nlp.nlp = ml_collections.ConfigDict({"examples": 256 if smoke else 16384,
+                                                   "val_examples": 64 if smoke else 512, "seed": 0})
     config.compare = load_config("configs/compare.py:" + ("smoke" if smoke else "default"))
     config.rm = load_config("configs/rm.py:" + ("smoke" if smoke else "default"))
     # An undertrained policy's samples can hold bytes that are not UTF-8; each decodes to U+FFFD (3 bytes), so
@@ -145,7 +158,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     for stage in LINKED:
         config[stage].model.preset = config.get_ref("model")
     config.world.tokenizer = config.get_ref("tokenizer")
-    for stage in ("pretrain", "sft", "rm", "ppo", "ppo_ptx"):
+    for stage in ("pretrain", "sft", "rm_nlp", "rm", "ppo", "ppo_ptx"):
         config[stage].data.tokenizer = config.get_ref("tokenizer")
 
     config.eval = load_config("configs/eval.py:" + ("smoke" if smoke else "default"))

@@ -86,6 +86,20 @@ def separate_rm(config) -> bool:
     return bool(config.get("rm_model")) and config.rm_model != config.model
 
 
+RM_INITS = ("sft", "nlp", "sft_nlp")
+
+
+def rm_start(config) -> str:
+    """The stage folder a pipeline config's RM starts from: "rm_nlp" (the world's NLP datasets fine-tuned on top,
+    `config.rm_init` "nlp" or "sft_nlp"), else "rm_sft" (its own preset, `separate_rm`) or "sft"."""
+    init = config.get("rm_init", "sft")
+    if init not in RM_INITS:
+        raise ValueError(f"config.rm_init={init!r}; expected one of {RM_INITS}")
+    if init != "sft":
+        return "rm_nlp"
+    return "rm_sft" if separate_rm(config) else "sft"
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
     """`configs/X.py[:arg]` -> get_config(arg), as `--config` loads it (a relative path is tried against the
     working directory, then the repository root), so a config file can embed another stage's config."""

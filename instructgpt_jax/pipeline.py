@@ -40,8 +40,8 @@ import jax
 import ml_collections
 
 from instructgpt_jax import evaluate, report, rounds, stages, tables, train
-from instructgpt_jax.config_base import separate_rm
-from instructgpt_jax.data import formats
+from instructgpt_jax.config_base import rm_start, separate_rm
+from instructgpt_jax.data import formats, nlp
 from instructgpt_jax.folders import move_aside
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ def stage_names(config) -> list[str]:
     first = list(STAGES[:-len(DERIVED)])
     if separate_rm(config):
         first[first.index("compare"):first.index("compare")] = RM_CHAIN
+    if rm_start(config) == "rm_nlp":
+        first.insert(first.index("rm"), "rm_nlp")
     return [*first, *rounds.stage_names(config.rounds), *DERIVED]
 
 
@@ -87,6 +89,13 @@ def stage_configs(config, workdir: str) -> dict:
         out["rm_sft"].init_from, out["rm_sft"].data.train = w("rm_pretrain"), w("world", "sft.jsonl")
         out["rm"].init_from = w("rm_sft")
         out["rm"].model.preset = config.rm_model
+    if rm_start(config) == "rm_nlp":  # the paper's RM started from a model fine-tuned on public NLP datasets
+        cfg = out["rm_nlp"] = copy.deepcopy(config.rm_nlp)
+        cfg.unlock()
+        cfg.init_from = w("rm_pretrain" if separate_rm(config) else "pretrain") if config.rm_init == "nlp" \
+            else out["rm"].init_from
+        cfg.data.train, cfg.data.val = w("rm_nlp", "data", "train.jsonl"), w("rm_nlp", "data", "val.jsonl")
+        out["rm"].init_from = w("rm_nlp")
     for stage in ("ppo", "ppo_ptx"):
         cfg = out[stage]
         cfg.init_policy, cfg.init_value, cfg.reward_model = w("sft"), w("rm"), w("rm")
@@ -118,7 +127,7 @@ def reseed(configs: dict, seed: int) -> None:
             continue
         if stage == "world":
             cfg.seed += seed
-        for section in ("train", "compare"):
+        for section in ("train", "compare", "nlp"):
             if section in cfg and "seed" in cfg[section]:
                 cfg[section].seed += seed
         if "data" in cfg and "source" in cfg.data:
@@ -204,6 +213,11 @@ def run_stage(stage: str, cfg, workdir: str):
     if stage in ("pretrain", "rm_pretrain"):
         return stages.pretrain.run(cfg, stage_dir)
     if stage in ("sft", "rm_sft"):
+        return stages.sft.run(cfg, stage_dir)
+    if stage == "rm_nlp":
+        n = cfg.nlp
+        for split, count, path in (("train", n.examples, cfg.data.train), ("val", n.val_examples, cfg.data.val)):
+            formats.write_jsonl(path, nlp.nlp_records(n.seed, count, split))
         return stages.sft.run(cfg, stage_dir)
     if stage == "compare":
         return stages.compare.run(cfg, stage_dir)

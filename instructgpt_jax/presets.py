@@ -41,6 +41,10 @@ PRESETS: dict[str, tuple[dict, float]] = {
     "nano-world": (dict(vocab_size=2048, n_positions=256, n_layer=2, n_head=2, n_embd=64), 247_552),
     "tiny-world": (dict(vocab_size=2048, n_positions=256, n_layer=4, n_head=4, n_embd=128), 1_088_256),
     "small_cpu-world": (dict(vocab_size=2048, n_positions=256, n_layer=6, n_head=6, n_embd=192), 3_111_936),
+    # tiny-world with rotary positions on every head dimension instead of learned ones (GPT-NeoX's attention,
+    # GPT-2's block otherwise): an offset between two tokens is one product away, as a previous-token head needs.
+    "tiny-world-rope": (dict(vocab_size=2048, n_positions=256, n_layer=4, n_head=4, n_embd=128, arch="neox",
+                             rotary_pct=1.0), 1_055_488),
     # The Hugging Face TRL comparison config (DESIGN.md, performance targets).
     "trl_tiny": (dict(vocab_size=8192, n_positions=256, n_layer=4, n_head=4, n_embd=256), 5_322_240),
     "gpt1": (dict(vocab_size=40478, n_positions=512, n_layer=12, n_head=12, n_embd=768), 117e6),

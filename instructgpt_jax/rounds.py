@@ -31,7 +31,7 @@ import jax
 import ml_collections
 
 from instructgpt_jax import metrics, reward, stages, train
-from instructgpt_jax.config_base import separate_rm
+from instructgpt_jax.config_base import rm_start, separate_rm
 from instructgpt_jax.data.batching import split_val
 from instructgpt_jax.data.formats import write_json, write_jsonl
 from instructgpt_jax.data.world import gold_judge
@@ -73,7 +73,7 @@ def stage_configs(config, workdir: str) -> dict:
         raise ValueError("config.rounds > 1 needs a labelling budget: set config.comparisons_per_round > 0 "
                          "(config.compare.data.num_prompts = 0 means every prompt, leaving none for round 2)")
     w = lambda *p: os.path.join(workdir, *p)  # noqa: E731
-    separate = separate_rm(config)  # round 1's RM started from its own SFT network, rm_sft
+    separate = separate_rm(config)  # round 1's RM had its own preset (rm_model)
     out = {}
     for r in range(2, config.rounds + 1):
         compare = copy.deepcopy(config.compare)
@@ -92,7 +92,7 @@ def stage_configs(config, workdir: str) -> dict:
         rm.unlock()
         if separate:
             rm.model.preset = config.rm_model
-        rm.init_from = w("rm_sft" if separate else "sft") if config.round_rm_init == "sft" else w(rm_folder(r - 1))
+        rm.init_from = w(rm_start(config)) if config.round_rm_init == "sft" else w(rm_folder(r - 1))
         data = w(compare_folder(r))
         rm.data.train, rm.data.val, rm.norm.data = (os.path.join(data, f) for f in ("rm_train.jsonl", "rm_val.jsonl",
                                                                                      "samples.jsonl"))

@@ -73,6 +73,53 @@ def test_a_larger_rm_gets_its_own_base_model_and_sft():
     assert wired["round_2/rm"].rm.init_from == "/w/rm_sft" and wired["round_2/rm"].rm.model.preset == "small_cpu-world"
 
 
+def test_the_rm_can_start_from_a_model_fine_tuned_on_nlp_datasets():
+    config = load_config("configs/pipeline.py:default")
+    assert "rm_nlp" not in pipeline.stage_names(config)  # rm_init "sft": the RM starts from SFT, as before
+    assert pipeline.stage_configs(config, "/w")["rm"].init_from == "/w/sft"
+    apply_overrides(config, {"rm_init": "nlp", "seed": 3})
+    names = pipeline.stage_names(config)
+    assert names[names.index("compare"):names.index("rm") + 1] == ["compare", "rm_nlp", "rm"]
+    wired = pipeline.stage_configs(config, "/w")
+    nlp_cfg = wired["rm_nlp"]
+    assert nlp_cfg.init_from == "/w/pretrain" and wired["rm"].init_from == "/w/rm_nlp"  # Appendix C.2: from GPT
+    assert nlp_cfg.data.train == "/w/rm_nlp/data/train.jsonl" and nlp_cfg.data.val == "/w/rm_nlp/data/val.jsonl"
+    assert nlp_cfg.eval.gold_judge == "nlp" and nlp_cfg.model.preset == "tiny-world"
+    assert nlp_cfg.nlp.seed == 3 and nlp_cfg.train.seed == config.rm_nlp.train.seed + 3  # reseeded with the run
+    inputs = {s: pipeline.stage_inputs(pipeline.fingerprint(wired[s], "/w"), names) for s in names}
+    assert inputs["rm_nlp"] == ["pretrain", "rm_nlp"]  # its own data folder, which lineages() leaves out
+    assert inputs["rm"] == ["compare", "rm_nlp"]
+    apply_overrides(config, {"rm_init": "sft_nlp", "rounds": 2, "comparisons_per_round": 100})
+    wired = pipeline.stage_configs(config, "/w")
+    assert wired["rm_nlp"].init_from == "/w/sft" and wired["round_2/rm"].rm.init_from == "/w/rm_nlp"
+    apply_overrides(config, {"rm_model": "small_cpu-world"})  # a larger RM: its own SFT, then the datasets
+    wired = pipeline.stage_configs(config, "/w")
+    assert wired["rm_nlp"].init_from == "/w/rm_sft" and wired["rm"].init_from == "/w/rm_nlp"
+    apply_overrides(config, {"rm_init": "nlp"})
+    assert pipeline.stage_configs(config, "/w")["rm_nlp"].init_from == "/w/rm_pretrain"
+    apply_overrides(config, {"rm_init": "gpt"})
+    with pytest.raises(ValueError, match=r"config.rm_init='gpt'; expected one of \('sft', 'nlp', 'sft_nlp'\)"):
+        pipeline.stage_names(config)
+
+
+def test_the_rm_nlp_stage_writes_its_datasets_and_fine_tunes_on_them(smoke, tmp_path):
+    """The stage on the smoke run's base model: the datasets in W/rm_nlp/data, an SFT run scored by their answer
+    key at step 0 (the base model) and at the end."""
+    workdir, _, _ = smoke
+    config = _smoke_config(rm_init="nlp")
+    config.rm_nlp.train.tensorboard = False
+    cfg = pipeline.stage_configs(config, str(tmp_path))["rm_nlp"]
+    cfg.init_from = str(workdir / "pretrain")
+    pipeline.run_stage("rm_nlp", cfg, str(tmp_path))
+    data = tmp_path / "rm_nlp" / "data"
+    assert len((data / "train.jsonl").read_text().splitlines()) == config.rm_nlp.nlp.examples
+    assert len((data / "val.jsonl").read_text().splitlines()) == config.rm_nlp.nlp.val_examples
+    rows = [json.loads(line) for line in (tmp_path / "rm_nlp" / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in rows if "sft/gold_score" in r]
+    assert scored[0]["step"] == 0 and scored[-1]["step"] == config.rm_nlp.train.steps
+    assert all(0.0 <= r["sft/gold_score"] <= 1.0 for r in scored)
+
+
 def test_smoke_pipeline_end_to_end(smoke, capsys):
     workdir, summary, seconds = smoke
     assert set(summary["policies"]) == {"base", "gpt_prompted", "sft", "ppo", "ppo_ptx"}

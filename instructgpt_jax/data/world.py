@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from instructgpt_jax.config_base import from_config
-from instructgpt_jax.data import labelers as labelers_lib
+from instructgpt_jax.data import labelers as labelers_lib, nlp
 from instructgpt_jax.data.judge import (
     CAPS_ASKED, FAMILIES, Parsed, family_of, gold_score, is_harmful, kind_of, parse_strict, reference)
 from instructgpt_jax.data.judging import is_refusal
@@ -272,9 +272,12 @@ def make_world(cfg, where: str = "config.world") -> World:
 
 
 def gold_judge(name: str):
-    """`config.eval.gold_judge` -> the judge: "world" is gold_score, "" is none (a user's data has no gold)."""
+    """`config.eval.gold_judge` -> the judge: "world" is gold_score, "nlp" the NLP datasets' answer key, "" is
+    none (a user's data has no gold)."""
     if name == "world":
         return gold_score
+    if name == "nlp":  # the answer key of the world's NLP datasets (data/nlp.py), for the RM's starting point
+        return nlp.answer_score
     if name:
-        raise ValueError(f"config.eval.gold_judge={name!r}; expected 'world' or '' (none)")
+        raise ValueError(f"config.eval.gold_judge={name!r}; expected 'world', 'nlp' or '' (none)")
     return None
