@@ -92,6 +92,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.rm_nlp = load_config("configs/sft.py:" + ("smoke" if smoke else "tiny"))
     config.rm_nlp.train.epochs = 1.0 if smoke else 2.0
     config.rm_nlp.eval.gold_judge = "nlp"
+    config.rm_nlp.eval.max_new_tokens = 4  # an answer is one word (at most 3 world tokens) and its end
+    if not smoke:
+        config.rm_nlp.eval.num_prompts = 256
     config.rm_nlp.nlp = ml_collections.ConfigDict({"examples": 256 if smoke else 16384,
                                                    "val_examples": 64 if smoke else 512, "seed": 0})
     config.compare = load_config("configs/compare.py:" + ("smoke" if smoke else "default"))

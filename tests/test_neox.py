@@ -60,9 +60,11 @@ def test_export_matches_transformers(tmp_path):
     assert config["architectures"] == ["GPTNeoXForCausalLM"] and not config["tie_word_embeddings"]
 
 
-def test_kv_cache_decoding_equals_full_forward():
+@pytest.mark.parametrize("shape", [{}, dict(rotary_pct=1.0, parallel_residual=False, tied_embeddings=True)],
+                         ids=["pythia", "tiny-world-rope's"])
+def test_kv_cache_decoding_equals_full_forward(shape):
     """Prefill a left-padded batch, then feed one token at a time: each step's logits equal the full pass's."""
-    cfg = get_preset("nano-neox", vocab_size=61)
+    cfg = get_preset("nano-neox", vocab_size=61, **shape)
     graphdef = nnx.split(make_model(cfg))[0]
     params = random_params(cfg, init_seed=0, noise_seed=2, scale=0.2)
 
