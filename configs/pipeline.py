@@ -85,7 +85,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # world's public NLP datasets, as the paper's final RM was (Appendix C.2: a 6B GPT-3 fine-tuned on ARC, BoolQ,
     # CoQA, DROP, MultiNLI, ...): reading comprehension and claim checking about passages and lists
     # (data/nlp.py), in the stage rm_nlp before rm. "sft_nlp": SFT, then the same datasets. docs/RESULTS.md,
-    # "The RM from a model fine-tuned on NLP datasets", has what each gives.
+    # "The RM from a model fine-tuned on the world's NLP datasets", has what each gives.
     config.rm_init = "sft"
     # The rm_nlp stage: an SFT run (configs/sft.py, any key overridable) on `nlp.examples` records of the NLP
     # datasets (and `nlp.val_examples` held out; seed: the world's), scored by their answer key.

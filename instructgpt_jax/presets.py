@@ -43,6 +43,7 @@ PRESETS: dict[str, tuple[dict, float]] = {
     "small_cpu-world": (dict(vocab_size=2048, n_positions=256, n_layer=6, n_head=6, n_embd=192), 3_111_936),
     # tiny-world with rotary positions on every head dimension instead of learned ones (GPT-NeoX's attention,
     # GPT-2's block otherwise): an offset between two tokens is one product away, as a previous-token head needs.
+    # Its skills, loss and RM against tiny-world's: docs/RESULTS.md, "Rotary positions in the tiny world model".
     "tiny-world-rope": (dict(vocab_size=2048, n_positions=256, n_layer=4, n_head=4, n_embd=128, arch="neox",
                              rotary_pct=1.0), 1_055_488),
     # The Hugging Face TRL comparison config (DESIGN.md, performance targets).
