@@ -33,14 +33,11 @@ import numpy as np
 
 from instructgpt_jax.data.assistant import ANIMALS, THINGS
 from instructgpt_jax.data.tasks import ADJECTIVES, WORDS
+from instructgpt_jax.data.web import _pick
 
 KINDS = ("fact", "read", "member", "animal", "distinct", "caps", "backwards", "sum")
 NLP_STREAM = 41   # the rng stream of these datasets, apart from the world's files (formats.FILE_STREAM) and web text
 SPLITS = {"train": 0, "val": 1}
-
-
-def _pick(rng, seq, n: int) -> list:
-    return [seq[i] for i in rng.choice(len(seq), n, replace=False)]
 
 
 def _other(rng, seq, exclude) -> str:
