@@ -87,16 +87,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # (data/nlp.py), in the stage rm_nlp before rm. "sft_nlp": SFT, then the same datasets. docs/RESULTS.md,
     # "The RM from a model fine-tuned on the world's NLP datasets", has what each gives.
     config.rm_init = "sft"
-    # The rm_nlp stage: an SFT run (configs/sft.py, any key overridable) on `nlp.examples` records of the NLP
-    # datasets (and `nlp.val_examples` held out; seed: the world's), scored by their answer key.
-    config.rm_nlp = load_config("configs/sft.py:" + ("smoke" if smoke else "tiny"))
-    config.rm_nlp.train.epochs = 1.0 if smoke else 2.0
-    config.rm_nlp.eval.gold_judge = "nlp"
-    config.rm_nlp.eval.max_new_tokens = 4  # an answer is one word (at most 3 world tokens) and its end
-    if not smoke:
-        config.rm_nlp.eval.num_prompts = 256
-    config.rm_nlp.nlp = ml_collections.ConfigDict({"examples": 256 if smoke else 16384,
-                                                   "val_examples": 64 if smoke else 512, "seed": 0})
+    # The rm_nlp stage (configs/rm_nlp.py): an SFT run on the world's NLP datasets, scored by their answer key.
+    config.rm_nlp = load_config("configs/rm_nlp.py:" + ("smoke" if smoke else "tiny"))
     config.compare = load_config("configs/compare.py:" + ("smoke" if smoke else "default"))
     config.rm = load_config("configs/rm.py:" + ("smoke" if smoke else "default"))
     # An undertrained policy's samples can hold bytes that are not UTF-8; each decodes to U+FFFD (3 bytes), so

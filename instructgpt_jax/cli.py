@@ -62,6 +62,7 @@ COMMANDS = {
     "world": ("instructgpt_jax.data.formats", "write_world", True, False),
     "pretrain": ("instructgpt_jax.stages.pretrain", "run", True, True),
     "sft": ("instructgpt_jax.stages.sft", "run", True, True),
+    "rm_nlp": ("instructgpt_jax.stages.sft", "run_nlp", True, True),
     "compare": ("instructgpt_jax.stages.compare", "run", True, True),
     "rm": ("instructgpt_jax.stages.rm", "run", True, True),
     "ppo": ("instructgpt_jax.stages.ppo", "run", True, True),
@@ -83,6 +84,8 @@ EXAMPLES = {
     "sft": ("supervised fine-tuning on demonstrations (model and tokenizer from init_from)",
             "instructgpt sft --config configs/sft.py --workdir runs/sft --config.init_from=runs/pt "
             "--config.data.train=runs/world/sft.jsonl"),
+    "rm_nlp": ("the RM's start of the paper's App. C.2: fine-tune on the world's NLP datasets (written first)",
+               "instructgpt rm_nlp --config configs/rm_nlp.py --workdir runs/rm_nlp --config.init_from=runs/pt"),
     "compare": ("sample K responses per RM prompt; the simulated labelers rank them",
                 "instructgpt compare --config configs/compare.py --workdir runs/compare --config.policy=runs/sft "
                 "--config.data.prompts=runs/world/rm_prompts.jsonl"),
@@ -110,9 +113,10 @@ EXAMPLES = {
 FLAGS_OF = {"world": ("config", "out"), "eval": ("config", "workdir"), "report": ("workdir",),
             "sample": ("workdir", "prompt", "max_new_tokens", "temperature", "seed"), "bench": ("config", "out"),
             "import-hf": ("hf_dir", "workdir"), "export-hf": ("workdir", "hf_dir")}  # the rest: config, workdir, restart
-WRITERS = ("pretrain", "sft", "compare", "rm", "ppo", "pipeline", "eval", "import-hf")  # lock --workdir
+WRITERS = ("pretrain", "sft", "rm_nlp", "compare", "rm", "ppo", "pipeline", "eval", "import-hf")  # lock --workdir
 READERS = ("sample", "report", "export-hf", "eval")  # --workdir must exist; never created
-INPUT_OF = {"sft": "init_from", "rm": "init_from", "ppo": "init_policy"}  # the folder giving model and tokenizer
+# the folder giving model and tokenizer
+INPUT_OF = {"sft": "init_from", "rm_nlp": "init_from", "rm": "init_from", "ppo": "init_policy"}
 
 
 def _usage() -> str:
@@ -214,7 +218,7 @@ def _interrupted(command: str, workdir: str | None) -> str:
     if command == "pipeline":
         return (f"rerun the same command to continue: finished stages in {workdir} are skipped, the interrupted one "
                 "resumes from its newest checkpoint")
-    if command in ("pretrain", "sft", "rm", "ppo") and workdir:
+    if command in ("pretrain", "sft", "rm_nlp", "rm", "ppo") and workdir:
         unit = "iteration" if command == "ppo" else "step"
         step = checkpoint.latest_step(os.path.join(workdir, "checkpoints"))
         if step is None:

@@ -41,7 +41,7 @@ import ml_collections
 
 from instructgpt_jax import evaluate, report, rounds, stages, tables, train
 from instructgpt_jax.config_base import rm_start, separate_rm
-from instructgpt_jax.data import formats, nlp
+from instructgpt_jax.data import formats
 from instructgpt_jax.folders import move_aside
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def stage_configs(config, workdir: str) -> dict:
     if config.comparisons_per_round:  # the labelling budget of every round, round 1 included
         out["compare"].data.num_prompts = config.comparisons_per_round
     out["compare"].data.prompts = w("world", "rm_prompts.jsonl")
-    out["rm"].init_from = w("sft")
+    out["rm"].init_from = w(rm_start(config))  # sft, rm_sft or rm_nlp: config_base.rm_start
     out["rm"].data.train = w("compare", "rm.jsonl")
     if separate_rm(config):  # the paper's RM is larger than its small policies (6B for 1.3B): its own base and SFT
         for stage, source in zip(RM_CHAIN, ("pretrain", "sft")):
@@ -87,15 +87,13 @@ def stage_configs(config, workdir: str) -> dict:
             out[stage].unlock()
             out[stage].model.preset = config.rm_model
         out["rm_sft"].init_from, out["rm_sft"].data.train = w("rm_pretrain"), w("world", "sft.jsonl")
-        out["rm"].init_from = w("rm_sft")
         out["rm"].model.preset = config.rm_model
     if rm_start(config) == "rm_nlp":  # the paper's RM started from a model fine-tuned on public NLP datasets
         cfg = out["rm_nlp"] = copy.deepcopy(config.rm_nlp)
         cfg.unlock()
-        cfg.init_from = w("rm_pretrain" if separate_rm(config) else "pretrain") if config.rm_init == "nlp" \
-            else out["rm"].init_from
+        base, sft = ("rm_pretrain", "rm_sft") if separate_rm(config) else ("pretrain", "sft")
+        cfg.init_from = w(base if config.rm_init == "nlp" else sft)
         cfg.data.train, cfg.data.val = w("rm_nlp", "data", "train.jsonl"), w("rm_nlp", "data", "val.jsonl")
-        out["rm"].init_from = w("rm_nlp")
     for stage in ("ppo", "ppo_ptx"):
         cfg = out[stage]
         cfg.init_policy, cfg.init_value, cfg.reward_model = w("sft"), w("rm"), w("rm")
@@ -215,10 +213,7 @@ def run_stage(stage: str, cfg, workdir: str):
     if stage in ("sft", "rm_sft"):
         return stages.sft.run(cfg, stage_dir)
     if stage == "rm_nlp":
-        n = cfg.nlp
-        for split, count, path in (("train", n.examples, cfg.data.train), ("val", n.val_examples, cfg.data.val)):
-            formats.write_jsonl(path, nlp.nlp_records(n.seed, count, split))
-        return stages.sft.run(cfg, stage_dir)
+        return stages.sft.run_nlp(cfg, stage_dir)
     if stage == "compare":
         return stages.compare.run(cfg, stage_dir)
     if stage == "rm":

@@ -103,21 +103,34 @@ def test_the_rm_can_start_from_a_model_fine_tuned_on_nlp_datasets():
 
 
 def test_the_rm_nlp_stage_writes_its_datasets_and_fine_tunes_on_them(smoke, tmp_path):
-    """The stage on the smoke run's base model: the datasets in W/rm_nlp/data, an SFT run scored by their answer
-    key at step 0 (the base model) and at the end."""
+    """`instructgpt rm_nlp` (the pipeline's stage rm_nlp) on the smoke run's base model: the datasets in
+    W/data, an SFT run scored by their answer key at step 0 (the base model) and at the end."""
     workdir, _, _ = smoke
-    config = _smoke_config(rm_init="nlp")
-    config.rm_nlp.train.tensorboard = False
-    cfg = pipeline.stage_configs(config, str(tmp_path))["rm_nlp"]
-    cfg.init_from = str(workdir / "pretrain")
-    pipeline.run_stage("rm_nlp", cfg, str(tmp_path))
-    data = tmp_path / "rm_nlp" / "data"
-    assert len((data / "train.jsonl").read_text().splitlines()) == config.rm_nlp.nlp.examples
-    assert len((data / "val.jsonl").read_text().splitlines()) == config.rm_nlp.nlp.val_examples
-    rows = [json.loads(line) for line in (tmp_path / "rm_nlp" / "metrics.jsonl").read_text().splitlines()]
+    config = load_config("configs/rm_nlp.py:smoke")
+    out = tmp_path / "rm_nlp"
+    env = {**os.environ, "TQDM_DISABLE": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    done = subprocess.run([sys.executable, "-m", "instructgpt_jax.cli", "rm_nlp", "--config", "configs/rm_nlp.py:smoke",
+                           "--workdir", str(out), f"--config.init_from={workdir / 'pretrain'}",
+                           "--config.train.tensorboard=false"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len((out / "data" / "train.jsonl").read_text().splitlines()) == config.nlp.examples
+    assert len((out / "data" / "val.jsonl").read_text().splitlines()) == config.nlp.val_examples
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     scored = [r for r in rows if "sft/gold_score" in r]
-    assert scored[0]["step"] == 0 and scored[-1]["step"] == config.rm_nlp.train.steps
+    assert scored[0]["step"] == 0 and scored[-1]["step"] == config.train.steps
     assert all(0.0 <= r["sft/gold_score"] <= 1.0 for r in scored)
+
+
+def test_the_rm_nlp_stage_writes_no_file_but_its_own(tmp_path):
+    """Its datasets go to W/data only: a config naming another file is an error, and that file is untouched."""
+    config = load_config("configs/rm_nlp.py:smoke")
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("{}\n")
+    config.data.val = str(mine)
+    with pytest.raises(ValueError, match=r"config.data.val=.*mine.jsonl'; the rm_nlp stage writes its datasets itself"):
+        stages.sft.run_nlp(config, str(tmp_path / "rm_nlp"))
+    assert mine.read_text() == "{}\n"
 
 
 def test_smoke_pipeline_end_to_end(smoke, capsys):

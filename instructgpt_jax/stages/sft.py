@@ -5,10 +5,14 @@ score of greedy (`sft/gold_score`) and temperature-1 samples (`sft/gold_score_t1
 the pretrained model's figures are written at step 0.
 
   instructgpt sft --config configs/sft.py --workdir W/sft   (config.init_from = W/pretrain)
+
+`run_nlp` is the same fine-tune on the world's NLP datasets (data/nlp.py), which it writes first: the start
+of the paper's final RM (Appendix C.2), `instructgpt rm_nlp` and the pipeline's stage rm_nlp.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -19,7 +23,7 @@ import numpy as np
 from flax import nnx
 
 from instructgpt_jax import checkpoint, folders, metrics, sharding, train
-from instructgpt_jax.data import batching, formats
+from instructgpt_jax.data import batching, formats, nlp
 from instructgpt_jax.data.packing import auto_seq_len, encode_examples, packed_batches
 from instructgpt_jax.data.world import gold_judge
 from instructgpt_jax.sampling import SampleConfig, generate_texts, make_generate
@@ -130,3 +134,21 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return metrics.final_figures(workdir, "sft")
 
 
+
+
+def run_nlp(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Write `config.nlp`'s records of the world's NLP datasets into `workdir`/data/{train,val}.jsonl, then
+    fine-tune on them as `run` does (configs/rm_nlp.py). The records are deterministic and written atomically,
+    so a resumed run reads the same files, and its input digests match."""
+    config = copy.deepcopy(config)
+    config.unlock()
+    n = config.nlp
+    paths = {split: os.path.join(workdir, "data", f"{split}.jsonl") for split in ("train", "val")}
+    for split, path in paths.items():  # every path is checked before anything is written
+        given = config.data[split]
+        if given and os.path.abspath(given) != os.path.abspath(path):
+            raise ValueError(f"config.data.{split}={given!r}; the rm_nlp stage writes its datasets itself, to {path} "
+                             "(leave it empty; config.nlp sets how many records)")
+    for split, count in (("train", n.examples), ("val", n.val_examples)):
+        config.data[split] = formats.write_jsonl(paths[split], nlp.nlp_records(n.seed, count, split))
+    return run(config, workdir)
