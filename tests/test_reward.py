@@ -11,13 +11,13 @@ import optax
 import pytest
 from flax import nnx
 
-from instructgpt_jax import config_base, reward, sharding, train
+from instructgpt_jax import config_base, reward, train
 from instructgpt_jax.data import batching
 from instructgpt_jax.model import GPT, GPTConfig, make_model
 from instructgpt_jax.tokenizer import make_tokenizer
 from instructgpt_jax.data import packing
 from instructgpt_jax import stages
-from stage_inputs import nano_config, world_and_checkpoint
+from stage_inputs import assert_sharded_step_matches, nano_config, world_and_checkpoint
 
 CFG = GPTConfig(vocab_size=264, n_positions=64, n_layer=2, n_head=2, n_embd=32, scalar_head=True)
 LONG = dataclasses.replace(CFG, n_positions=128)  # packed rows longer than one sequence
@@ -206,7 +206,7 @@ def sft_rows(lengths, seq_len):
 
 def test_packed_sharded_step_equals_single_device_step():
     batch = _packed(rm_examples(6, np.random.default_rng(4)), rows=16, seq_len=64, multiple=8)[0]
-    _assert_sharded_step_matches(batch)
+    assert_sharded_step_matches(lambda: _rm_config(2), reward.rm_loss, batch, scalar_head=True)
 
 
 def _rm_config(steps, batch_size=8):
@@ -228,29 +228,8 @@ def test_overfits_one_batch(tmp_path):
 
 
 def test_sharded_step_equals_single_device_step():
-    _assert_sharded_step_matches(batching.rm_batch(rm_examples(8, np.random.default_rng(4)), TOK, 48, k_max=5))
-
-
-def _assert_sharded_step_matches(batch):
-    results = []
-    for devices, shape in ((jax.devices()[:1], (1, 1, 1)), (jax.devices(), (2, 2, 2))):
-        config = _rm_config(2)
-        config.mesh = config_base.mesh_config(shape)
-        # Plain SGD: Adam's first steps divide by |g|, amplifying summation-order noise where g is ~0.
-        setup = train.make_setup(train.model_config(config.model, scalar_head=True), config.mesh,
-                                 optax.sgd(0.1), devices=devices)
-        with jax.set_mesh(setup.mesh):
-            params = train.random_params(setup, 0)
-            state = {"step": jnp.int32(0), "params": params, "opt_state": jax.jit(setup.tx.init)(params),
-                     "bad_step": jnp.int32(-1)}
-            state = jax.device_put(state, setup.shardings)
-            step = train.jit_train_step(setup, reward.rm_loss, batch)
-            for _ in range(2):
-                state, m = step(state, sharding.shard_batch(batch, setup.mesh), jax.random.key(0))
-            results.append((jax.device_get(state["params"]), float(m["loss"])))
-    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(results[0][0]), jax.tree.leaves(results[1][0])):
-        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
+    batch = batching.rm_batch(rm_examples(8, np.random.default_rng(4)), TOK, 48, k_max=5)
+    assert_sharded_step_matches(lambda: _rm_config(2), reward.rm_loss, batch, scalar_head=True)
 
 
 def test_shuffled_pairs_are_the_untied_pairs_better_first():
