@@ -191,23 +191,28 @@ def test_changed_eval_config_reruns_only_eval_and_report(smoke, capsys, tmp_path
     assert again["policies"]["ppo"]["gold"] == summary["policies"]["ppo"]["gold"]  # same samples on eval.jsonl
 
 
-def test_a_key_added_at_its_old_behaviour_leaves_the_fingerprint_as_before():
-    """Workdirs written before `train.pack_window` existed keep their SFT (and the eval, which holds SFT's
-    config): at 0 the key is left out of the fingerprint; at another value it counts."""
+@pytest.mark.parametrize("stage, section, key, other", [("sft", "train", "pack_window", 256),
+                                                         ("ppo", "ppo", "ema_decay", 0.992),
+                                                         ("ppo_ptx", "ppo", "ema_decay", 0.992)])
+def test_a_key_added_at_its_old_behaviour_leaves_the_fingerprint_as_before(stage, section, key, other):
+    """Workdirs written before `train.pack_window` (or `ppo.ema_decay`) existed keep their SFT (PPO stages), and
+    the eval, which holds every stage's config: at the old behaviour's value the key is left out of the
+    fingerprint; at another value it counts."""
     configs = pipeline.stage_configs(load_config("configs/pipeline.py:default"), "/w")
-    sft, ev = configs["sft"], configs["eval"]
-    sft.lock(), ev.lock()  # as the command line leaves them
-    assert sft.train.pack_window == 0 and ev.sft.train.pack_window == 0
-    old_sft, old_eval = sft.copy_and_resolve_references(), ev.copy_and_resolve_references()
-    with old_sft.unlocked(), old_eval.unlocked():
-        del old_sft.train["pack_window"], old_eval.sft.train["pack_window"]
-    assert pipeline.fingerprint(sft, "/w") == pipeline.fingerprint(old_sft, "/w")
+    cfg, ev = configs[stage], configs["eval"]
+    cfg.lock(), ev.lock()  # as the command line leaves them
+    old_value = pipeline.ADDED_KEYS[(section, key)]
+    assert cfg[section][key] == old_value and ev[stage][section][key] == old_value
+    old_cfg, old_eval = cfg.copy_and_resolve_references(), ev.copy_and_resolve_references()
+    with old_cfg.unlocked(), old_eval.unlocked():
+        del old_cfg[section][key], old_eval[stage][section][key]
+    assert pipeline.fingerprint(cfg, "/w") == pipeline.fingerprint(old_cfg, "/w")
     assert pipeline.fingerprint(ev, "/w") == pipeline.fingerprint(old_eval, "/w")
-    assert "pack_window" not in pipeline.fingerprint(sft, "/w") and sft.train.pack_window == 0  # cfg untouched
-    sft.train.pack_window = 256
+    assert f'"{key}"' not in pipeline.fingerprint(cfg, "/w") and cfg[section][key] == old_value  # cfg untouched
+    cfg[section][key] = other
     with pytest.raises(AttributeError):
-        sft.train.new_key = 1  # still locked
-    assert pipeline.fingerprint(sft, "/w") != pipeline.fingerprint(old_sft, "/w")
+        cfg[section].new_key = 1  # still locked
+    assert pipeline.fingerprint(cfg, "/w") != pipeline.fingerprint(old_cfg, "/w")
 
 
 def test_lineage_follows_the_stages_a_stage_reads():
