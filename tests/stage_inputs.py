@@ -1,4 +1,8 @@
 """Inputs the stage tests share: the smoke world's files, a nano checkpoint trained 2 LM steps, a nano train config."""
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -8,6 +12,22 @@ import optax
 from instructgpt_jax import config_base, sharding, train
 from instructgpt_jax.data import formats
 from instructgpt_jax.pretrain import pretrain_loss
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI = [sys.executable, "-m", "instructgpt_jax.cli"]
+
+
+def cli_env(environ=None) -> dict:
+    """`environ` (default: this process's environment) as a CLI subprocess of the tests runs in: 8 fake devices,
+    no progress bars."""
+    return {**(os.environ if environ is None else environ), "TQDM_DISABLE": "1",
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+
+
+def run_cli(*args, timeout=120, environ=None) -> subprocess.CompletedProcess:
+    """`instructgpt *args` in a subprocess from the repository root, its output captured."""
+    return subprocess.run([*CLI, *args], cwd=ROOT, env=cli_env(environ), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def nano_config(steps: int, batch_size: int, seq_len: int, lr: float, checkpoint_every: int):

@@ -1,32 +1,18 @@
 """The `instructgpt` command: usage, unknown commands, and config overrides that must be rejected."""
 
-import os
-import subprocess
-import sys
-
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _run(*args, timeout=120, environ=None):
-    """`instructgpt *args` in a subprocess, in `environ` (default: this process's environment)."""
-    env = {**(os.environ if environ is None else environ), "TQDM_DISABLE": "1",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    return subprocess.run(
-        [sys.executable, "-m", "instructgpt_jax.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
+from stage_inputs import run_cli
 
 
 def test_help_lists_every_command():
-    out = _run("--help")
+    out = run_cli("--help")
     assert out.returncode == 0
     for command in ("pretrain", "sft", "rm", "ppo", "pipeline", "eval", "sample", "report", "bench", "import-hf", "export-hf"):
         assert command in out.stdout
 
 
 def test_unknown_command():
-    out = _run("pretrian")
+    out = run_cli("pretrian")
     assert out.returncode == 2
     assert "unknown command 'pretrian'" in out.stderr
 
@@ -39,14 +25,14 @@ def test_unknown_command():
     ],
 )
 def test_bad_override_is_rejected(tmp_path, override, message):
-    out = _run("pretrain", "--config", "configs/pretrain.py:smoke", override, "--workdir", str(tmp_path / "w"))
+    out = run_cli("pretrain", "--config", "configs/pretrain.py:smoke", override, "--workdir", str(tmp_path / "w"))
     assert out.returncode != 0
     assert message in out.stderr
     assert not (tmp_path / "w").exists()
 
 
 def test_missing_workdir_is_a_usage_error():
-    out = _run("pretrain", "--config", "configs/pretrain.py:smoke")
+    out = run_cli("pretrain", "--config", "configs/pretrain.py:smoke")
     assert out.returncode != 0
     assert "needs --workdir" in out.stderr
 
@@ -104,17 +90,17 @@ def test_eval_takes_the_seed_of_the_run_it_evaluates(tmp_path):
     (tmp_path / "w" / "world").mkdir(parents=True)
     (tmp_path / "w" / "world" / "world.json").write_text('{"config": ' + world.to_json() + '}')
     args = ("eval", "--config", "configs/pipeline.py:smoke", "--workdir", str(tmp_path / "w"))
-    wrong = _run(*args)
+    wrong = run_cli(*args)
     assert wrong.returncode == 1
     assert "world.json was made by another world config" in wrong.stderr and "seed: 2 there, 0 here" in wrong.stderr
-    right = _run(*args, "--config.seed=2")  # past the world check, to the next input W lacks
+    right = run_cli(*args, "--config.seed=2")  # past the world check, to the next input W lacks
     assert right.returncode == 1 and "world/eval.jsonl: no such file" in right.stderr, right.stderr
 
 
 def test_info_lines_reach_stderr(tmp_path):
     # Importing Orbax gives the root logger absl's WARNING handler; the CLI must still print its INFO lines
     # ("resuming from step N", the stages' progress), which the fault tests and users read.
-    out = _run("pretrain", "--config", "configs/pretrain.py:smoke", "--config.train.steps=1",
+    out = run_cli("pretrain", "--config", "configs/pretrain.py:smoke", "--config.train.steps=1",
                "--config.train.tensorboard=False", "--workdir", str(tmp_path / "run"), timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "INFO instructgpt_jax.stages.pretrain: pretrain corpus:" in out.stderr

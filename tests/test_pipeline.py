@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import jax
@@ -15,8 +14,7 @@ import pytest
 from instructgpt_jax import pipeline
 from instructgpt_jax.config_base import apply_overrides, load_config
 from instructgpt_jax import stages
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from stage_inputs import CLI, ROOT, cli_env, run_cli
 FIELDS = ("win_rate", "gold", "rm_score", "kl", "pretrain_loss", "alignment_tax", "length", "refusal_rate",
           "gold_heldout", "win_rate_heldout", "rm_score_heldout", "gold_heldout_by_family")
 
@@ -108,11 +106,8 @@ def test_the_rm_nlp_stage_writes_its_datasets_and_fine_tunes_on_them(smoke, tmp_
     workdir, _, _ = smoke
     config = load_config("configs/rm_nlp.py:smoke")
     out = tmp_path / "rm_nlp"
-    env = {**os.environ, "TQDM_DISABLE": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    done = subprocess.run([sys.executable, "-m", "instructgpt_jax.cli", "rm_nlp", "--config", "configs/rm_nlp.py:smoke",
-                           "--workdir", str(out), f"--config.init_from={workdir / 'pretrain'}",
-                           "--config.train.tensorboard=false"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = run_cli("rm_nlp", "--config", "configs/rm_nlp.py:smoke", "--workdir", str(out),
+                   f"--config.init_from={workdir / 'pretrain'}", "--config.train.tensorboard=false", timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert len((out / "data" / "train.jsonl").read_text().splitlines()) == config.nlp.examples
     assert len((out / "data" / "val.jsonl").read_text().splitlines()) == config.nlp.val_examples
@@ -270,8 +265,8 @@ def test_killed_mid_stage_resumes_to_the_same_summary(smoke, tmp_path):
     for stage in ("ppo_ptx", "eval", "report"):
         shutil.rmtree(w / stage)
     os.remove(w / "summary.json")
-    env = {**os.environ, "TQDM_DISABLE": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    cmd = [sys.executable, "-m", "instructgpt_jax.cli", "pipeline", "--config", "configs/pipeline.py:smoke",
+    env = cli_env()
+    cmd = [*CLI, "pipeline", "--config", "configs/pipeline.py:smoke",
            *[f"--config.{s}.train.tensorboard=False" for s in ("pretrain", "sft", "rm", "ppo", "ppo_ptx")],
            "--workdir", str(w)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
