@@ -10,7 +10,7 @@ import pytest
 from instructgpt_jax import host
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_cli  # noqa: E402  its _run: the command line in a subprocess
+from stage_inputs import run_cli  # noqa: E402  the command line in a subprocess
 
 FLAG = "--xla_force_host_platform_device_count"
 
@@ -118,8 +118,8 @@ def test_a_second_run_of_a_command_loads_its_programs_from_the_cache(tmp_path):
     env |= {host.CACHE_ENV: str(tmp_path / "cache"), "JAX_DEBUG_LOG_MODULES": "jax._src.compiler"}
 
     def pretrain(workdir):
-        out = test_cli._run("pretrain", "--config", "configs/pretrain.py:smoke", "--config.train.steps=1",
-                            "--workdir", str(workdir), timeout=300, environ=env)
+        out = run_cli("pretrain", "--config", "configs/pretrain.py:smoke", "--config.train.steps=1",
+                      "--workdir", str(workdir), timeout=300, environ=env)
         assert out.returncode == 0, out.stderr[-3000:]
         return out.stderr
 
