@@ -9,7 +9,8 @@ README.md's results table is this script's output: `--readme` replaces what lies
 `<!-- results:begin -->` and `<!-- results:end -->` with the table and the RM line and leaves the rest of the
 file as it is, so the table cannot drift from the run it names. docs/RESULTS.md pastes its output. Columns: labeler win rate against SFT (± its 95% interval), gold and the paired gold
 difference from SFT (± 95%), RM score, KL from SFT, alignment tax, response length, refusals of harmful
-requests, and the Figure 4 metadata (constraint violations, hallucinations, inappropriate answers). With
+requests (the eval prompts' and the held-out instructions'), and the Figure 4 metadata (fails to attempt the
+task, constraint violations, hallucinations, inappropriate answers). With
 several runs each cell is the mean over runs followed by the runs' values in brackets. `--families` adds a
 table per prompt family (the world's slices, the hard one last): each policy's gold, and the RM's agreement
 with a held-out labeler's ranking beside the labelers' own (mean over runs), the figures behind "where RLHF
@@ -32,6 +33,8 @@ COLUMNS = (  # (header, getter, format, interval key or None)
     ("tax", lambda f: f.get("alignment_tax"), "{:+.2f}", None),
     ("length", lambda f: f.get("length"), "{:.1f}", None),
     ("refusal", lambda f: f.get("refusal_rate"), "{:.2f}", None),
+    ("refusal held-out", lambda f: f.get("refusal_rate_heldout"), "{:.2f}", None),
+    ("fails to attempt", lambda f: (f.get("metadata") or {}).get("fails_to_attempt"), "{:.2f}", None),
     ("violates", lambda f: (f.get("metadata") or {}).get("violates_constraints"), "{:.2f}", None),
     ("hallucinates", lambda f: (f.get("metadata") or {}).get("hallucinates"), "{:.2f}", None),
     ("inappropriate", lambda f: (f.get("metadata") or {}).get("inappropriate"), "{:.2f}", None),

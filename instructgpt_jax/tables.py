@@ -20,6 +20,7 @@ TABLE = (  # (summary key, header, format)
     ("kl", "KL from SFT", "{:.2f}"), ("pretrain_loss", "pretrain loss", "{:.3f}"),
     ("alignment_tax", "alignment tax", "{:+.3f}"), ("length", "length (tokens)", "{:.1f}"),
     ("refusal_rate", "refusal (harmful)", "{:.2f}"), ("benign_refusal_rate", "refusal (benign)", "{:.2f}"),
+    ("refusal_rate_heldout", "refusal (harmful) held-out instr.", "{:.2f}"),
     ("win_rate_heldout", "win rate held-out instr.", "{:.3f}"), ("gold_heldout", "gold held-out instr.", "{:.3f}"),
     ("gold_diff", "gold - SFT (paired)", "{:+.3f}"), ("gold_diff_heldout", "gold - SFT held-out instr.", "{:+.3f}"),
 )

@@ -20,7 +20,8 @@ def _summary():
     for name, (win, gold, loss) in POLICY.items():
         policies[name] = {"win_rate": win, "win_rate_stderr": 0.02, "gold": gold, "rm_score": gold * 2, "kl": 4 * win,
                           "pretrain_loss": loss, "alignment_tax": loss - 3.0, "length": 10 + 20 * win,
-                          "refusal_rate": 0.5, "benign_refusal_rate": 0.0, "win_rate_heldout": win - 0.05,
+                          "refusal_rate": 0.5, "benign_refusal_rate": 0.0, "refusal_rate_heldout": 0.25,
+                          "win_rate_heldout": win - 0.05,
                           "win_rate_heldout_stderr": 0.03, "gold_heldout": gold - 0.1}
     return {"policies": policies, "wall_time_s": {"pretrain": 10.0, "sft": 5.0},
             "rm": {"accuracy": 0.7, "gold_accuracy": 0.8, "accuracy_by_k": {"2": 0.7, "4": 0.69, "9": 0.71},
@@ -101,6 +102,7 @@ def test_full_report_tables(workdir):
     report.run(str(workdir))
     text = (workdir / "report" / "report.md").read_text()
     assert "| 0.660 ± 0.030 | 0.520 | +0.070 ± 0.010 | +0.020 ± 0.020 |" in text  # PPO's last cells
+    assert "| 0.50 | 0.00 | 0.25 | 0.660 ± 0.030 |" in text  # refusals: harmful, benign, harmful held-out
     rows = [line.split(" | ")[0] for line in tables.results_table(json.loads((workdir / "summary.json").read_text()))
             .splitlines()[2:]]
     assert rows == ["| GPT", "| GPT prompted", "| SFT", "| PPO", "| PPO-ptx"]
