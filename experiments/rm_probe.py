@@ -31,6 +31,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from instructgpt_jax import host  # noqa: E402
+
+# Before anything imports jax: the devices and compilation cache `instructgpt` gives a stage (host.prepare).
+host.prepare("rm_probe")
+
 
 def within_corr(a, b) -> float:
     """Pearson correlation of (prompts, n) arrays after removing each prompt's mean."""

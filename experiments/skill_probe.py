@@ -20,6 +20,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from instructgpt_jax import host  # noqa: E402
+
+# Before anything imports jax: the devices and compilation cache `instructgpt` gives a stage (host.prepare).
+host.prepare("skill_probe")
+
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

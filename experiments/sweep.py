@@ -29,6 +29,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # run as a script from anywhere: make the package and configs/ resolvable
     sys.path.insert(0, ROOT)
 
+from instructgpt_jax import host  # noqa: E402
+
+# Before anything imports jax: the devices and compilation cache `instructgpt` gives a stage (host.prepare).
+host.prepare("sweep")
+
 from instructgpt_jax.config_base import apply_overrides, load_config  # noqa: E402
 
 # Figures a pipeline run's row shows (summary.json paths); a stage run shows everything it returns.

@@ -28,8 +28,7 @@ from instructgpt_jax import host
 # Before anything imports jax: XLA reads the CPU device count once (host.py: one device per core), JAX its
 # compilation cache's folder (host.py: compiled programs kept on disk for the next run).
 try:
-    host.split_cpu_cores()
-    host.use_compile_cache(sys.argv[1] if len(sys.argv) > 1 else None)
+    host.prepare(sys.argv[1] if len(sys.argv) > 1 else None)
 except ValueError as e:
     sys.exit(f"instructgpt: error: {e}")
 

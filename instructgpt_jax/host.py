@@ -90,6 +90,16 @@ def split_cpu_cores(environ=os.environ) -> bool:
     return True
 
 
+def prepare(command: str | None, environ=os.environ) -> None:
+    """What `instructgpt` sets before JAX starts: one XLA CPU device per core (`split_cpu_cores`) and the
+    compilation cache (`use_compile_cache`). A script that runs stages in its own process (experiments/sweep.py,
+    the probes) calls it before importing anything that imports jax, so a stage runs there on the devices it
+    gets under `instructgpt`: the same program and the same float rounding. ValueError for a bad
+    INSTRUCTGPT_CPU_DEVICES."""
+    split_cpu_cores(environ)
+    use_compile_cache(command, environ)
+
+
 def compile_cache_dir(environ, command: str | None) -> str | None:
     """The folder for XLA's persistent compilation cache when `command` runs, or None to leave the environment as
     it is (JAX's own variable already set, the cache turned off, or the bench)."""

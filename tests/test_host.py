@@ -10,7 +10,7 @@ import pytest
 from instructgpt_jax import host
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stage_inputs import run_cli  # noqa: E402  the command line in a subprocess
+from stage_inputs import ROOT, run_cli  # noqa: E402  the command line in a subprocess
 
 FLAG = "--xla_force_host_platform_device_count"
 
@@ -61,6 +61,17 @@ def test_the_command_line_gives_jax_the_devices_before_it_starts():
     assert out.stdout.split()[-2:] == ["2", "cpu"]
     out = _run(code, **{host.ENV: "1", "JAX_PLATFORMS": "cpu"})
     assert out.stdout.split()[-2:] == ["1", "cpu"]
+
+
+@pytest.mark.parametrize("script", ["sweep", "skill_probe", "rm_probe"])
+def test_scripts_that_run_stages_give_jax_the_devices_the_command_line_does(script):
+    """experiments/sweep.py runs its stages in its own process: with XLA's one default device they would
+    differ from `instructgpt pipeline`'s in rounding (and run slower)."""
+    code = (f"import sys; sys.path.insert(0, {os.path.join(ROOT, 'experiments')!r}); import {script}, jax; "
+            "print(jax.device_count())")
+    out = _run(code, **{host.ENV: "2", "JAX_PLATFORMS": "cpu"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "2"
 
 
 def test_the_command_line_stops_with_one_line_on_a_bad_value():
