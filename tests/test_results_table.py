@@ -14,7 +14,8 @@ import results_table  # noqa: E402
 def _summary(path, gold_diff, win):
     policies = {"sft": {"win_rate": 0.5, "gold": 0.5, "gold_diff": 0.0, "kl": 0.0},
                 "ppo_ptx": {"win_rate": win, "win_rate_ci95": 0.04, "gold": 0.5 + gold_diff, "gold_diff": gold_diff,
-                            "gold_diff_ci95": 0.02, "kl": 3.0, "metadata": {"violates_constraints": 0.1}}}
+                            "gold_diff_ci95": 0.02, "kl": 3.0, "refusal_rate_heldout": 0.75,
+                            "metadata": {"violates_constraints": 0.1, "fails_to_attempt": 0.05}}}
     path.mkdir()
     (path / "summary.json").write_text(json.dumps({"policies": policies, "rm": {"accuracy": 0.7, "labeler_agreement": 0.72,
                                                                                 "best_of_n": {"recovered": 0.6}}}))
@@ -56,10 +57,11 @@ def test_readme_mode_rewrites_only_between_the_markers(tmp_path):
     assert text.startswith(head + results_table.BEGIN + "\n") and text.endswith(results_table.END + tail)
     inside = text[len(head + results_table.BEGIN + "\n"):-len(results_table.END + tail)].splitlines()
     headers = ["policy", "win rate vs SFT", "gold", "gold - SFT", "RM score", "KL", "tax", "length", "refusal",
-               "violates", "hallucinates", "inappropriate"]
+               "refusal held-out", "fails to attempt", "violates", "hallucinates", "inappropriate"]
     assert inside[0] == "| " + " | ".join(headers) + " |" and inside[1] == "|---" * len(headers) + "|"
-    assert inside[2] == "| SFT | 0.500 | 0.500 | +0.000 | - | 0.0 | - | - | - | - | - | - |"
-    assert inside[3] == "| PPO-ptx | 0.620 ± 0.040 | 0.560 | +0.060 ± 0.020 | - | 3.0 | - | - | - | 0.10 | - | - |"
+    assert inside[2] == "| SFT | 0.500 | 0.500 | +0.000 | - | 0.0 | - | - | - | - | - | - | - | - |"
+    assert inside[3] == ("| PPO-ptx | 0.620 ± 0.040 | 0.560 | +0.060 ± 0.020 | - | 3.0 | - | - | - | 0.75 | 0.05 | 0.10 "
+                         "| - | - |")
     assert inside[4:] == ["", "RM 0.700 / labelers 0.720 / best-of-16 recovers 0.60"]
     assert "0.999" not in text
     results_table.main([run, "--readme", str(readme)])  # idempotent
