@@ -90,7 +90,8 @@ def test_full_report(workdir):
     assert names == sorted(n for n, _, _ in report.PLOTS)
     assert all(_is_png(p) for p in out["plots"])
     text = (workdir / "report" / "report.md").read_text()
-    assert "| PPO | 0.710 ± 0.020 | 0.620 | 1.24 | 2.84 | 3.600 | +0.600 | 24.2 | 0.50 | 0.00 | 0.660 ± 0.030 | 0.520 |" in text
+    assert ("| PPO | 0.710 ± 0.020 | 0.620 | 1.24 | 2.84 | 3.600 | +0.600 | 24.2 | 0.50 | 0.00 | 0.25 | 0.660 ± 0.030 "
+            "| 0.520 |") in text
     assert "pairwise accuracy 0.700" in text and "Not available" not in text
     for name, _, _ in report.PLOTS:
         assert f"]({name})" in text

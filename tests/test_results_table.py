@@ -60,8 +60,8 @@ def test_readme_mode_rewrites_only_between_the_markers(tmp_path):
                "refusal held-out", "fails to attempt", "violates", "hallucinates", "inappropriate"]
     assert inside[0] == "| " + " | ".join(headers) + " |" and inside[1] == "|---" * len(headers) + "|"
     assert inside[2] == "| SFT | 0.500 | 0.500 | +0.000 | - | 0.0 | - | - | - | - | - | - | - | - |"
-    assert inside[3] == ("| PPO-ptx | 0.620 ± 0.040 | 0.560 | +0.060 ± 0.020 | - | 3.0 | - | - | - | 0.75 | 0.05 | 0.10 "
-                         "| - | - |")
+    assert inside[3] == ("| PPO-ptx | 0.620 ± 0.040 | 0.560 | +0.060 ± 0.020 | - | 3.0 | - | - | - | 0.75 | 0.05 "
+                         "| 0.10 | - | - |")
     assert inside[4:] == ["", "RM 0.700 / labelers 0.720 / best-of-16 recovers 0.60"]
     assert "0.999" not in text
     results_table.main([run, "--readme", str(readme)])  # idempotent
