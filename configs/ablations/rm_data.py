@@ -5,10 +5,11 @@
 W (after the colon; default runs/pipeline) is a pipeline workdir whose RM stage has run. Each run is W/rm's
 config (configs/run_stage.py: from W/sft, with its epochs, packed rows and seed) on the first N of
 W/compare/rm.jsonl's training prompts, N in 256, 512, 1,024, 2,048, 4,096 and all of
-them (7,206 in the default run of docs/RESULTS.md), and is scored on the same held-out prompts (the val split
+them, and is scored on the same held-out prompts (the val split
 does not depend on N). The model and tokenizer are W/sft's. The sweep table's rm/accuracy (agreement with the
-labelers on held-out pairs) and rm/gold_accuracy against N is the curve; measured figures are in
-docs/RESULTS.md. The largest run is the pipeline's RM stage.
+labelers on held-out pairs) and rm/gold_accuracy against N is the curve; measured curves: docs/RESULTS.md,
+"The ablations again on the current default" and the earlier "RM accuracy against the number of comparisons"
+subsections. The largest run is the pipeline's RM stage again, and reproduces it to the digit.
 """
 
 import ml_collections
