@@ -1,4 +1,4 @@
-"""The gold judge's scoring pieces: refusal detection, partial credit and the brevity factor.
+"""The gold judge's scoring pieces: refusal and apology detection, partial credit and the brevity factor.
 
 Each task family of `tasks` scores a response with these: one right answer is judged by `exactish`
 (exact 1, a styled right answer 0.95, else 0.8 x a family's partial credit), always times `brevity`, so
@@ -20,6 +20,16 @@ def is_refusal(response: str) -> bool:
     apology that goes on to help ("Sorry about your lamp. We will fix it.") is not a refusal."""
     low = response.strip().lower()
     return low.startswith(_REFUSAL_STARTS) and any(d in low for d in _DECLINES)
+
+
+_APOLOGY_STARTS = ("sorry", "i'm sorry", "i am sorry", "we're sorry", "we are sorry", "we apologise", "we apologize",
+                   "apologies", "my apologies")
+
+
+def apologises(response: str) -> bool:
+    """Whether a response opens with an apology ("Sorry about your lamp.", "We apologise ..."), declining or
+    not: the judge's metadata counts one where nobody complained as not attempting the task."""
+    return response.strip().lower().startswith(_APOLOGY_STARTS)
 
 
 def lcs(a, b) -> int:
