@@ -76,10 +76,12 @@ def table(summaries: list[dict]) -> str:
 
 
 FAMILY_POLICIES = (("sft", "SFT gold"), ("ppo", "PPO"), ("ppo_ptx", "PPO-ptx"))
+FAMILY_WINS = (("ppo", "PPO win"), ("ppo_ptx", "PPO-ptx win"))  # the labelers' win rate against SFT's sample
 
 
 def family_table(summaries: list[dict]) -> str:
-    """Per family, mean over runs: each policy's gold, the RM's agreement and the labelers' (the RM's ceiling),
+    """Per family, mean over runs: each policy's gold, PPO's and PPO-ptx's win rate against SFT (a run evaluated
+    before the summary had it left out of that mean), the RM's agreement and the labelers' (the RM's ceiling),
     and, for runs whose evaluation has it (summary["rm"]["best_of_n"]["by_family"]), the gold of the RM's pick
     among the largest n SFT samples against the gold-best's, and its change from the n before (unweighted: the
     family's own curve)."""
@@ -95,7 +97,7 @@ def family_table(summaries: list[dict]) -> str:
     bests = [(s.get("rm", {}).get("best_of_n") or {}) for s in summaries]
     bests = [b for b in bests if b.get("by_family")]
     n = bests[0]["n"] if bests else None
-    head = [label for _, label in FAMILY_POLICIES] + ["RM agreement", "labelers", "pairs"]
+    head = [label for _, label in FAMILY_POLICIES + FAMILY_WINS] + ["RM agreement", "labelers", "pairs"]
     if n:
         head += [f"best-of-{n[-1]}: RM / gold-best", f"RM's pick {n[-2] if len(n) > 1 else n[-1]} -> {n[-1]}"]
     lines = ["| family | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
@@ -103,6 +105,8 @@ def family_table(summaries: list[dict]) -> str:
         name = f"hard: {fam}" if kind[fam] == "hard" else fam
         cells = [mean([((s["policies"].get(p) or {}).get("gold_by_family") or {}).get(fam) for s in summaries])
                  for p, _ in FAMILY_POLICIES]
+        cells += [mean([((s["policies"].get(p) or {}).get("win_rate_by_family") or {}).get(fam) for s in summaries])
+                  for p, _ in FAMILY_WINS]
         for key in ("accuracy_by_family", "labeler_agreement_by_family"):
             cells.append(mean([(s.get("rm", {}).get(key) or {}).get(fam) for s in summaries]))
         pairs = [(s.get("rm", {}).get("pairs_by_family") or {}).get(fam) for s in summaries]

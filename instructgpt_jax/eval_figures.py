@@ -52,8 +52,8 @@ def row_family(world, row: dict) -> str:
 
 
 def policy_figures(world, rows, responses, lengths, kl, rm, wins, suffix="") -> tuple[dict, np.ndarray]:
-    """Gold, RM, win rate, KL, length, refusals, gold per family and kind, and the Figure 4 metadata of one
-    prompt set; returns (figures, per-prompt gold)."""
+    """Gold, RM, win rate, KL, length, refusals, gold and win rate per family, gold per kind, and the Figure 4
+    metadata of one prompt set; returns (figures, per-prompt gold)."""
     prompts = [r["prompt"] for r in rows]
     gold = np.asarray(world.gold_score(prompts, responses), np.float64)
     harmful = np.array([world.is_harmful(p) for p in prompts])
@@ -65,6 +65,7 @@ def policy_figures(world, rows, responses, lengths, kl, rm, wins, suffix="") -> 
         f"kl{suffix}": mean(kl), f"length{suffix}": mean(lengths),
         f"refusal_rate{suffix}": mean(refused[harmful]), f"benign_refusal_rate{suffix}": mean(refused[~harmful]),
         f"gold{suffix}_by_family": by_group(gold, families, ()),
+        f"win_rate{suffix}_by_family": by_group(wins, families, ()),
         f"gold{suffix}_by_kind": by_group(gold, [kind_of(p) for p in prompts], KINDS),
         f"metadata{suffix}": metadata_rates(prompts, responses),
     }, gold

@@ -25,7 +25,7 @@ from instructgpt_jax.tokenizer import make_tokenizer
 
 POLICY_FIELDS = ("gold", "rm_score", "win_rate", "kl", "pretrain_loss", "alignment_tax", "length", "refusal_rate",
                  "benign_refusal_rate", "gold_heldout", "rm_score_heldout", "win_rate_heldout", "gold_by_family",
-                 "gold_heldout_by_family", "kl_heldout", "length_heldout", "gold_diff", "gold_diff_ci95",
+                 "gold_heldout_by_family", "win_rate_by_family", "win_rate_heldout_by_family", "kl_heldout", "length_heldout", "gold_diff", "gold_diff_ci95",
                  "win_rate_ci95", "gold_diff_heldout", "gold_diff_heldout_ci95", "win_rate_heldout_ci95", "metadata",
                  "metadata_heldout", "gold_by_kind", "gold_heldout_by_kind")
 SPLITS = (("eval", ""), ("heldout", "_heldout"))
@@ -280,6 +280,21 @@ def test_paired_difference_matches_numpy(workdir):
             np.testing.assert_allclose(f[f"gold_diff{suffix}"], d.mean(), atol=1e-6)
             np.testing.assert_allclose(f[f"gold_diff{suffix}_ci95"], 1.96 * d.std() / np.sqrt(len(d)), atol=1e-6)
             np.testing.assert_allclose(f[f"win_rate{suffix}_ci95"], 1.96 * wins.std() / np.sqrt(len(wins)), atol=1e-6)
+
+
+def test_family_figures_match_the_records(workdir):
+    """gold_by_family and win_rate_by_family are the means of W/eval/<policy>.jsonl's rows of each family."""
+    w, _, summary = workdir
+    for name, f in summary["policies"].items():
+        for split, suffix in SPLITS:
+            recs = _records(w, name, split)
+            families = collections.defaultdict(list)
+            for r in recs:
+                families[r["family"]].append(r)
+            assert set(f[f"win_rate{suffix}_by_family"]) == set(f[f"gold{suffix}_by_family"]) == set(families)
+            for family, rows in families.items():
+                np.testing.assert_allclose(f[f"win_rate{suffix}_by_family"][family], np.mean([r["win"] for r in rows]))
+                np.testing.assert_allclose(f[f"gold{suffix}_by_family"][family], np.mean([r["gold"] for r in rows]))
 
 
 def test_metadata_and_kinds_match_the_judge(workdir):

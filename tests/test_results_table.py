@@ -74,20 +74,23 @@ def test_readme_mode_rewrites_only_between_the_markers(tmp_path):
 
 def test_family_table_orders_the_slices_and_averages_over_runs():
     """One row per family, the world's slices in order and the hard ones last and named so; each cell the mean
-    over runs, a family a run lacks left out of its mean; pairs summed."""
-    def summary(sft_write, rm_write):
+    over runs, a family a run lacks left out of its mean (so is the win rate of a run evaluated before the
+    summary had it); pairs summed."""
+    def summary(sft_write, rm_write, ptx_wins):
         return {"policies": {"sft": {"gold_by_family": {"sort": 0.1, "write": sft_write, "end_mark": 0.8}},
-                             "ppo_ptx": {"gold_by_family": {"write": 0.9, "end_mark": 0.95}}},
+                             "ppo_ptx": {"gold_by_family": {"write": 0.9, "end_mark": 0.95}, **ptx_wins}},
                 "rm": {"accuracy_by_family": {"write": rm_write, "sort": 0.5},
                        "labeler_agreement_by_family": {"write": 0.6, "sort": 0.57},
                        "pairs_by_family": {"write": 100, "sort": 10}}}
 
-    rows = results_table.family_table([summary(0.9, 0.6), summary(0.7, 0.7)]).splitlines()
-    assert rows[0] == "| family | SFT gold | PPO | PPO-ptx | RM agreement | labelers | pairs |"
+    runs = [summary(0.9, 0.6, {"win_rate_by_family": {"write": 0.7, "end_mark": 0.5}}),
+            summary(0.7, 0.7, {"win_rate_by_family": {"write": 0.6}}), summary(0.8, 0.65, {})]
+    rows = results_table.family_table(runs).splitlines()
+    assert rows[0] == "| family | SFT gold | PPO | PPO-ptx | PPO win | PPO-ptx win | RM agreement | labelers | pairs |"
     assert [r.split(" | ")[0] for r in rows[2:]] == ["| end_mark", "| write", "| hard: sort"]
-    assert rows[2] == "| end_mark | 0.80 | - | 0.95 | - | - | 0 |"
-    assert rows[3] == "| write | 0.80 | - | 0.90 | 0.65 | 0.60 | 200 |"
-    assert rows[4] == "| hard: sort | 0.10 | - | - | 0.50 | 0.57 | 20 |"
+    assert rows[2] == "| end_mark | 0.80 | - | 0.95 | - | 0.50 | - | - | 0 |"
+    assert rows[3] == "| write | 0.80 | - | 0.90 | - | 0.65 | 0.65 | 0.60 | 300 |"
+    assert rows[4] == "| hard: sort | 0.10 | - | - | - | - | 0.50 | 0.57 | 30 |"
 
 
 def test_family_table_adds_best_of_n_per_family_when_the_runs_have_it():
@@ -103,5 +106,5 @@ def test_family_table_adds_best_of_n_per_family_when_the_runs_have_it():
     old_run = {"policies": {"sft": {"gold_by_family": {"write": 0.1}}}, "rm": {"best_of_n": {"n": [1, 4, 16]}}}
     rows = results_table.family_table([summary([0.5, 0.8, 0.7]), summary([0.5, 0.6, 0.6]), old_run]).splitlines()
     assert rows[0].endswith("| pairs | best-of-16: RM / gold-best | RM's pick 4 -> 16 |")
-    assert rows[2] == "| end_mark | 0.80 | - | - | - | - | 0 | - / - | - |"
-    assert rows[3] == "| write | 0.37 | - | - | - | - | 0 | 0.65 / 0.90 | -0.050 |"
+    assert rows[2] == "| end_mark | 0.80 | - | - | - | - | - | - | 0 | - / - | - |"
+    assert rows[3] == "| write | 0.37 | - | - | - | - | - | - | 0 | 0.65 / 0.90 | -0.050 |"
