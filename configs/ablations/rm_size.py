@@ -10,8 +10,10 @@ on the same corpus and demonstrations, stages rm_pretrain and rm_sft, then the R
 the tiny SFT's samples; PPO's value model starts from it). The second run links world .. compare from the
 first and adds three stages (rm_pretrain, rm_sft, RM on the larger network). Measured (RM agreement, best-of-8
 and correlations by `experiments/rm_probe.py`, and PPO against each RM): docs/RESULTS.md, "Is the RM limited
-by its size or its learning rate?" (the algorithmic world), "A 3.2x larger RM on the calibrated labels" and
-"A 3x larger RM on the world tokenizer".
+by its size or its learning rate?" (the algorithmic world), "A 3.2x larger RM on the calibrated labels",
+"A 3x larger RM on the world tokenizer" and, on the current default, "The ablations again on the current
+default" (the `small_cpu` run alone: `instructgpt pipeline --config configs/pipeline.py:default --workdir W
+--config.rm_model=small_cpu-world` with a default run's world .. compare copied into W).
 """
 
 import ml_collections
