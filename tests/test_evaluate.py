@@ -25,9 +25,10 @@ from instructgpt_jax.tokenizer import make_tokenizer
 
 POLICY_FIELDS = ("gold", "rm_score", "win_rate", "kl", "pretrain_loss", "alignment_tax", "length", "refusal_rate",
                  "benign_refusal_rate", "gold_heldout", "rm_score_heldout", "win_rate_heldout", "gold_by_family",
-                 "gold_heldout_by_family", "win_rate_by_family", "win_rate_heldout_by_family", "kl_heldout", "length_heldout", "gold_diff", "gold_diff_ci95",
-                 "win_rate_ci95", "gold_diff_heldout", "gold_diff_heldout_ci95", "win_rate_heldout_ci95", "metadata",
-                 "metadata_heldout", "gold_by_kind", "gold_heldout_by_kind")
+                 "gold_heldout_by_family", "win_rate_by_family", "win_rate_heldout_by_family", "kl_heldout",
+                 "length_heldout", "gold_diff", "gold_diff_ci95", "win_rate_ci95", "gold_diff_heldout",
+                 "gold_diff_heldout_ci95", "win_rate_heldout_ci95", "metadata", "metadata_heldout", "gold_by_kind",
+                 "gold_heldout_by_kind")
 SPLITS = (("eval", ""), ("heldout", "_heldout"))
 
 
