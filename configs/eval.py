@@ -41,6 +41,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.temperature = 1.0                      # sampling temperature (1: KL is a Monte-Carlo estimate of it)
     config.top_p = 1.0                            # nucleus sampling mass (1 = off)
     config.seed = 0                               # sampling keys, the labelers' noise and the RM comparisons
+    # Independent SFT samples of each prompt that every answer is judged against, one labeler verdict each, the
+    # win being their mean: a single draw's luck moves every policy's win rate of a run together (docs/RESULTS.md,
+    # "The win rate against four SFT samples"); more draws lower that variance, not the expectation.
+    config.baseline_samples = 1 if smoke else 4
     # Held-out prompts per K for the RM accuracy-by-K sets and the best-of-n curve (at 64 the share of the
     # oracle's gain recovered read 0.07 where 256 prompts of the same run gave 0.21: docs/RESULTS.md).
     config.rm_prompts = 16 if smoke else 256

@@ -5,7 +5,8 @@
 For each policy (base GPT, GPT prompted, SFT, PPO, PPO-ptx: stage folders under W) on the held-out prompts
 of W/world/eval.jsonl, and on eval_heldout.jsonl (families and phrasings never trained on):
 - win rate against SFT, judged by the simulated labelers, ties counting one half (the paper's headline
-  metric, Ouyang et al. 2022 Figure 1); SFT is compared with a second, independent SFT sample;
+  metric, Ouyang et al. 2022 Figure 1): each answer against `baseline_samples` independent SFT samples of its
+  prompt, one verdict each (the same labeler, fresh noise), averaged; SFT's own answer is judged the same way;
 - gold score (the world's judge standing in for human intent) and RM score (normalised with reward_norm.json);
   the gold difference from SFT on the same prompts and sampling keys, with 95% intervals (paired);
 - KL from SFT, sum_t log pi(y_t|.) - log pi_SFT(y_t|.) over the sampled response (a Monte-Carlo estimate of
@@ -76,6 +77,7 @@ class EvalConfig:
     temperature: float  # sampling temperature (0 = greedy)
     top_p: float  # nucleus sampling mass (1 = off)
     seed: int  # sampling keys, the labelers' noise and the RM comparisons' prompts
+    baseline_samples: int  # independent SFT samples per prompt each answer is judged against (the win rate's baseline)
     rm_prompts: int  # held-out prompts per K for the RM accuracy-by-K sets
     rm_k: tuple[int, ...]  # K of the RM accuracy-by-K sets
     best_of_n: tuple[int, ...]  # n of the best-of-n curve (SFT samples, rm_prompts); () = none
@@ -100,6 +102,8 @@ class EvalConfig:
             raise ValueError(f"config.eval.best_of_n={ns}; expected increasing n starting at 1, or ()")
         if self.temperature < 0:
             raise ValueError(f"config.eval.temperature={self.temperature}; expected >= 0")
+        if self.baseline_samples < 1:
+            raise ValueError(f"config.eval.baseline_samples={self.baseline_samples}; expected at least 1")
 
     @property
     def prompted_name(self) -> str:
@@ -166,13 +170,14 @@ def _batches(rows: list, batch_size: int):
 
 
 def sample_policy(generate, score, params, ref_params, rm_params, prompts, tokenizer, ec: EvalConfig, mesh, seed,
-                  prompt_len: int, prefix: str = ""):
+                  prompt_len: int, prefix: str = "", stream: int = 0):
     """Responses, lengths, KL and raw RM scores of one policy on `prompts`, left-padded to `prompt_len`.
 
-    The policy sees `prefix` + prompt (KL is measured there); the RM scores the response to the prompt.
+    The policy sees `prefix` + prompt (KL is measured there); the RM scores the response to the prompt. The
+    samples use key(seed), or fold_in(key(seed), stream) for a stream > 0 (another independent draw).
     """
     out = {"response": [], "length": [], "kl": [], "rm_raw": []}
-    key = jax.random.key(seed)
+    key = jax.random.key(seed) if stream == 0 else jax.random.fold_in(jax.random.key(seed), stream)
     for b, (chunk, n) in enumerate(_batches(prompts, ec.batch_size)):
         tokens, mask = left_pad([tokenizer.encode_prompt(prefix + p) for p in chunk], tokenizer.pad_id, prompt_len)
         feed = {"prompt_tokens": tokens, "prompt_mask": mask}
@@ -283,8 +288,9 @@ def stage_finals(workdir: str) -> dict:
     return out
 
 
-# Streams of config.eval.seed besides the policies' samples, key(seed): the reference's second sample (the win
-# rate's baseline), the SFT draws of RM accuracy and best-of-n, and (NumPy) the labeler judging each prompt.
+# Streams of config.eval.seed besides the policies' samples, key(seed): the reference's further samples (the win
+# rate's baseline: draw j of them folds j into its key, draw 0 does not), the SFT draws of RM accuracy and
+# best-of-n, and (NumPy) the labeler judging each prompt.
 BASELINE_SEED_OFFSET, DRAWS_SEED_OFFSET, LABELER_STREAM = 1, 2, 3
 
 
@@ -348,17 +354,24 @@ def run(config, workdir: str) -> dict:
     labeler_ids = {split: labeler_rng().integers(world.labelers.n, size=len(rs)) for split, rs in rows.items()}
 
     with jax.set_mesh(mesh):
-        # The reference's second sample, which it is compared with (its win rate against itself is ~50%).
-        baseline = {split: sample_policy(generate, score, ref_params, ref_params, rm_params, prompts[split], tokenizer,
-                                         ec, mesh, ec.seed + BASELINE_SEED_OFFSET, prompt_len)["response"]
+        # The reference's further samples, which every answer is compared with (its own win rate is ~50%):
+        # baseline[split][j] is draw j for every prompt.
+        baseline = {split: [sample_policy(generate, score, ref_params, ref_params, rm_params, prompts[split],
+                                          tokenizer, ec, mesh, ec.seed + BASELINE_SEED_OFFSET, prompt_len, stream=j)
+                            ["response"] for j in range(ec.baseline_samples)]
                     for split in rows}
 
-    def judge(split, responses):
-        """The labelers' verdicts on `responses` to the first prompts of `split` against the reference's second
-        sample of each: the same labeler and stream for every policy and for best-of-n's picks."""
-        n = len(responses)
-        return world.preferences(prompts[split][:n], responses, baseline[split][:n], labeler_rng(),
-                                 labeler_ids[split][:n])
+    def verdicts(split, responses) -> np.ndarray:
+        """(baseline_samples, n) labeler verdicts on `responses` to the first n prompts of `split`, row j against
+        the reference's draw j: each prompt's labeler judges every draw, with fresh noise from one stream that
+        starts anew for every policy (so row 0 is what one baseline sample gives)."""
+        n, rng = len(responses), labeler_rng()
+        return np.stack([world.preferences(prompts[split][:n], responses, draw[:n], rng, labeler_ids[split][:n])
+                         for draw in baseline[split]])
+
+    def judge(split, responses) -> np.ndarray:
+        """The win of each of `responses` against the reference: its verdicts' mean over the baseline draws."""
+        return verdicts(split, responses).mean(0)
 
     results, samples, paired, pretrain_losses = {}, {}, {}, {}
     for name, folder in folders.items():
@@ -373,17 +386,16 @@ def run(config, workdir: str) -> dict:
                 s = sample_policy(generate, scorers[n_prompt], params, ref_params, rm_params, prompts[split], tokenizer,
                                   ec, mesh, ec.seed, n_prompt, prefix)
                 rm = (np.asarray(s["rm_raw"]) - norm["mean"]) / norm["std"]
-                wins = judge(split, s["response"])
+                each = verdicts(split, s["response"])
+                wins = each.mean(0)
                 f, gold = eval_figures.policy_figures(world, rows[split], s["response"], s["length"], s["kl"], rm, wins,
                                                       suffix)
                 figures.update(f)
                 paired[name, suffix] = gold, wins
                 samples.setdefault(name, []).extend(
-                    {"split": split, "prompt": r["prompt"], "family": r.get("family"), "response": y,
-                     "reference_response": b, "gold": float(gd), "rm_score": float(sc), "kl": float(k),
-                     "length": int(n), "win": float(w)}
-                    for r, y, b, gd, sc, k, n, w in zip(rows[split], s["response"], baseline[split], gold, rm, s["kl"],
-                                                         s["length"], wins))
+                    sample_record(split, r, y, [draw[i] for draw in baseline[split]], gd, sc, k, n, each[:, i])
+                    for i, (r, y, gd, sc, k, n) in enumerate(zip(rows[split], s["response"], gold, rm, s["kl"],
+                                                                 s["length"])))
             if folder not in pretrain_losses:  # the prompted policy has its base model's parameters
                 pretrain_losses[folder] = heldout_loss(graphdef, params, heldout_ids, ec.batch_size,
                                                        ec.heldout_seq_len, ec.heldout_batches, mesh)
@@ -402,7 +414,7 @@ def run(config, workdir: str) -> dict:
         rm_figures = rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rm_rows, ec, mesh, policy_samples)
         rm_figures["world_candidates"] = rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rm_rows, ec, mesh)
         if best_n:
-            # Judged as the policies are: the same labelers against the reference's second sample of each prompt.
+            # Judged as the policies are: the same labelers against the reference's baseline draws of each prompt.
             rm_figures["best_of_n"] = best_of_n(world, rm_graphdef, rm_params, norm, tokenizer, rm_prompts,
                                                 [d[:best_n] for d in draws], ec, mesh,
                                                 functools.partial(judge, "eval"),
@@ -420,6 +432,18 @@ def run(config, workdir: str) -> dict:
         write_summary(workdir, summary)
         write_results_text(workdir, summary)
     return summary
+
+
+def sample_record(split, row, response, references, gold, rm_score, kl, length, verdicts) -> dict:
+    """One line of W/eval/<policy>.jsonl: the answer, its figures and its win (the mean of `verdicts`, one per
+    baseline draw in `references`); `reference_response` is the first draw, and with several draws
+    `reference_responses` and `wins` hold each with its verdict."""
+    out = {"split": split, "prompt": row["prompt"], "family": row.get("family"), "response": response,
+           "reference_response": references[0], "gold": float(gold), "rm_score": float(rm_score), "kl": float(kl),
+           "length": int(length), "win": float(np.mean(verdicts))}
+    if len(references) > 1:
+        out.update(reference_responses=list(references), wins=[float(v) for v in verdicts])
+    return out
 
 
 def write_results_text(workdir: str, summary: dict) -> None:

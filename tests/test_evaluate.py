@@ -186,6 +186,34 @@ def test_config_errors():
     del section["heldout_seq_len"]
     with pytest.raises(ValueError, match=r"config\.eval\.heldout_seq_len is missing"):
         evaluate.eval_config(section)
+    with pytest.raises(ValueError, match=r"baseline_samples=0; expected at least 1"):
+        evaluate.eval_config(eval_section(baseline_samples=0))
+
+
+def test_several_baseline_draws_average_the_verdicts(workdir, tmp_path):
+    """With 3 baseline draws each answer gets 3 verdicts: draw 0 and its verdict are exactly the single-draw
+    run's, the other draws are new samples, the win is the verdicts' mean and the summary's win rate (overall
+    and per family) is the mean of those wins; gold, KL and RM scores do not depend on the baseline."""
+    w, config, single = workdir
+    shutil.copytree(w, tmp_path / "w", ignore=shutil.ignore_patterns("eval", "summary.json"))
+    config = config.copy_and_resolve_references()
+    config.eval.baseline_samples = 3
+    summary = evaluate.run(config, str(tmp_path / "w"))
+    for name, f in summary["policies"].items():
+        one = [json.loads(line) for line in (w / "eval" / f"{name}.jsonl").read_text().splitlines()]
+        three = [json.loads(line) for line in (tmp_path / "w" / "eval" / f"{name}.jsonl").read_text().splitlines()]
+        assert [r["response"] for r in three] == [r["response"] for r in one]
+        for a, b in zip(one, three):
+            assert len(b["reference_responses"]) == len(b["wins"]) == 3
+            assert b["reference_response"] == b["reference_responses"][0] == a["reference_response"]
+            assert b["wins"][0] == a["win"] and np.isclose(b["win"], np.mean(b["wins"]))
+            assert b["gold"] == a["gold"] and b["kl"] == a["kl"] and b["rm_score"] == a["rm_score"]
+        assert any(r["reference_responses"][1] != r["reference_responses"][0] for r in three)
+        assert any(r["wins"][1] != r["wins"][0] for r in three)
+        for split, suffix in SPLITS:
+            recs = [r for r in three if r["split"] == split]
+            np.testing.assert_allclose(f[f"win_rate{suffix}"], np.mean([r["win"] for r in recs]), rtol=1e-6)
+            assert f[f"gold{suffix}"] == single["policies"][name][f"gold{suffix}"]
 
 
 def test_missing_stage_is_named(workdir, tmp_path):
