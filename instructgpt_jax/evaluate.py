@@ -174,9 +174,10 @@ def sample_policy(generate, score, params, ref_params, rm_params, prompts, token
     """Responses, lengths, KL and raw RM scores of one policy on `prompts`, left-padded to `prompt_len`.
 
     The policy sees `prefix` + prompt (KL is measured there); the RM scores the response to the prompt. The
-    samples use key(seed), or fold_in(key(seed), stream) for a stream > 0 (another independent draw).
+    samples use key(seed), or fold_in(key(seed), stream) for a stream > 0 (another independent draw). With
+    `score` None nothing is scored: only responses and lengths (the win rate's baseline draws).
     """
-    out = {"response": [], "length": [], "kl": [], "rm_raw": []}
+    out = {"response": [], "length": []} if score is None else {"response": [], "length": [], "kl": [], "rm_raw": []}
     key = jax.random.key(seed) if stream == 0 else jax.random.fold_in(jax.random.key(seed), stream)
     for b, (chunk, n) in enumerate(_batches(prompts, ec.batch_size)):
         tokens, mask = left_pad([tokenizer.encode_prompt(prefix + p) for p in chunk], tokenizer.pad_id, prompt_len)
@@ -187,13 +188,14 @@ def sample_policy(generate, score, params, ref_params, rm_params, prompts, token
         batch = sharding.put_global(feed, mesh)
         # Batch b samples with fold_in(key, b), folded inside the program (as generate_texts' batches).
         sample = generate(params, batch["prompt_tokens"], batch["prompt_mask"], key, b)
-        rm_prompt = (batch["rm_tokens"], batch["rm_mask"]) if prefix else None
-        scored = sharding.to_host(score(params, ref_params, rm_params, sample, batch["prompt_mask"], rm_prompt))
         host = sharding.to_host({k: sample[k] for k in ("response", "response_mask", "lengths")})
         out["response"] += [tokenizer.decode(r[m]) for r, m in zip(host["response"][:n], host["response_mask"][:n])]
         out["length"] += host["lengths"][:n].tolist()
-        out["kl"] += scored["kl"][:n].tolist()
-        out["rm_raw"] += scored["rm_raw"][:n].tolist()
+        if score is not None:
+            rm_prompt = (batch["rm_tokens"], batch["rm_mask"]) if prefix else None
+            scored = sharding.to_host(score(params, ref_params, rm_params, sample, batch["prompt_mask"], rm_prompt))
+            out["kl"] += scored["kl"][:n].tolist()
+            out["rm_raw"] += scored["rm_raw"][:n].tolist()
     return out
 
 
@@ -348,7 +350,6 @@ def run(config, workdir: str) -> dict:
     prompt_len = prompt_lens[""]
     scorers = {n: jax.jit(functools.partial(score_samples, graphdef, rm_graphdef, n))
                for n in set(prompt_lens.values())}
-    score = scorers[prompt_len]
     # A fresh generator per use: the same judges for every policy.
     labeler_rng = lambda: np.random.default_rng([ec.seed, LABELER_STREAM])  # noqa: E731
     labeler_ids = {split: labeler_rng().integers(world.labelers.n, size=len(rs)) for split, rs in rows.items()}
@@ -356,7 +357,7 @@ def run(config, workdir: str) -> dict:
     with jax.set_mesh(mesh):
         # The reference's further samples, which every answer is compared with (its own win rate is ~50%):
         # baseline[split][j] is draw j for every prompt.
-        baseline = {split: [sample_policy(generate, score, ref_params, ref_params, rm_params, prompts[split],
+        baseline = {split: [sample_policy(generate, None, ref_params, ref_params, rm_params, prompts[split],
                                           tokenizer, ec, mesh, ec.seed + BASELINE_SEED_OFFSET, prompt_len, stream=j)
                             ["response"] for j in range(ec.baseline_samples)]
                     for split in rows}
@@ -393,7 +394,7 @@ def run(config, workdir: str) -> dict:
                 figures.update(f)
                 paired[name, suffix] = gold, wins
                 samples.setdefault(name, []).extend(
-                    sample_record(split, r, y, [draw[i] for draw in baseline[split]], gd, sc, k, n, each[:, i])
+                    sample_record(split, r, y, [draw[i] for draw in baseline[split]], gd, sc, k, n, wins[i], each[:, i])
                     for i, (r, y, gd, sc, k, n) in enumerate(zip(rows[split], s["response"], gold, rm, s["kl"],
                                                                  s["length"])))
             if folder not in pretrain_losses:  # the prompted policy has its base model's parameters
@@ -434,13 +435,13 @@ def run(config, workdir: str) -> dict:
     return summary
 
 
-def sample_record(split, row, response, references, gold, rm_score, kl, length, verdicts) -> dict:
+def sample_record(split, row, response, references, gold, rm_score, kl, length, win, verdicts) -> dict:
     """One line of W/eval/<policy>.jsonl: the answer, its figures and its win (the mean of `verdicts`, one per
-    baseline draw in `references`); `reference_response` is the first draw, and with several draws
-    `reference_responses` and `wins` hold each with its verdict."""
+    baseline draw in `references`, as the summary counts it); `reference_response` is the first draw, and with
+    several draws `reference_responses` and `wins` hold each with its verdict."""
     out = {"split": split, "prompt": row["prompt"], "family": row.get("family"), "response": response,
            "reference_response": references[0], "gold": float(gold), "rm_score": float(rm_score), "kl": float(kl),
-           "length": int(length), "win": float(np.mean(verdicts))}
+           "length": int(length), "win": float(win)}
     if len(references) > 1:
         out.update(reference_responses=list(references), wins=[float(v) for v in verdicts])
     return out
