@@ -8,11 +8,13 @@
 README.md's results table is this script's output: `--readme` replaces what lies between the lines
 `<!-- results:begin -->` and `<!-- results:end -->` with the table and the RM line and leaves the rest of the
 file as it is, so the table cannot drift from the run it names. docs/RESULTS.md pastes its output. Columns: labeler win rate against SFT (± its 95% interval), gold and the paired gold
-difference from SFT (± 95%), RM score, KL from SFT, alignment tax, response length, refusals of harmful
+difference from SFT's answer (± 95%), the gold difference from the SFT samples the win rate judges each answer
+against (the mean over the eval's baseline draws, ± 95%), RM score, KL from SFT, alignment tax, response length, refusals of harmful
 requests (the eval prompts' and the held-out instructions'), and the Figure 4 metadata (fails to attempt the
 task, constraint violations, hallucinations, inappropriate answers). With
 several runs each cell is the mean over runs followed by the runs' values in brackets. `--families` adds a
-table per prompt family (the world's slices, the hard one last): each policy's gold, and the RM's agreement
+table per prompt family (the world's slices, the hard one last): each policy's gold, the gold of the win
+rate's SFT baseline draws, PPO's and PPO-ptx's win rates, and the RM's agreement
 with a held-out labeler's ranking beside the labelers' own (mean over runs), the figures behind "where RLHF
 helps and where it does not".
 """
@@ -28,6 +30,7 @@ COLUMNS = (  # (header, getter, format, interval key or None)
     ("win rate vs SFT", lambda f: f.get("win_rate"), "{:.3f}", "win_rate_ci95"),
     ("gold", lambda f: f.get("gold"), "{:.3f}", None),
     ("gold - SFT", lambda f: f.get("gold_diff"), "{:+.3f}", "gold_diff_ci95"),
+    ("gold - SFT draws", lambda f: f.get("gold_vs_baseline"), "{:+.3f}", "gold_vs_baseline_ci95"),
     ("RM score", lambda f: f.get("rm_score"), "{:.2f}", None),
     ("KL", lambda f: f.get("kl"), "{:.1f}", None),
     ("tax", lambda f: f.get("alignment_tax"), "{:+.2f}", None),
@@ -80,8 +83,9 @@ FAMILY_WINS = (("ppo", "PPO win"), ("ppo_ptx", "PPO-ptx win"))  # the labelers' 
 
 
 def family_table(summaries: list[dict]) -> str:
-    """Per family, mean over runs: each policy's gold, PPO's and PPO-ptx's win rate against SFT (a run evaluated
-    before the summary had it left out of that mean), the RM's agreement and the labelers' (the RM's ceiling),
+    """Per family, mean over runs: each policy's gold (SFT's answer's, then the mean of the baseline draws the win
+    rate compares with, summary["baseline"]), PPO's and PPO-ptx's win rate against SFT (a run evaluated before the
+    summary had them left out of those means), the RM's agreement and the labelers' (the RM's ceiling),
     and, for runs whose evaluation has it (summary["rm"]["best_of_n"]["by_family"]), the gold of the RM's pick
     among the largest n SFT samples against the gold-best's, and its change from the n before (unweighted: the
     family's own curve)."""
@@ -97,7 +101,8 @@ def family_table(summaries: list[dict]) -> str:
     bests = [(s.get("rm", {}).get("best_of_n") or {}) for s in summaries]
     bests = [b for b in bests if b.get("by_family")]
     n = bests[0]["n"] if bests else None
-    head = [label for _, label in FAMILY_POLICIES + FAMILY_WINS] + ["RM agreement", "labelers", "pairs"]
+    head = ([FAMILY_POLICIES[0][1], "SFT draws"] + [label for _, label in FAMILY_POLICIES[1:] + FAMILY_WINS]
+            + ["RM agreement", "labelers", "pairs"])
     if n:
         head += [f"best-of-{n[-1]}: RM / gold-best", f"RM's pick {n[-2] if len(n) > 1 else n[-1]} -> {n[-1]}"]
     lines = ["| family | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
@@ -105,6 +110,7 @@ def family_table(summaries: list[dict]) -> str:
         name = f"hard: {fam}" if kind[fam] == "hard" else fam
         cells = [mean([((s["policies"].get(p) or {}).get("gold_by_family") or {}).get(fam) for s in summaries])
                  for p, _ in FAMILY_POLICIES]
+        cells.insert(1, mean([((s.get("baseline") or {}).get("gold_by_family") or {}).get(fam) for s in summaries]))
         cells += [mean([((s["policies"].get(p) or {}).get("win_rate_by_family") or {}).get(fam) for s in summaries])
                   for p, _ in FAMILY_WINS]
         for key in ("accuracy_by_family", "labeler_agreement_by_family"):

@@ -7,6 +7,8 @@ module turns those arrays into summary.json's figures:
   (Ouyang et al. 2022: fails to attempt, violates constraints, hallucinates, inappropriate);
 - `paired_figures`: gold difference from the reference (SFT) on the same prompts and sampling keys, with a
   95% interval from the paired standard error, and the win rate's 95% interval;
+- `baseline_figures`: gold difference from the reference's baseline draws, the samples the win rate judges
+  each answer against (overall, per family, with its 95% interval);
 - `rm_agreement`: the RM's pairwise agreement with a labeler's rankings, per K and per family, beside a
   second labeler's agreement with the first on the same responses (the ceiling a RM can reach);
 - `best_of_n`: gold of the RM's pick among n samples against the gold-best of the same n.
@@ -77,6 +79,16 @@ def paired_figures(gold, ref_gold, wins, suffix="") -> dict:
     diff = np.asarray(gold, np.float64) - np.asarray(ref_gold, np.float64)
     return {f"gold_diff{suffix}": mean(diff), f"gold_diff{suffix}_ci95": ci95(diff),
             f"win_rate{suffix}_ci95": ci95(np.asarray(wins, np.float64))}
+
+
+def baseline_figures(gold, baseline_gold, families, suffix="") -> dict:
+    """Gold against the win rate's baseline: per prompt, the answer's gold minus the mean gold of the reference's
+    baseline draws of that prompt (`baseline_gold` (draws, prompts)), averaged overall (with its 95% interval)
+    and per family. Beside `gold_diff` (against the reference's own answer, same key) it says whether an answer
+    is better than the samples the labelers compared it with, the question the win rate asks."""
+    diff = np.asarray(gold, np.float64) - np.asarray(baseline_gold, np.float64).mean(0)
+    return {f"gold_vs_baseline{suffix}": mean(diff), f"gold_vs_baseline{suffix}_ci95": ci95(diff),
+            f"gold_vs_baseline{suffix}_by_family": by_group(diff, families, ())}
 
 
 def rm_agreement(groups, scores, ks) -> dict:

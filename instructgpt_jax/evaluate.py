@@ -8,7 +8,9 @@ of W/world/eval.jsonl, and on eval_heldout.jsonl (families and phrasings never t
   metric, Ouyang et al. 2022 Figure 1): each answer against `baseline_samples` independent SFT samples of its
   prompt, one verdict each (the same labeler, fresh noise), averaged; SFT's own answer is judged the same way;
 - gold score (the world's judge standing in for human intent) and RM score (normalised with reward_norm.json);
-  the gold difference from SFT on the same prompts and sampling keys, with 95% intervals (paired);
+  the gold difference from SFT on the same prompts and sampling keys, with 95% intervals (paired), and from the
+  mean gold of the win rate's baseline draws (`gold_vs_baseline`, overall and per family; summary "baseline"
+  holds those draws' own gold), so gold and win rate can be read against the same SFT samples;
 - KL from SFT, sum_t log pi(y_t|.) - log pi_SFT(y_t|.) over the sampled response (a Monte-Carlo estimate of
   KL(pi || pi_SFT) when sampling at temperature 1, the default);
 - held-out pretraining loss, and the alignment tax = that loss minus the base model's (section 4.2);
@@ -362,6 +364,11 @@ def run(config, workdir: str) -> dict:
                             ["response"] for j in range(ec.baseline_samples)]
                     for split in rows}
 
+    # The baseline draws' gold, (draws, prompts) per split: what `gold_vs_baseline` compares each answer with.
+    baseline_gold = {split: np.array([world.gold_score(prompts[split], draw) for draw in baseline[split]], np.float64)
+                     for split in rows}
+    families = {split: [eval_figures.row_family(world, r) for r in rs] for split, rs in rows.items()}
+
     def verdicts(split, responses) -> np.ndarray:
         """(baseline_samples, n) labeler verdicts on `responses` to the first n prompts of `split`, row j against
         the reference's draw j: each prompt's labeler judges every draw, with fresh noise from one stream that
@@ -392,6 +399,7 @@ def run(config, workdir: str) -> dict:
                 f, gold = eval_figures.policy_figures(world, rows[split], s["response"], s["length"], s["kl"], rm, wins,
                                                       suffix)
                 figures.update(f)
+                figures.update(eval_figures.baseline_figures(gold, baseline_gold[split], families[split], suffix))
                 paired[name, suffix] = gold, wins
                 samples.setdefault(name, []).extend(
                     sample_record(split, r, y, [draw[i] for draw in baseline[split]], gd, sc, k, n, wins[i], each[:, i])
@@ -419,13 +427,18 @@ def run(config, workdir: str) -> dict:
             rm_figures["best_of_n"] = best_of_n(world, rm_graphdef, rm_params, norm, tokenizer, rm_prompts,
                                                 [d[:best_n] for d in draws], ec, mesh,
                                                 functools.partial(judge, "eval"),
-                                                [eval_figures.row_family(world, r) for r in rm_rows])
+                                                families["eval"][:len(rm_rows)])
     for (name, suffix), (gold, wins) in paired.items():  # against the reference's gold on the same prompts and keys
         results[name].update(eval_figures.paired_figures(gold, paired[ec.reference, suffix][0], wins, suffix))
     base = results.get("base", {}).get("pretrain_loss")
     for figures in results.values():
         figures["alignment_tax"] = None if base is None else figures["pretrain_loss"] - base
-    summary = {"policies": results, "rm": rm_figures, "stages": stage_finals(workdir),
+    baseline_summary = {"samples": ec.baseline_samples}
+    for split, suffix in (("eval", ""), ("heldout", "_heldout")):
+        per_prompt = baseline_gold[split].mean(0)
+        baseline_summary.update({f"gold{suffix}": eval_figures.mean(per_prompt),
+                                 f"gold{suffix}_by_family": eval_figures.by_group(per_prompt, families[split], ())})
+    summary = {"policies": results, "rm": rm_figures, "baseline": baseline_summary, "stages": stage_finals(workdir),
                "eval": dataclasses.asdict(ec) | {"mesh": list(mesh_cfg.shape), "tokenizer": config.world.tokenizer}}
     if jax.process_index() == 0:
         for name, recs in samples.items():

@@ -368,7 +368,8 @@ def run(workdir: str) -> dict:
     parts = [*([pulse] if pulse else []), "# InstructGPT on the embedded world\n",
              f"Workdir: `{os.path.abspath(workdir)}`\n", "## Results (held-out prompts)\n", results_table(summary),
              "Win rates ± their standard error; gold - SFT: the mean per-prompt gold difference from SFT's sample of "
-             "the same prompt with the same sampling key, ± its 95% interval.\n"]
+             "the same prompt with the same sampling key, ± its 95% interval; gold - SFT draws: from the mean gold of "
+             "the SFT samples the win rate compares each answer with, ± its 95% interval.\n"]
     for title, table in (("## Metadata (paper Figure 4; share of the responses each applies to)\n",
                           metadata_table(summary)),
                          ("## Gold per kind of prompt (held-out prompts)\n", kind_table(summary))):

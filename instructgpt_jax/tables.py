@@ -23,6 +23,7 @@ TABLE = (  # (summary key, header, format)
     ("refusal_rate_heldout", "refusal (harmful) held-out instr.", "{:.2f}"),
     ("win_rate_heldout", "win rate held-out instr.", "{:.3f}"), ("gold_heldout", "gold held-out instr.", "{:.3f}"),
     ("gold_diff", "gold - SFT (paired)", "{:+.3f}"), ("gold_diff_heldout", "gold - SFT held-out instr.", "{:+.3f}"),
+    ("gold_vs_baseline", "gold - SFT draws", "{:+.3f}"),
 )
 PULSE_PRESETS = ("nano", "nano-world", "nano-neox")  # the smoke configs' models (0.13-0.25M parameters)
 REAL_RUN = "instructgpt pipeline --config configs/pipeline.py:default --workdir runs/default"
@@ -52,7 +53,7 @@ def results_table(summary: dict) -> str:
             cell = _cell(f.get(key), fmt)
             if key.startswith("win_rate") and f.get(f"{key}_stderr") is not None:
                 cell += f" ± {f[f'{key}_stderr']:.3f}"
-            elif key.startswith("gold_diff") and f.get(f"{key}_ci95") is not None:
+            elif key.startswith(("gold_diff", "gold_vs_baseline")) and f.get(f"{key}_ci95") is not None:
                 cell += f" ± {f[f'{key}_ci95']:.3f}"
             cells.append(cell)
         lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")

@@ -28,7 +28,8 @@ POLICY_FIELDS = ("gold", "rm_score", "win_rate", "kl", "pretrain_loss", "alignme
                  "gold_heldout_by_family", "win_rate_by_family", "win_rate_heldout_by_family", "kl_heldout",
                  "length_heldout", "gold_diff", "gold_diff_ci95", "win_rate_ci95", "gold_diff_heldout",
                  "gold_diff_heldout_ci95", "win_rate_heldout_ci95", "metadata", "metadata_heldout", "gold_by_kind",
-                 "gold_heldout_by_kind")
+                 "gold_heldout_by_kind", "gold_vs_baseline", "gold_vs_baseline_ci95", "gold_vs_baseline_by_family",
+                 "gold_vs_baseline_heldout", "gold_vs_baseline_heldout_ci95", "gold_vs_baseline_heldout_by_family")
 SPLITS = (("eval", ""), ("heldout", "_heldout"))
 
 
@@ -214,6 +215,7 @@ def test_several_baseline_draws_average_the_verdicts(workdir, tmp_path):
             recs = [r for r in three if r["split"] == split]
             np.testing.assert_allclose(f[f"win_rate{suffix}"], np.mean([r["win"] for r in recs]), rtol=1e-6)
             assert f[f"gold{suffix}"] == single["policies"][name][f"gold{suffix}"]
+    _assert_gold_vs_baseline_matches_the_records(tmp_path / "w", config.world, summary)
 
 
 def test_missing_stage_is_named(workdir, tmp_path):
@@ -309,6 +311,39 @@ def test_paired_difference_matches_numpy(workdir):
             np.testing.assert_allclose(f[f"gold_diff{suffix}"], d.mean(), atol=1e-6)
             np.testing.assert_allclose(f[f"gold_diff{suffix}_ci95"], 1.96 * d.std() / np.sqrt(len(d)), atol=1e-6)
             np.testing.assert_allclose(f[f"win_rate{suffix}_ci95"], 1.96 * wins.std() / np.sqrt(len(wins)), atol=1e-6)
+
+
+def _assert_gold_vs_baseline_matches_the_records(w, world_config, summary):
+    """gold_vs_baseline (overall, its interval, per family) and summary["baseline"] from the records: each answer's
+    gold minus the mean gold of its baseline draws (`reference_responses`, or the one `reference_response`), the
+    draws' gold recomputed by the world's judge."""
+    from instructgpt_jax.data.world import make_world
+
+    world = make_world(world_config)
+    for name, f in summary["policies"].items():
+        for split, suffix in SPLITS:
+            recs = _records(w, name, split)
+            prompts = [r["prompt"] for r in recs]
+            draws = [r.get("reference_responses", [r["reference_response"]]) for r in recs]
+            base = np.array([np.mean(np.asarray(world.gold_score([p] * len(d), d), np.float64))
+                             for p, d in zip(prompts, draws)])
+            diff = np.array([r["gold"] for r in recs]) - base
+            np.testing.assert_allclose(f[f"gold_vs_baseline{suffix}"], diff.mean(), atol=1e-9)
+            np.testing.assert_allclose(f[f"gold_vs_baseline{suffix}_ci95"], 1.96 * diff.std() / np.sqrt(len(diff)),
+                                       atol=1e-9)
+            np.testing.assert_allclose(summary["baseline"][f"gold{suffix}"], base.mean(), atol=1e-9)
+            for family in set(r["family"] for r in recs):
+                at = np.array([r["family"] == family for r in recs])
+                np.testing.assert_allclose(f[f"gold_vs_baseline{suffix}_by_family"][family], diff[at].mean(),
+                                           atol=1e-9)
+                np.testing.assert_allclose(summary["baseline"][f"gold{suffix}_by_family"][family], base[at].mean(),
+                                           atol=1e-9)
+    assert summary["baseline"]["samples"] == len(draws[0])
+
+
+def test_gold_vs_baseline_matches_the_records(workdir):
+    w, config, summary = workdir
+    _assert_gold_vs_baseline_matches_the_records(w, config.world, summary)
 
 
 def test_family_figures_match_the_records(workdir):
