@@ -11,11 +11,16 @@ module turns those arrays into summary.json's figures:
   each answer against (overall, per family, with its 95% interval);
 - `rm_agreement`: the RM's pairwise agreement with a labeler's rankings, per K and per family, beside a
   second labeler's agreement with the first on the same responses (the ceiling a RM can reach);
-- `best_of_n`: gold of the RM's pick among n samples against the gold-best of the same n.
+- `best_of_n`: gold of the RM's pick among n samples against the gold-best of the same n;
+- `phrase_shifts`: the phrases a policy took up on a family (share of answers using them, against the SFT
+  draws'), with the gold of the answers that use them and of those that do not: reward hacking, read off
+  the samples (an apology where a question was asked, a word the RM rewards where nobody asked for it).
 Standard errors are std / sqrt(n) with the population std (ddof 0), as for every figure of this stage.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -177,3 +182,48 @@ def best_of_n(rm, gold, ns, wins=None, families=None) -> dict:
         out["rm_win_rate"] = [win_rate(i) for i in rm_picks]
         out["oracle_win_rate"] = [win_rate(i) for i in oracle_picks]
     return out
+
+
+def phrases(text: str, longest: int = 2) -> set[str]:
+    """The word n-grams of `text` (lower case, n = 1..longest): what `phrase_shifts` counts."""
+    words = re.findall(r"[a-z']+", text.lower())
+    return {" ".join(words[i:i + n]) for n in range(1, longest + 1) for i in range(len(words) - n + 1)}
+
+
+def phrase_shifts(families, responses, gold, ref_draws, min_rise: float = 0.25, min_answers: int = 5,
+                  top: int = 3, same: float = 0.8) -> list[dict]:
+    """What a policy took up, per family: the phrases (word 1- and 2-grams) whose share of its answers exceeds
+    their share of the reference's answers by at least `min_rise`, in at least `min_answers` answers.
+
+    families, responses, gold: one per prompt; ref_draws: the reference's answers to the same prompts, one list
+    per draw (the win rate's baseline draws), so a phrase's reference share is its mean over the draws. Per
+    family the `top` largest rises (the longer phrase first at equal rise); a phrase is left out when the answers
+    using it are nearly those using one already taken (Jaccard index at least `same`: "near the", "near" and
+    "the" in the same answers count once). Each entry: family, phrase, prompts, ref_share, share, and the mean
+    gold of the policy's answers with and without the phrase (None where there are none). Sorted by rise,
+    largest first."""
+    families = np.asarray(families)
+    gold = np.asarray(gold, np.float64)
+    mine = [phrases(y) for y in responses]
+    theirs = [[phrases(draw[i]) for draw in ref_draws] for i in range(len(responses))]
+    out = []
+    for family in sorted(set(families.tolist())):
+        at = np.flatnonzero(families == family)
+        rises = []
+        for phrase in set().union(*(mine[i] for i in at)):
+            used = np.array([phrase in mine[i] for i in at])
+            ref_share = float(np.mean([np.mean([phrase in d for d in theirs[i]]) for i in at]))
+            if used.sum() >= min_answers and used.mean() - ref_share >= min_rise:
+                rises.append((used.mean() - ref_share, len(phrase.split()), phrase, used, ref_share))
+        taken, users = [], []
+        for rise, _, phrase, used, ref_share in sorted(rises, key=lambda r: (-r[0], -r[1], r[2])):
+            if len(taken) == top:
+                break
+            if any((used & u).sum() >= same * (used | u).sum() for u in users):
+                continue
+            users.append(used)
+            taken.append({"family": family, "phrase": phrase, "prompts": int(len(at)), "ref_share": ref_share,
+                          "share": float(used.mean()), "gold_with": mean(gold[at][used]),
+                          "gold_without": mean(gold[at][~used])})
+        out += taken
+    return sorted(out, key=lambda e: (-(e["share"] - e["ref_share"]), e["family"], e["phrase"]))

@@ -15,7 +15,9 @@ of W/world/eval.jsonl, and on eval_heldout.jsonl (families and phrasings never t
   KL(pi || pi_SFT) when sampling at temperature 1, the default);
 - held-out pretraining loss, and the alignment tax = that loss minus the base model's (section 4.2);
 - mean response length in tokens, refusal rate on harmful prompts, refusals of benign ones;
-- gold per family and per kind of prompt, and Figure 4's metadata rates (eval_figures.py).
+- gold per family and per kind of prompt, and Figure 4's metadata rates (eval_figures.py);
+- per family, the phrases a policy took up against SFT's baseline draws (`phrase_shifts`, every policy but the
+  reference): where a policy games the RM, the phrase shows, with the gold of the answers that use it.
 "GPT prompted" (`prompted`) is the paper's few-shot-prompted GPT-3 baseline: the base model whose prompts
 get `prompt_prefix`, two instruction/answer pairs in prose. The prefixed text is what it sees, so its KL
 from SFT is measured on the prefixed prompt (both models conditioned on the prefix); its RM score, gold,
@@ -400,6 +402,9 @@ def run(config, workdir: str) -> dict:
                                                       suffix)
                 figures.update(f)
                 figures.update(eval_figures.baseline_figures(gold, baseline_gold[split], families[split], suffix))
+                if split == "eval" and name != ec.reference:  # what the policy took up that SFT's samples lack
+                    figures["phrase_shifts"] = eval_figures.phrase_shifts(families[split], s["response"], gold,
+                                                                          baseline[split])
                 paired[name, suffix] = gold, wins
                 samples.setdefault(name, []).extend(
                     sample_record(split, r, y, [draw[i] for draw in baseline[split]], gd, sc, k, n, wins[i], each[:, i])

@@ -401,6 +401,13 @@ def run(workdir: str) -> dict:
         parts.append(f"Labeler win rate against SFT of the best of {best['n'][-1]} SFT samples: "
                      f"{best['rm_win_rate'][-1]:.3f} picked by the RM, {best['oracle_win_rate'][-1]:.3f} picked by "
                      "gold (what re-ranking SFT's own samples reaches).\n")
+    shifts = tables.phrase_shift_table(summary)
+    if shifts:
+        parts += ["## What the RLHF policies took up\n",
+                  "Per family (eval prompts in brackets), the phrases whose share of a policy's answers rose by at "
+                  "least 0.25 over SFT's samples (the win rate's baseline draws), with the gold of the policy's "
+                  "answers that use the phrase and of those that do not. A phrase the RM rewards where the labelers "
+                  "do not (lower gold with it) is the policy gaming the RM.\n", shifts]
     if summary.get("wall_time_s"):
         times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["wall_time_s"].items())
         devices = sorted({d for d in (summary.get("wall_time_devices") or {}).values() if d})

@@ -121,6 +121,22 @@ def best_of_n_family_table(best: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def phrase_shift_table(summary: dict, policies=("ppo", "ppo_ptx")) -> str:
+    """The phrases each RLHF policy took up per family (summary "phrase_shifts", eval_figures.phrase_shifts): the
+    share of its answers using one against the share of SFT's baseline draws, and the gold of its answers with
+    and without it; "" if no policy has any."""
+    rows = [(name, e) for name in policies for e in (summary.get("policies", {}).get(name) or {}).get("phrase_shifts")
+            or ()]
+    if not rows:
+        return ""
+    lines = ["| policy | family | phrase | SFT draws | policy | gold with / without |", "|---|---|---|---|---|---|"]
+    for name, e in rows:
+        lines.append(f"| {LABELS.get(name, name)} | {e['family']} ({e['prompts']}) | \"{e['phrase']}\" | "
+                     f"{e['ref_share']:.2f} | {e['share']:.2f} | {_cell(e['gold_with'], '{:.2f}')} / "
+                     f"{_cell(e['gold_without'], '{:.2f}')} |")
+    return "\n".join(lines) + "\n"
+
+
 def policy_preset(workdir: str) -> str | None:
     """The policy's model preset: the one SFT trained (W/sft/config.json), else the pipeline config's `model`."""
     for path in (os.path.join(workdir, "sft", "config.json"), os.path.join(workdir, "config.json")):

@@ -128,3 +128,38 @@ def test_paired_figures():
     assert np.isclose(out["gold_diff_heldout_ci95"], 1.96 * np.sqrt(np.sum((d - d.mean()) ** 2) / 4) / 2)
     assert np.isclose(out["win_rate_heldout_ci95"], 1.96 * wins.std() / 2)
     assert eval_figures.paired_figures([1.0], [0.0], [1.0])["gold_diff_ci95"] is None
+
+
+def test_phrases_are_the_lower_case_word_uni_and_bigrams():
+    assert eval_figures.phrases("The cat, near the Mat!") == {
+        "the", "cat", "near", "mat", "the cat", "cat near", "near the", "the mat"}
+    assert eval_figures.phrases("") == set()
+
+
+def test_phrase_shifts_finds_what_the_policy_took_up():
+    """Family "write" (8 prompts): the policy says "near the bed" in 6 answers, the reference's two draws never
+    ("is loud" is in every answer and in every draw of one of the two: no rise); "near", "the", "bed", "loud
+    near", "near the" and "the bed" rise alike in the same answers and count once, a bigram first. "frog" rises by 4/8 minus the draws' 1/8 but "select" has 4 answers with it: under min_answers=5 it is
+    left out, at min_answers=4 it is in. Shares, golds with and without, and the order by rise are checked."""
+    fam = ["write"] * 8 + ["select"] * 8
+    responses = ["A dog is loud near the bed."] * 6 + ["A dog is loud."] * 2 + ["frog"] * 4 + ["cat"] * 4
+    gold = [0.8] * 6 + [1.0] * 2 + [1.0] * 4 + [0.0] * 4
+    draws = [["A dog is loud."] * 8 + ["frog", "cat", "cat", "cat", "cat", "cat", "cat", "cat"],
+             ["A dog is loud and warm."] * 8 + ["frog", "cat", "cat", "cat", "cat", "cat", "cat", "cat"]]
+    out = eval_figures.phrase_shifts(fam, responses, gold, draws)
+    assert len(out) == 1
+    e = out[0]
+    assert e["family"] == "write" and e["phrase"] in ("near the", "the bed", "loud near") and e["prompts"] == 8
+    assert e["ref_share"] == 0.0 and e["share"] == 0.75
+    assert e["gold_with"] == pytest.approx(0.8) and e["gold_without"] == pytest.approx(1.0)
+    both = eval_figures.phrase_shifts(fam, responses, gold, draws, min_answers=4)
+    assert [(x["family"], x["phrase"]) for x in both][1] == ("select", "frog")
+    assert both[1]["ref_share"] == pytest.approx(1 / 8) and both[1]["share"] == 0.5
+    assert both[1]["gold_with"] == 1.0 and both[1]["gold_without"] == 0.0
+    # Phrases in different answers are each reported (at equal rise, bigrams first, then alphabetically); a rise
+    # under min_rise is not.
+    responses2 = ["near the bed"] * 3 + ["so very sorry"] * 3 + ["x"] * 2
+    out2 = eval_figures.phrase_shifts(["write"] * 8, responses2, [1.0] * 8, [["x"] * 8], min_answers=3)
+    assert [x["phrase"] for x in out2] == ["near the", "so very"] and out2[0]["share"] == 3 / 8
+    assert not eval_figures.phrase_shifts(["write"] * 8, responses2, [1.0] * 8, [["x"] * 8], min_answers=3,
+                                          min_rise=0.4)

@@ -346,6 +346,23 @@ def test_gold_vs_baseline_matches_the_records(workdir):
     _assert_gold_vs_baseline_matches_the_records(w, config.world, summary)
 
 
+def test_phrase_shifts_are_read_off_the_records(workdir):
+    """Every policy but the reference has phrase_shifts, eval_figures.phrase_shifts of its eval records against
+    the baseline draws in those records; the reference has none."""
+    from instructgpt_jax import eval_figures
+
+    w, _, summary = workdir
+    assert "phrase_shifts" not in summary["policies"]["sft"]
+    for name, f in summary["policies"].items():
+        if name == "sft":
+            continue
+        recs = _records(w, name, "eval")
+        draws = [r.get("reference_responses", [r["reference_response"]]) for r in recs]
+        expected = eval_figures.phrase_shifts([r["family"] for r in recs], [r["response"] for r in recs],
+                                              [r["gold"] for r in recs], [list(d) for d in zip(*draws)])
+        assert f["phrase_shifts"] == expected
+
+
 def test_family_figures_match_the_records(workdir):
     """gold_by_family and win_rate_by_family are the means of W/eval/<policy>.jsonl's rows of each family."""
     w, _, summary = workdir
@@ -437,3 +454,25 @@ def test_prefixed_prompts_fit_and_too_long_is_named(workdir):
     assert evaluate.fitted_prompt_len(tok, prompts, ec.prompt_prefix, ec) <= ec.prompt_len
     with pytest.raises(ValueError, match="prompt_prefix"):
         evaluate.fitted_prompt_len(tok, prompts, ec.prompt_prefix * 4, ec)
+
+
+def test_sampling_spread_reproduces_the_evaluations_own_key(workdir):
+    """experiments/sampling_spread.py samples a policy as the evaluation did: with the evaluation's key it gets
+    the summary's gold to the last digit; its mean and sd are those of the keys asked for."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    import sampling_spread
+
+    w, _, summary = workdir
+    seed = summary["eval"]["seed"]
+    figures = sampling_spread.spread(str(w), "sft", [seed, seed + 1, seed + 2])
+    assert figures["eval_key"] == seed and figures["eval_key_gold"] == summary["policies"]["sft"]["gold"]
+    golds = [figures["gold_by_key"][str(k)] for k in (seed, seed + 1, seed + 2)]
+    assert golds[0] == figures["eval_key_gold"]
+    np.testing.assert_allclose([figures["mean"], figures["sd"]], [np.mean(golds), np.std(golds, ddof=1)])
+    assert sampling_spread.parse_keys("0-3,777") == [0, 1, 2, 3, 777]
+    with pytest.raises(ValueError, match="part 'x' is not N or N-M"):
+        sampling_spread.parse_keys("1,x")
+    with pytest.raises(ValueError, match="has policies"):
+        sampling_spread.spread(str(w), "nope", [0])

@@ -63,7 +63,7 @@ def test_the_command_line_gives_jax_the_devices_before_it_starts():
     assert out.stdout.split()[-2:] == ["1", "cpu"]
 
 
-@pytest.mark.parametrize("script", ["sweep", "skill_probe", "rm_probe"])
+@pytest.mark.parametrize("script", ["sweep", "skill_probe", "rm_probe", "sampling_spread"])
 def test_scripts_that_run_stages_give_jax_the_devices_the_command_line_does(script):
     """experiments/sweep.py runs its stages in its own process: with XLA's one default device they would
     differ from `instructgpt pipeline`'s in rounding (and run slower)."""

@@ -37,6 +37,12 @@ def _full_summary():
                   "metadata": {"fails_to_attempt": 0.1 * i, "violates_constraints": 0.5, "hallucinates": None,
                                "inappropriate": 0.05},
                   "gold_by_kind": {"constraint": 0.4, "harmful": 0.9 - 0.1 * i, "hard": 0.01 * i}})
+    summary["policies"]["ppo"]["phrase_shifts"] = [
+        {"family": "write", "phrase": "near the", "prompts": 31, "ref_share": 0.0, "share": 0.97, "gold_with": 0.85,
+         "gold_without": 1.0},
+        {"family": "reply", "phrase": "about your", "prompts": 41, "ref_share": 0.73, "share": 1.0, "gold_with": 0.99,
+         "gold_without": None}]
+    summary["policies"]["ppo_ptx"]["phrase_shifts"] = []
     summary["rm"].update({"labeler_agreement": 0.72, "accuracy_by_family": {"reverse": 0.55, "use_word": 0.8},
                           "labeler_agreement_by_family": {"reverse": 0.6, "use_word": 0.9},
                           "pairs_by_family": {"reverse": 12, "use_word": 30},
@@ -115,6 +121,11 @@ def test_full_report_tables(workdir):
     assert "| family | prompts | RM's pick, n = 1 / 2 / 4 / 8 / 16 | gold-best of 16 | 8 -> 16, weighted |" in text
     assert "| reverse | 4 | 0.100 / 0.120 / 0.140 / 0.200 / 0.160 | 0.400 | -0.0100 |" in text
     assert "| all | 16 | 0.300 / 0.330 / 0.350 / 0.360 / 0.360 | 0.600 | +0.0000 |" in text
+    # What the RLHF policies took up: PPO's two phrases, PPO-ptx none.
+    assert "## What the RLHF policies took up" in text
+    assert '| PPO | write (31) | "near the" | 0.00 | 0.97 | 0.85 / 1.00 |' in text
+    assert '| PPO | reply (41) | "about your" | 0.73 | 1.00 | 0.99 / - |' in text
+    assert "| PPO-ptx | " not in text.split("## What the RLHF policies took up")[1].split("##")[0]
 
 
 def test_partial_workdir_lists_missing_plots(tmp_path):
