@@ -9,9 +9,9 @@ README.md's results table is this script's output: `--readme` replaces what lies
 `<!-- results:begin -->` and `<!-- results:end -->` with the table and the RM line and leaves the rest of the
 file as it is, so the table cannot drift from the run it names. docs/RESULTS.md pastes its output. Columns: labeler win rate against SFT (± its 95% interval), gold and the paired gold
 difference from SFT's answer (± 95%), the gold difference from the SFT samples the win rate judges each answer
-against (the mean over the eval's baseline draws, ± 95%), RM score, KL from SFT, alignment tax, response length, refusals of harmful
-requests (the eval prompts' and the held-out instructions'), and the Figure 4 metadata (fails to attempt the
-task, constraint violations, hallucinations, inappropriate answers). With
+against (the mean over the eval's baseline draws, ± 95%), RM score, KL from SFT, alignment tax, response length,
+refusals of harmful requests (the eval prompts' and the held-out instructions'), and the Figure 4 metadata
+(fails to attempt the task, constraint violations, hallucinations, inappropriate answers). With
 several runs each cell is the mean over runs followed by the runs' values in brackets. `--families` adds a
 table per prompt family (the world's slices, the hard one last): each policy's gold, the gold of the win
 rate's SFT baseline draws, PPO's and PPO-ptx's win rates, and the RM's agreement

@@ -10,7 +10,7 @@ This samples the policy's answers to the same prompts (the evaluation's settings
 "eval": prompts, temperature, lengths) with each key of `--keys` and scores them with the world's gold
 judge, then prints each key's mean gold, the mean and standard deviation over keys, and where the
 evaluation's own key lies. The eval stage must have run (its summary names the settings and the key).
-docs/RESULTS.md ("The SFT row's win rate is below 0.5 on all three seeds") has what it showed.
+docs/RESULTS.md ("Gold against the SFT samples the win rate uses") has what it showed.
 """
 
 from __future__ import annotations
@@ -85,8 +85,9 @@ def spread(workdir: str, policy: str, keys: list[int]) -> dict:
             print(f"key {key}: gold {gold[key]:.4f}", flush=True)
     values = np.array([gold[k] for k in keys])
     sd = float(values.std(ddof=1)) if len(values) > 1 else None
-    return {"workdir": workdir, "policy": policy, "prompts": len(prompts), "gold_by_key": {str(k): gold[k] for k in keys},
-            "mean": float(values.mean()), "sd": sd, "eval_key": ec.seed, "eval_key_gold": gold[ec.seed],
+    return {"workdir": workdir, "policy": policy, "prompts": len(prompts),
+            "gold_by_key": {str(k): gold[k] for k in keys}, "mean": float(values.mean()), "sd": sd,
+            "eval_key": ec.seed, "eval_key_gold": gold[ec.seed],
             "eval_key_z": (gold[ec.seed] - float(values.mean())) / sd if sd else None}
 
 

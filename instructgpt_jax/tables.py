@@ -121,12 +121,13 @@ def best_of_n_family_table(best: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def phrase_shift_table(summary: dict, policies=("ppo", "ppo_ptx")) -> str:
-    """The phrases each RLHF policy took up per family (summary "phrase_shifts", eval_figures.phrase_shifts): the
-    share of its answers using one against the share of SFT's baseline draws, and the gold of its answers with
-    and without it; "" if no policy has any."""
-    rows = [(name, e) for name in policies for e in (summary.get("policies", {}).get(name) or {}).get("phrase_shifts")
-            or ()]
+def phrase_shift_table(summary: dict) -> str:
+    """The phrases each policy tuned from SFT took up per family (summary "phrase_shifts", eval_figures.phrase_shifts;
+    PPO, PPO-ptx, later rounds' policies; not GPT, whose answers are not SFT's to begin with): the share of its
+    answers using one against the share of SFT's baseline draws, and the gold of its answers with and without it;
+    "" if no policy has any."""
+    policies = [n for n in policy_order(summary) if n not in ("base", "gpt_prompted")]
+    rows = [(name, e) for name in policies for e in summary["policies"][name].get("phrase_shifts") or ()]
     if not rows:
         return ""
     lines = ["| policy | family | phrase | SFT draws | policy | gold with / without |", "|---|---|---|---|---|---|"]

@@ -43,6 +43,9 @@ def _full_summary():
         {"family": "reply", "phrase": "about your", "prompts": 41, "ref_share": 0.73, "share": 1.0, "gold_with": 0.99,
          "gold_without": None}]
     summary["policies"]["ppo_ptx"]["phrase_shifts"] = []
+    summary["policies"]["base"]["phrase_shifts"] = [  # GPT's answers were never SFT's: not shown
+        {"family": "write", "phrase": "thou art", "prompts": 31, "ref_share": 0.0, "share": 0.5, "gold_with": 0.1,
+         "gold_without": 0.1}]
     summary["rm"].update({"labeler_agreement": 0.72, "accuracy_by_family": {"reverse": 0.55, "use_word": 0.8},
                           "labeler_agreement_by_family": {"reverse": 0.6, "use_word": 0.9},
                           "pairs_by_family": {"reverse": 12, "use_word": 30},
@@ -125,7 +128,8 @@ def test_full_report_tables(workdir):
     assert "## What the RLHF policies took up" in text
     assert '| PPO | write (31) | "near the" | 0.00 | 0.97 | 0.85 / 1.00 |' in text
     assert '| PPO | reply (41) | "about your" | 0.73 | 1.00 | 0.99 / - |' in text
-    assert "| PPO-ptx | " not in text.split("## What the RLHF policies took up")[1].split("##")[0]
+    section = text.split("## What the RLHF policies took up")[1].split("##")[0]
+    assert "| PPO-ptx | " not in section and "thou art" not in section
 
 
 def test_partial_workdir_lists_missing_plots(tmp_path):
