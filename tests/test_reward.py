@@ -198,6 +198,31 @@ def test_pack_prompts_keeps_prompts_whole_and_rows_within_the_budget():
         packing.pack_prompts([[60, 60, 60]], [0], rows=2, seq_len=64)
 
 
+def test_a_prompt_longer_than_packed_rows_widens_every_step_with_grow():
+    """prompt_rows is the most rows one prompt's units take alone. packed_rm_batches with rows below it is an
+    error naming packed_rows; with grow every step gets that many rows, rounded up to `multiple`, every prompt
+    trains whole, and data that fits packs exactly as without grow."""
+    assert packing.prompt_rows([[60, 60, 60], [10, 20]], 64) == 3 and packing.prompt_rows([], 64) == 0
+    rng = np.random.default_rng(5)
+    examples = rm_examples(12, rng)
+    examples[3] = {"prompt": "Say something long", "responses": ["cat dog sun tree map ink fox"] * 9,
+                   "ranks": list(range(9))}
+    with pytest.raises(ValueError, match="packed_rows=2"):
+        packing.packed_rm_batches(examples, TOK, 2, 64, seed=0, epochs=1.0, multiple=2)
+    batches, steps = packing.packed_rm_batches(examples, TOK, 2, 64, seed=0, epochs=1.0, multiple=2, grow=True)
+    encoded = [[(TOK.encode_prompt(e["prompt"]), TOK.encode_response(y)) for y in e["responses"]] for e in examples]
+    need = packing.prompt_rows([[packing.unit_length(e, u) for u in packing.shared_units(e, 64, False)]
+                                for e in encoded], 64)
+    assert need > 2 and batches.rows == need + need % 2
+    seen = [b for step in range(steps) for b in [batches(step)]]
+    assert all(b["tokens"].shape == (batches.rows, 64) for b in seen)
+    assert sum(int(b["k_mask"].sum()) for b in seen) == sum(len(e["responses"]) for e in examples)
+    small = examples[:3]
+    a, n = packing.packed_rm_batches(small, TOK, 8, 64, seed=0, epochs=1.0, multiple=2)
+    b, m = packing.packed_rm_batches(small, TOK, 8, 64, seed=0, epochs=1.0, multiple=2, grow=True)
+    assert n == m and b.rows == 8 and all(np.array_equal(a(0)[k], b(0)[k]) for k in a(0))
+
+
 def sft_rows(lengths, seq_len):
     from instructgpt_jax.data.packing import pack_rows
 

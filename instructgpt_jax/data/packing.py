@@ -179,15 +179,24 @@ def packed_batches(encoded, batch_size: int, seq_len: int, seed: int, epochs: fl
     return batches, steps
 
 
+def _extend(n_rows: int, used: int, lengths, seq_len: int) -> tuple[int, int]:
+    """Rows in use and tokens used in the last one after appending units of `lengths` row by row."""
+    for n in lengths:
+        n_rows, used = (n_rows, used + n) if used + n <= seq_len else (n_rows + 1, n)
+    return n_rows, used
+
+
+def prompt_rows(seg_lengths: list[list[int]], seq_len: int) -> int:
+    """The most rows of `seq_len` tokens any one prompt's units take on their own: the fewest rows per step
+    `pack_prompts` can pack these prompts into."""
+    return max((_extend(0, seq_len, lengths, seq_len)[0] for lengths in seg_lengths), default=0)
+
+
 def pack_prompts(seg_lengths: list[list[int]], order, rows: int, seq_len: int) -> list[list[int]]:
     """Batches of whole prompts taken in `order`: a prompt joins the current batch while its units
     (`shared_units`: a response with its prompt, or several sharing one), appended row by row as `pack_rows`
     lays them out, fit in `rows`."""
-
-    def extend(n_rows, used, lengths):  # rows in use and tokens used in the last one, after appending `lengths`
-        for n in lengths:
-            n_rows, used = (n_rows, used + n) if used + n <= seq_len else (n_rows + 1, n)
-        return n_rows, used
+    extend = lambda n_rows, used, lengths: _extend(n_rows, used, lengths, seq_len)  # noqa: E731
 
     batches, batch, fill = [], [], (0, seq_len)
     for i in order:
@@ -246,20 +255,24 @@ def packed_rm_batch(records, encoded, prompt_ids, rows: int, seq_len: int, pad_i
 
 
 def packed_rm_batches(records: list, tokenizer, rows: int, seq_len: int, seed: int, epochs: float, multiple: int,
-                      share_prompt: bool = False):
+                      share_prompt: bool = False, grow: bool = False):
     """(batches(step), steps) of packed K-wise batches: each epoch a fresh seeded prompt order packed by
     `pack_prompts`; prompt and segment slots are sized to the fullest batch (rounded up to `multiple`,
     the batch's split over devices), so every step has one shape. A pure function of step (exact resume).
-    `share_prompt`: see `packed_rm_batch`."""
+    `share_prompt`: see `packed_rm_batch`. A prompt whose responses need more than `rows` rows is an error, or
+    with `grow` every step gets the rows that prompt needs (rounded up to `multiple`; `batches.rows` says how
+    many), so data that fits packs exactly as before and data that does not still trains whole."""
     encoded = [[(tokenizer.encode_prompt(r["prompt"]), tokenizer.encode_response(y)) for y in r["responses"]]
                for r in records]
     batching.check_lengths([len(a) + len(b) for e in encoded for a, b in e], seq_len, "RM responses")
     unit_lengths = [[unit_length(e, u) for u in shared_units(e, seq_len, share_prompt)] for e in encoded]
+    up = lambda n: -(-n // multiple) * multiple  # noqa: E731
+    if grow:
+        rows = max(rows, up(prompt_rows(unit_lengths, seq_len)))
     n_epochs = max(1, math.ceil(epochs))
     plan = [b for e in range(n_epochs)
             for b in pack_prompts(unit_lengths, batching.epoch_order(len(records), seed, e), rows, seq_len)]
     steps = max(1, math.ceil(epochs * len(plan) / n_epochs))
-    up = lambda n: -(-n // multiple) * multiple  # noqa: E731
     max_prompts = up(max(len(b) for b in plan))
     max_segments = up(max(sum(len(encoded[p]) for p in b) for b in plan))
     k_max = max(len(e) for e in encoded)
@@ -269,4 +282,5 @@ def packed_rm_batches(records: list, tokenizer, rows: int, seq_len: int, seed: i
                                 max_prompts, max_segments, k_max, share_prompt)
         return {k: batching.process_slice(v) for k, v in batch.items()}
 
+    batches.rows = rows
     return batches, steps

@@ -81,9 +81,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if rm.pairs_shuffled:
             raise ValueError("config.rm.packed_rows packs whole prompts; set it to 0 with config.rm.pairs_shuffled")
         sharding.check_divisible(rm.packed_rows, mesh, "config.rm.packed_rows")
+        # A prompt whose K responses need more rows than packed_rows (long samples of a tuned policy in a later
+        # round) widens every step to what it needs rather than stopping the run: logged below.
         batches, epoch_steps = packed_rm_batches(examples, tokenizer, rm.packed_rows, seq_len, t.seed, t.epochs,
                                                  mesh.shape["data"] * mesh.shape["fsdp"],
-                                                 share_prompt=rm.share_prompt)
+                                                 share_prompt=rm.share_prompt, grow=True)
+        if batches.rows > rm.packed_rows:
+            log.warning("rm: a prompt's responses need more than config.rm.packed_rows=%d rows of %d tokens; "
+                        "packing %d rows per step", rm.packed_rows, seq_len, batches.rows)
     else:
         sharding.check_divisible(batch_size, mesh, "config.rm.pair_batch_size" if rm.pairs_shuffled else "config.train.batch_size")
         batches = batching.rm_batches(examples, tokenizer, batch_size, seq_len, k_max, t.seed)
@@ -93,7 +98,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     sharding.check_divisible(config.eval.batch_rows, setup.mesh, "config.eval.batch_rows")
     log.info("rm: %d train prompts (%d examples, K <= %d), %d val prompts, seq_len %d, %d steps%s", len(train_recs),
              len(examples), k_max, len(val_recs), seq_len, steps,
-             f" (packed: {rm.packed_rows} rows per step)" if rm.packed_rows else "")
+             f" (packed: {batches.rows} rows per step)" if rm.packed_rows else "")
 
     gold = gold_judge(config.eval.gold_judge)
     score_texts = make_score_texts(setup.graphdef, setup.mesh, tokenizer, seq_len, config.eval.batch_rows)
