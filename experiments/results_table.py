@@ -12,7 +12,8 @@ difference from SFT's answer (± 95%), the gold difference from the SFT samples 
 against (the mean over the eval's baseline draws, ± 95%), RM score, KL from SFT, alignment tax, response length,
 refusals of harmful requests (the eval prompts' and the held-out instructions'), and the Figure 4 metadata
 (fails to attempt the task, constraint violations, hallucinations, inappropriate answers). With
-several runs each cell is the mean over runs followed by the runs' values in brackets. `--families` adds a
+several runs each cell is the mean over runs followed by the runs' values in brackets. Rows: GPT, GPT prompted,
+SFT, PPO, PPO-ptx, then any other policy a run evaluated (later rounds' PPO-ptx with `--config.rounds`). `--families` adds a
 table per prompt family (the world's slices, the hard one last): each policy's gold, the gold of the win
 rate's SFT baseline draws, PPO's and PPO-ptx's win rates, and the RM's agreement
 with a held-out labeler's ranking beside the labelers' own (mean over runs), the figures behind "where RLHF
@@ -56,21 +57,31 @@ def load(workdirs) -> list[dict]:
 
 
 def cell(figures: list[dict], get, fmt: str, interval: str | None) -> str:
-    values = [get(f) for f in figures if f is not None and get(f) is not None]
+    present = [f for f in figures if f is not None and get(f) is not None]
+    values = [get(f) for f in present]
     if not values:
         return "-"
     mean = sum(values) / len(values)
     text = fmt.format(mean)
-    if len(values) == 1 and interval and figures[0].get(interval):
-        text += f" ± {figures[0][interval]:.3f}"
+    if len(values) == 1 and interval and present[0].get(interval):  # the one run that has it
+        text += f" ± {present[0][interval]:.3f}"
     if len(values) > 1:
         text += " (" + " / ".join(fmt.format(v) for v in values) + ")"
     return text
 
 
+def policies(summaries: list[dict]) -> list[tuple[str, str]]:
+    """(name, label) of the rows: the paper's five policies, then any other a run evaluated (a later round's
+    policy, `round_<r>` of --config.rounds, labelled "PPO-ptx, round <r>"), in the order the runs list them."""
+    known = {name for name, _ in POLICIES}
+    extra = dict.fromkeys(n for s in summaries for n in s["policies"] if n not in known)
+    label = lambda n: f"PPO-ptx, round {n.split('_')[1]}" if n.startswith("round_") else n  # noqa: E731
+    return list(POLICIES) + [(n, label(n)) for n in extra]
+
+
 def table(summaries: list[dict]) -> str:
     lines = ["| policy | " + " | ".join(h for h, *_ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for name, label in POLICIES:
+    for name, label in policies(summaries):
         figures = [s["policies"].get(name) for s in summaries]
         if all(f is None for f in figures):
             continue

@@ -38,6 +38,21 @@ def test_one_run_shows_intervals_and_seeds_show_each_value(tmp_path, capsys):
         results_table.load([str(tmp_path)])
 
 
+def test_later_rounds_get_rows_after_the_papers_five(tmp_path):
+    """A run with --config.rounds=2 has a `round_2` policy: its row follows PPO-ptx, labelled by its round, and a
+    run without it leaves its cell out of the mean."""
+    one, two = _summary(tmp_path / "a", 0.06, 0.62), _summary(tmp_path / "b", 0.08, 0.66)
+    path = os.path.join(two, "summary.json")
+    with open(path) as f:
+        summary = json.load(f)
+    summary["policies"]["round_2"] = {"win_rate": 0.7, "gold": 0.6, "gold_diff": 0.1, "kl": 1.0}
+    with open(path, "w") as f:
+        json.dump(summary, f)
+    rows = results_table.table(results_table.load([one, two])).splitlines()
+    assert [r.split(" | ")[0] for r in rows[2:]] == ["| SFT", "| PPO-ptx", "| PPO-ptx, round 2"]
+    assert rows[4].startswith("| PPO-ptx, round 2 | 0.700 | 0.600 | +0.100 |")
+
+
 def test_rm_line_gives_the_win_rate_of_the_gold_best_pick_when_the_eval_has_it():
     rm = {"accuracy": 0.7, "labeler_agreement": 0.72,
           "best_of_n": {"n": [1, 4], "recovered": 0.3, "rm_win_rate": [0.5, 0.55], "oracle_win_rate": [0.5, 0.68]}}
