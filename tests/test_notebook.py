@@ -25,6 +25,7 @@ def test_analysis_notebook_executes(tmp_path_factory, monkeypatch):
     text = "".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "| PPO-ptx |" in text and "RM pairwise accuracy" in text
     assert "**gold_heldout_by_family**" in text and "| lowercase |" in text  # the held-out family
+    assert "SFT baseline draws per prompt: 1, their gold" in text and "gold - SFT draws: GPT" in text
     assert text.count("PROMPT:") == 3
     for name in ("GPT (step", "GPT prompted (step", "SFT (step", "PPO (step", "PPO-ptx (step"):
         assert name in text
