@@ -138,9 +138,10 @@ def test_phrases_are_the_lower_case_word_uni_and_bigrams():
 
 def test_phrase_shifts_finds_what_the_policy_took_up():
     """Family "write" (8 prompts): the policy says "near the bed" in 6 answers, the reference's two draws never
-    ("is loud" is in every answer and in every draw of one of the two: no rise); "near", "the", "bed", "loud
-    near", "near the" and "the bed" rise alike in the same answers and count once, a bigram first. "frog" rises by 4/8 minus the draws' 1/8 but "select" has 4 answers with it: under min_answers=5 it is
-    left out, at min_answers=4 it is in. Shares, golds with and without, and the order by rise are checked."""
+    ("is loud" is in every answer and every draw: no rise); "near", "the", "bed", "loud near", "near the" and
+    "the bed" rise alike in the same answers and count once, a bigram first. "frog" rises by 4/8 minus the
+    draws' 1/8, but in 4 answers: under min_answers=5 it is left out, at min_answers=4 it is in. Shares, golds
+    with and without, and the order by rise are checked."""
     fam = ["write"] * 8 + ["select"] * 8
     responses = ["A dog is loud near the bed."] * 6 + ["A dog is loud."] * 2 + ["frog"] * 4 + ["cat"] * 4
     gold = [0.8] * 6 + [1.0] * 2 + [1.0] * 4 + [0.0] * 4

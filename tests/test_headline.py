@@ -42,13 +42,25 @@ def test_the_reward_model_learns(summary):
 def test_labelers_prefer_ppo_ptx_to_sft(summary):
     ptx = summary["policies"]["ppo_ptx"]
     assert ptx["win_rate"] - ptx["win_rate_ci95"] >= 0.55 and ptx["win_rate"] >= 0.60, ptx["win_rate"]
-    assert ptx["gold_diff"] >= 0.05 and ptx["gold_diff"] - ptx["gold_diff_ci95"] > 0, (ptx["gold_diff"], ptx["gold_diff_ci95"])
+
+
+def test_ppo_ptx_gains_gold(summary):
+    ptx = summary["policies"]["ppo_ptx"]
+    assert ptx["gold_diff"] >= 0.05 and ptx["gold_diff"] - ptx["gold_diff_ci95"] > 0, (
+        ptx["gold_diff"], ptx["gold_diff_ci95"])
     # The same gain against the SFT samples the labelers compared it with (the baseline draws), which does not
     # carry the SFT row's own draw (docs/RESULTS.md, "Gold against the SFT samples the win rate uses").
     assert ptx["gold_vs_baseline"] >= 0.05 and ptx["gold_vs_baseline"] - ptx["gold_vs_baseline_ci95"] > 0, (
         ptx["gold_vs_baseline"], ptx["gold_vs_baseline_ci95"])
-    assert ptx["kl"] < 10.0, ptx["kl"]
-    # Instructions never trained on improve too, against SFT's answer and against its draws.
+
+
+def test_ppo_ptx_stays_near_sft(summary):
+    assert summary["policies"]["ppo_ptx"]["kl"] < 10.0, summary["policies"]["ppo_ptx"]["kl"]
+
+
+def test_heldout_instructions_improve(summary):
+    """Instructions never trained on improve too, against SFT's answer and against its draws."""
+    ptx = summary["policies"]["ppo_ptx"]
     assert ptx["gold_diff_heldout"] > 0 and ptx["gold_vs_baseline_heldout"] > 0, (
         ptx["gold_diff_heldout"], ptx["gold_vs_baseline_heldout"])
 

@@ -14,8 +14,8 @@ import results_table  # noqa: E402
 def _summary(path, gold_diff, win):
     policies = {"sft": {"win_rate": 0.5, "gold": 0.5, "gold_diff": 0.0, "kl": 0.0},
                 "ppo_ptx": {"win_rate": win, "win_rate_ci95": 0.04, "gold": 0.5 + gold_diff, "gold_diff": gold_diff,
-                            "gold_diff_ci95": 0.02, "gold_vs_baseline": gold_diff - 0.01, "gold_vs_baseline_ci95": 0.015,
-                            "kl": 3.0, "refusal_rate_heldout": 0.75,
+                            "gold_diff_ci95": 0.02, "gold_vs_baseline": gold_diff - 0.01,
+                            "gold_vs_baseline_ci95": 0.015, "kl": 3.0, "refusal_rate_heldout": 0.75,
                             "metadata": {"violates_constraints": 0.1, "fails_to_attempt": 0.05}}}
     path.mkdir()
     (path / "summary.json").write_text(json.dumps({"policies": policies, "rm": {"accuracy": 0.7, "labeler_agreement": 0.72,
@@ -73,7 +73,8 @@ def test_readme_mode_rewrites_only_between_the_markers(tmp_path):
     text = readme.read_text()
     assert text.startswith(head + results_table.BEGIN + "\n") and text.endswith(results_table.END + tail)
     inside = text[len(head + results_table.BEGIN + "\n"):-len(results_table.END + tail)].splitlines()
-    headers = ["policy", "win rate vs SFT", "gold", "gold - SFT", "gold - SFT draws", "RM score", "KL", "tax", "length", "refusal",
+    headers = ["policy", "win rate vs SFT", "gold", "gold - SFT", "gold - SFT draws", "RM score", "KL", "tax",
+               "length", "refusal",
                "refusal held-out", "fails to attempt", "violates", "hallucinates", "inappropriate"]
     assert inside[0] == "| " + " | ".join(headers) + " |" and inside[1] == "|---" * len(headers) + "|"
     assert inside[2] == "| SFT | 0.500 | 0.500 | +0.000 | - | - | 0.0 | - | - | - | - | - | - | - | - |"
