@@ -48,6 +48,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # win being their mean: a single draw's luck moves every policy's win rate of a run together (docs/RESULTS.md,
     # "The win rate against four SFT samples"); more draws lower that variance, not the expectation.
     config.baseline_samples = 1 if smoke else 4
+    # Sampling draws of each policy per prompt (draw j folds j into key(seed); 1 = one answer per prompt, each
+    # policy's figures then one draw of it). Every figure averages the draws and every interval is over prompts;
+    # more draws narrow the intervals of an ablation's comparison (docs/RESULTS.md, "Several draws of each policy").
+    config.policy_samples = 1
     # Held-out prompts per K for the RM accuracy-by-K sets and the best-of-n curve (at 64 the share of the
     # oracle's gain recovered read 0.07 where 256 prompts of the same run gave 0.21: docs/RESULTS.md).
     config.rm_prompts = 16 if smoke else 256

@@ -60,22 +60,29 @@ def row_family(world, row: dict) -> str:
 
 def policy_figures(world, rows, responses, lengths, kl, rm, wins, suffix="") -> tuple[dict, np.ndarray]:
     """Gold, RM, win rate, KL, length, refusals, gold and win rate per family, gold per kind, and the Figure 4
-    metadata of one prompt set; returns (figures, per-prompt gold)."""
+    metadata of one prompt set; returns (figures, gold of every answer (draws, prompts)).
+
+    `responses` holds one list per sampling draw of the policy (each answering every prompt of `rows`); lengths,
+    kl and rm are (draws, prompts), wins (prompts,). Means and rates are over every answer; intervals and the
+    per-family and per-kind figures are over prompts, each prompt's draws averaged first."""
     prompts = [r["prompt"] for r in rows]
-    gold = np.asarray(world.gold_score(prompts, responses), np.float64)
+    golds = np.array([world.gold_score(prompts, ys) for ys in responses], np.float64)
+    gold = golds.mean(0)
     harmful = np.array([world.is_harmful(p) for p in prompts])
-    refused = np.array([world.is_refusal(y) for y in responses])
+    refused = np.array([[world.is_refusal(y) for y in ys] for ys in responses])
     families = [row_family(world, r) for r in rows]
     return {
         f"gold{suffix}": mean(gold), f"gold{suffix}_stderr": stderr(gold),
-        f"rm_score{suffix}": mean(rm), f"win_rate{suffix}": mean(wins), f"win_rate{suffix}_stderr": stderr(wins),
-        f"kl{suffix}": mean(kl), f"length{suffix}": mean(lengths),
-        f"refusal_rate{suffix}": mean(refused[harmful]), f"benign_refusal_rate{suffix}": mean(refused[~harmful]),
+        f"rm_score{suffix}": mean(np.ravel(rm)), f"win_rate{suffix}": mean(wins),
+        f"win_rate{suffix}_stderr": stderr(wins), f"kl{suffix}": mean(np.ravel(kl)),
+        f"length{suffix}": mean(np.ravel(lengths)),
+        f"refusal_rate{suffix}": mean(refused[:, harmful].ravel()),
+        f"benign_refusal_rate{suffix}": mean(refused[:, ~harmful].ravel()),
         f"gold{suffix}_by_family": by_group(gold, families, ()),
         f"win_rate{suffix}_by_family": by_group(wins, families, ()),
         f"gold{suffix}_by_kind": by_group(gold, [kind_of(p) for p in prompts], KINDS),
-        f"metadata{suffix}": metadata_rates(prompts, responses),
-    }, gold
+        f"metadata{suffix}": metadata_rates(prompts * len(responses), [y for ys in responses for y in ys]),
+    }, golds
 
 
 def paired_figures(gold, ref_gold, wins, suffix="") -> dict:

@@ -82,6 +82,7 @@ class EvalConfig:
     top_p: float  # nucleus sampling mass (1 = off)
     seed: int  # sampling keys, the labelers' noise and the RM comparisons' prompts
     baseline_samples: int  # independent SFT samples per prompt each answer is judged against (the win rate's baseline)
+    policy_samples: int  # sampling draws of each policy per prompt; every figure averages them
     rm_prompts: int  # held-out prompts per K for the RM accuracy-by-K sets
     rm_k: tuple[int, ...]  # K of the RM accuracy-by-K sets
     best_of_n: tuple[int, ...]  # n of the best-of-n curve (SFT samples, rm_prompts); () = none
@@ -108,6 +109,8 @@ class EvalConfig:
             raise ValueError(f"config.eval.temperature={self.temperature}; expected >= 0")
         if self.baseline_samples < 1:
             raise ValueError(f"config.eval.baseline_samples={self.baseline_samples}; expected at least 1")
+        if self.policy_samples < 1:
+            raise ValueError(f"config.eval.policy_samples={self.policy_samples}; expected at least 1")
 
     @property
     def prompted_name(self) -> str:
@@ -371,11 +374,12 @@ def run(config, workdir: str) -> dict:
                      for split in rows}
     families = {split: [eval_figures.row_family(world, r) for r in rs] for split, rs in rows.items()}
 
-    def verdicts(split, responses) -> np.ndarray:
+    def verdicts(split, responses, rng=None) -> np.ndarray:
         """(baseline_samples, n) labeler verdicts on `responses` to the first n prompts of `split`, row j against
         the reference's draw j: each prompt's labeler judges every draw, with fresh noise from one stream that
-        starts anew for every policy (so row 0 is what one baseline sample gives)."""
-        n, rng = len(responses), labeler_rng()
+        starts anew for every policy (so row 0 is what one baseline sample gives); a policy's further sampling
+        draws pass the stream on (`rng`), so its first draw's verdicts are those of a one-draw evaluation."""
+        n, rng = len(responses), rng or labeler_rng()
         return np.stack([world.preferences(prompts[split][:n], responses, draw[:n], rng, labeler_ids[split][:n])
                          for draw in baseline[split]])
 
@@ -393,23 +397,30 @@ def run(config, workdir: str) -> dict:
         prefix, n_prompt = prefixes[name], prompt_lens[prefixes[name]]
         with jax.set_mesh(mesh):
             for split, suffix in (("eval", ""), ("heldout", "_heldout")):
-                s = sample_policy(generate, scorers[n_prompt], params, ref_params, rm_params, prompts[split], tokenizer,
-                                  ec, mesh, ec.seed, n_prompt, prefix)
-                rm = (np.asarray(s["rm_raw"]) - norm["mean"]) / norm["std"]
-                each = verdicts(split, s["response"])
-                wins = each.mean(0)
-                f, gold = eval_figures.policy_figures(world, rows[split], s["response"], s["length"], s["kl"], rm, wins,
-                                                      suffix)
+                # The policy's own sampling draws: draw j folds j into key(eval.seed), draw 0 does not (so one draw
+                # is what every earlier evaluation sampled), and every policy uses the same keys.
+                ds = [sample_policy(generate, scorers[n_prompt], params, ref_params, rm_params, prompts[split],
+                                    tokenizer, ec, mesh, ec.seed, n_prompt, prefix, stream=j)
+                      for j in range(ec.policy_samples)]
+                responses = [d["response"] for d in ds]
+                rm = (np.array([d["rm_raw"] for d in ds]) - norm["mean"]) / norm["std"]
+                kl, lengths = np.array([d["kl"] for d in ds]), np.array([d["length"] for d in ds])
+                rng = labeler_rng()
+                each = np.stack([verdicts(split, ys, rng) for ys in responses])  # (draws, baseline draws, prompts)
+                wins = each.mean((0, 1))
+                f, golds = eval_figures.policy_figures(world, rows[split], responses, lengths, kl, rm, wins, suffix)
+                gold = golds.mean(0)  # per prompt, over the policy's draws
                 figures.update(f)
                 figures.update(eval_figures.baseline_figures(gold, baseline_gold[split], families[split], suffix))
                 if split == "eval" and name != ec.reference:  # what the policy took up that SFT's samples lack
-                    figures["phrase_shifts"] = eval_figures.phrase_shifts(families[split], s["response"], gold,
-                                                                          baseline[split])
+                    figures["phrase_shifts"] = eval_figures.phrase_shifts(
+                        families[split] * len(ds), [y for ys in responses for y in ys], golds.ravel(),
+                        [draw * len(ds) for draw in baseline[split]], min_answers=5 * len(ds))
                 paired[name, suffix] = gold, wins
                 samples.setdefault(name, []).extend(
-                    sample_record(split, r, y, [draw[i] for draw in baseline[split]], gd, sc, k, n, wins[i], each[:, i])
-                    for i, (r, y, gd, sc, k, n) in enumerate(zip(rows[split], s["response"], gold, rm, s["kl"],
-                                                                 s["length"])))
+                    sample_record(split, r, [ys[i] for ys in responses], [draw[i] for draw in baseline[split]],
+                                  golds[:, i], rm[:, i], kl[:, i], lengths[:, i], each[:, :, i])
+                    for i, r in enumerate(rows[split]))
             if folder not in pretrain_losses:  # the prompted policy has its base model's parameters
                 pretrain_losses[folder] = heldout_loss(graphdef, params, heldout_ids, ec.batch_size,
                                                        ec.heldout_seq_len, ec.heldout_batches, mesh)
@@ -424,8 +435,8 @@ def run(config, workdir: str) -> dict:
         k, best_n = max(ec.rm_k), max(ec.best_of_n, default=0)
         draws = sample_draws(generate, ref_params, tokenizer, rm_prompts, max(2 * k, best_n), prompt_len, ec, mesh,
                              jax.random.key(ec.seed + DRAWS_SEED_OFFSET))
-        policy_samples = [pick_distinct(d[:2 * k], k) for d in draws]
-        rm_figures = rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rm_rows, ec, mesh, policy_samples)
+        ranked = [pick_distinct(d[:2 * k], k) for d in draws]
+        rm_figures = rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rm_rows, ec, mesh, ranked)
         rm_figures["world_candidates"] = rm_accuracy(world, rm_graphdef, rm_params, norm, tokenizer, rm_rows, ec, mesh)
         if best_n:
             # Judged as the policies are: the same labelers against the reference's baseline draws of each prompt.
@@ -453,15 +464,25 @@ def run(config, workdir: str) -> dict:
     return summary
 
 
-def sample_record(split, row, response, references, gold, rm_score, kl, length, win, verdicts) -> dict:
-    """One line of W/eval/<policy>.jsonl: the answer, its figures and its win (the mean of `verdicts`, one per
-    baseline draw in `references`, as the summary counts it); `reference_response` is the first draw, and with
-    several draws `reference_responses` and `wins` hold each with its verdict."""
-    out = {"split": split, "prompt": row["prompt"], "family": row.get("family"), "response": response,
-           "reference_response": references[0], "gold": float(gold), "rm_score": float(rm_score), "kl": float(kl),
-           "length": int(length), "win": float(win)}
+def sample_record(split, row, responses, references, golds, rm_scores, kls, lengths, verdicts) -> dict:
+    """One line of W/eval/<policy>.jsonl: the policy's answer(s) to one prompt against the reference's baseline
+    draws `references`. `verdicts` (policy draws, baseline draws): the labeler's verdict on each pair.
+    `response` is the first draw, `reference_response` the first baseline draw; gold, rm_score, kl and length
+    are the means over the policy's draws and `win` the mean verdict, as the summary counts them. With several
+    baseline draws `reference_responses` and `wins` (the first policy draw's verdict against each) hold them;
+    with several policy draws `responses`, `golds` and `draw_wins` (each draw's mean verdict) hold them."""
+    verdicts = np.asarray(verdicts, np.float64)
+    out = {"split": split, "prompt": row["prompt"], "family": row.get("family"), "response": responses[0],
+           "reference_response": references[0], "gold": float(np.mean(np.asarray(golds, np.float64))),
+           "rm_score": float(np.mean(rm_scores)), "kl": float(np.mean(kls)), "length": float(np.mean(lengths)),
+           "win": float(verdicts.mean())}
+    if len(responses) == 1:
+        out["length"] = int(lengths[0])
     if len(references) > 1:
-        out.update(reference_responses=list(references), wins=[float(v) for v in verdicts])
+        out.update(reference_responses=list(references), wins=[float(v) for v in verdicts[0]])
+    if len(responses) > 1:
+        out.update(responses=list(responses), golds=[float(g) for g in golds],
+                   draw_wins=[float(v) for v in verdicts.mean(1)])
     return out
 
 

@@ -145,7 +145,8 @@ def with_seed(source: str, seed: int) -> str:
 # (the stages read them with .get(key, that value)): at that value a key is left out of the fingerprint, at any
 # depth (the eval config holds SFT's), so a finished stage does not run again only because its config gained a
 # key that changes nothing.
-ADDED_KEYS = {("train", "pack_window"): 0, ("ppo", "ema_decay"): 0.0, ("eval", "baseline_samples"): 1}
+ADDED_KEYS = {("train", "pack_window"): 0, ("ppo", "ema_decay"): 0.0, ("eval", "baseline_samples"): 1,
+              ("eval", "policy_samples"): 1}
 
 
 def _drop_added_keys(node, path=()) -> None:

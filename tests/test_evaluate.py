@@ -189,6 +189,48 @@ def test_config_errors():
         evaluate.eval_config(section)
     with pytest.raises(ValueError, match=r"baseline_samples=0; expected at least 1"):
         evaluate.eval_config(eval_section(baseline_samples=0))
+    with pytest.raises(ValueError, match=r"policy_samples=0; expected at least 1"):
+        evaluate.eval_config(eval_section(policy_samples=0))
+
+
+def test_several_policy_draws_average_every_figure(workdir, tmp_path):
+    """With 3 draws of each policy (and 2 baseline draws) a record holds each draw: draw 0 is the one-draw
+    evaluation's answer (its gold, its verdicts), the record's gold, rm_score, kl, length and win are the means
+    over the draws, and the summary's figures are the records' means, intervals over prompts, Figure 4 over every
+    answer; the paired difference and gold against the baseline are per prompt."""
+    from instructgpt_jax.data import judge
+    from instructgpt_jax.data.world import make_world
+
+    w, config, single = workdir
+    shutil.copytree(w, tmp_path / "w", ignore=shutil.ignore_patterns("eval", "summary.json"))
+    config = config.copy_and_resolve_references()
+    config.eval.policy_samples = 3
+    summary = evaluate.run(config, str(tmp_path / "w"))
+    world = make_world(config.world)
+    for name, f in summary["policies"].items():
+        one = _records(w, name, "eval") + _records(w, name, "heldout")
+        recs = _records(tmp_path / "w", name, "eval") + _records(tmp_path / "w", name, "heldout")
+        for a, b in zip(one, recs):
+            assert b["response"] == b["responses"][0] == a["response"] and len(b["responses"]) == 3
+            assert b["golds"][0] == a["gold"] and b["draw_wins"][0] == a["win"]
+            np.testing.assert_allclose(b["golds"], world.gold_score([b["prompt"]] * 3, b["responses"]), rtol=1e-6)
+            np.testing.assert_allclose([b["gold"], b["win"]], [np.mean(b["golds"]), np.mean(b["draw_wins"])])
+        assert any(len(set(r["responses"])) > 1 for r in recs)  # the draws are new samples
+        sft = _records(tmp_path / "w", "sft", "eval") + _records(tmp_path / "w", "sft", "heldout")
+        for split, suffix in SPLITS:
+            at = [i for i, r in enumerate(recs) if r["split"] == split]
+            gold = np.array([recs[i]["gold"] for i in at])
+            wins = np.array([recs[i]["win"] for i in at])
+            np.testing.assert_allclose(f[f"gold{suffix}"], gold.mean(), rtol=1e-9)
+            np.testing.assert_allclose(f[f"gold{suffix}_stderr"], gold.std() / np.sqrt(len(gold)), rtol=1e-6)
+            np.testing.assert_allclose(f[f"win_rate{suffix}"], wins.mean(), rtol=1e-6)
+            np.testing.assert_allclose(f[f"kl{suffix}"], np.mean([recs[i]["kl"] for i in at]), rtol=1e-6, atol=1e-9)
+            diff = gold - np.array([sft[i]["gold"] for i in at])
+            np.testing.assert_allclose(f[f"gold_diff{suffix}"], diff.mean(), atol=1e-9)
+            rates = judge.metadata_rates([recs[i]["prompt"] for i in at for _ in range(3)],
+                                         [y for i in at for y in recs[i]["responses"]])
+            assert f[f"metadata{suffix}"] == rates
+    _assert_gold_vs_baseline_matches_the_records(tmp_path / "w", config.world, summary)
 
 
 def test_several_baseline_draws_average_the_verdicts(workdir, tmp_path):
