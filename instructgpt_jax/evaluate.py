@@ -6,7 +6,9 @@ For each policy (base GPT, GPT prompted, SFT, PPO, PPO-ptx: stage folders under 
 of W/world/eval.jsonl, and on eval_heldout.jsonl (families and phrasings never trained on):
 - win rate against SFT, judged by the simulated labelers, ties counting one half (the paper's headline
   metric, Ouyang et al. 2022 Figure 1): each answer against `baseline_samples` independent SFT samples of its
-  prompt, one verdict each (the same labeler, fresh noise), averaged; SFT's own answer is judged the same way;
+  prompt, one verdict each (the same labeler, fresh noise), averaged; SFT's own answer is judged the same way.
+  Each policy answers every prompt `policy_samples` times (1 by default: one sampling draw per policy); every
+  figure below averages a prompt's answers, and intervals are over prompts;
 - gold score (the world's judge standing in for human intent) and RM score (normalised with reward_norm.json);
   the gold difference from SFT on the same prompts and sampling keys, with 95% intervals (paired), and from the
   mean gold of the win rate's baseline draws (`gold_vs_baseline`, overall and per family; summary "baseline"
