@@ -13,11 +13,11 @@ against (the mean over the eval's baseline draws, ± 95%), RM score, KL from SFT
 refusals of harmful requests (the eval prompts' and the held-out instructions'), and the Figure 4 metadata
 (fails to attempt the task, constraint violations, hallucinations, inappropriate answers). With
 several runs each cell is the mean over runs followed by the runs' values in brackets. Rows: GPT, GPT prompted,
-SFT, PPO, PPO-ptx, then any other policy a run evaluated (later rounds' PPO-ptx with `--config.rounds`). `--families` adds a
-table per prompt family (the world's slices, the hard one last): each policy's gold, the gold of the win
-rate's SFT baseline draws, PPO's and PPO-ptx's win rates, and the RM's agreement
-with a held-out labeler's ranking beside the labelers' own (mean over runs), the figures behind "where RLHF
-helps and where it does not".
+SFT, PPO, PPO-ptx, then any other policy a run evaluated (later rounds' PPO-ptx with `--config.rounds`).
+`--families` adds a table per prompt family (the world's slices, the hard one last): each policy's gold, the
+gold of the win rate's SFT baseline draws, PPO's and PPO-ptx's win rates, and the RM's agreement with a held-out
+labeler's ranking beside the labelers' own (mean over runs), the figures behind "where RLHF helps and where it
+does not".
 """
 
 from __future__ import annotations
