@@ -4,7 +4,8 @@ Ouyang et al. 2022: labelers prefer PPO-ptx's outputs to SFT's (Figure 1), it fo
 and hallucinates less (Figure 4), and the pretraining mix lowers the alignment tax (section 4.2), with a reward
 model that agrees with held-out labelers on ~70% of pairs (their own agreement: 72.6%). Each assertion
 below is one of those claims on the embedded world with a margin; the figures of the run it checks are in
-docs/RESULTS.md. `INSTRUCTGPT_HEADLINE_WORKDIR=W` checks an existing finished workdir instead of running one.
+docs/RESULTS.md. `INSTRUCTGPT_HEADLINE_WORKDIR=W` checks an existing finished workdir instead of running one; in
+a `--config.rounds` workdir the PPO-ptx checked is the last round's (`released`).
 """
 
 import json
@@ -28,6 +29,13 @@ def summary(tmp_path_factory):
     return pipeline.run(load_config("configs/pipeline.py:default"), str(workdir))
 
 
+def released(summary) -> dict:
+    """PPO-ptx as released: the last round's policy of a `--config.rounds` run (summary "rounds"), else ppo_ptx."""
+    rounds = summary.get("rounds") or []
+    name = f"round_{rounds[-1]['round']}" if len(rounds) > 1 else "ppo_ptx"
+    return summary["policies"][name]
+
+
 def test_the_reward_model_learns(summary):
     rm = summary["rm"]
     assert 0.70 <= rm["labeler_agreement"] <= 0.75 + 0.03, rm["labeler_agreement"]   # the labelers' calibration
@@ -40,12 +48,12 @@ def test_the_reward_model_learns(summary):
 
 
 def test_labelers_prefer_ppo_ptx_to_sft(summary):
-    ptx = summary["policies"]["ppo_ptx"]
+    ptx = released(summary)
     assert ptx["win_rate"] - ptx["win_rate_ci95"] >= 0.55 and ptx["win_rate"] >= 0.60, ptx["win_rate"]
 
 
 def test_ppo_ptx_gains_gold(summary):
-    ptx = summary["policies"]["ppo_ptx"]
+    ptx = released(summary)
     assert ptx["gold_diff"] >= 0.05 and ptx["gold_diff"] - ptx["gold_diff_ci95"] > 0, (
         ptx["gold_diff"], ptx["gold_diff_ci95"])
     # The same gain against the SFT samples the labelers compared it with (the baseline draws), which does not
@@ -55,22 +63,22 @@ def test_ppo_ptx_gains_gold(summary):
 
 
 def test_ppo_ptx_stays_near_sft(summary):
-    assert summary["policies"]["ppo_ptx"]["kl"] < 10.0, summary["policies"]["ppo_ptx"]["kl"]
+    assert released(summary)["kl"] < 10.0, released(summary)["kl"]
 
 
 def test_heldout_instructions_improve(summary):
     """Instructions never trained on improve too, against SFT's answer and against its draws."""
-    ptx = summary["policies"]["ppo_ptx"]
+    ptx = released(summary)
     assert ptx["gold_diff_heldout"] > 0 and ptx["gold_vs_baseline_heldout"] > 0, (
         ptx["gold_diff_heldout"], ptx["gold_vs_baseline_heldout"])
 
 
 def test_ptx_lowers_the_alignment_tax(summary):
     p = summary["policies"]
-    assert p["ppo_ptx"]["alignment_tax"] < p["ppo"]["alignment_tax"]
+    assert released(summary)["alignment_tax"] < p["ppo"]["alignment_tax"]
 
 
 def test_constraint_violations_and_hallucinations_fall(summary):
-    sft, ptx = summary["policies"]["sft"]["metadata"], summary["policies"]["ppo_ptx"]["metadata"]
+    sft, ptx = summary["policies"]["sft"]["metadata"], released(summary)["metadata"]
     assert ptx["violates_constraints"] < sft["violates_constraints"] - 0.05, (sft, ptx)
     assert ptx["hallucinates"] <= sft["hallucinates"], (sft, ptx)
