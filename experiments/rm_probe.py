@@ -157,7 +157,8 @@ def main(argv=None) -> None:
     from instructgpt_jax import checkpoint, reward
     from instructgpt_jax.config_base import load_config, mesh_config
     from instructgpt_jax.data.world import make_world
-    from instructgpt_jax.evaluate import eval_config, rm_text_scores
+    from instructgpt_jax.eval_rm import rm_text_scores
+    from instructgpt_jax.evaluate import eval_config
     from instructgpt_jax.tokenizer import make_tokenizer
 
     w = args.workdir

@@ -10,7 +10,7 @@ import pytest
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "instructgpt_jax")
 MATH = {"pretrain", "sft", "reward", "ppo", "rollout"}
-TOP = {"evaluate", "eval_figures", "tables", "report", "rounds", "pipeline", "bench", "bench_lengths", "hf", "cli"}
+TOP = {"evaluate", "eval_rm", "eval_figures", "tables", "report", "rounds", "pipeline", "bench", "bench_lengths", "hf", "cli"}
 
 
 def layer(module: str) -> int:

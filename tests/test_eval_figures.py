@@ -8,7 +8,7 @@ from instructgpt_jax import eval_figures
 
 
 def _slow_agreement(groups, scores):
-    """Pair by pair, as evaluate.rm_accuracy counted before the per-family figures."""
+    """Pair by pair, as eval_rm.rm_accuracy counted before the per-family figures."""
     out = {}
     for k, sl, ranks, ranks_b, gold, family in groups:
         s = scores[sl]

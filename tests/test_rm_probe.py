@@ -60,7 +60,7 @@ def test_probe_runs_on_a_pipeline_workdir(tmp_path_factory, tmp_path, capsys):
 
 
 def test_samples_mode_rescores_every_sample_of_a_dump(tmp_path_factory, tmp_path):
-    from instructgpt_jax import checkpoint, config_base, evaluate, reward
+    from instructgpt_jax import checkpoint, config_base, eval_rm, evaluate, reward
     from instructgpt_jax.tokenizer import make_tokenizer
 
     workdir, _, _ = smoke_workdir(tmp_path_factory)
@@ -79,7 +79,7 @@ def test_samples_mode_rescores_every_sample_of_a_dump(tmp_path_factory, tmp_path
     norm, tok = reward.load_reward_norm(str(workdir / "rm")), make_tokenizer(meta["tokenizer"])  # the RM's own
     ec = evaluate.eval_config(config_base.load_config("configs/eval.py:smoke"))
     for b in second[:6]:
-        alone = evaluate.rm_text_scores(graphdef, params, norm, tok, [(b["prompt"], b["response"])], ec, mesh)[0]
+        alone = eval_rm.rm_text_scores(graphdef, params, norm, tok, [(b["prompt"], b["response"])], ec, mesh)[0]
         assert np.isclose(b["rm"], alone, atol=1e-4)
 
     lines = dump.read_text().splitlines()
