@@ -94,11 +94,11 @@ def paired_figures(gold, ref_gold, wins, suffix="") -> dict:
 
 
 def baseline_figures(gold, baseline_gold, families, suffix="") -> dict:
-    """Gold against the win rate's baseline: per prompt, the answer's gold minus the mean gold of the reference's
-    baseline draws of that prompt (`baseline_gold` (draws, prompts)), averaged overall (with its 95% interval)
-    and per family. Beside `gold_diff` (against the reference's own answer, same key) it says whether an answer
-    is better than the samples the labelers compared it with, the question the win rate asks."""
-    diff = np.asarray(gold, np.float64) - np.asarray(baseline_gold, np.float64).mean(0)
+    """Gold against the win rate's baseline: per prompt, the answer's gold minus `baseline_gold`, the mean gold of
+    the reference's baseline draws of that prompt, averaged overall (with its 95% interval) and per family. Beside
+    `gold_diff` (against the reference's own answer, same key) it says whether an answer is better than the
+    samples the labelers compared it with, the question the win rate asks."""
+    diff = np.asarray(gold, np.float64) - np.asarray(baseline_gold, np.float64)
     return {f"gold_vs_baseline{suffix}": mean(diff), f"gold_vs_baseline{suffix}_ci95": ci95(diff),
             f"gold_vs_baseline{suffix}_by_family": by_group(diff, families, ())}
 

@@ -65,6 +65,7 @@ from instructgpt_jax.sampling import SampleConfig, make_generate, pick_distinct
 from instructgpt_jax.tokenizer import check_vocab, make_tokenizer
 
 log = logging.getLogger(__name__)
+SPLITS = (("eval", ""), ("heldout", "_heldout"))  # the prompt sets and their figures' key suffix
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,9 +307,9 @@ def run(config, workdir: str) -> dict:
                             ["response"] for j in range(ec.baseline_samples)]
                     for split in rows}
 
-    # The baseline draws' gold, (draws, prompts) per split: what `gold_vs_baseline` compares each answer with.
-    baseline_gold = {split: np.array([world.gold_score(prompts[split], draw) for draw in baseline[split]], np.float64)
-                     for split in rows}
+    # The baseline draws' mean gold per prompt of each split: what `gold_vs_baseline` compares each answer with.
+    baseline_gold = {split: np.array([world.gold_score(prompts[split], draw) for draw in baseline[split]],
+                                     np.float64).mean(0) for split in rows}
     families = {split: [eval_figures.row_family(world, r) for r in rs] for split, rs in rows.items()}
 
     def verdicts(split, responses, rng=None) -> np.ndarray:
@@ -333,7 +334,7 @@ def run(config, workdir: str) -> dict:
                    "n_heldout": len(rows["heldout"])}
         prefix, n_prompt = prefixes[name], prompt_lens[prefixes[name]]
         with jax.set_mesh(mesh):
-            for split, suffix in (("eval", ""), ("heldout", "_heldout")):
+            for split, suffix in SPLITS:
                 # The policy's own sampling draws: draw j folds j into key(eval.seed), draw 0 does not (so one draw
                 # is what every earlier evaluation sampled), and every policy uses the same keys.
                 ds = [sample_policy(generate, scorers[n_prompt], params, ref_params, rm_params, prompts[split],
@@ -387,10 +388,10 @@ def run(config, workdir: str) -> dict:
     for figures in results.values():
         figures["alignment_tax"] = None if base is None else figures["pretrain_loss"] - base
     baseline_summary = {"samples": ec.baseline_samples}
-    for split, suffix in (("eval", ""), ("heldout", "_heldout")):
-        per_prompt = baseline_gold[split].mean(0)
-        baseline_summary.update({f"gold{suffix}": eval_figures.mean(per_prompt),
-                                 f"gold{suffix}_by_family": eval_figures.by_group(per_prompt, families[split], ())})
+    for split, suffix in SPLITS:
+        baseline_summary.update({f"gold{suffix}": eval_figures.mean(baseline_gold[split]),
+                                 f"gold{suffix}_by_family": eval_figures.by_group(baseline_gold[split], families[split],
+                                                                                  ())})
     summary = {"policies": results, "rm": rm_figures, "baseline": baseline_summary, "stages": stage_finals(workdir),
                "eval": dataclasses.asdict(ec) | {"mesh": list(mesh_cfg.shape), "tokenizer": config.world.tokenizer}}
     if jax.process_index() == 0:
@@ -411,10 +412,8 @@ def sample_record(split, row, responses, references, golds, rm_scores, kls, leng
     verdicts = np.asarray(verdicts, np.float64)
     out = {"split": split, "prompt": row["prompt"], "family": row.get("family"), "response": responses[0],
            "reference_response": references[0], "gold": float(np.mean(np.asarray(golds, np.float64))),
-           "rm_score": float(np.mean(rm_scores)), "kl": float(np.mean(kls)), "length": float(np.mean(lengths)),
-           "win": float(verdicts.mean())}
-    if len(responses) == 1:
-        out["length"] = int(lengths[0])
+           "rm_score": float(np.mean(rm_scores)), "kl": float(np.mean(kls)),
+           "length": int(lengths[0]) if len(responses) == 1 else float(np.mean(lengths)), "win": float(verdicts.mean())}
     if len(references) > 1:
         out.update(reference_responses=list(references), wins=[float(v) for v in verdicts[0]])
     if len(responses) > 1:

@@ -17,7 +17,7 @@ from instructgpt_jax import checkpoint, config_base, evaluate, train
 from instructgpt_jax.data import formats
 from instructgpt_jax.presets import get_preset
 
-SPLITS = (("eval", ""), ("heldout", "_heldout"))
+SPLITS = evaluate.SPLITS  # the prompt sets and their figures' key suffix, as the evaluation names them
 _BUILT = {}
 
 
