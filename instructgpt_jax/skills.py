@@ -12,7 +12,9 @@ with a known chance level:
 - sign    "Ida made a sign about the pot. It said: THE" -> POT, of the 69 topics' last words in capitals
           (capitals' skill);
 - reply   "Customer: my lamp is broken.\\nAgent: Sorry about your" -> lamp, of the 49 things (reply's skill);
-- unpack  "Dee packed rose coin pen, and unpacked them as" -> pen, of the listed words (reverse's skill).
+- unpack  "Dee packed rose coin pen, and unpacked them as" -> pen, of the listed words (reverse's skill);
+- copy    "Jo: owl van mud ant.\\nAnn: Jo said owl van mud" -> ant, of the 64 list words (in-context copying,
+          the induction that lookup builds on; web v4's quotes write such lines, earlier webs do not).
 
   python experiments/skill_probe.py --workdir runs/default              # W/pretrain and W/sft
   python experiments/skill_probe.py --workdir W --stages pretrain --n 400
@@ -36,7 +38,7 @@ from instructgpt_jax.data.assistant import ANIMALS, LINE_TOPICS, PROBLEMS, THING
 from instructgpt_jax.data.tasks import ADJECTIVES, WORDS
 from instructgpt_jax.tokenizer import make_tokenizer
 
-SKILLS = ("lookup", "animal", "sign", "reply", "unpack")
+SKILLS = ("lookup", "animal", "sign", "reply", "unpack", "copy")
 PROBE_STREAM = 33   # rng stream of the probe's questions, apart from the web's train (31) and held-out (32) text
 SIGN_WORDS = tuple(dict.fromkeys(t.split()[-1].upper() for t in LINE_TOPICS))
 
@@ -66,6 +68,9 @@ def cloze(skill: str, rng) -> Cloze:
     if skill == "unpack":
         words = web._pick(rng, WORDS, int(rng.integers(3, 6)))
         return Cloze(skill, web._packed(web._pick(rng, web.NAMES), words), words[-1], tuple(words))
+    if skill == "copy":
+        words = web._pick(rng, WORDS, int(rng.integers(3, 7)))
+        return Cloze(skill, web._said(*web._pick(rng, web.NAMES, 2), words), words[-1], WORDS)
     raise ValueError(f"skill {skill!r}: expected one of {', '.join(SKILLS)}")  # questions() checks first
 
 

@@ -80,6 +80,36 @@ def test_web_text_holds_the_skills_without_instructions():
             assert eval(f"{a} {op} {b}") == int(c), line
 
 
+def test_web_v4_quotes_restate_their_post_and_leave_v2_as_it_was():
+    """Web v4 adds replies that restate a post: the same facts (each thing keeps its adjective) in another
+    order, or the same list word for word; no quote is a world prompt, and versions 1-3 do not change."""
+    import hashlib
+
+    from instructgpt_jax.data import judge, web
+
+    # web_text(0, 100_000) of versions 1, 2 and 3 as written before version 4 existed.
+    for version, md5 in ((1, "70f91a2293b8df04235490d571485651"), (2, "2d455fb7a9f2e560a7baff61d7708f44"),
+                         (3, "4735817bbad45c94efe5d367adf4cec4")):
+        assert hashlib.md5(web.web_text(0, 100_000, version=version).encode()).hexdigest() == md5, version
+    assert web.web_text(0, 100_000) == web.web_text(0, 100_000, version=2)
+    lines = web.web_text(0, 200_000, version=4).splitlines()
+    facts = lists = 0
+    for post, reply in zip(lines, lines[1:]):
+        if m := re.fullmatch(r"(\w+): so (.*)\.", reply):
+            said = re.findall(r"the (\w+) is (\w+)", post)
+            again = re.findall(r"the (\w+) is (\w+)", m[2])
+            assert post.startswith(post.split(":")[0] + ": the ") and sorted(said) == sorted(again), (post, reply)
+            assert len(said) == len(dict(said)) >= 2, post
+            facts += 1
+        elif m := re.fullmatch(r"(\w+): (\w+) said ([a-z ]+)\.", reply):
+            assert post == f"{m[2]}: {m[3]}.", (post, reply)
+            lists += 1
+    assert facts > 50 and lists > 50
+    assert not any(judge.parse(line) for line in lines)
+    with pytest.raises(ValueError, match="version must be 1, 2, 3 or 4"):
+        web.web_text(0, 100, version=5)
+
+
 def test_web_corpus_mixes_half_shakespeare_in_both_splits():
     from instructgpt_jax.data import web
 

@@ -12,6 +12,7 @@ from flax import nnx
 from instructgpt_jax import skills
 from instructgpt_jax.data import web
 from instructgpt_jax.data.assistant import ANIMALS, LINE_TOPICS, THINGS
+from instructgpt_jax.data.tasks import WORDS
 from instructgpt_jax.model import GPTConfig, abstract_model
 from instructgpt_jax.tokenizer import make_tokenizer
 from test_model import random_params
@@ -38,6 +39,9 @@ def test_each_answer_follows_from_its_question():
     for c in skills.questions("unpack", 50, seed=3):
         listed = re.search(r"packed (.*), and unpacked", c.question).group(1).split()
         assert c.answer == listed[-1] and c.candidates == tuple(listed)
+    for c in skills.questions("copy", 50, seed=3):
+        posted, said = re.fullmatch(r"\w+: ([a-z ]+)\.\n\w+: \w+ said ([a-z ]+)", c.question).groups()
+        assert posted == f"{said} {c.answer}" and c.answer in WORDS and len(c.candidates) == len(WORDS)
     for skill in skills.SKILLS:
         items = skills.questions(skill, 20, seed=1)
         assert all(c.answer in c.candidates and len(set(c.candidates)) == len(c.candidates) for c in items)
@@ -60,6 +64,8 @@ def test_the_web_writes_the_questions_lines_with_their_answers():
     docs = text.split("\n\n")
     stories = sum(bool(re.search(r"How is the|is an animal\.", d)) for d in docs)
     assert 0.45 < stories / len(docs) < 0.70   # 4 / 7 of the documents
+    quotes = re.findall(r"(\w+): ([a-z ]+)\.\n\w+: \1 said ([a-z ]+)\.", web.web_text(0, 200_000, version=4))
+    assert len(quotes) > 50 and all(posted == said for _, posted, said in quotes)
     v2 = web.web_text(0, 200_000, version=2).split("\n\n")
     assert 0.15 < sum(bool(re.search(r"How is the|is an animal\.", d)) for d in v2) / len(v2) < 0.35
 

@@ -45,6 +45,11 @@ def _sign_head(name: str, topic: str) -> str:
     return f"{name} made a sign about {topic}. It said:"
 
 
+def _said(a: str, b: str, words) -> str:
+    """A post of a list and a reply repeating it, up to (not including) the reply's last word."""
+    return f"{a}: {' '.join(words)}.\n{b}: {a} said {' '.join(words[:-1])}"
+
+
 def _complaint(thing: str, problem: str) -> str:
     return f"Customer: my {thing} {problem}.\nAgent:"
 
@@ -143,6 +148,21 @@ def _story(rng) -> str:
     return f"{line} {animal} is an animal."
 
 
+def _quote(rng) -> str:
+    """A post and a reply that restates it, as forum threads quote each other: facts restated in another
+    order ("the cup is warm, the box is slow"), or a list repeated word for word. Nothing but the post
+    predicts the reply's words, so a model learns to find them in its context (induction: the circuit the
+    lookup of context_qa needs, which no base model on web v1-v3 formed; docs/RESULTS.md, "Web v4")."""
+    a, b = _pick(rng, NAMES, 2)
+    if rng.random() < 0.5:
+        n = int(rng.integers(2, 5))
+        facts = [f"the {t} is {adj}" for t, adj in zip(_pick(rng, THINGS, n), _pick(rng, ADJECTIVES, n))]
+        again = [facts[i] for i in rng.permutation(n)]
+        return f"{a}: {', '.join(facts[:-1])} and {facts[-1]}.\n{b}: so {', '.join(again[:-1])} and {again[-1]}."
+    words = _pick(rng, WORDS, int(rng.integers(3, 7)))
+    return f"{_said(a, b, words)} {words[-1]}."
+
+
 def _dialogue(rng) -> str:
     """A customer complaint or a request for a secret, answered well or badly, as forums show both."""
     if rng.random() < 0.6:
@@ -159,6 +179,7 @@ TRAIN_STREAM, HELDOUT_STREAM = 31, 32   # rng streams of the web's two splits, a
 # 2 since 2026-12-04: descriptions of every family topic, and signs in capitals. 3 (not the default): stories
 # four times as often as each other kind of document, so a base model of 1,500 steps knows which listed thing
 # is the animal (the select family's skill); it moved no headline figure (docs/RESULTS.md, "Latent skills").
+# 4: version 2 and quotes (_quote) as a fifth kind of document, each kind a fifth of the documents.
 VERSION = 2
 STORY_WEIGHTS = (1, 1, 4, 1)   # web v3's odds of a note, a description, a story, a dialogue
 
@@ -166,15 +187,16 @@ STORY_WEIGHTS = (1, 1, 4, 1)   # web v3's odds of a note, a description, a story
 def web_text(seed: int, n_bytes: int, stream: int = TRAIN_STREAM, version: int = VERSION) -> str:
     """About `n_bytes` of documents (2-6 lines each, blank-line separated), deterministic in (seed, stream).
     `version=1` writes the web before 2026-12-04, which the shipped world tokenizer was trained on; 2 (the
-    default) each kind of document equally often; 3 stories STORY_WEIGHTS times as often."""
-    if version not in (1, 2, 3):
-        raise ValueError(f"web_text: version must be 1, 2 or 3, got {version!r}")
+    default) each kind of document equally often; 3 stories STORY_WEIGHTS times as often; 4 adds quotes."""
+    if version not in (1, 2, 3, 4):
+        raise ValueError(f"web_text: version must be 1, 2, 3 or 4, got {version!r}")
     rng = np.random.default_rng([seed, stream])
-    kinds = (_note, functools.partial(_description, version=version), _story, _dialogue)
+    kinds = (_note, functools.partial(_description, version=version), _story, _dialogue) + (
+        (_quote,) if version >= 4 else ())
     odds = np.array(STORY_WEIGHTS, np.float64) / sum(STORY_WEIGHTS)
     docs, size = [], 0
     while size < n_bytes:
-        make = kinds[rng.choice(len(kinds), p=odds) if version >= 3 else rng.integers(len(kinds))]
+        make = kinds[rng.choice(len(kinds), p=odds) if version == 3 else rng.integers(len(kinds))]
         doc = "\n".join(make(rng) for _ in range(int(rng.integers(2, 7))))
         docs.append(doc)
         size += len(doc) + 2
