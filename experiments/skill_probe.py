@@ -3,7 +3,8 @@
   python experiments/skill_probe.py --workdir runs/default                    # W/pretrain and W/sft
   python experiments/skill_probe.py --workdir W --stages pretrain --n 400 --json out.json
 
-Prints each stage's multiple-choice accuracy per skill beside the chance level. A skill the base model
+Prints each stage's multiple-choice accuracy per skill beside the chance level, then the share of the
+candidates' probability on the candidates the question states (skills.read). A skill the base model
 does not have (accuracy near chance) is one SFT has nothing to elicit and the RM (initialised from SFT)
 nothing to judge with: the family that needs it stays where the hard slice is (docs/RESULTS.md, "Latent
 skills, web v3 and longer pretraining").
@@ -53,6 +54,14 @@ def main(argv=None) -> dict:
     for skill in skills.SKILLS:
         row = [figures[s][skill]["accuracy"] for s in stages]
         print(f"{skill:8s} {figures[stages[0]][skill]['chance']:7.3f} " + " ".join(f"{a:10.3f}" for a in row))
+    # Where accuracy is at chance, this tells a model that copies what the question states (share above the
+    # uniform one) from one that does not look at it at all.
+    print("\nshare of the candidates' probability on those the question states")
+    print(f"{'skill':8s} {'uniform':>7s} " + " ".join(f"{s:>10s}" for s in stages))
+    for skill in skills.SKILLS:
+        row = [figures[s][skill]["in_context"] for s in stages]
+        print(f"{skill:8s} {figures[stages[0]][skill]['in_context_uniform']:7.3f} "
+              + " ".join(f"{a:10.3f}" for a in row))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"workdir": args.workdir, "n": args.n, "seed": args.seed, "stages": figures}, f, indent=1)

@@ -26,6 +26,7 @@ pretraining").
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -118,18 +119,40 @@ def candidate_logprobs(model, tokenizer, item: Cloze, width: int = 0) -> np.ndar
 
 def accuracy(model, tokenizer, items: list[Cloze], width: int = 64) -> float:
     """Share of questions whose answer is the likeliest candidate (one compiled shape per candidate count)."""
-    hits = [int(np.argmax(candidate_logprobs(model, tokenizer, c, width))) == c.candidates.index(c.answer)
-            for c in items]
-    return float(np.mean(hits))
+    return read(model, tokenizer, items, width)["accuracy"]
+
+
+def stated(item: Cloze) -> np.ndarray:
+    """Which candidates occur as words in the question (the two adjectives a lookup states, a copy's list)."""
+    return np.array([re.search(rf"\b{re.escape(c)}\b", item.question) is not None for c in item.candidates])
+
+
+def read(model, tokenizer, items: list[Cloze], width: int = 64) -> dict:
+    """{"accuracy", "in_context", "in_context_uniform"} over `items`. in_context is the mean share of the
+    candidates' probability (normalised over the candidates) on those the question states, in_context_uniform
+    that share under a uniform choice: a model that copies from its context puts more there than uniform, one
+    that also binds (a lookup's "box is" -> slow) puts it on the answer. It tells copying from binding apart
+    where accuracy alone cannot (docs/RESULTS.md, "Web v4")."""
+    hits, shares, uniform = [], [], []
+    for c in items:
+        logp = candidate_logprobs(model, tokenizer, c, width)
+        p = np.exp(logp - logp.max())
+        inside = stated(c)
+        hits.append(int(np.argmax(logp)) == c.candidates.index(c.answer))
+        shares.append(float(p[inside].sum() / p.sum()))
+        uniform.append(float(inside.mean()))
+    return {"accuracy": float(np.mean(hits)), "in_context": float(np.mean(shares)),
+            "in_context_uniform": float(np.mean(uniform))}
 
 
 def probe(stage_dir: str, n: int = 200, seed: int = 0, skills=SKILLS) -> dict:
-    """{skill: {"accuracy", "chance", "n"}} of a stage folder's newest params (any stage with an LM head)."""
+    """{skill: {"accuracy", "chance", "n", "in_context", "in_context_uniform"}} (`read`) of a stage folder's
+    newest params (any stage with an LM head)."""
     _, graphdef, params, meta = checkpoint.load_model(stage_dir)
     model = nnx.merge(graphdef, params)
     tokenizer = make_tokenizer(meta.get("tokenizer", "byte"))
     out = {}
     for skill in skills:
         items = questions(skill, n, seed)
-        out[skill] = {"accuracy": accuracy(model, tokenizer, items), "chance": chance(items), "n": n}
+        out[skill] = {**read(model, tokenizer, items), "chance": chance(items), "n": n}
     return out

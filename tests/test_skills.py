@@ -92,6 +92,27 @@ def test_candidate_logprobs_match_one_forward_per_candidate(tokenizer):
     assert skills.chance([item]) == pytest.approx(1 / len(item.candidates))
 
 
+def test_in_context_share_is_the_probability_on_the_stated_candidates():
+    """read()'s in_context: the candidates' probability (normalised over them) on those the question states,
+    here the two adjectives of a lookup; its uniform level is 2 of the 22 adjectives."""
+    tok = make_tokenizer("world")
+    cfg = GPTConfig(vocab_size=2048, n_positions=128, n_layer=2, n_head=2, n_embd=32)
+    model = nnx.merge(abstract_model(cfg)[0], random_params(cfg, seed=4))
+    items = skills.questions("lookup", 3, seed=5)
+    shares, hits = [], []
+    for item in items:
+        stated_adjectives = set(re.findall(r"is (\w+)", item.question)[:2])
+        inside = np.array([c in stated_adjectives for c in item.candidates])
+        assert inside.sum() == 2 and (skills.stated(item) == inside).all()
+        p = np.exp(skills.candidate_logprobs(model, tok, item, width=64).astype(np.float64))
+        shares.append(p[inside].sum() / p.sum())
+        hits.append(int(np.argmax(p)) == item.candidates.index(item.answer))
+    got = skills.read(model, tok, items, width=64)
+    assert got["in_context"] == pytest.approx(np.mean(shares), rel=1e-5)
+    assert got["in_context_uniform"] == pytest.approx(2 / len(items[0].candidates))
+    assert got["accuracy"] == np.mean(hits)
+
+
 def test_skill_probe_runs_on_a_pipeline_workdir(tmp_path_factory, tmp_path, capsys):
     workdir, _, _ = smoke_workdir(tmp_path_factory)
     out = tmp_path / "skills.json"
@@ -100,7 +121,9 @@ def test_skill_probe_runs_on_a_pipeline_workdir(tmp_path_factory, tmp_path, caps
     for stage in figures.values():
         assert set(stage) == set(skills.SKILLS)
         assert all(f["n"] == 3 and f["accuracy"] in (0.0, 1 / 3, 2 / 3, 1.0) for f in stage.values())
-    assert "lookup" in capsys.readouterr().out
+        assert all(0.0 <= f["in_context"] <= 1.0 for f in stage.values())
+    printed = capsys.readouterr().out
+    assert "lookup" in printed and "on those the question states" in printed
     with pytest.raises(SystemExit, match="no checkpoints in nope"):
         skill_probe.main(["--workdir", str(workdir), "--stages", "pretrain,nope"])
     with pytest.raises(SystemExit, match="name at least one stage"):

@@ -14,7 +14,8 @@ the kinds below from the world's word banks, never in an instruction's phrasing:
 - stories with facts and questions answered from them ("the box is slow ... how is the box? slow"),
   and which of some things is an animal;
 - dialogues: customer complaints answered politely or rudely (the web has both: SFT must pick one), and
-  requests for secrets answered with a refusal or a leak.
+  requests for secrets answered with a refusal or a leak;
+- quotes (version 4 only): a reply restating a post, its facts in another order or its list word for word.
 
 `load_corpus("web[:seed]")` mixes this text with Shakespeare chunk by chunk (half of each), so held-out loss
 on the mix, the alignment-tax measure, covers both.
@@ -151,8 +152,9 @@ def _story(rng) -> str:
 def _quote(rng) -> str:
     """A post and a reply that restates it, as forum threads quote each other: facts restated in another
     order ("the cup is warm, the box is slow"), or a list repeated word for word. Nothing but the post
-    predicts the reply's words, so a model learns to find them in its context (induction: the circuit the
-    lookup of context_qa needs, which no base model on web v1-v3 formed; docs/RESULTS.md, "Web v4")."""
+    predicts the reply's words, so they reward finding them in the context (induction, the circuit that
+    context_qa's lookup builds on; no base model on web v1-v3 copies). What it taught the tiny models (a
+    rotary one learns to copy a list, none binds a fact to its thing): docs/RESULTS.md, "Web v4"."""
     a, b = _pick(rng, NAMES, 2)
     if rng.random() < 0.5:
         n = int(rng.integers(2, 5))
@@ -179,7 +181,8 @@ TRAIN_STREAM, HELDOUT_STREAM = 31, 32   # rng streams of the web's two splits, a
 # 2 since 2026-12-04: descriptions of every family topic, and signs in capitals. 3 (not the default): stories
 # four times as often as each other kind of document, so a base model of 1,500 steps knows which listed thing
 # is the animal (the select family's skill); it moved no headline figure (docs/RESULTS.md, "Latent skills").
-# 4: version 2 and quotes (_quote) as a fifth kind of document, each kind a fifth of the documents.
+# 4 (not the default): version 2 and quotes (_quote) as a fifth kind of document, each kind a fifth of the
+# documents; with learned positions the other skills no longer form in the default's 3,000 steps (RESULTS, "Web v4").
 VERSION = 2
 STORY_WEIGHTS = (1, 1, 4, 1)   # web v3's odds of a note, a description, a story, a dialogue
 
