@@ -25,8 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
-POLICIES = (("base", "GPT"), ("gpt_prompted", "GPT prompted"), ("sft", "SFT"), ("ppo", "PPO"), ("ppo_ptx", "PPO-ptx"))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from instructgpt_jax.tables import LABELS, ORDER  # noqa: E402  (no jax: the table reads summary.json only)
+
+POLICIES = tuple((name, LABELS[name]) for name in ORDER)  # the report's rows and labels, in its order
 COLUMNS = (  # (header, getter, format, interval key or None)
     ("win rate vs SFT", lambda f: f.get("win_rate"), "{:.3f}", "win_rate_ci95"),
     ("gold", lambda f: f.get("gold"), "{:.3f}", None),
