@@ -27,6 +27,16 @@ from instructgpt_jax import host  # noqa: E402
 host.prepare("skill_probe")
 
 
+def _print_table(figures: dict, stages: list, key: str, level: str, level_header: str = "") -> None:
+    """A row per skill: its `level` (chance, uniform share; the same for every stage) and each stage's `key`."""
+    from instructgpt_jax import skills
+
+    print(f"{'skill':8s} {level_header or level:>7s} " + " ".join(f"{s:>10s}" for s in stages))
+    for skill in skills.SKILLS:
+        print(f"{skill:8s} {figures[stages[0]][skill][level]:7.3f} "
+              + " ".join(f"{figures[s][skill][key]:10.3f}" for s in stages))
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True, help="a pipeline workdir (or any folder of stage folders)")
@@ -50,18 +60,11 @@ def main(argv=None) -> dict:
     for s in stages:
         print(f"skill_probe: {os.path.join(args.workdir, s)}, {args.n} questions a skill", file=sys.stderr, flush=True)
         figures[s] = skills.probe(os.path.join(args.workdir, s), args.n, args.seed)
-    print(f"{'skill':8s} {'chance':>7s} " + " ".join(f"{s:>10s}" for s in stages))
-    for skill in skills.SKILLS:
-        row = [figures[s][skill]["accuracy"] for s in stages]
-        print(f"{skill:8s} {figures[stages[0]][skill]['chance']:7.3f} " + " ".join(f"{a:10.3f}" for a in row))
+    _print_table(figures, stages, "accuracy", "chance")
     # Where accuracy is at chance, this tells a model that copies what the question states (share above the
     # uniform one) from one that does not look at it at all.
     print("\nshare of the candidates' probability on those the question states")
-    print(f"{'skill':8s} {'uniform':>7s} " + " ".join(f"{s:>10s}" for s in stages))
-    for skill in skills.SKILLS:
-        row = [figures[s][skill]["in_context"] for s in stages]
-        print(f"{skill:8s} {figures[stages[0]][skill]['in_context_uniform']:7.3f} "
-              + " ".join(f"{a:10.3f}" for a in row))
+    _print_table(figures, stages, "in_context", "in_context_uniform", "uniform")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"workdir": args.workdir, "n": args.n, "seed": args.seed, "stages": figures}, f, indent=1)

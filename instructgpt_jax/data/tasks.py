@@ -332,9 +332,13 @@ FEWSHOT = Family(
 )
 
 
+def and_list(items) -> str:
+    """"a and b", "a, b and c": two or more items as prose lists them."""
+    return f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def topic_line(topic: str, adjectives) -> str:
-    return f"{topic[0].upper()}{topic[1:]} is {' and '.join(adjectives)}." if len(adjectives) == 2 else \
-        f"{topic[0].upper()}{topic[1:]} is {', '.join(adjectives[:-1])} and {adjectives[-1]}."
+    return f"{topic[0].upper()}{topic[1:]} is {and_list(adjectives)}."
 
 
 def _write_answer(s) -> str:

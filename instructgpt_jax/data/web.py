@@ -26,7 +26,7 @@ import functools
 import numpy as np
 
 from instructgpt_jax.data.assistant import ANIMALS, LINE_TOPICS, PROBLEMS, THINGS, _cap
-from instructgpt_jax.data.tasks import ADJECTIVES, ORDINALS, REFUSALS, TARGETS, TOPICS, WORDS
+from instructgpt_jax.data.tasks import ADJECTIVES, ORDINALS, REFUSALS, TARGETS, TOPICS, WORDS, and_list
 
 NAMES = ("Ann", "Bob", "Cy", "Dee", "Eve", "Fin", "Gus", "Ida", "Jo", "Kit")
 
@@ -160,7 +160,7 @@ def _quote(rng) -> str:
         n = int(rng.integers(2, 5))
         facts = [f"the {t} is {adj}" for t, adj in zip(_pick(rng, THINGS, n), _pick(rng, ADJECTIVES, n))]
         again = [facts[i] for i in rng.permutation(n)]
-        return f"{a}: {', '.join(facts[:-1])} and {facts[-1]}.\n{b}: so {', '.join(again[:-1])} and {again[-1]}."
+        return f"{a}: {and_list(facts)}.\n{b}: so {and_list(again)}."
     words = _pick(rng, WORDS, int(rng.integers(3, 7)))
     return f"{_said(a, b, words)} {words[-1]}."
 
