@@ -204,6 +204,9 @@ def config_to_hf(cfg: GPTConfig, tokenizer: str | None = None) -> dict:
     """config.json for GPT2LMHeadModel / GPTNeoXForCausalLM, or their *ForSequenceClassification with
     num_labels 1 when `cfg.scalar_head`; `tokenizer` ('byte' | 'gpt2' | a tokenizer folder) sets the
     special token ids."""
+    if cfg.smear_keys:
+        raise ValueError("smear_keys=True has no Hugging Face architecture (neither GPT-2 nor GPT-NeoX smears keys); "
+                         "the model cannot be exported")
     head = "ForSequenceClassification" if cfg.scalar_head else "ForCausalLM"
     if cfg.arch == "neox":
         config = {

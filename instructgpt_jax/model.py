@@ -7,7 +7,9 @@ LayerNorm and an unembedding tied to the token embedding through `Embed.attend` 
 but rotary embeddings on the first `rotary_pct` of each head's dimensions (rotate-half form, Su et al. 2021),
 exact (erf) GELU, with `parallel_residual` (attention and MLP read the same input and add to the stream
 together) and `tied_embeddings=False` (a separate `lm_head`). The parameter names stay GPT-2's; hf.py maps
-Hugging Face's GPTNeoX names onto them.
+Hugging Face's GPTNeoX names onto them. `smear_keys` (either arch, ours alone, so not exportable) mixes into each
+head's key the previous token's key by a learned weight (`smear`), as Olsson et al. (2022) did to study how
+induction heads form.
 The reward model of InstructGPT is this network with the unembedding replaced by a scalar head read at
 the last response token (Ouyang et al. 2022, section 3.5); here the head sits beside the tied unembedding,
 so one checkpoint layout serves the policy, the reward model and the value function.
@@ -57,17 +59,18 @@ class GPTConfig:
     rotary_base: float = 10000.0  # neox: the rotary base (theta)
     parallel_residual: bool = False  # x + attn(ln_1(x)) + mlp(ln_2(x)) (GPT-NeoX) instead of two residual adds
     tied_embeddings: bool = True  # the unembedding is wte's transpose (GPT-2); False: its own lm_head (Pythia)
+    smear_keys: bool = False  # each head's key mixes in the previous token's key by a learned weight (Olsson et al.)
 
     # What the parameters and the function they compute depend on (numerics such as dtype, remat or dropout aside).
     ARCHITECTURE = ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd", "n_inner", "arch", "rotary_pct",
-                    "rotary_base", "parallel_residual", "tied_embeddings")
+                    "rotary_base", "parallel_residual", "tied_embeddings", "smear_keys")
 
     def architecture(self) -> tuple:
         """What the parameters' shapes and meaning depend on; two configs equal here can share params (numerics
         such as dtype, remat or dropout may differ)."""
         return (self.vocab_size, self.n_positions, self.n_layer, self.n_head, self.n_embd, self.mlp_dim, self.arch,
                 self.rotary_dim, self.rotary_base if self.rotary_dim else None, self.parallel_residual,
-                self.tied_embeddings)
+                self.tied_embeddings, self.smear_keys)
 
     @property
     def head_dim(self) -> int:
@@ -215,6 +218,37 @@ def apply_rotary(x: jax.Array, rope: tuple[jax.Array, jax.Array]) -> jax.Array:
     return jnp.concatenate([(rot * cos + half * sin).astype(x.dtype), rest], axis=-1)
 
 
+def smear(k: jax.Array, key_mask: jax.Array, logit: jax.Array, seq_axis: int) -> jax.Array:
+    """Smeared keys (Olsson et al. 2022, "In-context Learning and Induction Heads"): k'_s = k_s + w_h (k_p - k_s)
+    with w_h = sigmoid(logit_h) learned per head and p the slot of the token before s in its own sequence.
+
+    p is s - 1 when a (B, S) key mask admits it (a dense or left-padded row, a KV cache), and with a packed row's
+    (B, T, S) mask the last slot before s that s may see (its segment, or a response's shared prompt). A token
+    with none (position 0) keeps its own key, so a padded or packed row smears as the row alone does. k is
+    (B, T, H, K) with seq_axis 1, or a cache's (B, H, S, K) with seq_axis 2 (then the mask must be (B, S)).
+    With a previous-token head in the layer below, a smeared key at "slow" in "the box is slow" carries "box
+    is", which the query at a later "box is" can match: the induction of an in-context lookup in one layer.
+    """
+    S = k.shape[seq_axis]
+    if key_mask.ndim == 2:
+        prev = jnp.concatenate([jax.lax.slice_in_dim(k, 0, 1, axis=seq_axis),
+                                jax.lax.slice_in_dim(k, 0, S - 1, axis=seq_axis)], axis=seq_axis)
+        has_prev = jnp.concatenate([jnp.zeros_like(key_mask[:, :1]), key_mask[:, :-1]], axis=1)  # (B, S)
+    elif seq_axis == 1 and key_mask.shape[1] == S:
+        slots = jnp.arange(S)
+        seen = jnp.where(key_mask & (slots[None, :] < slots[:, None])[None], slots, -1)  # (B, T, S)
+        p = seen.max(axis=-1)  # (B, T): the last slot before t in t's own sequence, -1 for none
+        prev = jnp.take_along_axis(k, jnp.maximum(p, 0)[:, :, None, None], axis=1)
+        has_prev = p >= 0
+    else:
+        raise ValueError(f"smear_keys with a {key_mask.shape} key mask over {S} cached slots; a KV cache takes a "
+                         "(B, S) mask")
+    has_prev = has_prev[:, :, None, None] if seq_axis == 1 else has_prev[:, None, :, None]
+    w = jax.nn.sigmoid(logit.astype(jnp.float32)).astype(k.dtype)
+    w = w[None, None, :, None] if seq_axis == 1 else w[None, :, None, None]
+    return k + w * jnp.where(has_prev, prev - k, jnp.zeros_like(k))
+
+
 class CausalSelfAttention(nnx.Module):
     def __init__(self, cfg: GPTConfig, rngs: nnx.Rngs):
         D, H, K = cfg.n_embd, cfg.n_head, cfg.head_dim
@@ -225,6 +259,8 @@ class CausalSelfAttention(nnx.Module):
         proj_std = 0.02 / (2 * cfg.n_layer) ** 0.5
         self.c_proj_kernel = _param(rngs, _normal(proj_std), (H, K, D), ("heads", "kv", "embed"), cfg)
         self.c_proj_bias = _param(rngs, _zeros, (D,), ("embed",), cfg)
+        if cfg.smear_keys:  # sigmoid(0) = 0.5: every head starts half on the previous token and learns its share
+            self.smear = _param(rngs, _zeros, (H,), ("heads",), cfg)
         self.cfg = cfg
 
     def __call__(self, x, key_mask, query_slots, layer_cache, cache_index, rope, rng):
@@ -239,6 +275,8 @@ class CausalSelfAttention(nnx.Module):
         new_cache = None
         if layer_cache is None:
             S = k.shape[1]
+            if cfg.smear_keys:
+                k = smear(k, key_mask, self.smear[...], seq_axis=1)
             att = jnp.einsum("bthk,bshk->bhts", q, k).astype(jnp.float32) / scale
         else:
             # Decoding: write this segment's keys/values at cache_index and attend to the whole cache. The cache
@@ -249,6 +287,8 @@ class CausalSelfAttention(nnx.Module):
             new_cache = {"k": put(layer_cache["k"], k), "v": put(layer_cache["v"], v)}
             k, v = new_cache["k"].astype(dt), new_cache["v"].astype(dt)
             S = k.shape[2]
+            if cfg.smear_keys:  # the cache keeps raw keys: a new token's smeared key needs its predecessor's
+                k = smear(k, key_mask, self.smear[...], seq_axis=2)
             att = jnp.einsum("bthk,bhsk->bhts", q, k).astype(jnp.float32) / scale
         # Causality is by slot (index in the padded sequence / cache), padding by the key mask.
         causal = query_slots[:, None] >= jnp.arange(S)[None, :]  # (T, S)

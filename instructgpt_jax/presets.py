@@ -46,6 +46,11 @@ PRESETS: dict[str, tuple[dict, float]] = {
     # Its skills, loss and RM against tiny-world's: docs/RESULTS.md, "Rotary positions in the tiny world model".
     "tiny-world-rope": (dict(vocab_size=2048, n_positions=256, n_layer=4, n_head=4, n_embd=128, arch="neox",
                              rotary_pct=1.0), 1_055_488),
+    # tiny-world with smeared keys (model.smear): a head's key at a token also carries the token before it, so an
+    # induction head (in-context lookup, copying) needs one layer on top of a previous-token head. Its skills:
+    # docs/RESULTS.md, "Smeared keys in the tiny world model".
+    "tiny-world-smear": (dict(vocab_size=2048, n_positions=256, n_layer=4, n_head=4, n_embd=128, smear_keys=True),
+                         1_088_272),
     # The Hugging Face TRL comparison config (DESIGN.md, performance targets).
     "trl_tiny": (dict(vocab_size=8192, n_positions=256, n_layer=4, n_head=4, n_embd=256), 5_322_240),
     "gpt1": (dict(vocab_size=40478, n_positions=512, n_layer=12, n_head=12, n_embd=768), 117e6),
