@@ -41,7 +41,7 @@ import ml_collections
 
 from instructgpt_jax import evaluate, report, rounds, stages, tables, train
 from instructgpt_jax.config_base import rm_start, separate_rm
-from instructgpt_jax.data import formats
+from instructgpt_jax.data import corpus as corpus_lib, formats, web
 from instructgpt_jax.folders import move_aside
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,37 @@ def stage_configs(config, workdir: str) -> dict:
         out["eval"].eval.policies = (*config.eval.policies,
                                      *(f"round_{r}:{rounds.policy_folder(r)}" for r in range(2, config.rounds + 1)))
     out["report"] = None
+    version = config.get("web_version", web.VERSION)
+    if version != web.VERSION:
+        set_web_version(out, version)
     if config.get("seed", 0):
         reseed(out, config.seed)
     return out
+
+
+def set_web_version(configs: dict, version: int) -> None:
+    """Every stage's web corpus source ("web[-v<N>][:<s>]": pretraining, PPO-ptx, the eval's held-out loss) made
+    version `version` of web.web_text, in place (the eval stage's config, the pipeline's own, is copied first)."""
+    if version not in web.VERSIONS:
+        raise ValueError(f"config.web_version={version!r}; expected one of {web.VERSIONS}")
+
+    def versioned(source: str) -> str:
+        if corpus_lib.parse_web_source(source) is None:
+            return source
+        return f"web-v{version}" + source.partition(":")[1] + source.partition(":")[2]
+
+    for stage, cfg in configs.items():
+        if cfg is None:
+            continue
+        if stage == "eval":
+            cfg = configs[stage] = copy.deepcopy(cfg)
+            cfg.unlock()
+            cfg.eval.corpus = versioned(cfg.eval.corpus)
+            continue
+        if "data" in cfg and "source" in cfg.data:
+            cfg.data.source = versioned(cfg.data.source)
+        if "data" in cfg and "corpus" in cfg.data:
+            cfg.data.corpus.source = versioned(cfg.data.corpus.source)
 
 
 def reseed(configs: dict, seed: int) -> None:
@@ -135,10 +163,12 @@ def reseed(configs: dict, seed: int) -> None:
 
 
 def with_seed(source: str, seed: int) -> str:
-    """A corpus source with the pipeline seed: the world's web ("web", "web:<s>") is reseeded, others kept."""
-    if source == "web" or source.startswith("web:"):
-        return f"web:{int(source.partition(':')[2] or 0) + seed}"
-    return source
+    """A corpus source with the pipeline seed: the world's web ("web[-v<N>]", "web[-v<N>]:<s>") is reseeded,
+    its version kept; other sources are kept."""
+    web_source = corpus_lib.parse_web_source(source)
+    if web_source is None:
+        return source
+    return f"{source.partition(':')[0]}:{web_source[0] + seed}"
 
 
 # Keys added to stage configs after workdirs existed, with the value that does what the code did before the key
@@ -146,7 +176,7 @@ def with_seed(source: str, seed: int) -> str:
 # depth (the eval config holds SFT's), so a finished stage does not run again only because its config gained a
 # key that changes nothing.
 ADDED_KEYS = {("train", "pack_window"): 0, ("ppo", "ema_decay"): 0.0, ("eval", "baseline_samples"): 1,
-              ("eval", "policy_samples"): 1}
+              ("eval", "policy_samples"): 1, ("web_version",): web.VERSION}
 
 
 def _drop_added_keys(node, path=()) -> None:

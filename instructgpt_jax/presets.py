@@ -51,6 +51,8 @@ PRESETS: dict[str, tuple[dict, float]] = {
     # docs/RESULTS.md, "Smeared keys in the tiny world model".
     "tiny-world-smear": (dict(vocab_size=2048, n_positions=256, n_layer=4, n_head=4, n_embd=128, smear_keys=True),
                          1_088_272),
+    "tiny-world-rope-smear": (dict(vocab_size=2048, n_positions=256, n_layer=4, n_head=4, n_embd=128, arch="neox",
+                                   rotary_pct=1.0, smear_keys=True), 1_055_504),
     # The Hugging Face TRL comparison config (DESIGN.md, performance targets).
     "trl_tiny": (dict(vocab_size=8192, n_positions=256, n_layer=4, n_head=4, n_embd=256), 5_322_240),
     "gpt1": (dict(vocab_size=40478, n_positions=512, n_layer=12, n_head=12, n_embd=768), 117e6),

@@ -121,3 +121,19 @@ def test_web_corpus_mixes_half_shakespeare_in_both_splits():
     assert web.interleave("a\n" * 5000, "b\n" * 100, chunk=100).count("b") == 100
     with pytest.raises(ValueError, match="integer seed"):
         corpus.load_corpus("web:x")
+
+
+def test_web_sources_name_a_version():
+    from instructgpt_jax.data import web
+
+    assert corpus.parse_web_source("web") == (0, web.VERSION) and corpus.parse_web_source("web:3") == (3, web.VERSION)
+    assert corpus.parse_web_source("web-v4") == (0, 4) and corpus.parse_web_source("web-v1:7") == (7, 1)
+    assert corpus.parse_web_source("shakespeare") is None and corpus.parse_web_source("webtext.jsonl") is None
+    for bad in ("web-v5", "web-v4:x", "web:"):
+        with pytest.raises(ValueError, match=r"web\[-v<version>\]\[:<seed>\]"):
+            corpus.parse_web_source(bad)
+    v4 = corpus.load_corpus("web-v4:3")
+    plays = corpus.shakespeare()
+    assert v4.train == web.interleave(web.web_text(3, len(plays.train), version=4), plays.train)
+    assert v4.heldout == web.interleave(web.web_text(3, len(plays.heldout), web.HELDOUT_STREAM, 4), plays.heldout)
+    assert corpus.load_corpus("web-v2:3") == corpus.load_corpus("web:3")

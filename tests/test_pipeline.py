@@ -332,3 +332,26 @@ def test_one_seed_reseeds_every_stage():
     assert wired["pretrain"].data.source == "web:2" and wired["ppo_ptx"].data.corpus.source == "web:2"
     assert wired["eval"].world.seed == 2 and wired["eval"].eval.seed == 2 and wired["eval"].eval.corpus == "web:2"
     assert config.world.seed == 0 and config.pretrain.data.source == "web"   # the config itself is untouched
+
+
+def test_web_version_sets_every_web_source():
+    config = load_config("configs/pipeline.py:default")
+    default = pipeline.stage_configs(config, "/w")
+    apply_overrides(config, {"web_version": 4, "seed": 1})
+    wired = pipeline.stage_configs(config, "/w")
+    assert wired["pretrain"].data.source == "web-v4:1" and wired["eval"].eval.corpus == "web-v4:1"
+    assert wired["ppo"].data.corpus.source == wired["ppo_ptx"].data.corpus.source == "web-v4:1"
+    assert config.pretrain.data.source == "web" and config.eval.corpus == "web"  # the config itself is untouched
+    # At the default version the key changes no stage's fingerprint, so finished runs do not rerun.
+    config.web_version, config.seed = 2, 0
+    again = pipeline.stage_configs(config, "/w")
+    for stage in ("pretrain", "ppo_ptx", "eval"):
+        assert pipeline.fingerprint(again[stage], "/w") == pipeline.fingerprint(default[stage], "/w")
+    no_key = load_config("configs/pipeline.py:default")
+    with no_key.unlocked():
+        del no_key["web_version"]
+    assert pipeline.fingerprint(pipeline.stage_configs(no_key, "/w")["eval"], "/w") == pipeline.fingerprint(
+        default["eval"], "/w")
+    config.web_version = 7
+    with pytest.raises(ValueError, match="web_version=7"):
+        pipeline.stage_configs(config, "/w")

@@ -69,16 +69,30 @@ def shakespeare(heldout_fraction: float = 0.05) -> Corpus:
                   heldout="\n".join(t for n, t in texts.items() if n in heldout))
 
 
-def web_and_shakespeare(seed: int, heldout_fraction: float = 0.05) -> Corpus:
-    """The embedded world's pretraining mix: Shakespeare and as many bytes of the world's web (web.py), each
-    split interleaved chunk by chunk; the web's held-out text is its own stream, never trained on."""
+def web_and_shakespeare(seed: int, heldout_fraction: float = 0.05, version: int = web.VERSION) -> Corpus:
+    """The embedded world's pretraining mix: Shakespeare and as many bytes of the world's web (web.py, of
+    `version`), each split interleaved chunk by chunk; the web's held-out text is its own stream, never trained on."""
     plays = shakespeare(heldout_fraction)
-    return Corpus(train=web.interleave(web.web_text(seed, len(plays.train)), plays.train),
-                  heldout=web.interleave(web.web_text(seed, len(plays.heldout), web.HELDOUT_STREAM), plays.heldout))
+    return Corpus(train=web.interleave(web.web_text(seed, len(plays.train), version=version), plays.train),
+                  heldout=web.interleave(web.web_text(seed, len(plays.heldout), web.HELDOUT_STREAM, version),
+                                         plays.heldout))
+
+
+def parse_web_source(source: str) -> tuple[int, int] | None:
+    """(seed, version) of a web source, None for any other source. "web" and "web:<seed>" are the default
+    version (web.VERSION); "web-v<N>" and "web-v<N>:<seed>" are version N (web.web_text's versions)."""
+    head, colon, seed = source.partition(":")
+    match = re.fullmatch(r"web(?:-v(\d+))?", head)
+    if not match:
+        return None
+    if (colon and not seed.isdigit()) or (match[1] is not None and int(match[1]) not in web.VERSIONS):
+        raise ValueError(f"corpus source {source!r}: expected 'web[-v<version>][:<seed>]' with an integer seed and a "
+                         f"version in {web.VERSIONS}")
+    return int(seed or 0), int(match[1] or web.VERSION)
 
 
 def load_corpus(source: str, data_dir: str | None = None, heldout_fraction: float = 0.05) -> Corpus:
-    """Pretraining text from "shakespeare", "web[:seed]" (the world's web mixed with Shakespeare), a JSONL
+    """Pretraining text from "shakespeare", "web[-v<version>][:seed]" (the world's web mixed with Shakespeare), a JSONL
     file of {"text"} records, or "tfds:name[/config]:split".
 
     JSONL and TFDS documents are held out by a fixed hash of their index, so the split does not depend on
@@ -88,11 +102,9 @@ def load_corpus(source: str, data_dir: str | None = None, heldout_fraction: floa
         raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")
     if source == "shakespeare":
         return shakespeare(heldout_fraction)
-    if source == "web" or source.startswith("web:"):
-        seed = source.partition(":")[2]
-        if seed and not seed.isdigit():
-            raise ValueError(f"corpus source {source!r}: expected 'web' or 'web:<seed>' with an integer seed")
-        return web_and_shakespeare(int(seed or 0), heldout_fraction)
+    if (web_source := parse_web_source(source)) is not None:
+        seed, version = web_source
+        return web_and_shakespeare(seed, heldout_fraction, version)
     train, heldout = [], []
     for i, text in enumerate(read_text(source, data_dir=data_dir or None)):
         held = zlib.crc32(str(i).encode()) % 10_000 < heldout_fraction * 10_000

@@ -18,7 +18,8 @@ the kinds below from the world's word banks, never in an instruction's phrasing:
 - quotes (version 4 only): a reply restating a post, its facts in another order or its list word for word.
 
 `load_corpus("web[:seed]")` mixes this text with Shakespeare chunk by chunk (half of each), so held-out loss
-on the mix, the alignment-tax measure, covers both.
+on the mix, the alignment-tax measure, covers both; "web-v<N>[:seed]" mixes version N's (a config value, so a
+pipeline whose corpus source changes reruns pretraining and the stages after it).
 """
 
 import functools
@@ -184,6 +185,7 @@ TRAIN_STREAM, HELDOUT_STREAM = 31, 32   # rng streams of the web's two splits, a
 # 4 (not the default): version 2 and quotes (_quote) as a fifth kind of document, each kind a fifth of the
 # documents; with learned positions the other skills no longer form in the default's 3,000 steps (RESULTS, "Web v4").
 VERSION = 2
+VERSIONS = (1, 2, 3, 4)
 STORY_WEIGHTS = (1, 1, 4, 1)   # web v3's odds of a note, a description, a story, a dialogue
 
 
@@ -191,7 +193,7 @@ def web_text(seed: int, n_bytes: int, stream: int = TRAIN_STREAM, version: int =
     """About `n_bytes` of documents (2-6 lines each, blank-line separated), deterministic in (seed, stream).
     `version=1` writes the web before 2026-12-04, which the shipped world tokenizer was trained on; 2 (the
     default) each kind of document equally often; 3 stories STORY_WEIGHTS times as often; 4 adds quotes."""
-    if version not in (1, 2, 3, 4):
+    if version not in VERSIONS:
         raise ValueError(f"web_text: version must be 1, 2, 3 or 4, got {version!r}")
     rng = np.random.default_rng([seed, stream])
     kinds = (_note, functools.partial(_description, version=version), _story, _dialogue) + (
