@@ -47,8 +47,8 @@ PRESETS: dict[str, tuple[dict, float]] = {
     "tiny-world-rope": (dict(vocab_size=2048, n_positions=256, n_layer=4, n_head=4, n_embd=128, arch="neox",
                              rotary_pct=1.0), 1_055_488),
     # tiny-world with smeared keys (model.smear): a head's key at a token also carries the token before it, so an
-    # induction head (in-context lookup, copying) needs one layer on top of a previous-token head. Its skills:
-    # docs/RESULTS.md, "Smeared keys in the tiny world model".
+    # induction head (in-context lookup, copying) needs one layer on top of a previous-token head; and the same
+    # with tiny-world-rope's rotary positions. Their skills: docs/RESULTS.md, "Smeared keys".
     "tiny-world-smear": (dict(vocab_size=2048, n_positions=256, n_layer=4, n_head=4, n_embd=128, smear_keys=True),
                          1_088_272),
     "tiny-world-rope-smear": (dict(vocab_size=2048, n_positions=256, n_layer=4, n_head=4, n_embd=128, arch="neox",
