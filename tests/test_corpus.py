@@ -136,4 +136,4 @@ def test_web_sources_name_a_version():
     plays = corpus.shakespeare()
     assert v4.train == web.interleave(web.web_text(3, len(plays.train), version=4), plays.train)
     assert v4.heldout == web.interleave(web.web_text(3, len(plays.heldout), web.HELDOUT_STREAM, 4), plays.heldout)
-    assert corpus.load_corpus("web-v2:3") == corpus.load_corpus("web:3")
+    assert corpus.parse_web_source("web-v2:3") == corpus.parse_web_source("web:3")  # one text, two names
