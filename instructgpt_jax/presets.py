@@ -48,7 +48,7 @@ PRESETS: dict[str, tuple[dict, float]] = {
                              rotary_pct=1.0), 1_055_488),
     # tiny-world with smeared keys (model.smear): a head's key at a token also carries the token before it, so an
     # induction head (in-context lookup, copying) needs one layer on top of a previous-token head; and the same
-    # with tiny-world-rope's rotary positions. Their skills: docs/RESULTS.md, "Smeared keys".
+    # with tiny-world-rope's rotary positions. Their skills: docs/RESULTS.md, "Smeared keys, and three times the pretraining".
     "tiny-world-smear": (dict(vocab_size=2048, n_positions=256, n_layer=4, n_head=4, n_embd=128, smear_keys=True),
                          1_088_272),
     "tiny-world-rope-smear": (dict(vocab_size=2048, n_positions=256, n_layer=4, n_head=4, n_embd=128, arch="neox",
