@@ -113,9 +113,26 @@ def stage_configs(config, workdir: str) -> dict:
     return out
 
 
+def map_corpus_sources(configs: dict, change) -> None:
+    """Every stage's corpus source (pretraining's data.source, PPO's data.corpus.source, the eval's eval.corpus)
+    replaced by change(source), in place; the eval stage's config, the pipeline's own, is copied first."""
+    for stage, cfg in configs.items():
+        if cfg is None:
+            continue
+        if stage == "eval":
+            cfg = configs[stage] = copy.deepcopy(cfg)
+            cfg.unlock()
+            cfg.eval.corpus = change(cfg.eval.corpus)
+            continue
+        if "data" in cfg and "source" in cfg.data:
+            cfg.data.source = change(cfg.data.source)
+        if "data" in cfg and "corpus" in cfg.data:
+            cfg.data.corpus.source = change(cfg.data.corpus.source)
+
+
 def set_web_version(configs: dict, version: int) -> None:
     """Every stage's web corpus source ("web[-v<N>][:<s>]": pretraining, PPO-ptx, the eval's held-out loss) made
-    version `version` of web.web_text, in place (the eval stage's config, the pipeline's own, is copied first)."""
+    version `version` of web.web_text, in place."""
     if version not in web.VERSIONS:
         raise ValueError(f"config.web_version={version!r}; expected one of {web.VERSIONS}")
 
@@ -124,42 +141,25 @@ def set_web_version(configs: dict, version: int) -> None:
             return source
         return f"web-v{version}" + source.partition(":")[1] + source.partition(":")[2]
 
-    for stage, cfg in configs.items():
-        if cfg is None:
-            continue
-        if stage == "eval":
-            cfg = configs[stage] = copy.deepcopy(cfg)
-            cfg.unlock()
-            cfg.eval.corpus = versioned(cfg.eval.corpus)
-            continue
-        if "data" in cfg and "source" in cfg.data:
-            cfg.data.source = versioned(cfg.data.source)
-        if "data" in cfg and "corpus" in cfg.data:
-            cfg.data.corpus.source = versioned(cfg.data.corpus.source)
+    map_corpus_sources(configs, versioned)
 
 
 def reseed(configs: dict, seed: int) -> None:
     """Add the pipeline's `seed` to every stage's own seed, in place: world (so its prompts, demonstrations,
     labelers and web text), pretraining, SFT, comparison sampling, RM, PPO and evaluation keys."""
+    map_corpus_sources(configs, lambda source: with_seed(source, seed))  # copies the eval stage's config
     for stage, cfg in configs.items():
         if cfg is None:
             continue
         if stage == "eval":
-            cfg = configs[stage] = copy.deepcopy(cfg)
-            cfg.unlock()
             cfg.world.seed += seed
             cfg.eval.seed += seed
-            cfg.eval.corpus = with_seed(cfg.eval.corpus, seed)
             continue
         if stage == "world":
             cfg.seed += seed
         for section in ("train", "compare", "nlp"):
             if section in cfg and "seed" in cfg[section]:
                 cfg[section].seed += seed
-        if "data" in cfg and "source" in cfg.data:
-            cfg.data.source = with_seed(cfg.data.source, seed)
-        if "data" in cfg and "corpus" in cfg.data:
-            cfg.data.corpus.source = with_seed(cfg.data.corpus.source, seed)
 
 
 def with_seed(source: str, seed: int) -> str:

@@ -12,8 +12,9 @@ import pytest
 from flax import nnx
 
 from instructgpt_jax import hf
-from instructgpt_jax.model import GPTConfig, count_params, init_cache, make_model, positions_from_mask
+from instructgpt_jax.model import GPTConfig, count_params, make_model
 from instructgpt_jax.presets import get_preset
+from decoding import assert_decoding_equals_full_forward
 from hf_reference import assert_export_round_trip, batches, hf_logits, our_logits, perturbed, random_params
 
 torch = pytest.importorskip("torch")
@@ -65,30 +66,10 @@ def test_export_matches_transformers(tmp_path):
 def test_kv_cache_decoding_equals_full_forward(shape):
     """Prefill a left-padded batch, then feed one token at a time: each step's logits equal the full pass's."""
     cfg = get_preset("nano-neox", vocab_size=61, **shape)
-    graphdef = nnx.split(make_model(cfg))[0]
     params = random_params(cfg, init_seed=0, noise_seed=2, scale=0.2)
-
-    @jax.jit
-    def run(params, tokens, positions, mask, cache, index):
-        model = nnx.merge(graphdef, params)
-        if cache is None:
-            return model(tokens, positions, mask)
-        h, cache = model.trunk(tokens, positions, mask, cache=cache, cache_index=index)
-        return model.logits(h), cache
-
-    T, P = 12, 6
-    tokens = jnp.asarray(np.random.default_rng(4).integers(0, 61, (2, T)), jnp.int32)
-    mask = jnp.arange(T)[None, :] >= jnp.array([0, 3])[:, None]
-    positions = positions_from_mask(mask)
-    full = np.asarray(run(params, tokens, positions, mask, None, 0))
-    logits, cache = run(params, tokens[:, :P], positions[:, :P], mask, init_cache(cfg, 2, T), 0)
-    steps = [logits]
-    for t in range(P, T):
-        logits, cache = run(params, tokens[:, t:t + 1], positions[:, t:t + 1], mask, cache, t)
-        steps.append(logits)
-    decoded = np.asarray(jnp.concatenate(steps, axis=1))
-    m = np.asarray(mask)
-    np.testing.assert_allclose(decoded[m], full[m], rtol=0, atol=1e-5)
+    tokens = jnp.asarray(np.random.default_rng(4).integers(0, 61, (2, 12)), jnp.int32)
+    mask = jnp.arange(12)[None, :] >= jnp.array([0, 3])[:, None]
+    assert_decoding_equals_full_forward(cfg, params, tokens, mask, prefill=6)
 
 
 @pytest.mark.parametrize("name", ["pythia-70m", "pythia-160m", "pythia-410m", "pythia-1b", "pythia-1.4b",

@@ -11,7 +11,8 @@ import pytest
 from flax import nnx
 
 from instructgpt_jax import hf
-from instructgpt_jax.model import GPTConfig, init_cache, make_model, packed_key_mask, positions_from_mask, smear
+from instructgpt_jax.model import GPTConfig, make_model, packed_key_mask, smear
+from decoding import assert_decoding_equals_full_forward
 
 CFG = GPTConfig(vocab_size=61, n_positions=32, n_layer=2, n_head=4, n_embd=32, smear_keys=True)
 
@@ -84,21 +85,11 @@ def _run(cfg):
 
 def test_kv_cache_decoding_equals_full_forward():
     run, params = _run(CFG), _params(CFG)
-    T, P = 12, 6
-    tokens = jnp.asarray(np.random.default_rng(4).integers(0, 61, (2, T)), jnp.int32)
-    mask = jnp.arange(T)[None, :] >= jnp.array([0, 3])[:, None]
-    positions = positions_from_mask(mask)
-    full = np.asarray(run(params, tokens, positions, mask))
-    logits, cache = run(params, tokens[:, :P], positions[:, :P], mask, init_cache(CFG, 2, T), 0)
-    steps = [logits]
-    for t in range(P, T):
-        logits, cache = run(params, tokens[:, t:t + 1], positions[:, t:t + 1], mask, cache, t)
-        steps.append(logits)
-    decoded = np.asarray(jnp.concatenate(steps, axis=1))
-    m = np.asarray(mask)
-    np.testing.assert_allclose(decoded[m], full[m], rtol=0, atol=1e-5)
+    tokens = jnp.asarray(np.random.default_rng(4).integers(0, 61, (2, 12)), jnp.int32)
+    mask = jnp.arange(12)[None, :] >= jnp.array([0, 3])[:, None]
+    full = assert_decoding_equals_full_forward(CFG, params, tokens, mask, prefill=6)
     # The padded row's real slots equal the row alone.
-    alone = np.asarray(run(params, tokens[1:, 3:], None, jnp.ones((1, T - 3), bool)))
+    alone = np.asarray(run(params, tokens[1:, 3:], None, jnp.ones((1, 9), bool)))
     np.testing.assert_allclose(full[1, 3:], alone[0], rtol=0, atol=1e-5)
 
 
