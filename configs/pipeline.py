@@ -81,8 +81,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # has the skills SFT elicits, and held-out loss on this mix is the alignment tax (eval, PPO-ptx).
     config.pretrain.data.source = "web"
     # The version of the world's web (data/web.py's web_text) in every stage that reads it: pretraining, PPO-ptx's
-    # pretraining batches and the eval's held-out loss. 2 is the default; 3 and 4 are the variants of
-    # docs/RESULTS.md ("Latent skills", "Web v4"); 1 the web the world tokenizer was trained on.
+    # pretraining batches and the eval's held-out loss. 2 is the default; 3, 4 and 5 are the variants of
+    # docs/RESULTS.md ("Latent skills", "Web v4", "Web v5"); 1 the web the world tokenizer was trained on.
     config.web_version = 2
     config.sft = load_config("configs/sft.py:" + ("smoke" if smoke else "tiny"))
     # Where the RM starts. "sft": the SFT model (the paper's Section 3.5). "nlp": the base model fine-tuned on the

@@ -106,8 +106,31 @@ def test_web_v4_quotes_restate_their_post_and_leave_v2_as_it_was():
             lists += 1
     assert facts > 50 and lists > 50
     assert not any(judge.parse(line) for line in lines)
-    with pytest.raises(ValueError, match="version must be 1, 2, 3 or 4"):
-        web.web_text(0, 100, version=5)
+    with pytest.raises(ValueError, match=r"version must be one of \(1, 2, 3, 4, 5\), got 6"):
+        web.web_text(0, 100, version=6)
+
+
+def test_web_v5_answers_each_question_from_its_own_line():
+    """Version 5's facts documents: every "How is the X? The X is Y." answers with the quality its own line gave
+    X (never another line's), and version 4's text is what it was before version 5 existed."""
+    import hashlib
+
+    from instructgpt_jax.data import judge, web
+
+    assert hashlib.md5(web.web_text(0, 100_000, version=4).encode()).hexdigest() == "da55e63f7ad03f5b11a5380ff7354433"
+    text = web.web_text(0, 200_000, version=5)
+    asked = 0
+    for line in text.splitlines():
+        if not (m := re.fullmatch(r"The (.*?)\. (How is the .*)", line)):
+            continue
+        stated = dict(re.findall(r"(?:^|, | and )the (\w+) is (\w+)", "the " + m[1]))
+        assert len(stated) >= 2, line
+        for thing, again, quality in re.findall(r"How is the (\w+)\? The (\w+) is (\w+)\.", m[2]):
+            assert thing == again and stated[thing] == quality, line
+            asked += 1
+    assert asked > 1000
+    assert asked > 3 * web.web_text(0, 200_000, version=4).count("How is the")
+    assert not any(judge.parse(line) for line in text.splitlines())
 
 
 def test_web_corpus_mixes_half_shakespeare_in_both_splits():
@@ -129,7 +152,7 @@ def test_web_sources_name_a_version():
     assert corpus.parse_web_source("web") == (0, web.VERSION) and corpus.parse_web_source("web:3") == (3, web.VERSION)
     assert corpus.parse_web_source("web-v4") == (0, 4) and corpus.parse_web_source("web-v1:7") == (7, 1)
     assert corpus.parse_web_source("shakespeare") is None and corpus.parse_web_source("webtext.jsonl") is None
-    for bad in ("web-v5", "web-v4:x", "web:"):
+    for bad in ("web-v6", "web-v4:x", "web:"):
         with pytest.raises(ValueError, match=r"web\[-v<version>\]\[:<seed>\]"):
             corpus.parse_web_source(bad)
     v4 = corpus.load_corpus("web-v4:3")
