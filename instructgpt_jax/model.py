@@ -35,7 +35,7 @@ from flax import nnx
 # (`sharding.init_sharded`: jit(init, out_shardings) derived from eval_shape), as MaxText does.
 flax.config.update("flax_always_shard_variable", False)
 
-Cache = list  # per layer: {"k": (B, H, S, K), "v": (B, H, S, K)}
+Cache = list  # per layer: {"k": (B, H, S, K), "v": (B, H, S, K)}, with smear_keys also "k_last": (B, 1, H, K)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,35 +218,37 @@ def apply_rotary(x: jax.Array, rope: tuple[jax.Array, jax.Array]) -> jax.Array:
     return jnp.concatenate([(rot * cos + half * sin).astype(x.dtype), rest], axis=-1)
 
 
-def smear(k: jax.Array, key_mask: jax.Array, logit: jax.Array, seq_axis: int) -> jax.Array:
+def smear(k: jax.Array, key_mask: jax.Array, logit: jax.Array, cache_index=None, last=None) -> jax.Array:
     """Smeared keys (Olsson et al. 2022, "In-context Learning and Induction Heads"): k'_s = k_s + w_h (k_p - k_s)
     with w_h = sigmoid(logit_h) learned per head and p the slot of the token before s in its own sequence.
 
-    p is s - 1 when a (B, S) key mask admits it (a dense or left-padded row, a KV cache), and with a packed row's
-    (B, T, S) mask the last slot before s that s may see (its segment, or a response's shared prompt). A token
-    with none (position 0) keeps its own key, so a padded or packed row smears as the row alone does. k is
-    (B, T, H, K) with seq_axis 1, or a cache's (B, H, S, K) with seq_axis 2 (then the mask must be (B, S)).
+    k is (B, T, H, K). p is s - 1 when a (B, S) key mask admits it (a dense or left-padded row, a KV cache), and
+    with a packed row's (B, T, S) mask the last slot before s that s may see (its segment, or a response's shared
+    prompt). A token with none (position 0) keeps its own key, so a padded or packed row smears as the row alone
+    does. Decoding passes the segment's first slot `cache_index` and `last`, the raw key (B, 1, H, K) at slot
+    cache_index - 1: the cache keeps smeared keys, so a decode step smears its own token only.
     With a previous-token head in the layer below, a smeared key at "slow" in "the box is slow" carries "box
     is", which the query at a later "box is" can match: the induction of an in-context lookup in one layer.
     """
-    S = k.shape[seq_axis]
-    if key_mask.ndim == 2:
-        prev = jnp.concatenate([jax.lax.slice_in_dim(k, 0, 1, axis=seq_axis),
-                                jax.lax.slice_in_dim(k, 0, S - 1, axis=seq_axis)], axis=seq_axis)
-        has_prev = jnp.concatenate([jnp.zeros_like(key_mask[:, :1]), key_mask[:, :-1]], axis=1)  # (B, S)
-    elif seq_axis == 1 and key_mask.shape[1] == S:
-        slots = jnp.arange(S)
-        seen = jnp.where(key_mask & (slots[None, :] < slots[:, None])[None], slots, -1)  # (B, T, S)
+    T = k.shape[1]
+    if cache_index is not None:
+        prev = jnp.concatenate([last.astype(k.dtype), k[:, :-1]], axis=1)
+        # Slot s's predecessor s - 1 sits at index s of the mask shifted right by one (slot -1: none).
+        shifted = jnp.concatenate([jnp.zeros_like(key_mask[:, :1]), key_mask], axis=1)
+        has_prev = jax.lax.dynamic_slice_in_dim(shifted, cache_index, T, axis=1)  # (B, T)
+    elif key_mask.ndim == 2:
+        prev = jnp.concatenate([k[:, :1], k[:, :-1]], axis=1)
+        has_prev = jnp.concatenate([jnp.zeros_like(key_mask[:, :1]), key_mask[:, :-1]], axis=1)  # (B, T)
+    elif key_mask.shape[1:] == (T, T):
+        slots = jnp.arange(T)
+        seen = jnp.where(key_mask & (slots[None, :] < slots[:, None])[None], slots, -1)  # (B, T, T)
         p = seen.max(axis=-1)  # (B, T): the last slot before t in t's own sequence, -1 for none
         prev = jnp.take_along_axis(k, jnp.maximum(p, 0)[:, :, None, None], axis=1)
         has_prev = p >= 0
     else:
-        raise ValueError(f"smear_keys with a {key_mask.shape} key mask over {S} cached slots; a KV cache takes a "
-                         "(B, S) mask")
-    has_prev = has_prev[:, :, None, None] if seq_axis == 1 else has_prev[:, None, :, None]
-    w = jax.nn.sigmoid(logit.astype(jnp.float32)).astype(k.dtype)
-    w = w[None, None, :, None] if seq_axis == 1 else w[None, :, None, None]
-    return k + w * jnp.where(has_prev, prev - k, jnp.zeros_like(k))
+        raise ValueError(f"smear_keys with a {key_mask.shape} key mask over {T} keys; a KV cache takes a (B, S) mask")
+    w = jax.nn.sigmoid(logit.astype(jnp.float32)).astype(k.dtype)[None, None, :, None]
+    return k + w * jnp.where(has_prev[:, :, None, None], prev - k, jnp.zeros_like(k))
 
 
 class CausalSelfAttention(nnx.Module):
@@ -276,7 +278,7 @@ class CausalSelfAttention(nnx.Module):
         if layer_cache is None:
             S = k.shape[1]
             if cfg.smear_keys:
-                k = smear(k, key_mask, self.smear[...], seq_axis=1)
+                k = smear(k, key_mask, self.smear[...])
             att = jnp.einsum("bthk,bshk->bhts", q, k).astype(jnp.float32) / scale
         else:
             # Decoding: write this segment's keys/values at cache_index and attend to the whole cache. The cache
@@ -284,11 +286,14 @@ class CausalSelfAttention(nnx.Module):
             # a batched (1, K) x (K, S) product instead of a strided gather (docs/RESULTS.md, "Speed").
             put = lambda c, x: jax.lax.dynamic_update_slice_in_dim(c, x.transpose(0, 2, 1, 3).astype(c.dtype),  # noqa: E731
                                                                    cache_index, 2)
+            raw = k
+            if cfg.smear_keys:  # the cache keeps smeared keys, and the raw one the next token smears with
+                k = smear(k, key_mask, self.smear[...], cache_index, layer_cache["k_last"])
             new_cache = {"k": put(layer_cache["k"], k), "v": put(layer_cache["v"], v)}
+            if cfg.smear_keys:
+                new_cache["k_last"] = raw[:, -1:].astype(layer_cache["k_last"].dtype)
             k, v = new_cache["k"].astype(dt), new_cache["v"].astype(dt)
             S = k.shape[2]
-            if cfg.smear_keys:  # the cache keeps raw keys: a new token's smeared key needs its predecessor's
-                k = smear(k, key_mask, self.smear[...], seq_axis=2)
             att = jnp.einsum("bthk,bhsk->bhts", q, k).astype(jnp.float32) / scale
         # Causality is by slot (index in the padded sequence / cache), padding by the key mask.
         causal = query_slots[:, None] >= jnp.arange(S)[None, :]  # (T, S)
@@ -439,7 +444,9 @@ def init_cache(cfg: GPTConfig, batch: int, max_len: int, dtype: str | None = Non
     """Zero KV cache for `max_len` slots; dtype defaults to the compute dtype."""
     dt = jnp.dtype(dtype or cfg.dtype)
     shape = (batch, cfg.n_head, max_len, cfg.head_dim)
-    return [{"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt)} for _ in range(cfg.n_layer)]
+    # smear_keys: the raw key of the newest slot, which the next token's smeared key mixes in (smear).
+    last = {"k_last": jnp.zeros((batch, 1, cfg.n_head, cfg.head_dim), dt)} if cfg.smear_keys else {}
+    return [{"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt), **last} for _ in range(cfg.n_layer)]
 
 
 def positions_from_mask(mask: jax.Array) -> jax.Array:

@@ -40,17 +40,20 @@ def test_smear_against_numpy():
     k = rng.standard_normal((2, 7, 3, 5)).astype(np.float32)
     logit = np.array([-1.0, 0.0, 2.0], np.float32)
     left_padded = np.arange(7)[None, :] >= np.array([0, 3])[:, None]
-    got = smear(jnp.asarray(k), jnp.asarray(left_padded), jnp.asarray(logit), seq_axis=1)
+    got = smear(jnp.asarray(k), jnp.asarray(left_padded), jnp.asarray(logit))
     np.testing.assert_allclose(got, reference_smear(k, left_padded, logit), rtol=0, atol=1e-6)
-    # The cache's (B, H, S, K) layout smears the same keys.
-    cached = smear(jnp.asarray(k.transpose(0, 2, 1, 3)), jnp.asarray(left_padded), jnp.asarray(logit), seq_axis=2)
-    np.testing.assert_allclose(cached.transpose(0, 2, 1, 3), got, rtol=0, atol=1e-6)
+    # Decoding smears segment by segment (slots 0-3, then 4-5, then 6), each given the raw key before it.
+    last, pieces = jnp.zeros_like(jnp.asarray(k[:, :1])), []
+    for start, end in ((0, 4), (4, 6), (6, 7)):
+        pieces.append(smear(jnp.asarray(k[:, start:end]), jnp.asarray(left_padded), jnp.asarray(logit), start, last))
+        last = jnp.asarray(k[:, end - 1:end])
+    np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), got, rtol=0, atol=1e-6)
     # Packed: row 0 holds two segments; row 1 a prompt (slots 0-1) and two responses branching from it (2-3, 4-6),
     # so slot 4's previous token is the prompt's slot 1, not slot 3 of the other response.
     segments = jnp.asarray([[1, 1, 1, 2, 2, 2, 0], [1, 1, 1, 1, 1, 1, 1]])
     branches = jnp.asarray([[0, 0, 0, 0, 0, 0, 0], [0, 0, 1, 1, 2, 2, 2]])
     packed = packed_key_mask(segments, branches)
-    got = smear(jnp.asarray(k), packed, jnp.asarray(logit), seq_axis=1)
+    got = smear(jnp.asarray(k), packed, jnp.asarray(logit))
     want = reference_smear(k, packed, logit)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
     w = 1 / (1 + np.exp(-logit))
