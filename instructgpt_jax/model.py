@@ -231,6 +231,8 @@ def smear(k: jax.Array, key_mask: jax.Array, logit: jax.Array, cache_index=None,
     is", which the query at a later "box is" can match: the induction of an in-context lookup in one layer.
     """
     T = k.shape[1]
+    if cache_index is not None and key_mask.ndim != 2:
+        raise ValueError(f"smear_keys with a {key_mask.shape} key mask over a KV cache; a cache takes a (B, S) mask")
     if cache_index is not None:
         prev = jnp.concatenate([last.astype(k.dtype), k[:, :-1]], axis=1)
         # Slot s's predecessor s - 1 sits at index s of the mask shifted right by one (slot -1: none).
@@ -246,7 +248,8 @@ def smear(k: jax.Array, key_mask: jax.Array, logit: jax.Array, cache_index=None,
         prev = jnp.take_along_axis(k, jnp.maximum(p, 0)[:, :, None, None], axis=1)
         has_prev = p >= 0
     else:
-        raise ValueError(f"smear_keys with a {key_mask.shape} key mask over {T} keys; a KV cache takes a (B, S) mask")
+        raise ValueError(f"smear_keys with a {key_mask.shape} key mask over {T} keys; expected (B, {T}) or "
+                         f"(B, {T}, {T})")
     w = jax.nn.sigmoid(logit.astype(jnp.float32)).astype(k.dtype)[None, None, :, None]
     return k + w * jnp.where(has_prev[:, :, None, None], prev - k, jnp.zeros_like(k))
 

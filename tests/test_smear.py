@@ -134,3 +134,11 @@ def test_zero_smear_weight_is_the_plain_model_and_a_weight_changes_it():
 def test_export_refuses_smeared_keys():
     with pytest.raises(ValueError, match="smear_keys=True has no Hugging Face architecture"):
         hf.config_to_hf(CFG)
+
+
+def test_smear_names_a_mask_it_cannot_read():
+    k, logit = jnp.zeros((1, 4, 2, 3)), jnp.zeros((2,))
+    with pytest.raises(ValueError, match=r"over a KV cache; a cache takes a \(B, S\) mask"):
+        smear(k, jnp.ones((1, 4, 4), bool), logit, 0, k[:, :1])
+    with pytest.raises(ValueError, match=r"\(1, 4, 5\) key mask over 4 keys; expected \(B, 4\) or \(B, 4, 4\)"):
+        smear(k, jnp.ones((1, 4, 5), bool), logit)
