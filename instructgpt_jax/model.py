@@ -233,14 +233,12 @@ def smear(k: jax.Array, key_mask: jax.Array, logit: jax.Array, cache_index=None,
     T = k.shape[1]
     if cache_index is not None and key_mask.ndim != 2:
         raise ValueError(f"smear_keys with a {key_mask.shape} key mask over a KV cache; a cache takes a (B, S) mask")
-    if cache_index is not None:
-        prev = jnp.concatenate([last.astype(k.dtype), k[:, :-1]], axis=1)
+    if key_mask.ndim == 2:  # a dense row is a segment at slot 0, whose first token has no predecessor
+        first = k[:, :1] if last is None else last.astype(k.dtype)
+        prev = jnp.concatenate([first, k[:, :-1]], axis=1)
         # Slot s's predecessor s - 1 sits at index s of the mask shifted right by one (slot -1: none).
         shifted = jnp.concatenate([jnp.zeros_like(key_mask[:, :1]), key_mask], axis=1)
-        has_prev = jax.lax.dynamic_slice_in_dim(shifted, cache_index, T, axis=1)  # (B, T)
-    elif key_mask.ndim == 2:
-        prev = jnp.concatenate([k[:, :1], k[:, :-1]], axis=1)
-        has_prev = jnp.concatenate([jnp.zeros_like(key_mask[:, :1]), key_mask[:, :-1]], axis=1)  # (B, T)
+        has_prev = jax.lax.dynamic_slice_in_dim(shifted, 0 if cache_index is None else cache_index, T, axis=1)
     elif key_mask.shape[1:] == (T, T):
         slots = jnp.arange(T)
         seen = jnp.where(key_mask & (slots[None, :] < slots[:, None])[None], slots, -1)  # (B, T, T)
