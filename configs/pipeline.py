@@ -112,6 +112,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # steps"). Neither length has the lookup that context_qa needs.
         config.sft.train.epochs = 5.0
         config.pretrain.train.steps = 3000
+        # Every 1,000th pretraining checkpoint stays (~12 MB each) beside the newest three: when each latent skill
+        # emerges (experiments/skill_probe.py --steps all).
+        config.pretrain.train.keep_period = 1000
         # Comparisons on 8,192 prompts: at 2,048 prompts the tiny RM barely learns and PPO loses gold; at 8,192
         # PPO gains a little (docs/RESULTS.md, "The default at 8,192 comparisons"); with the stage defaults
         # (1,024 prompts, one epoch, the paper's choice at 33k prompts) it learns the labelers' length bias and

@@ -109,6 +109,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "eval_every": 25,              # iterations between evaluations (iteration 0 is the SFT policy's)
         "checkpoint_every": 50,        # iterations between checkpoints (and one at the end)
         "keep_checkpoints": 2,         # newest checkpoints kept
+        "keep_period": 0,               # also keep every checkpoint whose iteration is a multiple of this (0 = off)
         "async_checkpoint": False,     # write checkpoints in the background
         "tensorboard": True,           # TensorBoard events in <workdir>/tensorboard beside metrics.jsonl
     })

@@ -2,12 +2,15 @@
 
   python experiments/skill_probe.py --workdir runs/default                    # W/pretrain and W/sft
   python experiments/skill_probe.py --workdir W --stages pretrain --n 400 --json out.json
+  python experiments/skill_probe.py --workdir W --stages pretrain --steps all   # every kept checkpoint
 
 Prints each stage's multiple-choice accuracy per skill beside the chance level, then the share of the
 candidates' probability on the candidates the question states (skills.read). A skill the base model
 does not have (accuracy near chance) is one SFT has nothing to elicit and the RM (initialised from SFT)
 nothing to judge with: the family that needs it stays where the hard slice is (docs/RESULTS.md, "Latent
-skills, web v3 and longer pretraining").
+skills, web v3 and longer pretraining"). `--steps` probes older checkpoints too, a column each ("pretrain@1000"):
+when a skill emerges. A stage keeps its newest checkpoints and, with `train.keep_period`, every multiple of that
+(`pipeline :default` keeps every 1,000th pretraining step).
 """
 
 from __future__ import annotations
@@ -37,6 +40,26 @@ def _print_table(figures: dict, stages: list, key: str, level: str, level_header
               + " ".join(f"{figures[s][skill][key]:10.3f}" for s in stages))
 
 
+def _steps(stage_dir: str, steps: str) -> list:
+    """The checkpoint steps `--steps` names in one stage folder: [None] (its newest), all it keeps, or those listed
+    (each one it must keep)."""
+    from instructgpt_jax import checkpoint
+
+    if not steps:
+        return [None]
+    kept = checkpoint.all_steps(os.path.join(stage_dir, "checkpoints"))
+    if steps == "all":
+        return kept
+    try:
+        wanted = [int(x) for x in steps.split(",") if x]
+    except ValueError:
+        raise SystemExit(f"--steps {steps!r}: expected '', 'all' or comma-separated steps, e.g. 1000,2000") from None
+    missing = [x for x in wanted if x not in kept]
+    if missing or not wanted:
+        raise SystemExit(f"--steps {steps!r}: {stage_dir} keeps checkpoints at steps {kept}, not at {missing}")
+    return wanted
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True, help="a pipeline workdir (or any folder of stage folders)")
@@ -44,6 +67,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--n", type=int, default=200, help="questions per skill")
     parser.add_argument("--seed", type=int, default=0, help="seed of the questions")
     parser.add_argument("--json", default="", help="also write the figures to this file")
+    parser.add_argument("--steps", default="", help="checkpoints to probe in each stage: '' (the newest), 'all' "
+                        "(every kept one) or comma-separated steps")
     args = parser.parse_args(argv)
     if args.n < 1:
         raise SystemExit(f"--n {args.n}: expected at least one question per skill")
@@ -56,15 +81,19 @@ def main(argv=None) -> dict:
     if missing:
         raise SystemExit(f"{args.workdir}: no checkpoints in {', '.join(missing)} (expected stage folders with "
                          "checkpoints/, e.g. pretrain,sft)")
+    columns = [(s, step) for s in stages for step in _steps(os.path.join(args.workdir, s), args.steps)]
     figures = {}
-    for s in stages:
-        print(f"skill_probe: {os.path.join(args.workdir, s)}, {args.n} questions a skill", file=sys.stderr, flush=True)
-        figures[s] = skills.probe(os.path.join(args.workdir, s), args.n, args.seed)
-    _print_table(figures, stages, "accuracy", "chance")
+    for s, step in columns:
+        name = s if step is None else f"{s}@{step}"
+        print(f"skill_probe: {os.path.join(args.workdir, s)}{'' if step is None else f' step {step}'}, "
+              f"{args.n} questions a skill", file=sys.stderr, flush=True)
+        figures[name] = skills.probe(os.path.join(args.workdir, s), args.n, args.seed, step=step)
+    names = list(figures)
+    _print_table(figures, names, "accuracy", "chance")
     # Where accuracy is at chance, this tells a model that copies what the question states (share above the
     # uniform one) from one that does not look at it at all.
     print("\nshare of the candidates' probability on those the question states")
-    _print_table(figures, stages, "in_context", "in_context_uniform", "uniform")
+    _print_table(figures, names, "in_context", "in_context_uniform", "uniform")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"workdir": args.workdir, "n": args.n, "seed": args.seed, "stages": figures}, f, indent=1)

@@ -23,9 +23,19 @@ from instructgpt_jax.model import GPTConfig, abstract_model
 log = logging.getLogger(__name__)
 
 
-def make_manager(directory: str, max_to_keep: int = 3, async_save: bool = False) -> ocp.CheckpointManager:
+def make_manager(directory: str, max_to_keep: int = 3, async_save: bool = False,
+                 keep_period: int = 0) -> ocp.CheckpointManager:
+    """The checkpoint manager of `directory`: the newest `max_to_keep` steps stay, and with `keep_period` > 0 also
+    every step that is a multiple of it (a skill's emergence over training: experiments/skill_probe.py --steps)."""
+    if keep_period < 0:
+        raise ValueError(f"keep_period={keep_period}: expected 0 (off) or a positive number of steps")
+    keep = {"max_to_keep": max_to_keep}
+    if keep_period:
+        policies = ocp.checkpoint_managers
+        keep = {"max_to_keep": None, "preservation_policy": policies.AnyPreservationPolicy(
+            [policies.LatestN(n=max_to_keep), policies.EveryNSteps(interval_steps=keep_period)])}
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save, cleanup_tmp_directories=True
+        **keep, create=True, enable_async_checkpointing=async_save, cleanup_tmp_directories=True
     )
     # Handlers are named up front so that a fresh manager (a new process, the next stage) can read item
     # metadata and restore single items without having saved them first.
@@ -133,6 +143,11 @@ def latest_step(directory: str) -> int | None:
     return make_manager(directory).latest_step()
 
 
+def all_steps(directory: str) -> list[int]:
+    """The steps of a checkpoint folder, oldest first; [] without one."""
+    return [] if _absent(directory) else sorted(make_manager(directory).all_steps())
+
+
 def _absent(directory: str) -> bool:
     """A local folder that does not exist. Readers check first: a manager would create it (create=True)."""
     return "://" not in directory and not os.path.isdir(directory)
@@ -213,14 +228,17 @@ def is_final(meta: dict) -> bool:
     return "step" in meta and "total_steps" in meta and int(meta["step"]) >= int(meta["total_steps"])
 
 
-def load_model(stage_dir: str, item: str = "params", shardings=None):
-    """(GPTConfig, graphdef, params, meta) of a stage folder's newest checkpoint, for sampling and evaluation.
+def load_model(stage_dir: str, item: str = "params", shardings=None, step: int | None = None):
+    """(GPTConfig, graphdef, params, meta) of a stage folder's newest checkpoint (or `step`'s), for sampling
+    and evaluation.
 
     The model's architecture comes from the checkpoint's meta, so no config is needed. Params land on
     the first device unless `shardings` (a function GPTConfig -> tree of shardings) says otherwise.
     """
     ckpt_dir = os.path.join(stage_dir, "checkpoints")
-    step, meta = read_meta(ckpt_dir)
+    if step is not None and step not in all_steps(ckpt_dir):
+        raise FileNotFoundError(f"{ckpt_dir}: no checkpoint at step {step}; it holds steps {all_steps(ckpt_dir)}")
+    step, meta = read_meta(ckpt_dir, step)
     if "model" not in meta:
         raise ValueError(f"{ckpt_dir} step {step}: meta has no 'model'; not a model checkpoint")
     cfg = GPTConfig(**meta["model"])

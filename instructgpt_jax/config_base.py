@@ -44,6 +44,7 @@ def train_config(steps: int, batch_size: int, seq_len: int, **overrides) -> ml_c
         "eval_batches": 4,           # held-out batches per evaluation
         "checkpoint_every": 100,     # steps between checkpoints (and one at the end)
         "keep_checkpoints": 3,       # newest checkpoints kept
+        "keep_period": 0,             # also keep every checkpoint whose step is a multiple of this (0 = off)
         "async_checkpoint": False,   # write checkpoints in the background
         "tensorboard": True,         # TensorBoard events in <workdir>/tensorboard beside metrics.jsonl
     }
@@ -63,7 +64,8 @@ def model_config(preset: str, **overrides) -> ml_collections.ConfigDict:
 
 # Counts a config may hold (by key name): negative is an error; a cadence ("*_every") needs at least 1.
 COUNT_KEYS = ("steps", "iterations", "epochs", "batch_size", "batches", "seq_len", "prompts", "rows", "responses",
-              "max_new_tokens", "minibatches", "rollout_batch", "keep_checkpoints", "warmup_steps", "num_prompts")
+              "max_new_tokens", "minibatches", "rollout_batch", "keep_checkpoints", "keep_period", "warmup_steps",
+              "num_prompts")
 
 
 def check_counts(config: ml_collections.ConfigDict, prefix: str = "config") -> None:

@@ -145,10 +145,10 @@ def read(model, tokenizer, items: list[Cloze], width: int = 64) -> dict:
             "in_context_uniform": float(np.mean(uniform))}
 
 
-def probe(stage_dir: str, n: int = 200, seed: int = 0, skills=SKILLS) -> dict:
+def probe(stage_dir: str, n: int = 200, seed: int = 0, skills=SKILLS, step: int | None = None) -> dict:
     """{skill: {"accuracy", "chance", "n", "in_context", "in_context_uniform"}} (`read`) of a stage folder's
-    newest params (any stage with an LM head)."""
-    _, graphdef, params, meta = checkpoint.load_model(stage_dir)
+    newest params, or those of its checkpoint at `step` (any stage with an LM head)."""
+    _, graphdef, params, meta = checkpoint.load_model(stage_dir, step=step)
     model = nnx.merge(graphdef, params)
     tokenizer = make_tokenizer(meta.get("tokenizer", "byte"))
     out = {}

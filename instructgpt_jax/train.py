@@ -188,7 +188,9 @@ class Bookkeeper:
         t = config.train
         os.makedirs(workdir, exist_ok=True)
         self.stage, self.workdir, self.config, self.unit, self.train = stage, workdir, config, unit, t
-        self.manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), t.keep_checkpoints, t.async_checkpoint)
+        # keep_period: a stage config saved before it existed (configs/run_stage.py) keeps the newest only.
+        self.manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), t.keep_checkpoints,
+                                               t.async_checkpoint, t.get("keep_period", 0))
         self.writer = metrics.MetricWriter(workdir, tensorboard=t.tensorboard)
         self.last_good = None
 

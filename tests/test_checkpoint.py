@@ -80,3 +80,17 @@ def test_unreadable_newest_checkpoint_falls_back(tmp_path, caplog):
     assert meta["step"] == 1
     np.testing.assert_array_equal(np.asarray(restored["params"]["wpe"]), np.asarray(first["params"]["wpe"]))
     assert "unreadable" in caplog.text
+
+
+def test_keep_period_keeps_every_multiple_beside_the_newest(tmp_path):
+    """keep_period keeps each multiple of it as well as the newest max_to_keep steps; 0 keeps the newest only."""
+    for keep_period, kept in ((4, [4, 8, 10, 11]), (0, [10, 11])):
+        folder = str(tmp_path / f"ckpt{keep_period}")
+        manager = checkpoint.make_manager(folder, max_to_keep=2, keep_period=keep_period)
+        for step in range(1, 12):
+            checkpoint.save(manager, step, {"params": {"w": np.full(3, step, np.float32)}}, {})
+        manager.wait_until_finished()
+        assert checkpoint.all_steps(folder) == kept
+    assert checkpoint.all_steps(str(tmp_path / "none")) == []
+    with pytest.raises(ValueError, match="keep_period=-1: expected 0"):
+        checkpoint.make_manager(str(tmp_path / "bad"), keep_period=-1)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from instructgpt_jax import skills
+from instructgpt_jax import checkpoint, skills
 from instructgpt_jax.data import web
 from instructgpt_jax.data.assistant import ANIMALS, LINE_TOPICS, THINGS
 from instructgpt_jax.data.tasks import WORDS
@@ -124,6 +124,18 @@ def test_skill_probe_runs_on_a_pipeline_workdir(tmp_path_factory, tmp_path, caps
         assert all(0.0 <= f["in_context"] <= 1.0 for f in stage.values())
     printed = capsys.readouterr().out
     assert "lookup" in printed and "on those the question states" in printed
+    # Every kept checkpoint, a column each; the newest is the default column's model.
+    kept = checkpoint.all_steps(str(workdir / "pretrain" / "checkpoints"))
+    assert len(kept) >= 2
+    over_steps = skill_probe.main(["--workdir", str(workdir), "--stages", "pretrain", "--n", "3", "--steps", "all"])
+    assert list(over_steps) == [f"pretrain@{step}" for step in kept]
+    assert over_steps[f"pretrain@{kept[-1]}"] == figures["pretrain"]
+    assert skill_probe.main(["--workdir", str(workdir), "--stages", "pretrain", "--n", "3", "--steps",
+                             str(kept[0])]) == {f"pretrain@{kept[0]}": over_steps[f"pretrain@{kept[0]}"]}
+    with pytest.raises(SystemExit, match=rf"keeps checkpoints at steps \[{kept[0]}, .*not at \[{kept[0] + 1}\]"):
+        skill_probe.main(["--workdir", str(workdir), "--stages", "pretrain", "--steps", str(kept[0] + 1)])
+    with pytest.raises(SystemExit, match="expected '', 'all' or comma-separated steps"):
+        skill_probe.main(["--workdir", str(workdir), "--stages", "pretrain", "--steps", "last"])
     with pytest.raises(SystemExit, match="no checkpoints in nope"):
         skill_probe.main(["--workdir", str(workdir), "--stages", "pretrain,nope"])
     with pytest.raises(SystemExit, match="name at least one stage"):
