@@ -24,8 +24,8 @@ anchored to SFT, in W/round_<r>/{compare,rm,ppo}. `comparisons_per_round` is the
 
 Args:
   smoke    nano model, every stage a few steps: a pulse, not a result (its wall time: docs/RESULTS.md).
-  default  tiny-world model (1.1M parameters) on the world at scale 0.5, with the tuned keys below:
-           pretraining on the world's web text and Shakespeare (3,000 steps), SFT, comparisons of SFT samples
+  default  tiny-world-rope-smear model (1.1M parameters) on the world at scale 0.5, with the tuned keys below:
+           pretraining on the world's web text (v5) and Shakespeare (6,000 steps), SFT, comparisons of SFT samples
            on 8,192 prompts, the RM (3 epochs at 3e-4), PPO and PPO-ptx (200 iterations at lr 1e-4, beta
            adapting from 0.3 towards 1.5 nats of KL), evaluation of the paper's five policies. Wall time per stage, the
            results table for three seeds and what the run does and does not show: docs/RESULTS.md.
@@ -59,7 +59,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # (tokenizer.WorldTokenizer), in which every word of the world is one token, so copying a word of the
     # prompt is one step for the model (docs/RESULTS.md, "The world tokenizer"); "byte" is the tokenizer of
     # the runs before it (then use the plain presets and --config.prompt_len=96 --config.max_new_tokens=48).
-    config.model = ml_collections.FieldReference("nano-world" if smoke else "tiny-world")
+    # The default's preset: tiny-world (4 layers, d 128) with rotary positions and smeared keys (presets.py), the
+    # one whose base model binds a stated fact to its thing, which context_qa's answers and their judging need
+    # (docs/RESULTS.md, "Web v5 at 6,000 steps on three seeds"). "tiny-world" is the default before 2026-12-07.
+    config.model = ml_collections.FieldReference("nano-world" if smoke else "tiny-world-rope-smear")
     config.tokenizer = ml_collections.FieldReference("world")
     # Token lengths of every stage that samples, in config.tokenizer's tokens: prompts are left-padded to
     # prompt_len (the eval's to twice that, room for its few-shot prefix), responses stop at max_new_tokens.
@@ -81,9 +84,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # has the skills SFT elicits, and held-out loss on this mix is the alignment tax (eval, PPO-ptx).
     config.pretrain.data.source = "web"
     # The version of the world's web (data/web.py's web_text) in every stage that reads it: pretraining, PPO-ptx's
-    # pretraining batches and the eval's held-out loss. 2 is the default; 3, 4 and 5 are the variants of
-    # docs/RESULTS.md ("Latent skills", "Web v4", "Web v5"); 1 the web the world tokenizer was trained on.
-    config.web_version = 2
+    # pretraining batches and the eval's held-out loss. 5 (the default): web v4 plus documents that state things'
+    # qualities and then ask and answer them, so the base model learns to look a stated fact up; 2-4 are the
+    # earlier webs (docs/RESULTS.md: "Latent skills", "Web v4", "Web v5"; 2 the default before 2026-12-07 and the
+    # smoke run's), 1 the web the world tokenizer was trained on.
+    config.web_version = 2 if smoke else 5
     config.sft = load_config("configs/sft.py:" + ("smoke" if smoke else "tiny"))
     # Where the RM starts. "sft": the SFT model (the paper's Section 3.5). "nlp": the base model fine-tuned on the
     # world's public NLP datasets, as the paper's final RM was (Appendix C.2: a 6B GPT-3 fine-tuned on ARC, BoolQ,
@@ -104,14 +109,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.ppo.data.corpus.source = config.ppo_ptx.data.corpus.source = "web"
     if not smoke:
         # Scaled for the tiny model; each choice is measured in docs/RESULTS.md. SFT: 5 epochs of the
-        # scale-0.5 world's demonstrations (its sampled gold plateaus before that). Pretraining: 3,000 steps,
-        # because the skills SFT elicits and the RM judges with form in pretraining: after 1,500 steps the base
-        # model knows little of which listed thing is the animal, of a sign's topic in capitals or of the
-        # customer's thing to reply about; after 3,000 it knows all three (experiments/skill_probe.py), and
-        # PPO-ptx gains more on select and capitals, and in win rate (docs/RESULTS.md, "Pretraining 3,000
-        # steps"). Neither length has the lookup that context_qa needs.
+        # scale-0.5 world's demonstrations (its sampled gold plateaus before that). Pretraining: 6,000 steps,
+        # because the skills SFT elicits and the RM judges with form in pretraining: after 3,000 steps the base
+        # model knows which listed thing is the animal, a sign's topic in capitals and the customer's thing to
+        # reply about ("Pretraining 3,000 steps"), but no 3,000-step model looks up a stated fact, the skill
+        # context_qa's answers and their judging need; on web v5 it forms between 3,000 and 6,000 steps, on two
+        # seeds of three by 6,000 ("Web v5 at 6,000 steps on three seeds": experiments/skill_probe.py).
         config.sft.train.epochs = 5.0
-        config.pretrain.train.steps = 3000
+        config.pretrain.train.steps = 6000
         # Every 1,000th pretraining checkpoint stays (~12 MB each) beside the newest three: when each latent skill
         # emerges (experiments/skill_probe.py --steps all).
         config.pretrain.train.keep_period = 1000

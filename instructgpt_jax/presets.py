@@ -53,6 +53,11 @@ PRESETS: dict[str, tuple[dict, float]] = {
                          1_088_272),
     "tiny-world-rope-smear": (dict(vocab_size=2048, n_positions=256, n_layer=4, n_head=4, n_embd=128, arch="neox",
                                    rotary_pct=1.0, smear_keys=True), 1_055_504),
+    # The other two sizes with the same attention (the default's since 2026-12-07): configs/ablations/model_size.py.
+    "nano-world-rope-smear": (dict(vocab_size=2048, n_positions=256, n_layer=2, n_head=2, n_embd=64, arch="neox",
+                                   rotary_pct=1.0, smear_keys=True), 231_172),
+    "small_cpu-world-rope-smear": (dict(vocab_size=2048, n_positions=256, n_layer=6, n_head=6, n_embd=192,
+                                        arch="neox", rotary_pct=1.0, smear_keys=True), 3_062_820),
     # The Hugging Face TRL comparison config (DESIGN.md, performance targets).
     "trl_tiny": (dict(vocab_size=8192, n_positions=256, n_layer=4, n_head=4, n_embd=256), 5_322_240),
     "gpt1": (dict(vocab_size=40478, n_positions=512, n_layer=12, n_head=12, n_embd=768), 117e6),

@@ -12,6 +12,7 @@ import jax
 import pytest
 
 from instructgpt_jax import pipeline
+from instructgpt_jax.data import web
 from instructgpt_jax.config_base import apply_overrides, load_config
 from instructgpt_jax import stages
 from stage_inputs import CLI, ROOT, cli_env, run_cli
@@ -63,7 +64,7 @@ def test_a_larger_rm_gets_its_own_base_model_and_sft():
     assert wired["rm_sft"].init_from == "/w/rm_pretrain" and wired["rm_sft"].data.train == "/w/world/sft.jsonl"
     assert wired["rm"].init_from == "/w/rm_sft" and wired["rm"].data.train == "/w/compare/rm.jsonl"
     for stage in ("pretrain", "sft", "ppo", "ppo_ptx"):  # the policy, its reference and the compared samples: tiny
-        assert wired[stage].model.preset == "tiny-world"
+        assert wired[stage].model.preset == "tiny-world-rope-smear"
     assert wired["ppo"].reward_model == wired["ppo"].init_value == "/w/rm" and wired["compare"].policy == "/w/sft"
     assert wired["rm_sft"].train.epochs == wired["sft"].train.epochs  # the same demonstrations, the same recipe
     apply_overrides(config, {"rounds": 2, "comparisons_per_round": 100})
@@ -82,7 +83,7 @@ def test_the_rm_can_start_from_a_model_fine_tuned_on_nlp_datasets():
     nlp_cfg = wired["rm_nlp"]
     assert nlp_cfg.init_from == "/w/pretrain" and wired["rm"].init_from == "/w/rm_nlp"  # Appendix C.2: from GPT
     assert nlp_cfg.data.train == "/w/rm_nlp/data/train.jsonl" and nlp_cfg.data.val == "/w/rm_nlp/data/val.jsonl"
-    assert nlp_cfg.eval.gold_judge == "nlp" and nlp_cfg.model.preset == "tiny-world"
+    assert nlp_cfg.eval.gold_judge == "nlp" and nlp_cfg.model.preset == "tiny-world-rope-smear"
     assert nlp_cfg.nlp.seed == 3 and nlp_cfg.train.seed == config.rm_nlp.train.seed + 3  # reseeded with the run
     inputs = {s: pipeline.stage_inputs(pipeline.fingerprint(wired[s], "/w"), names) for s in names}
     assert inputs["rm_nlp"] == ["pretrain", "rm_nlp"]  # its own data folder, which lineages() leaves out
@@ -336,22 +337,26 @@ def test_one_seed_reseeds_every_stage():
 
 def test_web_version_sets_every_web_source():
     config = load_config("configs/pipeline.py:default")
-    default = pipeline.stage_configs(config, "/w")
+    assert pipeline.stage_configs(config, "/w")["pretrain"].data.source == f"web-v{config.web_version}"
+    config.web_version = web.VERSION
+    default = pipeline.stage_configs(config, "/w")  # the web a source without a version names
+    assert default["pretrain"].data.source == "web"
     apply_overrides(config, {"web_version": 4, "seed": 1})
     wired = pipeline.stage_configs(config, "/w")
     assert wired["pretrain"].data.source == "web-v4:1" and wired["eval"].eval.corpus == "web-v4:1"
     assert wired["ppo"].data.corpus.source == wired["ppo_ptx"].data.corpus.source == "web-v4:1"
     assert config.pretrain.data.source == "web" and config.eval.corpus == "web"  # the config itself is untouched
-    # At the default version the key changes no stage's fingerprint, so finished runs do not rerun.
-    config.web_version, config.seed = 2, 0
+    # At web.VERSION the key changes no stage's fingerprint, so runs finished before the key existed do not rerun.
+    config.web_version, config.seed = web.VERSION, 0
     again = pipeline.stage_configs(config, "/w")
     for stage in ("pretrain", "ppo_ptx", "eval"):
         assert pipeline.fingerprint(again[stage], "/w") == pipeline.fingerprint(default[stage], "/w")
     no_key = load_config("configs/pipeline.py:default")
     with no_key.unlocked():
         del no_key["web_version"]
-    assert pipeline.fingerprint(pipeline.stage_configs(no_key, "/w")["eval"], "/w") == pipeline.fingerprint(
-        default["eval"], "/w")
+    for stage in ("pretrain", "eval"):
+        assert pipeline.fingerprint(pipeline.stage_configs(no_key, "/w")[stage], "/w") == pipeline.fingerprint(
+            default[stage], "/w")
     config.web_version = 7
     with pytest.raises(ValueError, match="web_version=7"):
         pipeline.stage_configs(config, "/w")

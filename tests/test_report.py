@@ -145,7 +145,8 @@ def test_partial_workdir_lists_missing_plots(tmp_path):
 
 @pytest.mark.parametrize("config, sft_config, pulse", [
     ({"model": "nano-world"}, None, True),  # configs/pipeline.py:smoke
-    ({"model": "tiny-world"}, None, False),  # configs/pipeline.py:default
+    ({"model": "tiny-world-rope-smear"}, None, False),  # configs/pipeline.py:default
+    ({"model": "tiny-world"}, None, False),  # the default before 2026-12-07
     ({"model": "nano"}, None, True),  # the smoke run before the world tokenizer
     ({"model": "nano"}, {"model": {"preset": "gpt2"}}, False),  # SFT trained an imported GPT-2: not a pulse
     ({"model": "tiny"}, {"model": {"preset": "nano-neox"}}, True),
