@@ -176,7 +176,7 @@ def with_seed(source: str, seed: int) -> str:
 # depth (the eval config holds SFT's), so a finished stage does not run again only because its config gained a
 # key that changes nothing.
 ADDED_KEYS = {("train", "pack_window"): 0, ("ppo", "ema_decay"): 0.0, ("eval", "baseline_samples"): 1,
-              ("eval", "policy_samples"): 1, ("web_version",): web.VERSION}
+              ("eval", "policy_samples"): 1, ("web_version",): web.VERSION, ("train", "keep_period"): 0}
 
 
 def _drop_added_keys(node, path=()) -> None:

@@ -188,6 +188,8 @@ def test_changed_eval_config_reruns_only_eval_and_report(smoke, capsys, tmp_path
 
 
 @pytest.mark.parametrize("stage, section, key, other", [("sft", "train", "pack_window", 256),
+                                                         ("rm", "train", "keep_period", 1000),
+                                                         ("ppo", "train", "keep_period", 10),
                                                          ("ppo", "ppo", "ema_decay", 0.992),
                                                          ("ppo_ptx", "ppo", "ema_decay", 0.992)])
 def test_a_key_added_at_its_old_behaviour_leaves_the_fingerprint_as_before(stage, section, key, other):
@@ -330,8 +332,9 @@ def test_one_seed_reseeds_every_stage():
     for stage in ("pretrain", "sft", "rm", "ppo", "ppo_ptx"):
         assert wired[stage].train.seed == base[stage].train.seed + 2, stage
     assert wired["compare"].compare.seed == base["compare"].compare.seed + 2
-    assert wired["pretrain"].data.source == "web:2" and wired["ppo_ptx"].data.corpus.source == "web:2"
-    assert wired["eval"].world.seed == 2 and wired["eval"].eval.seed == 2 and wired["eval"].eval.corpus == "web:2"
+    web2 = f"web-v{config.web_version}:2"  # the default's web version, seed 2's text
+    assert wired["pretrain"].data.source == web2 and wired["ppo_ptx"].data.corpus.source == web2
+    assert wired["eval"].world.seed == 2 and wired["eval"].eval.seed == 2 and wired["eval"].eval.corpus == web2
     assert config.world.seed == 0 and config.pretrain.data.source == "web"   # the config itself is untouched
 
 
