@@ -1,4 +1,4 @@
-"""The paper's headline on `pipeline :default` (slow: the whole default run, ~15-25 minutes on 2 CPU cores).
+"""The paper's headline on `pipeline :default` (slow: the whole default run, ~25-45 minutes on 2 CPU cores).
 
 Ouyang et al. 2022: labelers prefer PPO-ptx's outputs to SFT's (Figure 1), it follows explicit constraints
 and hallucinates less (Figure 4), and the pretraining mix lowers the alignment tax (section 4.2), with a reward
