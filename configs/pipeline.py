@@ -61,7 +61,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # the runs before it (then use the plain presets and --config.prompt_len=96 --config.max_new_tokens=48).
     # The default's preset: tiny-world (4 layers, d 128) with rotary positions and smeared keys (presets.py), the
     # one whose base model binds a stated fact to its thing, which context_qa's answers and their judging need
-    # (docs/RESULTS.md, "Web v5 at 6,000 steps on three seeds"). "tiny-world" is the default before 2026-12-07.
+    # (docs/RESULTS.md, "Web v5 at 6,000 steps on the rotary smeared-key model"). "tiny-world" is the default
+    # before 2026-12-07.
     config.model = ml_collections.FieldReference("nano-world" if smoke else "tiny-world-rope-smear")
     config.tokenizer = ml_collections.FieldReference("world")
     # Token lengths of every stage that samples, in config.tokenizer's tokens: prompts are left-padded to
@@ -114,7 +115,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # model knows which listed thing is the animal, a sign's topic in capitals and the customer's thing to
         # reply about ("Pretraining 3,000 steps"), but no 3,000-step model looks up a stated fact, the skill
         # context_qa's answers and their judging need; on web v5 it forms between 3,000 and 6,000 steps, on two
-        # seeds of three by 6,000 ("Web v5 at 6,000 steps on three seeds": experiments/skill_probe.py).
+        # seeds of three by 6,000 ("Web v5 at 6,000 steps on the rotary smeared-key model").
         config.sft.train.epochs = 5.0
         config.pretrain.train.steps = 6000
         # Every 1,000th pretraining checkpoint stays (~12 MB each) beside the newest three: when each latent skill
