@@ -143,7 +143,8 @@ def test_stage_ablations_run_the_pipelines_own_stage(pipeline_workdir):
             changed = {k for k in want if got.get(k) != want[k]}
             assert changed <= set(r["overrides"]), (name, r["name"], changed - set(r["overrides"]))
     ppo = stages["ppo"]
-    assert ppo.data.prompt_len == 48 and ppo.ppo.max_new_tokens == 24 and ppo.data.corpus.source == "web:2"
+    assert ppo.data.prompt_len == 48 and ppo.ppo.max_new_tokens == 24
+    assert ppo.data.corpus.source == f"web-v{config.web_version}:2"  # the default's web, seed 2's text
     assert ppo.train.seed == load_config("configs/ppo.py:ppo").train.seed + 2
     assert [r["config"].ppo.beta for r in sweep.plan(f"configs/ablations/overopt.py:{w}", "/tmp/unused")] == \
         [0.02, 0.1, 0.2]
