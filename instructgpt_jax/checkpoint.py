@@ -205,9 +205,13 @@ def read_meta(directory: str, step: int | None = None) -> tuple[int, dict]:
     if _absent(directory):
         raise FileNotFoundError(f"no checkpoint in {directory} (no such folder): run that stage first")
     manager = make_manager(directory)
-    step = manager.latest_step() if step is None else step
     if step is None:
-        raise FileNotFoundError(f"no checkpoint in {directory}: run that stage first")
+        step = manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {directory}: run that stage first")
+    elif step not in manager.all_steps():
+        raise FileNotFoundError(
+            f"{directory}: no checkpoint at step {step}; it holds steps {sorted(manager.all_steps())}")
     return step, manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
 
@@ -236,8 +240,6 @@ def load_model(stage_dir: str, item: str = "params", shardings=None, step: int |
     the first device unless `shardings` (a function GPTConfig -> tree of shardings) says otherwise.
     """
     ckpt_dir = os.path.join(stage_dir, "checkpoints")
-    if step is not None and step not in all_steps(ckpt_dir):
-        raise FileNotFoundError(f"{ckpt_dir}: no checkpoint at step {step}; it holds steps {all_steps(ckpt_dir)}")
     step, meta = read_meta(ckpt_dir, step)
     if "model" not in meta:
         raise ValueError(f"{ckpt_dir} step {step}: meta has no 'model'; not a model checkpoint")

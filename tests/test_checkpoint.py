@@ -91,6 +91,8 @@ def test_keep_period_keeps_every_multiple_beside_the_newest(tmp_path):
             checkpoint.save(manager, step, {"params": {"w": np.full(3, step, np.float32)}}, {})
         manager.wait_until_finished()
         assert checkpoint.all_steps(folder) == kept
+        with pytest.raises(FileNotFoundError, match=rf"no checkpoint at step 5; it holds steps \{kept}"):
+            checkpoint.read_meta(folder, 5)
     assert checkpoint.all_steps(str(tmp_path / "none")) == []
     with pytest.raises(ValueError, match="keep_period=-1: expected 0"):
         checkpoint.make_manager(str(tmp_path / "bad"), keep_period=-1)
