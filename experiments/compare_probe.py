@@ -72,17 +72,27 @@ def probe(workdir: str, labeler_overrides: dict, seed: int = 0) -> dict:
     return {"agreement": agreement, "pairs": pairs, "prompts": len(records), "families": families}
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """`--labeler key=value` items -> {key: value}: numbers as floats, `model` as given."""
+    overrides = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise SystemExit(f"--labeler {item!r}: expected key=value, e.g. noise_mean=0.05")
+        try:
+            overrides[key] = value if key == "model" else float(value)
+        except ValueError:
+            raise SystemExit(f"--labeler {item!r}: {key} takes a number") from None
+    return overrides
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", required=True, help="pipeline workdir with world/ and compare/")
     p.add_argument("--labeler", action="append", default=[], help="labeler pool override key=value (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    overrides = {}
-    for item in args.labeler:
-        key, _, value = item.partition("=")
-        overrides[key] = float(value) if key not in ("model",) else value
-    out = probe(args.workdir, overrides, args.seed)
+    out = probe(args.workdir, parse_overrides(args.labeler), args.seed)
     print(f"two labelers agree on {out['agreement']:.3f} of {out['pairs']} untied pairs ({out['prompts']} prompts)")
     order = {k: i for i, k in enumerate(("constraint", "closed", "language", "harmful", "open", "hard"))}
     for name, f in sorted(out["families"].items(), key=lambda kv: (order.get(kv[1]["kind"], 9), kv[0])):
