@@ -5,8 +5,8 @@
 
 Reads W/world/world.json (the labelers the run was judged by), W/summary.json (which policy is the
 reference) and W/eval/<policy>.jsonl (each prompt's first answer and the SFT baseline draws it was judged
-against, `evaluate.sample_record`), and judges every answer again against the same baseline draws: once with the run's own labeler pool and once per `--labeler key=value`
-setting (the overrides of experiments/compare_probe.py), each `--draws` times with fresh labeler assignments
+against, `evaluate.sample_record`), and judges every answer again against the same baseline draws: once with the run's own labeler pool and once with the `--labeler
+key=value` overrides, all of them together (as in experiments/compare_probe.py), each `--draws` times with fresh labeler assignments
 and noise. Every setting sees the same assignments and noise stream in its draw d, so a difference between two
 columns is the setting's doing, and the spread over draws is what the labelers' draw alone moves a win rate by
 (the evaluation's interval counts only the prompts). The reference policy (SFT, ~0.5 against itself) is
