@@ -73,16 +73,26 @@ def probe(workdir: str, labeler_overrides: dict, seed: int = 0) -> dict:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """`--labeler key=value` items -> {key: value}: numbers as floats, `model` as given."""
+    """`--labeler key=value` items -> {key: value}, each key a field of `labelers.LabelerConfig` and each value
+    of that field's type (`n` an integer, `model` a name, the rest numbers); anything else is a SystemExit
+    naming the item and what it expects."""
+    import dataclasses
+
+    from instructgpt_jax.data import labelers
+
+    types = {f.name: f.type for f in dataclasses.fields(labelers.LabelerConfig)}
     overrides = {}
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise SystemExit(f"--labeler {item!r}: expected key=value, e.g. noise_mean=0.05")
+        if key not in types:
+            raise SystemExit(f"--labeler {item!r}: no labeler setting {key!r}; expected one of {', '.join(types)}")
+        kind = types[key] if isinstance(types[key], type) else {"int": int, "str": str}.get(types[key], float)
         try:
-            overrides[key] = value if key == "model" else float(value)
+            overrides[key] = kind(value)
         except ValueError:
-            raise SystemExit(f"--labeler {item!r}: {key} takes a number") from None
+            raise SystemExit(f"--labeler {item!r}: {key} takes {'an integer' if kind is int else 'a number'}") from None
     return overrides
 
 

@@ -56,3 +56,9 @@ def test_rejudge_names_bad_settings(tmp_path):
         rejudge.main(["--workdir", str(w), "--labeler", "noise_mean"])
     with pytest.raises(SystemExit, match="takes a number"):
         rejudge.main(["--workdir", str(w), "--labeler", "noise_mean=low"])
+    with pytest.raises(SystemExit, match="no labeler setting 'noise_meen'; expected one of n, model, noise_mean"):
+        rejudge.main(["--workdir", str(w), "--labeler", "noise_meen=0.05"])
+    with pytest.raises(SystemExit, match="n takes an integer"):
+        rejudge.main(["--workdir", str(w), "--labeler", "n=40.5"])
+    assert rejudge.parse_overrides(["n=12", "model=plackett_luce", "tie_eps=0"]) == {
+        "n": 12, "model": "plackett_luce", "tie_eps": 0.0}
