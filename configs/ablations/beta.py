@@ -11,9 +11,10 @@ drifts towards the corpus (configs/ablations/ptx.py sweeps that). Eight PPO runs
 and iterations (the pipeline default's: 200 at 1e-4, its controller starting from beta 0.3; before 2026-12-05
 beta stayed 0.3 for 100 iterations, and 0.1 at 3e-5 before that). `W/sweep_beta/sweep.png` plots gold and RM
 score against KL for every run. The measured sweeps (RM score, KL, length and gold per beta):
-docs/RESULTS.md, "The ablations again on the current default" (RM score rising while gold peaks and falls at
-the smallest betas), "The beta sweep on web v2: the over-optimisation curve", "The beta sweep on the world RM"
-and "KL coefficient: the beta sweep and a strong-KL variant" (earlier defaults and worlds).
+docs/RESULTS.md, "The ablations on the web v5 default" and "The ablations on the 3,000-step default" (RM score
+rising while gold peaks and falls at the smallest betas), "The beta sweep on web v2: the over-optimisation curve",
+"The beta sweep on the world RM" and "KL coefficient: the beta sweep and a strong-KL variant" (earlier defaults and
+worlds).
 """
 
 import ml_collections

@@ -10,8 +10,8 @@ paper's overfitting after one, as the pipeline default's RM), each on W's first 
 kwise_2ep costs twice kwise, and pairs_shuffled forwards each response K-1 times instead of once. Compare
 rm/val_loss and rm/accuracy (held out) with rm/train_eval_loss (the same number of training prompts): the gap
 train_eval_loss < val_loss is the overfitting. The paper (section 3.5) expects the shuffled pairs to overfit
-within one epoch: a lower training loss, a higher held-out loss. Measured: docs/RESULTS.md, "The ablations
-again on the current default" and the earlier "K-wise vs shuffled pairs" subsections.
+within one epoch: a lower training loss, a higher held-out loss. Measured: docs/RESULTS.md, "The ablations on the
+web v5 default", "The ablations on the 3,000-step default" and the earlier "K-wise vs shuffled pairs" subsections.
 """
 
 import ml_collections

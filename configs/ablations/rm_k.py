@@ -15,7 +15,8 @@ responses and the RM forwards 3,600 sequences, in 72 sequences per step (50 step
 The held-out prompts keep all 9 responses, so every run is scored on the same pairs.
 Expected (the paper's argument for K-wise ranking, section 3.5): held-out accuracy and loss improve with K,
 since K responses give C(K, 2) comparisons (1 at K = 2, 36 at K = 9) for the same reading effort.
-Measured: docs/RESULTS.md, "The ablations again on the current default" and "K at an equal labelling budget".
+Measured: docs/RESULTS.md, "The ablations on the web v5 default", "The ablations on the 3,000-step default" and "K at
+an equal labelling budget".
 """
 
 import ml_collections

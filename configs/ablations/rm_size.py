@@ -12,7 +12,7 @@ value model starts from it). The second run links world .. compare from the firs
 (rm_pretrain, rm_sft, RM on the larger network). Measured (RM agreement, best-of-8 and correlations by
 `experiments/rm_probe.py`, and PPO against each RM): docs/RESULTS.md, "Is the RM limited by its size or its learning
 rate?" (the algorithmic world), "A 3.2x larger RM on the calibrated labels", "A 3x larger RM on the world tokenizer"
-and, on the default of 2026-12-06, "The ablations again on the current default" (the `small_cpu` run alone: `instructgpt
+and, on the default of 2026-12-06, "The ablations on the 3,000-step default" (the `small_cpu` run alone: `instructgpt
 pipeline --config configs/pipeline.py:default --workdir W --config.rm_model=small_cpu-world` with a default run's
 world .. compare copied into W).
 """

@@ -14,8 +14,8 @@ Expected: rounds_3's round-2 and -3 comparisons show the previous RM less accura
 samples than the retrained one (summary.json rounds[].stale_rm_accuracy < rm_accuracy: the stale RM),
 and the last round's gold at least as high as rounds_1's at a similar KL from SFT, once the RMs are well
 above chance. Measured at smoke and reduced-default sizes, on web v2 and on the current default, with wall
-times: docs/RESULTS.md, "Iterated RLHF", "1 vs 3 rounds with a working RM" and "The ablations again on the
-current default".
+times: docs/RESULTS.md, "Iterated RLHF", "1 vs 3 rounds with a working RM" and "The ablations on the 3,000-step
+default".
 """
 
 import ml_collections
