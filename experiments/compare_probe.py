@@ -76,11 +76,11 @@ def parse_overrides(items: list[str]) -> dict:
     """`--labeler key=value` items -> {key: value}, each key a field of `labelers.LabelerConfig` and each value
     of that field's type (`n` an integer, `model` a name, the rest numbers); anything else is a SystemExit
     naming the item and what it expects."""
-    import dataclasses
+    import typing
 
     from instructgpt_jax.data import labelers
 
-    types = {f.name: f.type for f in dataclasses.fields(labelers.LabelerConfig)}
+    types = typing.get_type_hints(labelers.LabelerConfig)  # as config_base.from_config reads a dataclass's fields
     overrides = {}
     for item in items:
         key, eq, value = item.partition("=")
@@ -88,7 +88,7 @@ def parse_overrides(items: list[str]) -> dict:
             raise SystemExit(f"--labeler {item!r}: expected key=value, e.g. noise_mean=0.05")
         if key not in types:
             raise SystemExit(f"--labeler {item!r}: no labeler setting {key!r}; expected one of {', '.join(types)}")
-        kind = types[key] if isinstance(types[key], type) else {"int": int, "str": str}.get(types[key], float)
+        kind = types[key]
         try:
             overrides[key] = kind(value)
         except ValueError:
