@@ -5,8 +5,8 @@
 
 Two pipelines (configs/pipeline.py:<arg>, arg = default or smoke) sharing world, pretrain and SFT (linked):
 - rounds_1: the labelers rank SFT samples on 3B RM prompts once (the base pipeline's own budget: compare's
-  num_prompts, 8,192 in the default); one RM; PPO-ptx for 3N iterations.
-- rounds_3: B = a third of that per round (2,730; smoke 21); round 1 ranks SFT samples,
+  num_prompts, 16,384 in the default); one RM; PPO-ptx for 3N iterations.
+- rounds_3: B = a third of that per round (5,461; smoke 21); round 1 ranks SFT samples,
   rounds 2 and 3 rank samples of the previous round's policy on fresh prompts; the RM is retrained on all
   comparisons so far; PPO-ptx continues N iterations per round (N = ppo_ptx's iterations: 200, smoke 6).
 Same labels, same PPO iterations, same KL anchor (SFT) and fixed beta; only when the labels are collected differs.
