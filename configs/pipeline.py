@@ -123,8 +123,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.pretrain.train.keep_period = 1000
         # Comparisons on 16,384 prompts (of the world's 16,500): at 2,048 prompts the tiny RM barely learns and PPO
         # loses gold (docs/RESULTS.md, "The default at 8,192 comparisons"); its agreement with the labelers still
-        # rises with every doubling up to 8,192 (configs/ablations/rm_data.py), and doubling again to 16,384 lifts
-        # its agreement with gold, best-of-n and PPO-ptx's win rate on every seed measured (docs/RESULTS.md,
+        # rises with every doubling up to 8,192 (configs/ablations/rm_data.py); doubling again to 16,384 lifts its
+        # agreement with gold on three seeds of three and PPO-ptx's win rate on two (docs/RESULTS.md,
         # "Comparisons on 16,384 prompts"); with the stage defaults (1,024 prompts, one epoch, the paper's choice at
         # 33k prompts) it learns the labelers' length bias and little else. Three RM epochs at learning rate 3e-4:
         # held-out agreement, gold agreement and best-of-n all above two epochs at the stage's 1e-3
