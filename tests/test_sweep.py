@@ -131,7 +131,7 @@ def test_stage_ablations_run_the_pipelines_own_stage(pipeline_workdir):
     config = load_config("configs/pipeline.py:default")
     config.seed = 2
     stages = pipeline.stage_configs(config, w)
-    ablations = {"beta": ("ppo", 8), "overopt": ("ppo", 3), "ptx": ("ppo_ptx", 5), "rm_data": ("rm", 6),
+    ablations = {"beta": ("ppo", 8), "overopt": ("ppo", 3), "ptx": ("ppo_ptx", 5), "rm_data": ("rm", 7),
                  "rm_k": ("rm", 4), "rm_batching": ("rm", 3), "rm_seeds": ("rm", 4),
                  "rm_optim": ("rm", 7)}
     for name, (stage, n) in ablations.items():
