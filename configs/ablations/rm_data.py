@@ -10,8 +10,8 @@ the last run again), and is scored on the same held-out prompts (the val split
 does not depend on N). The model and tokenizer are W/sft's. The sweep table's rm/accuracy (agreement with the
 labelers on held-out pairs) and rm/gold_accuracy against N is the curve; measured curves: docs/RESULTS.md,
 "Comparisons on 16,384 prompts", "The ablations on the web v5 default", "The ablations on the 3,000-step default"
-and the earlier "RM accuracy against the number of comparisons" subsections. The largest run is the pipeline's RM stage again, and reproduces it
-to the digit.
+and the earlier "RM accuracy against the number of comparisons" subsections. The largest run is the pipeline's RM
+stage again, and reproduces it to the digit.
 """
 
 import ml_collections
