@@ -121,13 +121,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # Every 1,000th pretraining checkpoint stays (~12 MB each) beside the newest three: when each latent skill
         # emerges (experiments/skill_probe.py --steps all).
         config.pretrain.train.keep_period = 1000
-        # Comparisons on 16,384 prompts (of the world's 16,500): at 2,048 prompts the tiny RM barely learns and PPO
-        # loses gold (docs/RESULTS.md, "The default at 8,192 comparisons"); its agreement with the labelers still
-        # rises with every doubling up to 8,192 (configs/ablations/rm_data.py); doubling again to 16,384 lifts its
-        # agreement with gold on three seeds of three and PPO-ptx's win rate on two (docs/RESULTS.md,
-        # "Comparisons on 16,384 prompts"); with the stage defaults (1,024 prompts, one epoch, the paper's choice at
-        # 33k prompts) it learns the labelers' length bias and little else. Three RM epochs at learning rate 3e-4:
-        # held-out agreement, gold agreement and best-of-n all above two epochs at the stage's 1e-3
+        # Comparisons on 16,384 prompts (nearly all the scale-0.5 world writes; compare refuses more): at 2,048 prompts
+        # the tiny RM barely learns and PPO loses gold (docs/RESULTS.md, "The default at 8,192 comparisons"); its
+        # agreement with the labelers still rises with every doubling up to 8,192 (configs/ablations/rm_data.py);
+        # doubling again to 16,384 lifts its agreement with gold on three seeds of three and PPO-ptx's win rate on two
+        # (docs/RESULTS.md, "Comparisons on 16,384 prompts"); with the stage defaults (1,024 prompts, one epoch, the
+        # paper's choice at 33k prompts) it learns the labelers' length bias and little else. Three RM epochs at
+        # learning rate 3e-4: held-out agreement, gold agreement and best-of-n all above two epochs at the stage's 1e-3
         # (configs/ablations/rm_optim.py; docs/RESULTS.md, "The RM's learning rate and epochs on web v2"). Each
         # evaluation scores ~10k held-out and training responses: every 500 steps, seventeen in the stage with the last.
         config.compare.data.num_prompts = 16384

@@ -78,6 +78,20 @@ def test_bad_k_range_names_the_keys(inputs, tmp_path):
         stages.compare.run(_config(inputs, k_min=5, k_max=4), str(tmp_path))
 
 
+def test_a_budget_beyond_the_prompt_file_is_an_error_not_a_smaller_budget(inputs, tmp_path):
+    available = sum(1 for line in open(inputs / "world" / "rm_prompts.jsonl") if line.strip())
+    config = _config(inputs)
+    first = available - 8
+    config.data.first_prompt, config.data.num_prompts = first, 16
+    asked = rf"config.data.first_prompt={first} and config.data.num_prompts=16 ask for prompts {first}\.\.{first + 15}"
+    with pytest.raises(ValueError, match=rf"has {available} prompts; {asked}"):
+        stages.compare.run(config, str(tmp_path))
+    config.data.first_prompt, config.data.num_prompts = available, 0
+    with pytest.raises(ValueError, match=rf"ask for prompts after the first {available}"):
+        stages.compare.run(config, str(tmp_path))
+    assert not os.path.exists(tmp_path / "rm.jsonl")
+
+
 def test_first_prompt_skips_and_mix_policy_samples_a_share(inputs, tmp_path):
     """Later RLHF rounds: fresh prompts (data.first_prompt), a share of the samples from a second policy."""
     import shutil

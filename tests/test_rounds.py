@@ -116,7 +116,8 @@ def test_a_round_without_enough_fresh_prompts_is_an_error(tmp_path):
     (tmp_path / "world").mkdir()
     (tmp_path / "world" / "rm_prompts.jsonl").write_text('{"prompt": "x"}\n' * 100)
     cfg = pipeline.stage_configs(config, str(tmp_path))["round_2/compare"]
-    with pytest.raises(ValueError, match=r"has 100 prompts; round_2/compare needs prompts 64..127"):
+    with pytest.raises(ValueError, match=r"has 100 prompts; config.data.first_prompt=64 and "
+                                         r"config.data.num_prompts=64 ask for prompts 64..127"):
         rounds.run_stage("round_2/compare", cfg, str(tmp_path))
     with pytest.raises(ValueError, match="round_rm_init"):
         pipeline.stage_configs(apply_overrides(config, {"round_rm_init": "last"}), str(tmp_path))
