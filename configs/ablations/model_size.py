@@ -15,8 +15,10 @@ its SFT in labeler win rate and gold. Win rates are against each size's own SFT,
 Give every size the same learning rates and steps; a fairer sweep would tune both per size. The paper's headline
 across sizes (its 1.3B PPO-ptx preferred to the 175B model): `python experiments/head_to_head.py
 W/tiny:ppo_ptx W/small_cpu:sft` (run with one --config.seed, so both saw the same world and eval prompts).
-Measured on the default of 2026-12-06: docs/RESULTS.md, "The ablations on the 3,000-step default" (the small_cpu
-SFT taken from an rm_size run, whose rm_pretrain and rm_sft are the same stages).
+Measured on the current default at nano against tiny (`--runs nano`, then head_to_head against the default's W):
+docs/RESULTS.md, "1 vs 3 rounds and the size analogue on the 16,384 default"; on the default of 2026-12-06, tiny
+against small_cpu: "The ablations on the 3,000-step default" (the small_cpu SFT taken from an rm_size run, whose
+rm_pretrain and rm_sft are the same stages).
 """
 
 import ml_collections

@@ -13,9 +13,9 @@ Same labels, same PPO iterations, same KL anchor (SFT) and fixed beta; only when
 Expected: rounds_3's round-2 and -3 comparisons show the previous RM less accurate on the new policy's
 samples than the retrained one (summary.json rounds[].stale_rm_accuracy < rm_accuracy: the stale RM),
 and the last round's gold at least as high as rounds_1's at a similar KL from SFT, once the RMs are well
-above chance. Measured at smoke and reduced-default sizes, on web v2 and on the 3,000-step default, with wall
-times: docs/RESULTS.md, "Iterated RLHF", "1 vs 3 rounds with a working RM" and "The ablations on the 3,000-step
-default".
+above chance. Measured at smoke and reduced-default sizes, on web v2, on the 3,000-step default and on the current
+one: docs/RESULTS.md, "Iterated RLHF", "1 vs 3 rounds with a working RM", "The ablations on the 3,000-step
+default" and "1 vs 3 rounds and the size analogue on the 16,384 default".
 """
 
 import ml_collections
