@@ -62,8 +62,9 @@ def _check_budget(data) -> None:
     if available < first + max(wanted, 1):
         asked = f"prompts {first}..{first + wanted - 1}" if wanted else f"prompts after the first {first}"
         raise ValueError(f"{data.prompts} has {available} prompts; config.data.first_prompt={first} and "
-                         f"config.data.num_prompts={wanted} ask for {asked} (lower num_prompts, or write more "
-                         "prompts: a larger config.world.scale)")
+                         f"config.data.num_prompts={wanted} ask for {asked} (lower num_prompts: in a pipeline "
+                         "config.compare.data.num_prompts, or config.comparisons_per_round and config.rounds; or "
+                         "write more prompts: a larger config.world.scale)")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
