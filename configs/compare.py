@@ -27,7 +27,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.mix_policy = ""             # a second policy folder (e.g. W/sft) that samples mix_fraction of the rows
     config.data = ml_collections.ConfigDict({
         "prompts": "",                 # prompt JSONL ({"prompt"} per line), e.g. W/world/rm_prompts.jsonl
-        "num_prompts": 1024,           # prompts ranked (more than the file holds: an error); 0 = all after first_prompt
+        "num_prompts": 1024,           # prompts ranked (beyond the file: an error); 0 = all after first_prompt
         "first_prompt": 0,             # prompts of the file skipped (later RLHF rounds label fresh prompts)
         "max_prompt_tokens": 128,      # longer prompts: an error, or truncated (overflow)
         "overflow": "error",           # "error" or "truncate" from the left (logged)
