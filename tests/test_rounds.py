@@ -111,16 +111,18 @@ def test_round_2_compares_samples_of_round_1_policy(tmp_path_factory, tmp_path, 
     _check_round_2_data(w)
 
 
-def test_a_round_without_enough_fresh_prompts_is_an_error(tmp_path):
-    config = apply_overrides(load_config("configs/pipeline.py:smoke"), {"rounds": 2, "comparisons_per_round": 64})
-    (tmp_path / "world").mkdir()
-    (tmp_path / "world" / "rm_prompts.jsonl").write_text('{"prompt": "x"}\n' * 100)
-    cfg = pipeline.stage_configs(config, str(tmp_path))["round_2/compare"]
+def test_a_round_without_enough_fresh_prompts_is_an_error(tmp_path_factory, tmp_path):
+    """round_2/compare on a copy of the smoke pipeline whose RM prompt file holds 100 prompts: 64..127 are asked."""
+    w = _copy_smoke(tmp_path_factory, tmp_path)
+    config = apply_overrides(_smoke_config(), {"rounds": 2, "comparisons_per_round": 64})
+    (w / "world" / "rm_prompts.jsonl").write_text('{"prompt": "x"}\n' * 100)
+    cfg = pipeline.stage_configs(config, str(w))["round_2/compare"]
     with pytest.raises(ValueError, match=r"has 100 prompts; config.data.first_prompt=64 and "
                                          r"config.data.num_prompts=64 ask for prompts 64..127"):
-        rounds.run_stage("round_2/compare", cfg, str(tmp_path))
+        rounds.run_stage("round_2/compare", cfg, str(w))
+    assert not (w / "round_2" / "compare" / "rm.jsonl").exists()
     with pytest.raises(ValueError, match="round_rm_init"):
-        pipeline.stage_configs(apply_overrides(config, {"round_rm_init": "last"}), str(tmp_path))
+        pipeline.stage_configs(apply_overrides(config, {"round_rm_init": "last"}), str(w))
 
 
 def test_rounds_ablation_spends_equal_labels_and_ppo_iterations():

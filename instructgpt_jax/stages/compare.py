@@ -53,11 +53,9 @@ def load_world(config):
 K_STREAM, MIX_STREAM = 31, 37
 
 
-def _check_budget(data) -> None:
+def _check_budget(data, available: int) -> None:
     """The prompt file holds prompts first_prompt .. first_prompt + num_prompts - 1: a labelling budget (and the
     equal budgets of the rounds ablation) is never quietly shrunk to what the file holds."""
-    with open(data.prompts, encoding="utf-8") as f:
-        available = sum(1 for line in f if line.strip())
     first, wanted = data.first_prompt, data.num_prompts
     if available < first + max(wanted, 1):
         asked = f"prompts {first}..{first + wanted - 1}" if wanted else f"prompts after the first {first}"
@@ -79,7 +77,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise ValueError("config.data.prompts is empty; expected prompt JSONL (e.g. W/world/rm_prompts.jsonl)")
     if not 2 <= c.k_min <= c.k_max or c.extra_samples < 0:
         raise ValueError(f"config.compare: need 2 <= k_min ({c.k_min}) <= k_max ({c.k_max}) and extra_samples >= 0")
-    _check_budget(config.data)
     folders.read_input(config.policy, "policy", policy=True)
     if config.mix_policy:
         folders.read_input(config.mix_policy, "mix_policy", policy=True)
@@ -95,6 +92,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     tokenizer = make_tokenizer(meta.get("tokenizer", "byte"))
     prompts = list(formats.read_ppo(config.data.prompts, tokenizer, max_prompt_tokens=config.data.max_prompt_tokens,
                                     overflow=config.data.overflow, model_vocab_size=model_cfg.vocab_size))
+    _check_budget(config.data, len(prompts))
     first, wanted = config.data.first_prompt, config.data.num_prompts
     prompts = prompts[first:first + wanted if wanted else None]
     prompt_len = auto_seq_len([len(tokenizer.encode_prompt(p)) for p in prompts], model_cfg.n_positions)
