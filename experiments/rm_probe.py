@@ -116,7 +116,7 @@ def sample(args, w, world, tokenizer, mesh, shardings, policy_dir, rm_graphdef, 
     longest = max(len(tokenizer.encode_prompt(q)) for q in prompts)
     prompt_len = -(-longest // 16) * 16
     generate = make_generate(graphdef, SampleConfig(max_new_tokens=args.max_new_tokens, temperature=1.0,
-                                                    eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id))
+                                                    eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id), mesh)
     score = jax.jit(lambda *a: score_samples(graphdef, rm_graphdef, prompt_len, *a))
     ec = dataclasses.replace(eval_config(load_config("configs/eval.py")), batch_size=32)
     gold, rm, length, texts = [], [], [], []

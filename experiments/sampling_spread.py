@@ -73,8 +73,9 @@ def spread(workdir: str, policy: str, keys: list[int]) -> dict:
     prefix = ec.prompt_prefix if policy == ec.prompted_name else ""
     mesh, shardings = checkpoint.mesh_and_shardings(mesh_config())
     _, graphdef, params, _ = checkpoint.load_model(os.path.join(workdir, ec.folders[policy]), shardings=shardings)
-    generate = make_generate(graphdef, SampleConfig(max_new_tokens=ec.max_new_tokens, temperature=ec.temperature,
-                                                    top_p=ec.top_p, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id))
+    sample_cfg = SampleConfig(max_new_tokens=ec.max_new_tokens, temperature=ec.temperature, top_p=ec.top_p,
+                              eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+    generate = make_generate(graphdef, sample_cfg, mesh)
     prompt_len = evaluate.fitted_prompt_len(tokenizer, {"eval": prompts}, prefix, ec)
     gold = {}
     with jax.set_mesh(mesh):

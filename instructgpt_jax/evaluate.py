@@ -286,7 +286,7 @@ def run(config, workdir: str) -> dict:
     rm_cfg, rm_graphdef, rm_params, _ = checkpoint.load_model(rm_dir, shardings=shardings)
     ref_cfg, graphdef, ref_params, _ = checkpoint.load_model(folders[ec.reference], shardings=shardings)
     check_vocab(tokenizer, ref_cfg.vocab_size)
-    generate = make_generate(graphdef, sample_cfg)
+    generate = make_generate(graphdef, sample_cfg, mesh)
     prompts = {split: [r["prompt"] for r in rs] for split, rs in rows.items()}
     prefixes = {name: ec.prompt_prefix if name == ec.prompted_name else "" for name in folders}
     # One compiled shape per prefix, no more padding than needed: the unprompted policies' figures do not

@@ -94,7 +94,7 @@ def filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
     return logits
 
 
-def inverse_cdf(rng: jax.Array, probs: jax.Array) -> jax.Array:
+def inverse_cdf(rng: jax.Array, probs: jax.Array, rows: tuple | None = None) -> jax.Array:
     """One index per row of `probs` (B, V), drawn with probability probs / probs.sum() by inverting the CDF.
 
     One uniform number per row instead of a Gumbel number per vocabulary entry (jax.random.categorical): on
@@ -102,6 +102,8 @@ def inverse_cdf(rng: jax.Array, probs: jax.Array) -> jax.Array:
     sum runs in two levels, over blocks of about sqrt(V) entries and then inside the chosen block, so the
     work is O(V) and each float32 partial sum adds up at most about sqrt(V) terms. A zero-probability entry is never
     picked: it does not move the cumulative sum, and the pick is the first entry whose sum exceeds u.
+    `rows` (offset, total): these B rows are rows offset .. offset + B of a batch of `total`, and draw that
+    batch's uniform numbers (a shard of the batch samples what the whole batch samples in its rows).
     """
     B, V = probs.shape
     bs = 1 << (max(1, int(np.sqrt(V))).bit_length() - 1)  # a power of two near sqrt(V): divides most vocabularies
@@ -109,7 +111,9 @@ def inverse_cdf(rng: jax.Array, probs: jax.Array) -> jax.Array:
     blocks = (probs if nb * bs == V else jnp.pad(probs, ((0, 0), (0, nb * bs - V)))).reshape(B, nb, bs)
     block_mass = blocks.sum(-1)
     block_cdf = jnp.cumsum(block_mass, axis=-1)
-    u = jax.random.uniform(rng, (B, 1), jnp.float32) * block_cdf[:, -1:]
+    offset, total = rows if rows is not None else (0, B)
+    u = jax.lax.dynamic_slice_in_dim(jax.random.uniform(rng, (total, 1), jnp.float32), offset, B)
+    u = u * block_cdf[:, -1:]
     # Rounding can leave u at or above the last partial sum: the pick is then the last entry with mass.
     block = jnp.minimum((block_cdf <= u).sum(-1), _last_nonzero(block_mass))
     # The mass before the chosen block is the previous partial sum itself (not block_cdf - block_mass, which
@@ -126,23 +130,23 @@ def _last_nonzero(x: jax.Array) -> jax.Array:
     return x.shape[-1] - 1 - jnp.argmax(x[:, ::-1] > 0, axis=-1)
 
 
-def sample_token(rng: jax.Array, logits: jax.Array, cfg: SampleConfig):
+def sample_token(rng: jax.Array, logits: jax.Array, cfg: SampleConfig, rows: tuple | None = None):
     """(token (B,) int32, logprob (B,) float32 and entropy (B,) float32 of the temperature-scaled, unfiltered
-    distribution)."""
+    distribution). `rows`: inverse_cdf's."""
     scaled = logits if cfg.temperature == 0.0 else logits / cfg.temperature
     logprobs = jax.nn.log_softmax(scaled, axis=-1)
     probs = jnp.exp(logprobs)
     if cfg.temperature == 0.0:
         token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
     elif cfg.top_k or cfg.top_p < 1.0:
-        token = inverse_cdf(rng, jax.nn.softmax(filter_logits(scaled, cfg.top_k, cfg.top_p), axis=-1))
+        token = inverse_cdf(rng, jax.nn.softmax(filter_logits(scaled, cfg.top_k, cfg.top_p), axis=-1), rows)
     else:
-        token = inverse_cdf(rng, probs)
+        token = inverse_cdf(rng, probs, rows)
     entropy = -jnp.sum(probs * logprobs, axis=-1)
     return token, jnp.take_along_axis(logprobs, token[:, None], axis=-1)[:, 0], entropy
 
 
-def make_generate(graphdef, sample_cfg: SampleConfig):
+def make_generate(graphdef, sample_cfg: SampleConfig, mesh: jax.sharding.Mesh | None = None):
     """fn(params, prompt_tokens (B, P) int32, prompt_mask (B, P) bool, rng, salt=None) -> dict, jitted once.
 
     Returns {tokens (B, P + N): prompts (padding set to pad_id) then responses, response (B, N),
@@ -151,11 +155,36 @@ def make_generate(graphdef, sample_cfg: SampleConfig):
     real prompt token, and P + N - 1 <= n_positions (the last sampled token is never fed back). With `salt`
     (an int) the samples use fold_in(rng, salt), folded inside the program: an eager fold_in would wait for
     the device's queue and stall a host loop that dispatches the next batch before fetching the last.
+
+    With a `mesh` that splits only the batch (data > 1, fsdp = tensor = 1: the CPU default), each device
+    decodes its own rows in its own loop (shard_map) and stops when they have all ended: no collective per
+    token step, where one program over the mesh would agree on "every row ended" across devices at each
+    step and each device would wait for the slowest. Every row samples what it samples without the mesh (the
+    same uniform numbers, `inverse_cdf`'s rows). Other meshes (sharded params) run one program over the mesh.
+    On a CPU the program is compiled without XLA's YNNPACK fusions, which slow the loop's products of a few
+    rows (docs/RESULTS.md, "The decode loop per device"); the samples are the same to float rounding.
     """
     N, cfg = sample_cfg.max_new_tokens, sample_cfg
+    per_shard = (mesh is not None and mesh.size > 1 and mesh.shape["fsdp"] == 1 and mesh.shape["tensor"] == 1)
 
     def generate(params, prompt_tokens, prompt_mask, rng, salt=None):
         rng = rng if salt is None else jax.random.fold_in(rng, salt)
+        if not per_shard:
+            return decode(params, prompt_tokens, prompt_mask, rng, None)
+        total = prompt_tokens.shape[0]
+
+        def local(params, prompt_tokens, prompt_mask, rng):
+            offset = jax.lax.axis_index(sharding.BATCH_AXES) * prompt_tokens.shape[0]
+            return decode(params, prompt_tokens, prompt_mask, rng, (offset, total))
+
+        rows = jax.sharding.PartitionSpec(sharding.BATCH_AXES)
+        # check_vma off: the loop's carry starts the same on every device (t, finished) and becomes per-device.
+        return jax.shard_map(local, mesh=mesh, in_specs=(jax.sharding.PartitionSpec(), rows, rows,
+                                                         jax.sharding.PartitionSpec()),
+                             out_specs=rows, check_vma=False)(params, prompt_tokens, prompt_mask, rng)
+
+    def decode(params, prompt_tokens, prompt_mask, rng, rows):
+        """The rows' prefill and token loop; `rows` (offset, total) places them in the whole batch."""
         model = nnx.merge(graphdef, params)
         B, P = prompt_tokens.shape
         if P + N - 1 > model.cfg.n_positions:
@@ -167,7 +196,7 @@ def make_generate(graphdef, sample_cfg: SampleConfig):
         def emit(state, logits):
             """Sample step t's token from `logits` and record it; rows already finished record padding."""
             t, finished = state["t"], state["finished"]
-            token, logprob, entropy = sample_token(jax.random.fold_in(rng, t), logits, cfg)
+            token, logprob, entropy = sample_token(jax.random.fold_in(rng, t), logits, cfg, rows)
             token = jnp.where(finished, cfg.pad_id, token)
             put = lambda a, x: jax.lax.dynamic_update_index_in_dim(a, x, t, axis=1)  # noqa: E731
             return {
@@ -215,7 +244,8 @@ def make_generate(graphdef, sample_cfg: SampleConfig):
             "lengths": state["response_mask"].sum(-1).astype(jnp.int32),
         }
 
-    return jax.jit(generate)
+    cpu = (mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()) == "cpu"
+    return jax.jit(generate, compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""} if cpu else None)
 
 
 def sample_cli(workdir: str, prompts: list[str], max_new_tokens: int = 64, temperature: float = 0.0,

@@ -274,6 +274,38 @@ def test_sharded_equals_single_device(model_and_params):
     np.testing.assert_allclose(out["logprobs"], ref["logprobs"], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_rows_decoded_per_device_equal_one_program(model_and_params, temperature):
+    """On a mesh that splits only the batch (8 x 1 x 1) each device decodes its own rows in its own loop and
+    stops when they have ended: every row samples the tokens (and logprobs, to rounding) it samples without a
+    mesh, greedy and at temperature 1, with an EOS that ends some rows early and others not (in the greedy run
+    the first device's two rows, one prompt twice, by step 1: that device's loop stops while the others run on)."""
+    from instructgpt_jax import sharding
+
+    graphdef, params = model_and_params
+    mesh = sharding.make_mesh((-1, 1, 1))
+    rng = np.random.default_rng(5)
+    rows = [list(rng.integers(0, CFG.vocab_size, rng.integers(1, P + 1))) for _ in range(2 * mesh.size)]
+    rows[1] = rows[0]
+    tokens, mask = left_pad(rows, pad_id=0, length=P)
+    cfg = dataclasses.replace(GREEDY, temperature=temperature)
+    key = jax.random.key(3)
+    first = make_generate(graphdef, cfg)(params, tokens, mask, key)
+    cfg = dataclasses.replace(cfg, eos_id=int(first["response"][0, 1]))
+    ref = make_generate(graphdef, cfg)(params, tokens, mask, key)
+    with jax.set_mesh(mesh):
+        batch = sharding.shard_batch({"tokens": tokens, "mask": mask}, mesh)
+        out = make_generate(graphdef, cfg, mesh)(jax.device_put(params, sharding.replicated(mesh)), batch["tokens"],
+                                                 batch["mask"], key)
+    lengths = np.asarray(ref["lengths"])
+    assert temperature or lengths[0] == lengths[1] <= 2
+    assert lengths.min() < N and lengths.max() == N  # rows end at different steps
+    for name in ("response", "response_mask", "lengths", "tokens"):
+        np.testing.assert_array_equal(out[name], ref[name], err_msg=name)
+    np.testing.assert_allclose(out["logprobs"], ref["logprobs"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(out["entropy"], ref["entropy"], rtol=0, atol=1e-5)
+
+
 def test_generate_texts_buckets_prompts_by_length_without_changing_a_sample():
     """Batches of one prompt-length bucket (a shorter prefill and cache) give every prompt, in its own
     place, the greedy text it gets in one batch padded to the longest prompt."""

@@ -102,7 +102,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     sharding.check_divisible(c.batch_rows, mesh, "config.compare.batch_rows")
     generate_cfg = SampleConfig(max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_k=c.top_k,
                                 top_p=c.top_p, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
-    generate = make_generate(graphdef, generate_cfg)
+    generate = make_generate(graphdef, generate_cfg, mesh)
     rng = np.random.default_rng([c.seed, K_STREAM])
     # K is drawn per prompt first; each prompt gets K + extra_samples rows (spares for duplicates), and the
     # rows of all prompts are sampled in fixed batches of batch_rows (one compiled shape, no idle rows).
@@ -120,7 +120,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         rows = np.flatnonzero(origin == s)
         if not len(rows):
             continue
-        source_generate = generate if s == 0 else make_generate(source_graphdef, generate_cfg)
+        source_generate = generate if s == 0 else make_generate(source_graphdef, generate_cfg, mesh)
         key = jax.random.key(c.seed) if s == 0 else jax.random.fold_in(jax.random.key(c.seed), s)
         with jax.set_mesh(mesh):
             got, got_lengths = generate_texts(source_generate, source_params, tokenizer,

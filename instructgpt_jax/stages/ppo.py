@@ -242,7 +242,7 @@ def make_programs(setup: Setup, eos_id: int, pad_id: int, reward_norm: tuple[flo
     cfg = setup.cfg
     sample_cfg = SampleConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, eos_id=eos_id, pad_id=pad_id)
     # The sampler runs the policy's params on the headless graph: in shared-trunk mode they exclude the head.
-    generate = make_generate(setup.ref_graphdef, sample_cfg)
+    generate = make_generate(setup.ref_graphdef, sample_cfg, setup.mesh)
     score = rollout.make_score(setup.policy_graphdef, setup.value_graphdef, setup.ref_graphdef, setup.reward_graphdef,
                                cfg, eos_id, reward_norm)
     update = ppo.make_update(setup.policy_graphdef, setup.value_graphdef, cfg, setup.policy_tx, setup.value_tx,

@@ -42,11 +42,10 @@ def make_evaluate(setup: train.Setup, config, tokenizer, val_batches: list[dict]
         return loss * aux["tokens"], aux["tokens"]
 
     gold = gold_judge(config.eval.gold_judge)
-    generators = {
-        name: make_generate(setup.graphdef, SampleConfig(max_new_tokens=config.eval.max_new_tokens, temperature=temp,
-                                                         eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id))
-        for name, temp in (("", 0.0), ("_t1", 1.0))
-    }
+    sample = lambda temp: SampleConfig(max_new_tokens=config.eval.max_new_tokens, temperature=temp,  # noqa: E731
+                                       eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+    generators = {name: make_generate(setup.graphdef, sample(temp), setup.mesh)
+                  for name, temp in (("", 0.0), ("_t1", 1.0))}
 
     def evaluate(params) -> dict:
         total = count = 0.0
