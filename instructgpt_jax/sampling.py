@@ -172,16 +172,16 @@ def make_generate(graphdef, sample_cfg: SampleConfig, mesh: jax.sharding.Mesh | 
         if not per_shard:
             return decode(params, prompt_tokens, prompt_mask, rng, None)
         total = prompt_tokens.shape[0]
+        sharding.check_divisible(total, mesh, "the number of prompts in a sampling batch")
 
         def local(params, prompt_tokens, prompt_mask, rng):
             offset = jax.lax.axis_index(sharding.BATCH_AXES) * prompt_tokens.shape[0]
             return decode(params, prompt_tokens, prompt_mask, rng, (offset, total))
 
-        rows = jax.sharding.PartitionSpec(sharding.BATCH_AXES)
+        whole, by_row = jax.sharding.PartitionSpec(), jax.sharding.PartitionSpec(sharding.BATCH_AXES)
         # check_vma off: the loop's carry starts the same on every device (t, finished) and becomes per-device.
-        return jax.shard_map(local, mesh=mesh, in_specs=(jax.sharding.PartitionSpec(), rows, rows,
-                                                         jax.sharding.PartitionSpec()),
-                             out_specs=rows, check_vma=False)(params, prompt_tokens, prompt_mask, rng)
+        return jax.shard_map(local, mesh=mesh, in_specs=(whole, by_row, by_row, whole), out_specs=by_row,
+                             check_vma=False)(params, prompt_tokens, prompt_mask, rng)
 
     def decode(params, prompt_tokens, prompt_mask, rng, rows):
         """The rows' prefill and token loop; `rows` (offset, total) places them in the whole batch."""
