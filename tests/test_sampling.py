@@ -304,7 +304,7 @@ def test_rows_decoded_per_device_equal_one_program(model_and_params, temperature
         np.testing.assert_array_equal(out[name], ref[name], err_msg=name)
     np.testing.assert_allclose(out["logprobs"], ref["logprobs"], rtol=0, atol=1e-5)
     np.testing.assert_allclose(out["entropy"], ref["entropy"], rtol=0, atol=1e-5)
-    with pytest.raises(ValueError, match=r"number of prompts in a sampling batch=3 is not divisible by data x fsdp = 8"):
+    with pytest.raises(ValueError, match=r"prompts in a sampling batch=3 is not divisible by data x fsdp = 8"):
         make_generate(graphdef, cfg, mesh)(params, tokens[:3], mask[:3], key)
 
 
