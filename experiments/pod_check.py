@@ -78,8 +78,7 @@ def _model_state(cfg, mesh, rules, steps: int):
 
 def activation_bytes(cfg, mesh, rows: int, seq: int, remat: bool) -> int:
     """Per-device activations of forward + backward over `rows` x `seq` tokens (global rows)."""
-    batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
-    b = max(rows // batch_shards, 1)
+    b = max(rows // sharding.batch_shards(mesh), 1)
     tp = mesh.shape["tensor"]
     a = np.dtype(cfg.dtype).itemsize
     heads = cfg.n_head // tp if cfg.n_head % tp == 0 else cfg.n_head
@@ -120,7 +119,7 @@ def check(config) -> dict:
     frozen = (params + v_params) * np.dtype(p.ppo.frozen_dtype).itemsize // 4
     seq = p.data.prompt_len + p.ppo.max_new_tokens
     mb_rows = p.ppo.rollout_batch // p.ppo.minibatches
-    shards = mesh.shape["data"] * mesh.shape["fsdp"]
+    shards = sharding.batch_shards(mesh)
     kv = 2 * cfg.n_layer * max(p.ppo.rollout_batch // shards, 1) * seq * cfg.n_embd * np.dtype(cfg.dtype).itemsize
     acts = activation_bytes(cfg, mesh, mb_rows, seq, cfg.remat) + activation_bytes(v_cfg, mesh, mb_rows, seq, cfg.remat)
     if p.ppo.ptx_coef > 0:

@@ -394,7 +394,7 @@ def bench_real_lengths(config: ml_collections.ConfigDict) -> dict:
         else:
             layouts = bench_lengths.rm_layouts(data["rm"], tokenizer, r.rm_batch_size, r.rm_packed_rows, r.rm_seq_len,
                                                model_cfg.n_positions, r.seed, r.steps,
-                                               setup.mesh.shape["data"] * setup.mesh.shape["fsdp"])
+                                               sharding.batch_shards(setup.mesh))
         for layout in layouts:
             log.info("bench %s: real lengths, %s %s", config.name, layout.stage, layout.layout)
             timing = time_train_step(setup, layout.loss_fn, layout.batches, config.warmup, r.steps)

@@ -125,6 +125,11 @@ def init_sharded(init_fn: Callable[[], object], shardings):
     return jax.jit(init_fn, out_shardings=shardings)()
 
 
+def batch_shards(mesh: Mesh) -> int:
+    """How many parts a batch's rows split into: data x fsdp (BATCH_AXES); 'tensor' holds whole rows."""
+    return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
 def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
     """Leading (batch) dimension over data x fsdp, the rest replicated."""
     return NamedSharding(mesh, P(BATCH_AXES, *([None] * (ndim - 1))))
@@ -136,7 +141,7 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
     Single process: `device_put`. Multi-host: every process passes its own slice and
     `make_array_from_process_local_data` assembles the global array.
     """
-    n = mesh.shape["data"] * mesh.shape["fsdp"]
+    n = batch_shards(mesh)
     out = {}
     for key, value in batch.items():
         value = np.asarray(value)
@@ -159,7 +164,7 @@ def put_local(value: np.ndarray, sharding: NamedSharding) -> jax.Array:
 
 
 def check_divisible(batch_size: int, mesh: Mesh, what: str = "batch_size") -> None:
-    n = mesh.shape["data"] * mesh.shape["fsdp"]
+    n = batch_shards(mesh)
     if batch_size % n:
         raise ValueError(f"{what}={batch_size} is not divisible by data x fsdp = {n} (mesh {dict(mesh.shape)})")
 

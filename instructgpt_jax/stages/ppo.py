@@ -134,11 +134,11 @@ def make_setup(model_cfg: GPTConfig, mesh_cfg, cfg: ppo.PPOConfig, policy_tx, va
     else:  # one device: no axis to split; more: config.mesh.shape over them
         update_mesh = sharding.make_mesh((1, 1, 1) if n_update == 1 else mesh_cfg.shape, devices[:n_update])
     shardings = sharding.on_mesh(shardings, abstract, update_mesh)
-    n = mesh.shape["data"] * mesh.shape["fsdp"]
+    n = sharding.batch_shards(mesh)
     if cfg.rollout_batch % n:
         raise ValueError(f"config.ppo.rollout_batch={cfg.rollout_batch} must be divisible by data x fsdp = {n}: "
                          "sampling and scoring split each rollout over the mesh")
-    n = update_mesh.shape["data"] * update_mesh.shape["fsdp"]
+    n = sharding.batch_shards(update_mesh)
     if cfg.rollout_batch // cfg.minibatches % n:
         raise ValueError(f"config.ppo.rollout_batch / minibatches = {cfg.rollout_batch // cfg.minibatches} rows per "
                          f"minibatch must be divisible by data x fsdp = {n}")

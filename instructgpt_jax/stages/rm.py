@@ -84,7 +84,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         # A prompt whose K responses need more rows than packed_rows (long samples of a tuned policy in a later
         # round) widens every step to what it needs rather than stopping the run: logged below.
         batches, epoch_steps = packed_rm_batches(examples, tokenizer, rm.packed_rows, seq_len, t.seed, t.epochs,
-                                                 mesh.shape["data"] * mesh.shape["fsdp"],
+                                                 sharding.batch_shards(mesh),
                                                  share_prompt=rm.share_prompt, grow=True)
         if batches.rows > rm.packed_rows:
             log.warning("rm: a prompt's responses need more than config.rm.packed_rows=%d rows of %d tokens; "
