@@ -45,9 +45,9 @@ def test_shares_and_win_rates_match_a_hand_count(tmp_path):
     assert d["gold_perfect"] == pytest.approx((1 + 0.5 + 0.5 + 1) / 4)   # SFT draws below gold 1: "" twice
     h = win_decomposition.decompose(c, c["hard"])
     assert h["comparisons"] == 2 and h["better"] == pytest.approx(0.5) and h["worse"] == 0.0
-    lines = win_decomposition.family_rows(c)
-    assert lines[2].startswith("| reverse | 2 |") or lines[2].startswith("| write | 2 |")
-    assert len(lines) == 4
+    lines = win_decomposition.family_rows(c)   # as many comparisons each: by name
+    assert len(lines) == 4 and lines[2].startswith("| reverse | 2 | 0.50 / 0.50 / 0.00 |")
+    assert lines[3].startswith("| write | 2 | 0.00 / 0.50 / 0.50 |")
 
 
 def test_bad_inputs_name_the_file(tmp_path):
