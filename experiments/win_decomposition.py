@@ -23,7 +23,6 @@ judge again. No model runs. Columns:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -33,36 +32,39 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from instructgpt_jax.data.records import jsonl_records  # noqa: E402
 from instructgpt_jax.data.world import gold_score, kind_of  # noqa: E402
 
 EPS = 1e-9
 
 
 def comparisons(workdir: str, policy: str) -> dict:
-    """Every (policy answer, SFT draw) comparison of the eval split: prompt, family, hard, the two golds, win."""
+    """Every (policy answer, SFT draw) comparison of the eval split: family, hard, the two golds, the verdict.
+    Each answer is judged once and repeated over its draws."""
     path = os.path.join(workdir, "eval", f"{policy}.jsonl")
     if not os.path.exists(path):
         raise SystemExit(f"{path}: no such file (run the eval stage; policies are the files in {workdir}/eval)")
-    prompts, answers, draws, wins, families = [], [], [], [], []
-    with open(path) as f:
-        for line_no, line in enumerate(f, 1):
-            row = json.loads(line)
-            if row["split"] != "eval":
-                continue
-            if "wins" not in row or len(row["wins"]) != len(row["reference_responses"]):
-                raise SystemExit(f"{path}:{line_no}: expected `wins` beside each of `reference_responses`")
-            for draw, win in zip(row["reference_responses"], row["wins"]):
-                prompts.append(row["prompt"])
-                answers.append(row["response"])
-                draws.append(draw)
-                wins.append(win)
-                families.append(row["family"])
-    if not prompts:
+    rows = []
+    for where, row in jsonl_records(path):
+        if row["split"] != "eval":
+            continue
+        if "wins" not in row or len(row["wins"]) != len(row["reference_responses"]):
+            raise SystemExit(f"{where}: expected `wins` beside each of `reference_responses`")
+        rows.append(row)
+    if not rows:
         raise SystemExit(f"{path}: no rows of the eval split")
-    return {"family": np.array(families), "hard": np.array([kind_of(p) == "hard" for p in prompts]),
-            "gold_policy": np.asarray(gold_score(prompts, answers), np.float64),
-            "gold_sft": np.asarray(gold_score(prompts, draws), np.float64), "win": np.asarray(wins, np.float64),
-            "prompts": len(set(prompts))}
+    prompts = [r["prompt"] for r in rows]
+    draws = [len(r["wins"]) for r in rows]
+
+    def per_draw(values):  # a row's value, once for each of its draws
+        return np.repeat(np.asarray(values), draws)
+
+    return {"family": per_draw([r["family"] for r in rows]),
+            "hard": per_draw([kind_of(p) == "hard" for p in prompts]),
+            "gold_policy": per_draw(np.asarray(gold_score(prompts, [r["response"] for r in rows]), np.float64)),
+            "gold_sft": np.asarray(gold_score(np.repeat(prompts, draws).tolist(),
+                                              [d for r in rows for d in r["reference_responses"]]), np.float64),
+            "win": np.asarray([w for r in rows for w in r["wins"]], np.float64), "prompts": len(set(prompts))}
 
 
 def decompose(c: dict, mask=None) -> dict:
@@ -80,8 +82,9 @@ def decompose(c: dict, mask=None) -> dict:
 def row(name: str, c: dict) -> str:
     d, h = decompose(c), decompose(c, c["hard"])
     hard = f"{h['better']:.2f} / {h['worse']:.2f}, {h['gold_exact']:.3f}" if h["comparisons"] else "-"
-    return (f"| {name} | {c['prompts']} ({d['comparisons']}) | {d['better']:.3f} / {d['equal']:.3f} / {d['worse']:.3f} "
-            f"| {d['labelers']:.3f} | {d['gold_exact']:.3f} | {d['never_worse']:.3f} | {d['gold_perfect']:.3f} | {hard} |")
+    return (f"| {name} | {c['prompts']} ({d['comparisons']}) | {d['better']:.3f} / {d['equal']:.3f} / "
+            f"{d['worse']:.3f} | {d['labelers']:.3f} | {d['gold_exact']:.3f} | {d['never_worse']:.3f} | "
+            f"{d['gold_perfect']:.3f} | {hard} |")
 
 
 def family_rows(c: dict) -> list[str]:
